@@ -1,0 +1,38 @@
+"""Model profiles: which model each role of each stage uses, and the consensus settings."""
+
+from __future__ import annotations
+
+from django.db import models
+
+DEFAULT_PROFILE_NAME = "diamond-v5"
+
+
+class Profile(models.Model):
+    name = models.SlugField(max_length=100, unique=True)
+    description = models.TextField(blank=True, default="")
+    # {"default": "anthropic/claude-opus-4.1", "stages": {"plan": {"proponent": "openai/gpt-4o"}}}
+    # A role with no entry under its stage uses "default".
+    stage_models = models.JSONField(default=dict)
+    rounds = models.PositiveSmallIntegerField(default=2)
+    quorum = models.FloatField(default=2 / 3)
+    threshold = models.FloatField(default=0.70)
+    consensus_free = models.JSONField(default=list, blank=True)  # stage names
+    budget_tokens = models.PositiveBigIntegerField(default=0)  # per run; 0 = no limit
+    budget_cost_usd = models.DecimalField(max_digits=10, decimal_places=2, default=0)  # per run; 0 = no limit
+    # Where artifacts go; blank = TEKTON_ARTIFACT_ROOT. Resolved under the data dir.
+    artifact_root = models.CharField(max_length=1024, blank=True, default="")
+    # Extra routes tried before the built-in ones: [{"match": "x-ai/*", "backend": "openai",
+    #  "base_url": "...", "key_env": "OPENROUTER_API_KEY"}]. Keys are named, never stored.
+    routes = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_default(self) -> bool:
+        return self.name == DEFAULT_PROFILE_NAME

@@ -1,0 +1,187 @@
+"""Run history: a run, its stages, its events, its artifacts and every LLM call it made."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Run(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        BLOCKED = "blocked"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
+
+    goal = models.TextField()
+    repo_path = models.CharField(max_length=1024)
+    profile_name = models.CharField(max_length=100)
+    # The resolved configuration at creation time: later profile edits never change a past run.
+    config = models.JSONField(default=dict)
+    stage_from = models.CharField(max_length=32)
+    stage_to = models.CharField(max_length=32)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    reason = models.TextField(blank=True, default="")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
+    )
+    output_dir = models.CharField(max_length=1024, blank=True, default="")
+    # Resumed from an earlier run: finished artifacts of that run are reused.
+    resumed_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL)
+    # Last RunEvent.seq handed out; incremented under a row lock so seq has no gaps.
+    event_seq = models.PositiveIntegerField(default=0)
+    input_tokens = models.PositiveBigIntegerField(default=0)
+    output_tokens = models.PositiveBigIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=0)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["owner", "-created_at", "-id"])]
+
+    def __str__(self) -> str:
+        return f"run {self.pk} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.FINISHED
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    @property
+    def duration_s(self) -> float | None:
+        if not self.started_at:
+            return None
+        end = self.finished_at
+        if end is None:
+            from django.utils import timezone
+
+            end = timezone.now()
+        return (end - self.started_at).total_seconds()
+
+
+class StageRun(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued"  # waiting for its dependencies or for a worker
+        RUNNING = "running"
+        BLOCKED = "blocked"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        SKIPPED = "skipped"  # reused from a resumed run, or approved without running
+        CANCELLED = "cancelled"
+
+    FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.SKIPPED, Status.CANCELLED)
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="stages")
+    stage = models.CharField(max_length=32)
+    position = models.PositiveSmallIntegerField()  # 1..9, the stage's place in the run order
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    attempt = models.PositiveSmallIntegerField(default=0)  # deliveries that claimed it
+    note = models.TextField(blank=True, default="")  # a person's note for a retry
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    worker = models.CharField(max_length=200, blank=True, default="")
+    confidence = models.FloatField(null=True, blank=True)
+    approval = models.FloatField(null=True, blank=True)  # weighted quorum result
+    votes = models.JSONField(default=list, blank=True)
+    mediator = models.JSONField(default=dict, blank=True)
+    checks = models.JSONField(default=list, blank=True)
+    reason = models.TextField(blank=True, default="")
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    input_tokens = models.PositiveBigIntegerField(default=0)
+    output_tokens = models.PositiveBigIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=0)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["run_id", "position"]
+        constraints = [models.UniqueConstraint(fields=["run", "stage"], name="uniq_stage_per_run")]
+        indexes = [models.Index(fields=["status", "heartbeat_at"])]
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} / {self.stage} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.FINISHED
+
+    @property
+    def duration_s(self) -> float | None:
+        if not (self.started_at and self.finished_at):
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+class RunEvent(models.Model):
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="events")
+    seq = models.PositiveIntegerField()
+    kind = models.CharField(max_length=40)
+    stage = models.CharField(max_length=32, blank=True, default="")
+    payload = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run_id", "seq"]
+        constraints = [models.UniqueConstraint(fields=["run", "seq"], name="uniq_event_seq_per_run")]
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} #{self.seq} {self.kind}"
+
+
+class Artifact(models.Model):
+    class Kind(models.TextChoices):
+        JSON = "json"  # the stage's schema-checked artifact
+        PATCH = "patch"  # code stage: the unified diff
+        SUMMARY = "summary"  # diamond_summary.json
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="artifacts")
+    stage = models.CharField(max_length=32)  # "" for the run summary
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    name = models.CharField(max_length=200)  # file name, e.g. plan.json
+    path = models.CharField(max_length=1024)  # relative to the artifact root
+    sha256 = models.CharField(max_length=64)
+    size = models.PositiveBigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run_id", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "stage", "kind"], name="uniq_artifact_per_stage_kind"),
+        ]
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} / {self.name}"
+
+
+class LlmCall(models.Model):
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="llm_calls")
+    stage = models.CharField(max_length=32)
+    role = models.CharField(max_length=16)
+    round = models.PositiveSmallIntegerField()
+    provider = models.CharField(max_length=40)
+    model = models.CharField(max_length=200)
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=0)
+    latency_ms = models.PositiveIntegerField(default=0)
+    attempt = models.PositiveSmallIntegerField(default=1)  # the stage attempt it belongs to
+    retries = models.PositiveSmallIntegerField(default=0)  # provider-level retries inside the call
+    error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run_id", "id"]
+        indexes = [models.Index(fields=["run", "stage"])]

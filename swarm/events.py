@@ -1,0 +1,47 @@
+"""Events the engine emits while a stage runs. Plain dataclasses; the Django side records
+and publishes them (runs/events.py). `kind` is the RunEvent kind they become."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class EngineEvent:
+    kind: str = field(init=False, default="")
+
+    def payload(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("kind", None)
+        return data
+
+
+@dataclass(frozen=True)
+class AgentMessage(EngineEvent):
+    """One agent's answer in the debate; becomes a `stage.progress` event."""
+
+    stage: str
+    role: str  # proponent | skeptic | pragmatist | mediator
+    round: int  # 0 = opening, 1..R debate rounds, R+1 = mediator (repair: same round)
+    model: str
+    answer: dict[str, Any]  # the validated answer (redacted before it is stored)
+    kind: str = field(init=False, default="stage.progress")
+
+
+@dataclass(frozen=True)
+class LlmCallDone(EngineEvent):
+    """One provider call, successful or not; becomes an LlmCall row, not a RunEvent."""
+
+    stage: str
+    role: str
+    round: int
+    provider: str
+    model: str
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    latency_s: float
+    attempts: int
+    error: str = ""
+    kind: str = field(init=False, default="llm.call")

@@ -1,0 +1,114 @@
+"""Secret and PII redaction, applied to everything Tekton stores or shows.
+
+Each match becomes `[LABEL#n]`, where n numbers the distinct values of that label within
+one call, so the same secret twice reads `[API_KEY#1]` both times and a reader can still
+tell values apart without seeing them.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from typing import Any
+
+# Order matters: the most specific patterns run first so an Anthropic key is not
+# half-eaten by the generic `sk-` rule, and a JWT is not mistaken for a token assignment.
+_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
+    ("JWT", re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}")),
+    ("API_KEY", re.compile(r"\bsk-ant-[A-Za-z0-9_-]{10,}")),
+    ("API_KEY", re.compile(r"\bsk-or-v1-[A-Za-z0-9_-]{10,}")),
+    ("API_KEY", re.compile(r"\bsk-(?:proj-)?[A-Za-z0-9_-]{16,}")),
+    ("API_KEY", re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,})")),
+    ("API_KEY", re.compile(r"\bAKIA[0-9A-Z]{16}\b")),
+    ("API_KEY", re.compile(r"\bxox[abprs]-[A-Za-z0-9-]{10,}")),
+    ("TOKEN", re.compile(r"(?i)\bBearer\s+[A-Za-z0-9._~+/=-]{12,}")),
+    ("EMAIL", re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b")),
+]
+# key=..., api_key: "...", password = ..., token=...: the value goes, the name stays.
+_ASSIGNMENT = re.compile(
+    r"""(?ix)
+    \b((?:[a-z0-9_]*?(?:api[_-]?key|secret|token|passw(?:or)?d|access[_-]?key|private[_-]?key)|key))
+    (\s*[:=]\s*)
+    (["']?)([^\s"',;&]{6,})\3
+    """
+)
+_CARD = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])")
+_PHONE = re.compile(r"(?<![\w.])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{2,4}\)[\s.-]?|\d{2,4}[\s.-])\d{3,4}[\s.-]\d{3,4}(?![\w.])")
+_LABEL_RE = re.compile(r"^\[[A-Z_]+#\d+\]$")
+
+
+def _luhn_ok(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch)
+        if i % 2 == 1:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+class _Labeller:
+    def __init__(self) -> None:
+        self.seen: dict[tuple[str, str], str] = {}
+        self.counts: dict[str, int] = {}
+
+    def __call__(self, label: str, value: str) -> str:
+        key = (label, value)
+        if key not in self.seen:
+            self.counts[label] = self.counts.get(label, 0) + 1
+            self.seen[key] = f"[{label}#{self.counts[label]}]"
+        return self.seen[key]
+
+
+def _redact_text(text: str, label: Callable[[str, str], str]) -> str:
+    for name, pattern in _PATTERNS:
+        text = pattern.sub(lambda m, n=name: label(n, m.group(0)), text)
+
+    def assignment(m: re.Match[str]) -> str:
+        value = m.group(4)
+        if _LABEL_RE.match(value):
+            return m.group(0)
+        return f"{m.group(1)}{m.group(2)}{m.group(3)}{label('SECRET', value)}{m.group(3)}"
+
+    text = _ASSIGNMENT.sub(assignment, text)
+
+    def card(m: re.Match[str]) -> str:
+        digits = re.sub(r"\D", "", m.group(0))
+        if 13 <= len(digits) <= 19 and _luhn_ok(digits):
+            return label("CARD", digits)
+        return m.group(0)
+
+    text = _CARD.sub(card, text)
+    text = _PHONE.sub(lambda m: label("PHONE", re.sub(r"\D", "", m.group(0))), text)
+    return text
+
+
+def redact(value: Any, *, labeller: _Labeller | None = None) -> Any:
+    """Return `value` with secrets and PII replaced; walks dicts, lists and tuples.
+
+    Dict keys are kept (they are field names), strings are redacted, other scalars pass.
+    """
+    label = labeller or _Labeller()
+    if isinstance(value, str):
+        return _redact_text(value, label)
+    if isinstance(value, dict):
+        return {k: redact(v, labeller=label) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(redact(v, labeller=label) for v in value)
+    return value
+
+
+class RedactingFilter(logging.Filter):
+    """Logging filter: redacts the formatted message so no secret reaches a log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string is the logger's problem, not ours
+            return True
+        record.msg = redact(message)
+        record.args = ()
+        return True

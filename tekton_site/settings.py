@@ -1,0 +1,215 @@
+"""Tekton settings: one module, every difference between machines comes from the environment.
+
+Embedded mode (no variables set): SQLite under TEKTON_DATA_DIR, stages executed in-process,
+in-memory channel layer, offline LLM backend. Services mode: DATABASE_URL selects
+PostgreSQL, REDIS_URL (or CELERY_BROKER_URL) selects Celery workers and channels_redis.
+`.env.example` lists every variable.
+"""
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() not in ("true", "false", "1", "0"):
+        raise ImproperlyConfigured(f"{name} must be true or false, got {raw!r}")
+    return raw.lower() in ("true", "1")
+
+
+def env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number, got {raw!r}") from None
+
+
+def env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, got {raw!r}") from None
+
+
+DEBUG = env_bool("TEKTON_DEBUG", False)
+TEKTON_DATA_DIR = Path(os.environ.get("TEKTON_DATA_DIR") or BASE_DIR / "var").resolve()
+
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
+if not SECRET_KEY:
+    if os.environ.get("DATABASE_URL") and not DEBUG:
+        raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set in services mode")
+    # Embedded mode is a single-user local tool; a fixed dev key keeps sessions across restarts.
+    SECRET_KEY = "tekton-embedded-insecure-key-set-DJANGO_SECRET_KEY-in-production"
+
+ALLOWED_HOSTS = [
+    h.strip() for h in os.environ.get("TEKTON_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",")
+    if h.strip()
+]
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_typer",
+    "channels",
+    "config_profiles",
+    "runs",
+    "syschecks",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "tekton_site.urls"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+WSGI_APPLICATION = None
+ASGI_APPLICATION = "tekton_site.asgi.application"
+
+# --- database -------------------------------------------------------------------------
+if os.environ.get("DATABASE_URL"):
+    DATABASES = {"default": dj_database_url.parse(os.environ["DATABASE_URL"], conn_max_age=0)}
+else:
+    TEKTON_DATA_DIR.mkdir(parents=True, exist_ok=True)
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": TEKTON_DATA_DIR / "tekton.sqlite3",
+            "OPTIONS": {
+                # IMMEDIATE avoids lock-upgrade deadlocks when the web thread and a stage
+                # thread write at once; WAL lets readers go on while a stage writes.
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 30,
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+            "TEST": {"NAME": TEKTON_DATA_DIR / "test-tekton.sqlite3"},
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+TEKTON_DB_IS_POSTGRES = DATABASES["default"]["ENGINE"].endswith("postgresql")
+
+# --- execution, broker, channel layer ---------------------------------------------------
+REDIS_URL = os.environ.get("REDIS_URL", "")
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", REDIS_URL)
+# "celery" (workers), "inline" (in this process: the CLI runs stages in-line, the web
+# process in a background thread). Derived from the broker; overridable for tests.
+TEKTON_EXECUTION = os.environ.get("TEKTON_EXECUTION") or ("celery" if CELERY_BROKER_URL else "inline")
+if TEKTON_EXECUTION not in ("celery", "inline"):
+    raise ImproperlyConfigured(f"TEKTON_EXECUTION must be celery or inline, got {TEKTON_EXECUTION!r}")
+if TEKTON_EXECUTION == "celery" and not CELERY_BROKER_URL:
+    raise ImproperlyConfigured("TEKTON_EXECUTION=celery needs CELERY_BROKER_URL or REDIS_URL")
+
+# A running stage refreshes its heartbeat this often; a stage whose heartbeat is older
+# than the lease is taken to be orphaned (its worker died) and is run again.
+TEKTON_HEARTBEAT_SECONDS = env_float("TEKTON_HEARTBEAT_SECONDS", 5.0)
+TEKTON_STAGE_LEASE_SECONDS = env_float("TEKTON_STAGE_LEASE_SECONDS", 60.0)
+TEKTON_STAGE_MAX_ATTEMPTS = 3
+TEKTON_QUEUE = os.environ.get("TEKTON_QUEUE", "tekton")
+
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_DEFAULT_QUEUE = TEKTON_QUEUE
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+# A stage spends its life waiting on LLM calls: threads let one worker process hold many
+# stages (and their calls) in flight instead of one process per waiting call.
+CELERY_WORKER_POOL = os.environ.get("TEKTON_WORKER_POOL", "threads")
+CELERY_WORKER_CONCURRENCY = env_int("TEKTON_WORKER_CONCURRENCY", 32)
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    # Redelivery of a message whose worker died; the claim + heartbeat guard makes an
+    # early redelivery of a live stage harmless, and the sweeper covers the rest.
+    "visibility_timeout": env_int("TEKTON_VISIBILITY_TIMEOUT", 3600),
+    "global_keyprefix": os.environ.get("TEKTON_REDIS_PREFIX", "tekton:"),
+}
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": "tekton:asgi", "capacity": 1000},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# --- Tekton ----------------------------------------------------------------------------
+_roots = os.environ.get("TEKTON_REPO_ROOTS", "")
+# Unset in embedded mode: the current directory and the user's home.
+TEKTON_REPO_ROOTS = [
+    Path(p).expanduser().resolve() for p in _roots.split(os.pathsep) if p.strip()
+] or ([Path.cwd().resolve(), Path.home().resolve()] if not os.environ.get("DATABASE_URL") else [])
+TEKTON_ARTIFACT_ROOT = Path(
+    os.environ.get("TEKTON_ARTIFACT_ROOT") or TEKTON_DATA_DIR / "artifacts"
+).resolve()
+TEKTON_GOAL_MAX_CHARS = 8000
+
+# --- auth, static, i18n ------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = TEKTON_DATA_DIR / "staticfiles"
+LOGIN_URL = "/admin/login/"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"redact": {"()": "swarm.redact.RedactingFilter"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "filters": ["redact"]},
+    },
+    "root": {"handlers": ["console"], "level": os.environ.get("TEKTON_LOG_LEVEL", "WARNING")},
+    "loggers": {
+        "tekton": {"level": os.environ.get("TEKTON_LOG_LEVEL", "INFO"), "propagate": True},
+        "httpx": {"level": "WARNING"},
+    },
+}
