@@ -31,8 +31,6 @@ class Run(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
     )
     output_dir = models.CharField(max_length=1024, blank=True, default="")
-    # Resumed from an earlier run: finished artifacts of that run are reused.
-    resumed_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL)
     # Last RunEvent.seq handed out; incremented under a row lock so seq has no gaps.
     event_seq = models.PositiveIntegerField(default=0)
     input_tokens = models.PositiveBigIntegerField(default=0)
@@ -95,6 +93,9 @@ class StageRun(models.Model):
     votes = models.JSONField(default=list, blank=True)
     mediator = models.JSONField(default=dict, blank=True)
     checks = models.JSONField(default=list, blank=True)
+    # A blocked stage's best attempt ({"artifact": {...} | None, "patch": str | None}); it
+    # becomes the Artifact only when a person approves it, so no artifact is written twice.
+    draft = models.JSONField(null=True, blank=True)
     reason = models.TextField(blank=True, default="")
     approved_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

@@ -36,7 +36,6 @@ class Migration(migrations.Migration):
                 ('finished_at', models.DateTimeField(blank=True, null=True)),
                 ('updated_at', models.DateTimeField(auto_now=True)),
                 ('owner', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='runs', to=settings.AUTH_USER_MODEL)),
-                ('resumed_from', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to='runs.run')),
             ],
             options={
                 'ordering': ['-created_at', '-id'],
@@ -113,6 +112,7 @@ class Migration(migrations.Migration):
                 ('votes', models.JSONField(blank=True, default=list)),
                 ('mediator', models.JSONField(blank=True, default=dict)),
                 ('checks', models.JSONField(blank=True, default=list)),
+                ('draft', models.JSONField(blank=True, null=True)),
                 ('reason', models.TextField(blank=True, default='')),
                 ('input_tokens', models.PositiveBigIntegerField(default=0)),
                 ('output_tokens', models.PositiveBigIntegerField(default=0)),
