@@ -138,8 +138,11 @@ if TEKTON_EXECUTION == "celery" and not CELERY_BROKER_URL:
 # A running stage refreshes its heartbeat this often; a stage whose heartbeat is older
 # than the lease is taken to be orphaned (its worker died) and is run again.
 TEKTON_HEARTBEAT_SECONDS = env_float("TEKTON_HEARTBEAT_SECONDS", 5.0)
-TEKTON_STAGE_LEASE_SECONDS = env_float("TEKTON_STAGE_LEASE_SECONDS", 60.0)
+TEKTON_STAGE_LEASE_SECONDS = env_float("TEKTON_STAGE_LEASE_SECONDS", 30.0)
 TEKTON_STAGE_MAX_ATTEMPTS = 3
+# Inline mode only: False runs dispatched stages synchronously in the caller's thread
+# (tests); True runs them in a background thread (the web process, the CLI).
+TEKTON_INLINE_THREADS = env_bool("TEKTON_INLINE_THREADS", True)
 TEKTON_QUEUE = os.environ.get("TEKTON_QUEUE", "tekton")
 
 CELERY_RESULT_BACKEND = None
