@@ -1,0 +1,658 @@
+"""Tekton's system checks: credentials, database, Redis, workers, channel layer, Milvus,
+repositories and sandbox guards. Each reports ok / warn / error with a hint.
+
+Checks only read: they never create files, keys or rows (the artifact-root probe writes
+and removes one temporary file, which is the only honest test of "writable" as root).
+No check ever puts a secret in its result: key variables are reported as set or
+missing, and URLs lose their credentials before they are shown.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from django.conf import settings
+
+from syschecks.registry import CheckContext, CheckResult, register
+
+# Every network probe gives up after this long, so a down service costs at most this.
+NETWORK_TIMEOUT_S = 2.0
+CELERY_PING_TIMEOUT_S = 1.0
+GIT_TIMEOUT_S = 3.0
+
+# Variable -> the backend it unlocks. Profiles name the variable; the value stays in the
+# environment and is never read beyond "is it non-empty".
+PROVIDER_KEY_VARIABLES: dict[str, str] = {
+    "ANTHROPIC_API_KEY": "anthropic",
+    "OPENAI_API_KEY": "openai",
+    "OPENROUTER_API_KEY": "openrouter",
+    "PORTKEY_API_KEY": "portkey",
+    "AIMLAPI_API_KEY": "aimlapi",
+}
+CLI_BINARIES: dict[str, str] = {"codex": "codex-cli", "claude": "claude-cli"}
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def is_services_mode() -> bool:
+    """Services mode: a server database or Celery workers; embedded is SQLite + inline."""
+    engine = settings.DATABASES["default"]["ENGINE"]
+    return not engine.endswith("sqlite3") or settings.TEKTON_EXECUTION == "celery"
+
+
+def safe_url(url: str) -> str:
+    """`url` without user name or password, for showing: scheme://host:port/path."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return "(unparseable URL)"
+    if not parts.scheme or not (parts.hostname or parts.path):
+        return "(unparseable URL)"
+    if parts.hostname is None:  # unix:///path/redis.sock, milvus lite paths
+        return f"{parts.scheme}://{parts.path}"
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    netloc = f"{host}:{port}" if port else host
+    return f"{parts.scheme}://{netloc}{parts.path}"
+
+
+def host_port(url: str, default_port: int) -> str:
+    parts = urlsplit(url)
+    return f"{parts.hostname or 'localhost'}:{parts.port or default_port}"
+
+
+def _error_line(exc: BaseException, *secrets: str) -> str:
+    """One line of an exception, with any known secret (a URL password) cut out."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def _url_password(url: str) -> str:
+    try:
+        return urlsplit(url).password or ""
+    except ValueError:
+        return ""
+
+
+# --- providers -----------------------------------------------------------------------------
+
+
+def provider_key_variables() -> dict[str, str]:
+    """Key variable -> backend label: ours, plus any the router knows and we do not."""
+    variables = dict(PROVIDER_KEY_VARIABLES)
+    try:
+        from swarm.providers.router import KNOWN_KEY_ENVS
+    except ImportError:  # the router is optional for this check; the list above suffices
+        return variables
+    for name in KNOWN_KEY_ENVS:
+        variables.setdefault(name, name.removesuffix("_API_KEY").lower())
+    return variables
+
+
+@register(id="provider.keys", title="LLM provider keys", category="providers")
+def check_provider_keys(ctx: CheckContext) -> list[CheckResult]:
+    """One row per key variable (set or missing, never its value) and a summary row."""
+    variables = provider_key_variables()
+    results = []
+    set_count = 0
+    for variable, backend in variables.items():
+        is_set = bool(os.environ.get(variable, "").strip())
+        set_count += is_set
+        results.append(
+            CheckResult(
+                id=f"provider.{backend}",
+                title=f"{variable}",
+                status="ok",
+                detail=f"{variable} is set"
+                if is_set
+                else f"{variable} is missing: models routed to {backend} are unavailable",
+                hint=""
+                if is_set
+                else f"Export {variable} in the environment of the web process and the "
+                f"workers to use {backend}; profiles name the variable, never the value.",
+            )
+        )
+    counted = f"{set_count} of {len(variables)} provider key variables set"
+    mode = os.environ.get("TEKTON_LLM_BACKEND", "").strip().lower()
+    if mode in ("offline", "replay"):
+        summary = CheckResult(
+            status="ok",
+            detail=f"TEKTON_LLM_BACKEND is {mode}: keys are not used ({counted})",
+        )
+    elif set_count:
+        summary = CheckResult(status="ok", detail=counted)
+    else:
+        summary = CheckResult(
+            status="warn",
+            detail="no provider key variable is set: the offline backend answers every model",
+            hint="Export one of "
+            + ", ".join(variables)
+            + " for real model answers; offline runs are labelled as such.",
+        )
+    return [summary, *results]
+
+
+@register(id="provider.cli", title="Codex and Claude command-line tools", category="providers")
+def check_provider_cli(ctx: CheckContext) -> list[CheckResult]:
+    results = []
+    for binary, backend in CLI_BINARIES.items():
+        found = shutil.which(binary)
+        results.append(
+            CheckResult(
+                id=f"provider.{backend}",
+                title=f"{binary} command-line tool",
+                status="ok" if found else "warn",
+                detail=f"{binary} found at {found}"
+                if found
+                else f"{binary} not found on PATH: the {backend} backend cannot run",
+                hint=""
+                if found
+                else f"Install the {binary} CLI and put it on the PATH of the workers, or "
+                f"route its models to an API backend in the profile.",
+            )
+        )
+    return results
+
+
+# --- database ------------------------------------------------------------------------------
+
+
+@register(id="db", title="Database", category="database", uses_database=True)
+def check_database(ctx: CheckContext) -> CheckResult:
+    from django.db import connection
+
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            (one,) = cursor.fetchone()
+            if one != 1:
+                raise RuntimeError(f"SELECT 1 answered {one!r}")
+            if connection.vendor == "postgresql":
+                cursor.execute("SHOW server_version")
+                version = cursor.fetchone()[0]
+            elif connection.vendor == "sqlite":
+                import sqlite3
+
+                version = sqlite3.sqlite_version
+            else:
+                version = "unknown version"
+    except Exception as exc:
+        where = _db_where()
+        return CheckResult(
+            id="db",
+            status="error",
+            detail=f"cannot query the database at {where}: {_error_line(exc, _db_password())}",
+            hint="Check DATABASE_URL (host, port, database name, user) and that the server "
+            "is running and accepts connections from this host.",
+        )
+    if connection.vendor == "sqlite":
+        if is_services_mode():
+            return CheckResult(
+                id="db",
+                status="warn",
+                detail=f"SQLite {version} while Celery workers run: workers on other "
+                "machines cannot share this file",
+                hint="Set DATABASE_URL to a PostgreSQL database for services mode.",
+            )
+        return CheckResult(
+            id="db",
+            status="ok",
+            detail=f"SQLite {version} (embedded mode) at {settings.DATABASES['default']['NAME']}",
+            hint="",
+        )
+    return CheckResult(
+        id="db",
+        status="ok",
+        detail=f"{connection.display_name} {version} at {_db_where()}",
+    )
+
+
+def _db_where() -> str:
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("sqlite3"):
+        return str(db["NAME"])
+    return f"{db.get('HOST') or 'localhost'}:{db.get('PORT') or 5432}/{db.get('NAME')}"
+
+
+def _db_password() -> str:
+    return str(settings.DATABASES["default"].get("PASSWORD") or "")
+
+
+# --- redis ---------------------------------------------------------------------------------
+
+
+@register(id="redis", title="Redis", category="services")
+def check_redis(ctx: CheckContext) -> CheckResult:
+    url = getattr(settings, "REDIS_URL", "") or ""
+    if not url:
+        return CheckResult(status="ok", detail="not configured: embedded mode, not used")
+    import redis
+
+    shown = safe_url(url)
+    try:
+        client = redis.Redis.from_url(
+            url,
+            socket_connect_timeout=NETWORK_TIMEOUT_S,
+            socket_timeout=NETWORK_TIMEOUT_S,
+            retry_on_timeout=False,
+        )
+        try:
+            client.ping()
+            version = client.info("server").get("redis_version", "unknown version")
+        finally:
+            client.close()
+    except Exception as exc:
+        return CheckResult(
+            status="error",
+            detail=f"cannot reach Redis at {shown}: {_error_line(exc, _url_password(url))}",
+            hint="Start Redis (redis-server) or fix REDIS_URL; in services mode the broker "
+            "and the live event stream need it.",
+        )
+    return CheckResult(status="ok", detail=f"Redis {version} answered PING at {shown}")
+
+
+# --- celery --------------------------------------------------------------------------------
+
+
+@register(id="celery", title="Celery workers", category="services")
+def check_celery(ctx: CheckContext) -> CheckResult:
+    if settings.TEKTON_EXECUTION != "celery":
+        return CheckResult(status="ok", detail="inline mode: stages run in-process")
+    from tekton_site.celery import app
+
+    broker = settings.CELERY_BROKER_URL
+    shown = safe_url(broker)
+    conn = app.connection_for_write(
+        broker,
+        connect_timeout=NETWORK_TIMEOUT_S,
+        # Redis transport: without these a black-holed broker host blocks for minutes.
+        transport_options={
+            "socket_connect_timeout": NETWORK_TIMEOUT_S,
+            "socket_timeout": NETWORK_TIMEOUT_S,
+        },
+    )
+    try:
+        try:
+            # max_retries=0: one attempt. Kombu's default retries for minutes.
+            conn.ensure_connection(max_retries=0, timeout=NETWORK_TIMEOUT_S)
+        except Exception as exc:
+            return CheckResult(
+                status="error",
+                detail=f"cannot reach the broker at {shown}: "
+                f"{_error_line(exc, _url_password(broker))}",
+                hint="Start the broker (Redis) or fix CELERY_BROKER_URL / REDIS_URL.",
+            )
+        replies = app.control.ping(timeout=CELERY_PING_TIMEOUT_S, connection=conn)
+    finally:
+        conn.release()
+    names = sorted(name for reply in replies or [] for name in reply)
+    if not names:
+        return CheckResult(
+            status="error",
+            detail=f"no worker answered a ping within {CELERY_PING_TIMEOUT_S:g} s (broker {shown})",
+            hint="Start a worker: `celery -A tekton_site worker` with the same environment "
+            "as the web process; queued stages wait until one runs.",
+        )
+    shown_names = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    return CheckResult(status="ok", detail=f"{len(names)} worker(s) answered: {shown_names}")
+
+
+# --- channel layer -------------------------------------------------------------------------
+
+
+@register(id="channels", title="Channel layer round trip", category="services")
+def check_channel_layer(ctx: CheckContext) -> CheckResult:
+    import asyncio
+
+    from asgiref.sync import async_to_sync
+    from channels import DEFAULT_CHANNEL_LAYER
+    from channels.layers import channel_layers
+
+    if DEFAULT_CHANNEL_LAYER not in (getattr(settings, "CHANNEL_LAYERS", None) or {}):
+        return CheckResult(
+            status="error",
+            detail="no channel layer is configured: live updates cannot reach browsers",
+            hint="Set CHANNEL_LAYERS (settings derive it from REDIS_URL).",
+        )
+    # A fresh instance of the configured layer, not the process's shared one: a Redis
+    # layer lets only one event loop receive at a time, and the ASGI server's loop owns it.
+    layer = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
+    backend = type(layer).__name__
+    nonce = uuid.uuid4().hex
+    secrets = _channel_layer_passwords()
+    hint = "Check that Redis is reachable from this process (REDIS_URL / CHANNEL_LAYERS)."
+
+    async def round_trip() -> dict:
+        channel = await layer.new_channel("syschecks.")
+        await layer.send(channel, {"type": "syschecks.ping", "nonce": nonce})
+        return await layer.receive(channel)
+
+    async def bounded() -> dict:
+        try:
+            return await asyncio.wait_for(round_trip(), NETWORK_TIMEOUT_S)
+        finally:
+            close = getattr(layer, "close_pools", None)
+            if close is not None:
+                try:
+                    await asyncio.wait_for(close(), NETWORK_TIMEOUT_S / 4)
+                except Exception:  # closing a pool to a dead server may fail; nothing leaks
+                    pass
+
+    try:
+        message = async_to_sync(bounded)()
+    except TimeoutError:
+        return CheckResult(
+            status="error",
+            detail=f"{backend}: a message sent to a fresh channel did not come back "
+            f"within {NETWORK_TIMEOUT_S:g} s",
+            hint=hint,
+        )
+    except Exception as exc:
+        return CheckResult(
+            status="error",
+            detail=f"{backend}: round trip failed: {_error_line(exc, *secrets)}",
+            hint=hint,
+        )
+    if message.get("nonce") != nonce:
+        return CheckResult(
+            status="error",
+            detail=f"{backend}: a different message came back from a fresh channel",
+            hint="Another process shares this channel layer prefix; give each deployment "
+            "its own Redis database or prefix.",
+        )
+    scope = " (in-memory: this process only)" if "InMemory" in backend else ""
+    return CheckResult(status="ok", detail=f"{backend} round trip ok{scope}")
+
+
+def _channel_layer_passwords() -> list[str]:
+    """Passwords in REDIS_URL and the channel layer's hosts (URLs or dicts), to cut out."""
+    found = [_url_password(getattr(settings, "REDIS_URL", "") or "")]
+    config = (getattr(settings, "CHANNEL_LAYERS", None) or {}).get("default", {})
+    for host in (config.get("CONFIG") or {}).get("hosts", []) or []:
+        if isinstance(host, str):
+            found.append(_url_password(host))
+        elif isinstance(host, dict):
+            found.append(str(host.get("password") or ""))
+            found.append(_url_password(str(host.get("address") or "")))
+    return [p for p in found if p]
+
+
+# --- milvus --------------------------------------------------------------------------------
+
+
+@register(id="milvus", title="Milvus retrieval index", category="services")
+def check_milvus(ctx: CheckContext) -> CheckResult:
+    uri = getattr(settings, "MILVUS_URI", None)
+    if not uri:
+        return CheckResult(
+            status="warn",
+            detail="not configured (retrieval falls back to run history)",
+            hint="Set MILVUS_URI to a Milvus server (http://host:19530) or a Milvus Lite "
+            "path to retrieve lessons and repository chunks by meaning.",
+        )
+    uri = str(uri)
+    scheme = urlsplit(uri).scheme
+    if scheme in ("http", "https", "tcp", "grpc", "grpcs"):
+        try:
+            where = host_port(uri, 443 if scheme == "https" else 19530)
+        except ValueError:
+            return CheckResult(
+                status="error",
+                detail=f"MILVUS_URI is not a valid URL ({safe_url(uri)})",
+                hint="Use http://host:19530 for a Milvus server or a path for Milvus Lite.",
+            )
+        host, _, port = where.rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), NETWORK_TIMEOUT_S):
+                pass
+        except OSError as exc:
+            return CheckResult(
+                status="error",
+                detail=f"cannot connect to Milvus at {where}: {_error_line(exc)}",
+                hint="Start the Milvus server or fix MILVUS_URI.",
+            )
+        return CheckResult(status="ok", detail=f"Milvus reachable at {safe_url(uri)}")
+    # Milvus Lite: a local path (its ".db" is a directory) that this process must write.
+    path = Path(uri.removeprefix("file://")).expanduser()
+    target = path if path.exists() else _nearest_existing(path.parent)
+    if target is None or not (target.is_dir() and os.access(target, os.W_OK | os.X_OK)):
+        return CheckResult(
+            status="error",
+            detail=f"Milvus Lite path {path} is not writable by this process",
+            hint="Point MILVUS_URI at a directory this user may write (under TEKTON_DATA_DIR).",
+        )
+    state = "exists" if path.exists() else "will be created"
+    return CheckResult(status="ok", detail=f"Milvus Lite at {path} ({state}, writable)")
+
+
+def _nearest_existing(path: Path) -> Path | None:
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return candidate
+    return None
+
+
+# --- repositories --------------------------------------------------------------------------
+
+
+def _git(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0"}
+    return subprocess.run(
+        ["git", "-c", "core.quotepath=off", *args],
+        cwd=str(path),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=GIT_TIMEOUT_S,
+    )
+
+
+def _first_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[0] if lines else ""
+
+
+def repository_result(raw_path: str) -> CheckResult:
+    """The health of one repository path: exists, inside the roots, git, branch, dirty."""
+    # The id names the absolute path, so "." and "./" from two callers are one repository.
+    shown = os.path.abspath(os.path.expanduser(raw_path))
+    rid = f"repository:{shown}"
+    title = f"Repository {shown}"
+
+    def result(status: str, detail: str, hint: str = "") -> CheckResult:
+        return CheckResult(id=rid, title=title, status=status, detail=detail, hint=hint)
+
+    path = Path(raw_path).expanduser()
+    if not path.exists():
+        return result("error", f"{shown} does not exist", "Check the path for typos.")
+    path = path.resolve()
+    if not path.is_dir():
+        return result("error", f"{path} is not a directory", "Give the repository's folder.")
+    roots = [Path(r).resolve() for r in settings.TEKTON_REPO_ROOTS]
+    if not any(path.is_relative_to(root) for root in roots):
+        allowed = os.pathsep.join(str(r) for r in roots) or "(none)"
+        return result(
+            "error",
+            f"{path} is outside the allowed repository roots ({allowed})",
+            "Add a parent folder to TEKTON_REPO_ROOTS (path-separated) or move the repository.",
+        )
+    try:
+        top = _git(path, "rev-parse", "--show-toplevel")
+        if top.returncode != 0:
+            message = _first_line(top.stderr)
+            if "dubious ownership" in message:
+                return result(
+                    "error",
+                    f"git refuses {path}: it belongs to another user",
+                    "Run Tekton as the repository's owner, or add it to git's "
+                    "safe.directory for this user.",
+                )
+            return result(
+                "error",
+                f"{path} is not a git repository",
+                "Run `git init` there, or give the path of a cloned repository.",
+            )
+        branch_proc = _git(path, "symbolic-ref", "--short", "-q", "HEAD")
+        if branch_proc.returncode == 0:
+            branch = branch_proc.stdout.strip()
+        else:
+            head = _git(path, "rev-parse", "--short", "HEAD")
+            branch = f"detached at {head.stdout.strip()}" if head.returncode == 0 else "detached"
+        status = _git(path, "status", "--porcelain=v1", "--untracked-files=normal")
+        if status.returncode != 0:
+            return result(
+                "error",
+                f"git status failed in {path}: {_first_line(status.stderr)}",
+                "Repair the repository (git fsck) or give another path.",
+            )
+    except subprocess.TimeoutExpired:
+        return result(
+            "warn",
+            f"git took longer than {GIT_TIMEOUT_S:g} s in {path}",
+            "A very large or networked repository; runs still work but start slower.",
+        )
+    except FileNotFoundError:
+        return result("error", "git is not installed", "Install git (apt-get install git).")
+    changed = [line for line in status.stdout.splitlines() if line.strip()]
+    if changed:
+        return result(
+            "warn",
+            f"{path} on {branch}: dirty, {len(changed)} changed file(s)",
+            "Commit or stash the changes first, so a run's diff applies to a known state.",
+        )
+    return result("ok", f"{path} on {branch}: clean")
+
+
+@register(id="repository", title="Repositories", category="repositories")
+def check_repositories(ctx: CheckContext) -> list[CheckResult]:
+    """One result per path in ctx.repo_paths; none when no path was given."""
+    return [repository_result(p) for p in ctx.repo_paths]
+
+
+# --- sandbox guards ------------------------------------------------------------------------
+
+
+@register(id="sandbox", title="Sandbox guards", category="sandbox")
+def check_sandbox(ctx: CheckContext) -> list[CheckResult]:
+    return [_repo_roots(), _artifact_root(), _process_user(), _debug_flag()]
+
+
+def _repo_roots() -> CheckResult:
+    rid, title = "sandbox.repo_roots", "Repository roots"
+    roots = [Path(r).resolve() for r in settings.TEKTON_REPO_ROOTS]
+    if not roots:
+        return CheckResult(
+            id=rid,
+            title=title,
+            status="warn" if is_services_mode() else "ok",
+            detail="TEKTON_REPO_ROOTS is empty: no repository may be targeted",
+            hint="Set TEKTON_REPO_ROOTS to the folders (path-separated) that hold the "
+            "repositories runs may work on.",
+        )
+    if Path("/") in roots:
+        return CheckResult(
+            id=rid,
+            title=title,
+            status="warn",
+            detail="TEKTON_REPO_ROOTS includes /: a run may target any folder on this machine",
+            hint="Narrow TEKTON_REPO_ROOTS to the folders that hold repositories.",
+        )
+    missing = [r for r in roots if not r.is_dir()]
+    shown = os.pathsep.join(str(r) for r in roots)
+    if missing:
+        return CheckResult(
+            id=rid,
+            title=title,
+            status="warn",
+            detail=f"roots {shown}; missing: {', '.join(str(m) for m in missing)}",
+            hint="Create the missing folders or remove them from TEKTON_REPO_ROOTS.",
+        )
+    return CheckResult(id=rid, title=title, status="ok", detail=f"repositories limited to {shown}")
+
+
+def _artifact_root() -> CheckResult:
+    rid, title = "sandbox.artifact_root", "Artifact root"
+    root = Path(settings.TEKTON_ARTIFACT_ROOT).expanduser().resolve()
+    data_dir = Path(settings.TEKTON_DATA_DIR).expanduser().resolve()
+    if root.exists() and not root.is_dir():
+        return CheckResult(
+            id=rid,
+            title=title,
+            status="error",
+            detail=f"{root} exists and is not a directory",
+            hint="Point TEKTON_ARTIFACT_ROOT at a directory.",
+        )
+    probe_dir = root if root.exists() else _nearest_existing(root.parent)
+    writable = False
+    if probe_dir is not None:
+        try:
+            # os.access says yes to root on a read-only mount; a real write does not lie.
+            with tempfile.NamedTemporaryFile(dir=probe_dir, prefix=".tekton-check-"):
+                writable = True
+        except OSError:
+            writable = False
+    if not writable:
+        return CheckResult(
+            id=rid,
+            title=title,
+            status="error",
+            detail=f"{root} is not writable by this process: artifacts cannot be saved",
+            hint="Fix the folder's owner or permissions, or set TEKTON_ARTIFACT_ROOT.",
+        )
+    if not root.is_relative_to(data_dir):
+        return CheckResult(
+            id=rid,
+            title=title,
+            status="warn",
+            detail=f"{root} is writable but outside the data directory {data_dir}",
+            hint="Keep artifacts under TEKTON_DATA_DIR so backups and clean-up cover them.",
+        )
+    state = "" if root.exists() else " (will be created)"
+    return CheckResult(
+        id=rid, title=title, status="ok", detail=f"{root} writable, inside {data_dir}{state}"
+    )
+
+
+def _process_user() -> CheckResult:
+    rid, title = "sandbox.user", "Process user"
+    geteuid = getattr(os, "geteuid", None)
+    if geteuid is None:
+        return CheckResult(id=rid, title=title, status="ok", detail="not applicable here")
+    if geteuid() != 0:
+        return CheckResult(id=rid, title=title, status="ok", detail="not running as root")
+    # Root in services mode with DEBUG off is a deployment: an LLM-driven diff applied as
+    # root can touch the whole machine. Locally it is worth a warning, not a red light.
+    services = is_services_mode()
+    return CheckResult(
+        id=rid,
+        title=title,
+        status="error" if services and not settings.DEBUG else "warn",
+        detail="running as root" + (" in services mode" if services else ""),
+        hint="Run the web process and the workers as an unprivileged user.",
+    )
+
+
+def _debug_flag() -> CheckResult:
+    rid, title = "sandbox.debug", "Debug mode"
+    if not settings.DEBUG:
+        return CheckResult(id=rid, title=title, status="ok", detail="DEBUG is off")
+    if is_services_mode():
+        return CheckResult(
+            id=rid,
+            title=title,
+            status="warn",
+            detail="DEBUG is on in services mode: error pages show settings and tracebacks",
+            hint="Unset TEKTON_DEBUG (or set it to false) for a shared deployment.",
+        )
+    return CheckResult(id=rid, title=title, status="ok", detail="DEBUG is on (embedded mode)")
