@@ -16,8 +16,10 @@ from typing import Any
 # half-eaten by the generic `sk-` rule, and a JWT is not mistaken for a token assignment.
 _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("JWT", re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}")),
-    ("API_KEY", re.compile(r"\bsk-ant-[A-Za-z0-9_-]{10,}")),
-    ("API_KEY", re.compile(r"\bsk-or-v1-[A-Za-z0-9_-]{10,}")),
+    # No word boundary for these two: their prefixes are distinctive, and a key glued to
+    # the text before it ("token:sk-ant-...", "xsk-ant-...") must still go.
+    ("API_KEY", re.compile(r"sk-ant-[A-Za-z0-9_-]{10,}")),
+    ("API_KEY", re.compile(r"sk-or-v1-[A-Za-z0-9_-]{10,}")),
     ("API_KEY", re.compile(r"\bsk-(?:proj-)?[A-Za-z0-9_-]{16,}")),
     ("API_KEY", re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,})")),
     ("API_KEY", re.compile(r"\bAKIA[0-9A-Z]{16}\b")),
@@ -34,7 +36,12 @@ _ASSIGNMENT = re.compile(
     """
 )
 _CARD = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])")
-_PHONE = re.compile(r"(?<![\w.])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{2,4}\)[\s.-]?|\d{2,4}[\s.-])\d{3,4}[\s.-]\d{3,4}(?![\w.])")
+# The lookarounds refuse a match inside a longer run of digit groups, so a 16-digit
+# number written in fours (a non-Luhn "card") is not taken for a phone number.
+_PHONE = re.compile(
+    r"(?<![\w.])(?<!\d[\s.-])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{2,4}\)[\s.-]?|\d{2,4}[\s.-])"
+    r"\d{3,4}[\s.-]\d{3,4}(?![\w.])(?![\s.-]\d)"
+)
 _LABEL_RE = re.compile(r"^\[[A-Z_]+#\d+\]$")
 
 
@@ -50,7 +57,9 @@ def _luhn_ok(digits: str) -> bool:
     return total % 10 == 0
 
 
-class _Labeller:
+class Labeller:
+    """Numbers distinct values per label; share one across calls to keep labels consistent."""
+
     def __init__(self) -> None:
         self.seen: dict[tuple[str, str], str] = {}
         self.counts: dict[str, int] = {}
@@ -86,12 +95,12 @@ def _redact_text(text: str, label: Callable[[str, str], str]) -> str:
     return text
 
 
-def redact(value: Any, *, labeller: _Labeller | None = None) -> Any:
+def redact(value: Any, *, labeller: Labeller | None = None) -> Any:
     """Return `value` with secrets and PII replaced; walks dicts, lists and tuples.
 
     Dict keys are kept (they are field names), strings are redacted, other scalars pass.
     """
-    label = labeller or _Labeller()
+    label = labeller or Labeller()
     if isinstance(value, str):
         return _redact_text(value, label)
     if isinstance(value, dict):

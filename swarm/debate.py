@@ -1,0 +1,494 @@
+"""One stage of a Diamond v5 run: the debate, the mediator, the quorum and the block decision.
+
+`stage_run` is the engine's entry point (runs/execution.py calls it). It talks to models
+only through `completer.complete(...)` (the router in production, a fake in tests), emits
+events through `emit`, and returns a StageOutcome. It never touches a database.
+
+Schedule (cfg.rounds = R): the opening round (three debaters at once), R debate rounds
+(three at once, each seeing the transcript so far and voting on the proposal in hand),
+then one mediator call: R + 2 sequential LLM steps. cfg.sequential = True runs all
+3 + 3R + 1 calls one after another (the predecessor's schedule, for benchmarks only).
+
+Decisions, all in code:
+- quorum: each debater's vote from the last round in which it gave a valid one, weighted
+  by its self_confidence; approval = approvers' weight / all voters' weight (0 if none).
+- the stage passes iff approval >= cfg.quorum, the mediator's confidence >=
+  cfg.threshold, the artifact validates, the mediator did not answer status "block",
+  a review artifact does not say "block", and for code a non-empty diff passes
+  `git apply --check`. An empty code diff is allowed in debate mode (the debate may
+  conclude no change is needed; the artifact schema then requires files_changed empty)
+  but fails the checks in consensus-free mode, where it would prove nothing.
+- consensus-free: only the proponent drafts the artifact; checks decide (schema; for
+  code the patch check; for test_debug the report's own `ship` flag).
+Invalid answers get one repair call with the validation error: a debater still invalid
+casts no vote; a mediator (or draft) still invalid blocks the stage with the error.
+
+Every answer is redacted before it is validated, emitted or returned, so the artifact,
+the events and the patch never carry a secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from swarm import prompts
+from swarm.artifacts import (
+    ArtifactInvalid,
+    DebaterAnswer,
+    MediatorAnswer,
+    answer_validate,
+    artifact_json_schema,
+    artifact_validate,
+    debater_json_schema,
+    mediator_json_schema,
+)
+from swarm.context import (
+    BudgetExceeded,
+    StageCancelled,
+    StageConfig,
+    StageInput,
+    StageOutcome,
+    Vote,
+)
+from swarm.events import AgentMessage, EngineEvent, LlmCallDone
+from swarm.providers.base import Completion, CompletionRequest, Message
+from swarm.redact import redact
+from swarm.repo import patch_check as git_patch_check
+from swarm.stages import DEBATER_ROLES, stage_get
+
+PatchCheck = Callable[[str, str], tuple[bool, str]]
+_EPS = 1e-9  # approval exactly at the quorum (2/3 from floats) must pass
+_FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
+
+
+class Completer(Protocol):
+    """Anything that answers a CompletionRequest: the router, a backend, a test fake."""
+
+    async def complete(self, request: CompletionRequest) -> Completion: ...
+
+
+async def stage_run(
+    inp: StageInput,
+    cfg: StageConfig,
+    *,
+    completer: Completer,
+    emit: Callable[[EngineEvent], None],
+    is_cancelled: Callable[[], bool] = lambda: False,
+    patch_check: PatchCheck | None = None,
+) -> StageOutcome:
+    """Run one stage and decide whether it passes.
+
+    Emits an AgentMessage per validated answer and an LlmCallDone per provider call
+    (failed calls too, with the redacted error). `patch_check(repo_path, diff)` checks a
+    code diff; None means swarm.repo.patch_check (`git apply --check`).
+
+    Raises StageCancelled when is_cancelled() turns true between rounds, BudgetExceeded
+    when the stage's spending reaches cfg.budget_tokens / cfg.budget_cost_usd before a
+    call, ValueError for a bad configuration (no model for a role, quorum outside
+    [0, 1], ...), and lets provider errors that survived the completer's retries through.
+    """
+    runner = _StageRunner(inp, cfg, completer, emit, is_cancelled, patch_check or git_patch_check)
+    if cfg.consensus_free:
+        return await runner.run_consensus_free()
+    return await runner.run_debate()
+
+
+def _config_check(inp: StageInput, cfg: StageConfig) -> None:
+    stage_get(inp.stage)  # UnknownStageError for a bad name
+    if cfg.rounds < 0:
+        raise ValueError(f"rounds must be >= 0, got {cfg.rounds}")
+    for name in ("quorum", "threshold"):
+        value = getattr(cfg, name)
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name} must be in [0, 1], got {value}")
+
+
+def _parse_json(completion: Completion) -> Any:
+    """The JSON object an answer holds; ArtifactInvalid when there is none."""
+    if isinstance(completion.parsed, dict):
+        return completion.parsed
+    text = completion.text.strip()
+    if fenced := _FENCE.match(text):
+        text = fenced.group(1)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        # Models sometimes wrap the object in a sentence; take the outermost braces.
+        start, end = text.find("{"), text.rfind("}")
+        if 0 <= start < end:
+            try:
+                return json.loads(text[start : end + 1])
+            except json.JSONDecodeError:
+                pass
+        raise ArtifactInvalid(f"answer is not JSON ({exc.msg} at position {exc.pos})") from None
+
+
+def _names(roles: list[str]) -> str:
+    if len(roles) <= 1:
+        return "".join(roles)
+    return ", ".join(roles[:-1]) + " and " + roles[-1]
+
+
+async def _all(coros: list[Awaitable[Any]]) -> list[Any]:
+    """asyncio.gather that cancels the siblings when one fails, so no orphan call keeps
+    running (and emitting) after the stage has already raised."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+class _StageRunner:
+    def __init__(
+        self,
+        inp: StageInput,
+        cfg: StageConfig,
+        completer: Completer,
+        emit: Callable[[EngineEvent], None],
+        is_cancelled: Callable[[], bool],
+        patch_check: PatchCheck,
+    ):
+        _config_check(inp, cfg)
+        self.inp, self.cfg, self.completer = inp, cfg, completer
+        self.emit, self.is_cancelled, self.patch_check = emit, is_cancelled, patch_check
+        self.stage = inp.stage
+        self.input_tokens = self.output_tokens = 0
+        self.cost_usd = 0.0
+        self.fallback_provider = str(getattr(completer, "name", "") or "unknown")
+
+    # --- plumbing --------------------------------------------------------------------------
+    def _model(self, role: str) -> str:
+        model = self.cfg.models.get(role) or self.cfg.models.get("default")
+        if not model:
+            raise ValueError(f"no model configured for role {role!r} in stage {self.stage!r}")
+        return model
+
+    def _cancel_point(self) -> None:
+        if self.is_cancelled():
+            raise StageCancelled(f"stage {self.stage} cancelled")
+
+    def _budget_check(self, role: str) -> None:
+        spent = self.input_tokens + self.output_tokens
+        if self.cfg.budget_tokens is not None and spent >= self.cfg.budget_tokens:
+            raise BudgetExceeded(
+                f"token budget of {self.cfg.budget_tokens} exhausted: stage {self.stage} "
+                f"had used {spent} tokens before the {role} call"
+            )
+        if self.cfg.budget_cost_usd is not None and self.cost_usd >= self.cfg.budget_cost_usd:
+            raise BudgetExceeded(
+                f"cost budget of ${self.cfg.budget_cost_usd:.4f} exhausted: stage {self.stage} "
+                f"had spent ${self.cost_usd:.4f} before the {role} call"
+            )
+
+    async def _call(
+        self,
+        role: str,
+        rnd: int,
+        kind: str,
+        messages: list[Message],
+        schema: dict[str, Any],
+        schema_name: str,
+        repairs: str | None = None,
+    ) -> Completion:
+        self._budget_check(role)
+        model = self._model(role)
+        metadata: dict[str, Any] = {
+            "stage": self.stage,
+            "role": role,
+            "round": rnd,
+            "kind": kind,
+            "attempt": self.inp.attempt,
+            "run_id": self.inp.run_id,
+        }
+        if repairs:
+            metadata["repairs"] = repairs
+        request = CompletionRequest(
+            model=model,
+            messages=tuple(messages),
+            json_schema=schema,
+            schema_name=schema_name,
+            max_tokens=self.cfg.max_tokens,
+            temperature=self.cfg.temperature,
+            timeout=self.cfg.timeout,
+            metadata=metadata,
+        )
+        started = time.monotonic()
+        try:
+            completion = await self.completer.complete(request)
+        except Exception as exc:
+            self.emit(
+                LlmCallDone(
+                    stage=self.stage,
+                    role=role,
+                    round=rnd,
+                    provider=str(getattr(exc, "provider", "") or self.fallback_provider),
+                    model=model,
+                    input_tokens=0,
+                    output_tokens=0,
+                    cost_usd=0.0,
+                    latency_s=time.monotonic() - started,
+                    attempts=int(getattr(exc, "attempts", 1) or 1),
+                    error=redact(f"{type(exc).__name__}: {exc}")[:2000],
+                )
+            )
+            raise
+        self.input_tokens += completion.usage.input_tokens
+        self.output_tokens += completion.usage.output_tokens
+        self.cost_usd += completion.cost_usd
+        self.emit(
+            LlmCallDone(
+                stage=self.stage,
+                role=role,
+                round=rnd,
+                provider=completion.provider,
+                model=completion.model,
+                input_tokens=completion.usage.input_tokens,
+                output_tokens=completion.usage.output_tokens,
+                cost_usd=completion.cost_usd,
+                latency_s=completion.latency_s,
+                attempts=completion.attempts,
+            )
+        )
+        return completion
+
+    async def _ask(
+        self,
+        role: str,
+        rnd: int,
+        kind: str,
+        messages: list[Message],
+        schema: dict[str, Any],
+        schema_name: str,
+        validate: Callable[[Any], dict[str, Any]],
+    ) -> tuple[dict[str, Any] | None, str]:
+        """Call, parse, redact, validate; on failure one repair call. (answer, "") or
+        (None, the last validation error)."""
+        completion = await self._call(role, rnd, kind, messages, schema, schema_name)
+        try:
+            return validate(redact(_parse_json(completion))), ""
+        except ArtifactInvalid as exc:
+            error = str(exc)
+        repair = prompts.repair_messages(messages, bad_text=completion.text, error=error)
+        completion = await self._call(role, rnd, "repair", repair, schema, schema_name, kind)
+        try:
+            return validate(redact(_parse_json(completion))), ""
+        except ArtifactInvalid as exc:
+            return None, str(exc)
+
+    def _agent_message(self, role: str, rnd: int, answer: dict[str, Any]) -> None:
+        self.emit(
+            AgentMessage(
+                stage=self.stage, role=role, round=rnd, model=self._model(role), answer=answer
+            )
+        )
+
+    def _patch_checks(self, artifact: dict[str, Any], *, empty_ok: bool) -> list[dict[str, Any]]:
+        diff = artifact.get("diff") or ""
+        if not diff.strip():
+            if empty_ok:
+                return [{"name": "patch_applies", "ok": True, "detail": "empty diff: no change"}]
+            return [
+                {"name": "patch_applies", "ok": False, "detail": "empty diff: nothing to check"}
+            ]
+        ok, detail = self.patch_check(self.inp.repo.path, diff)
+        return [{"name": "patch_applies", "ok": bool(ok), "detail": redact(str(detail))[:1000]}]
+
+    def _outcome(self, **kw: Any) -> StageOutcome:
+        return StageOutcome(
+            input_tokens=self.input_tokens,
+            output_tokens=self.output_tokens,
+            cost_usd=self.cost_usd,
+            **kw,
+        )
+
+    # --- debate ----------------------------------------------------------------------------
+    async def _debater(self, role: str, rnd: int, seen: list[dict[str, Any]]) -> dict[str, Any]:
+        messages = prompts.debater_messages(
+            self.inp, role=role, round=rnd, rounds=self.cfg.rounds, transcript=seen
+        )
+        answer, error = await self._ask(
+            role,
+            rnd,
+            "debater",
+            messages,
+            debater_json_schema(),
+            "debater_answer",
+            lambda d: answer_validate(DebaterAnswer, d, what=f"{role} answer"),
+        )
+        if answer is None:
+            # The stage goes on without this voice: a no-vote, noted for the others to see.
+            return {
+                "role": role,
+                "round": rnd,
+                "invalid": f"answer discarded after a repair: {error}",
+            }
+        self._agent_message(role, rnd, answer)
+        return {"role": role, "round": rnd, **answer}
+
+    async def run_debate(self) -> StageOutcome:
+        cfg = self.cfg
+        transcript: list[dict[str, Any]] = []
+        for rnd in range(cfg.rounds + 1):
+            self._cancel_point()
+            seen = list(transcript)
+            if cfg.sequential:
+                entries = [await self._debater(role, rnd, seen) for role in DEBATER_ROLES]
+            else:
+                entries = await _all([self._debater(role, rnd, seen) for role in DEBATER_ROLES])
+            transcript.extend(entries)
+
+        latest: dict[str, Vote] = {}
+        for entry in transcript:  # in round order, so the last valid vote wins
+            if isinstance(entry.get("vote"), dict):
+                latest[entry["role"]] = Vote(
+                    role=entry["role"],
+                    approve=entry["vote"]["approve"],
+                    self_confidence=entry["self_confidence"],
+                    reason=entry["vote"]["reason"],
+                )
+        votes = [latest[r] for r in DEBATER_ROLES if r in latest]
+        total = sum(v.self_confidence for v in votes)
+        approval = sum(v.self_confidence for v in votes if v.approve) / total if total else 0.0
+
+        self._cancel_point()
+        mediator_round = cfg.rounds + 1
+        messages = prompts.mediator_messages(
+            self.inp, transcript=transcript, artifact_schema=artifact_json_schema(self.stage)
+        )
+
+        def validate(data: Any) -> dict[str, Any]:
+            answer = answer_validate(MediatorAnswer, data, what="mediator answer")
+            answer["artifact"] = artifact_validate(self.stage, answer["artifact"])
+            return answer
+
+        answer, error = await self._ask(
+            "mediator",
+            mediator_round,
+            "mediator",
+            messages,
+            mediator_json_schema(self.stage),
+            "mediator_answer",
+            validate,
+        )
+        if answer is None:
+            return self._outcome(
+                status="blocked",
+                reason=f"artifact failed validation: {error}",
+                artifact=None,
+                votes=votes,
+                approval=approval,
+            )
+        self._agent_message("mediator", mediator_round, answer)
+        artifact = answer["artifact"]
+        confidence = answer["confidence"]
+
+        reasons: list[str] = []
+        if not votes:
+            reasons.append("quorum 0.00: no debater cast a valid vote")
+        elif approval + _EPS < cfg.quorum:
+            no = [v.role for v in votes if not v.approve]
+            silent = [r for r in DEBATER_ROLES if r not in latest]
+            why = f"{_names(no)} voted no" if no else "the votes carry no weight"
+            if silent:
+                why += f"; {_names(silent)} cast no valid vote"
+            reasons.append(f"quorum {approval:.2f} < {cfg.quorum:.2f} ({why})")
+        if confidence + _EPS < cfg.threshold:
+            reasons.append(f"confidence {confidence:.2f} < threshold {cfg.threshold:.2f}")
+        if answer["status"] == "block":
+            reasons.append(f"mediator said block: {answer['rationale'][:300]}")
+        if self.stage == "review" and artifact["status"] == "block":
+            issues = "; ".join(artifact["issues"])[:300] or "no issues listed"
+            reasons.append(f"review says block: {issues}")
+        checks: list[dict[str, Any]] = []
+        if self.stage == "code":
+            checks = self._patch_checks(artifact, empty_ok=True)
+            reasons += [f"patch does not apply: {c['detail']}" for c in checks if not c["ok"]]
+
+        passed = not reasons
+        summary = (
+            f"quorum {approval:.2f} >= {cfg.quorum:.2f}, "
+            f"confidence {confidence:.2f} >= threshold {cfg.threshold:.2f}"
+        )
+        return self._outcome(
+            status="succeeded" if passed else "blocked",
+            reason=summary if passed else "; ".join(reasons),
+            artifact=artifact,
+            patch=artifact["diff"] if self.stage == "code" else None,
+            confidence=confidence,
+            votes=votes,
+            approval=approval,
+            mediator={
+                k: answer[k]
+                for k in (
+                    "status",
+                    "rationale",
+                    "dissent",
+                    "risks",
+                    "checklist",
+                    "votes",
+                    "loops_run",
+                )
+            },
+            checks=checks,
+        )
+
+    # --- consensus-free --------------------------------------------------------------------
+    async def run_consensus_free(self) -> StageOutcome:
+        self._cancel_point()
+        schema = artifact_json_schema(self.stage)
+        messages = prompts.draft_messages(self.inp, artifact_schema=schema)
+        artifact, error = await self._ask(
+            "proponent",
+            0,
+            "draft",
+            messages,
+            schema,
+            f"{self.stage}_artifact",
+            lambda d: artifact_validate(self.stage, d),
+        )
+        if artifact is None:
+            return self._outcome(
+                status="blocked",
+                reason=f"artifact failed validation: {error}",
+                artifact=None,
+                checks=[{"name": "schema", "ok": False, "detail": error}],
+            )
+        self._agent_message("proponent", 0, artifact)
+        checks = [
+            {"name": "schema", "ok": True, "detail": f"validates as the {self.stage} artifact"}
+        ]
+        if self.stage == "code":
+            checks += self._patch_checks(artifact, empty_ok=False)
+        if self.stage == "test_debug":
+            ship = artifact["ship"]
+            checks.append(
+                {
+                    "name": "ship",
+                    "ok": ship,
+                    "detail": "report says ship" if ship else "report says no-ship",
+                }
+            )
+        failed = [c for c in checks if not c["ok"]]
+        return self._outcome(
+            status="blocked" if failed else "succeeded",
+            reason=(
+                "; ".join(f"check {c['name']} failed: {c['detail']}" for c in failed)
+                if failed
+                else "consensus-free: all checks passed ("
+                + ", ".join(c["name"] for c in checks)
+                + ")"
+            ),
+            artifact=artifact,
+            patch=artifact["diff"] if self.stage == "code" else None,
+            confidence=artifact["confidence"],
+            checks=checks,
+        )

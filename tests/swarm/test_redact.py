@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+import logging
+import string
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from swarm.redact import RedactingFilter, redact
+
+ANT_KEY = "sk-ant-api03-" + "Zx9_Qw-8" * 8
+OR_KEY = "sk-or-v1-" + "0a1b2c3d" * 8
+OPENAI_KEY = "sk-proj-" + "AbCdEf123456" * 3
+JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c"
+
+
+def test_emails_become_labels():
+    assert redact("mail alice@example.com now") == "mail [EMAIL#1] now"
+
+
+def test_phone_numbers_become_labels():
+    for phone in ("+1 415 555 2671", "(415) 555-2671", "415-555-2671", "+44 20 7946 0958"):
+        out = redact(f"call {phone} today")
+        assert out == "call [PHONE#1] today", phone
+
+
+def test_jwts_become_labels():
+    assert redact(f"Authorization: {JWT}") == "Authorization: [JWT#1]"
+
+
+def test_api_keys_become_labels():
+    for key in (ANT_KEY, OR_KEY, OPENAI_KEY, "sk-" + "a" * 32):
+        out = redact(f"use {key} please")
+        assert out == "use [API_KEY#1] please", key
+
+
+def test_anthropic_key_is_not_half_eaten_by_the_generic_rule():
+    out = redact(f"{ANT_KEY}")
+    assert out == "[API_KEY#1]"
+
+
+def test_key_assignments_keep_the_name_and_drop_the_value():
+    assert redact("key=hunter2hunter2") == "key=[SECRET#1]"
+    assert redact('api_key: "s3cr3tvalue"') == 'api_key: "[SECRET#1]"'
+    assert redact("password = correcthorse") == "password = [SECRET#1]"
+
+
+def test_assignment_of_a_known_key_is_labelled_once():
+    assert redact(f"ANTHROPIC_API_KEY={ANT_KEY}") == "ANTHROPIC_API_KEY=[API_KEY#1]"
+
+
+def test_luhn_valid_cards_with_and_without_spaces():
+    assert redact("card 4111111111111111 ok") == "card [CARD#1] ok"
+    assert redact("card 4111 1111 1111 1111 ok") == "card [CARD#1] ok"
+    assert redact("card 5500-0000-0000-0004 ok") == "card [CARD#1] ok"
+
+
+def test_non_luhn_sixteen_digits_are_left_alone():
+    for text in ("order 4111111111111112 shipped", "order 4111 1111 1111 1112 shipped"):
+        assert redact(text) == text
+
+
+def test_same_value_gets_the_same_label_and_others_the_next_number():
+    text = "a@x.io b@x.io a@x.io"
+    assert redact(text) == "[EMAIL#1] [EMAIL#2] [EMAIL#1]"
+
+
+def test_nested_structures_are_walked_and_share_labels():
+    value = {
+        "who": "a@x.io",
+        "list": ["a@x.io", {"deep": ("b@x.io", 3)}],
+        "n": 4,
+        "ok": True,
+        "none": None,
+    }
+    out = redact(value)
+    assert out == {
+        "who": "[EMAIL#1]",
+        "list": ["[EMAIL#1]", {"deep": ("[EMAIL#2]", 3)}],
+        "n": 4,
+        "ok": True,
+        "none": None,
+    }
+    assert value["who"] == "a@x.io"  # the input is not modified
+
+
+def test_ordinary_text_is_untouched():
+    text = "Version 1.2.3 released on 2024-05-01; 3 files changed, 120 insertions."
+    assert redact(text) == text
+
+
+def test_logging_filter_redacts_the_message():
+    record = logging.LogRecord(
+        "t", logging.INFO, __file__, 1, "key %s for %s", (ANT_KEY, "a@x.io"), None
+    )
+    assert RedactingFilter().filter(record) is True
+    assert record.getMessage() == "key [API_KEY#1] for [EMAIL#1]"
+
+
+_TEXT = st.text(alphabet=string.ascii_letters + string.digits + " .,:;=@+-_()'\"\n", max_size=80)
+_KEY_BODY = st.text(alphabet=string.ascii_letters + string.digits + "_-", min_size=20, max_size=60)
+
+
+@settings(max_examples=300, deadline=None)
+@given(before=_TEXT, body=_KEY_BODY, after=_TEXT)
+def test_a_generated_anthropic_key_never_survives(before, body, after):
+    key = "sk-ant-" + body
+    out = redact(before + key + after)
+    assert key not in out
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        _TEXT,
+        st.builds(lambda a, b: a + ANT_KEY + " " + b + " x@y.io 4111 1111 1111 1111", _TEXT, _TEXT),
+    )
+)
+def test_redaction_is_idempotent(text):
+    once = redact(text)
+    assert redact(once) == once
