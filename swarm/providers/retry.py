@@ -1,0 +1,122 @@
+"""Retries around any backend: transient errors only, full-jitter exponential backoff.
+
+The SDKs' own retries are switched off (max_retries=0) so this is the one retry policy,
+and the number of calls made is reported on the Completion (`attempts`) and, when every
+attempt failed, on the raised error (`error.attempts`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime
+import email.utils
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+
+from swarm.providers.base import (
+    Completion,
+    CompletionRequest,
+    Provider,
+    ProviderAuthError,
+    ProviderBadRequest,
+    ProviderError,
+    ProviderTransientError,
+)
+from swarm.redact import redact
+
+# A server asking for more than this is treated as asking for this: a stage should block
+# and tell a person, not sleep for an hour inside a worker.
+MAX_RETRY_AFTER_S = 60.0
+
+
+class RetryingProvider:
+    """Wraps `inner`; `complete` retries ProviderTransientError (429, 5xx, 529, timeouts,
+    dropped connections) up to `max_attempts` calls in all, never anything else (400, 401,
+    unusable answers). Each wait is uniform in [0, min(max_delay, base_delay * 2**n)]
+    (full jitter) and at least the server's retry-after, capped at 60 s."""
+
+    def __init__(
+        self,
+        inner: Provider,
+        *,
+        max_attempts: int = 4,
+        base_delay: float = 0.5,
+        max_delay: float = 20.0,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
+        self.inner = inner
+        self.name = inner.name
+        self.max_attempts = max_attempts
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self._sleep = sleep
+        self._rng = rng
+
+    def delay_for(self, attempt: int, retry_after: float | None) -> float:
+        """Seconds to wait after failed call number `attempt` (1-based)."""
+        ceiling = min(self.max_delay, self.base_delay * (2 ** (attempt - 1)))
+        delay = self._rng() * ceiling
+        if retry_after is not None and retry_after > 0:
+            delay = max(delay, min(retry_after, MAX_RETRY_AFTER_S))
+        return delay
+
+    async def complete(self, request: CompletionRequest) -> Completion:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                completion = await self.inner.complete(request)
+            except ProviderError as exc:
+                exc.attempts = attempt  # type: ignore[attr-defined]
+                if not exc.retryable or attempt >= self.max_attempts:
+                    raise
+                await self._sleep(self.delay_for(attempt, exc.retry_after))
+                continue
+            return dataclasses.replace(completion, attempts=attempt)
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a `retry-after` header: delta-seconds or an HTTP date.
+
+    None when absent or unreadable; a date in the past gives 0.0."""
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        return max(seconds, 0.0) if seconds == seconds else None  # NaN is unreadable
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    current = time.time() if now is None else now
+    return max(when.timestamp() - current, 0.0)
+
+
+def error_for_status(
+    backend: str, status: int, detail: str, headers: Mapping[str, str] | None = None
+) -> ProviderError:
+    """The ProviderError subclass an HTTP status means, with retry-after parsed.
+
+    `detail` is redacted here: vendors sometimes echo parts of the request back."""
+    retry_after = parse_retry_after((headers or {}).get("retry-after"))
+    message = f"{backend}: HTTP {status}: {redact(detail)[:300]}"
+    if status in (401, 403):
+        return ProviderAuthError(message, status=status)
+    if status in (400, 404, 413, 422):
+        return ProviderBadRequest(message, status=status)
+    if status in (408, 409, 429) or status >= 500:
+        return ProviderTransientError(message, status=status, retry_after=retry_after)
+    return ProviderError(message, status=status, retry_after=retry_after)

@@ -1,0 +1,128 @@
+"""Cassettes: recording any backend, replaying it, and redacting what is written."""
+
+import asyncio
+import dataclasses
+import json
+
+import pytest
+
+from swarm.providers.base import Message, ProviderError
+from swarm.providers.replay import RecordingProvider, ReplayProvider, request_key
+from tests.swarm.providers.conftest import PLAN_SCHEMA, ScriptedProvider, completion, make_request
+
+
+def read_lines(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_key_depends_on_model_messages_and_schema_only():
+    base = make_request("a/model", prompt="x", schema=PLAN_SCHEMA)
+    assert request_key(base) == request_key(
+        dataclasses.replace(base, temperature=0.9, metadata={"round": 5})
+    )
+    assert request_key(base) != request_key(dataclasses.replace(base, model="b/model"))
+    assert request_key(base) != request_key(make_request("a/model", prompt="y", schema=PLAN_SCHEMA))
+    assert request_key(base) != request_key(make_request("a/model", prompt="x", schema=None))
+
+
+async def test_record_then_replay_round_trip(tmp_path):
+    cassette = tmp_path / "calls" / "run.jsonl"
+    answers = [
+        completion(
+            '{"goals": ["g"], "confidence": 0.8}', parsed={"goals": ["g"], "confidence": 0.8}
+        ),
+        completion("second"),
+    ]
+    recorder = RecordingProvider(ScriptedProvider(*answers), cassette)
+    first = make_request("anthropic/claude-opus-4.1", prompt="plan it", schema=PLAN_SCHEMA)
+    second = make_request("openai/gpt-4o", prompt="review it")
+    recorded = [await recorder.complete(first), await recorder.complete(second)]
+
+    replay = ReplayProvider(cassette)
+    assert len(replay) == 2
+    again_second = await replay.complete(second)
+    again_first = await replay.complete(first)
+    assert again_first.parsed == recorded[0].parsed
+    assert again_first.text == recorded[0].text
+    assert again_second.text == "second"
+    assert again_first.provider == "replay"
+    assert again_first.usage == recorded[0].usage
+    assert again_first.cost_usd == 0.0
+
+
+async def test_repeated_request_replays_its_answers_in_order(tmp_path):
+    cassette = tmp_path / "c.jsonl"
+    recorder = RecordingProvider(ScriptedProvider("one", "two"), cassette)
+    request = make_request()
+    await recorder.complete(request)
+    await recorder.complete(request)
+    replay = ReplayProvider(cassette)
+    texts = [(await replay.complete(request)).text for _ in range(3)]
+    assert texts == ["one", "two", "two"]
+
+
+async def test_unknown_request_names_key_and_cassette(tmp_path):
+    cassette = tmp_path / "c.jsonl"
+    await RecordingProvider(ScriptedProvider("known"), cassette).complete(
+        make_request(prompt="known")
+    )
+    unknown = make_request(prompt="never recorded")
+    with pytest.raises(ProviderError) as caught:
+        await ReplayProvider(cassette).complete(unknown)
+    assert request_key(unknown) in str(caught.value)
+    assert str(cassette) in str(caught.value)
+
+
+def test_missing_cassette_is_a_clear_error(tmp_path):
+    with pytest.raises(ProviderError, match="not found"):
+        ReplayProvider(tmp_path / "nope.jsonl")
+
+
+def test_corrupt_cassette_line_is_reported_with_its_number(tmp_path):
+    cassette = tmp_path / "c.jsonl"
+    cassette.write_text('{"key": "k", "completion": {"text": "x"}}\nnot json\n')
+    with pytest.raises(ProviderError, match="line 2"):
+        ReplayProvider(cassette)
+
+
+async def test_recorded_cassette_is_redacted_but_still_replays(tmp_path):
+    secret = "sk-or-v1-abcdefghijklmnopqrstuvwxyz0123456789"
+    cassette = tmp_path / "c.jsonl"
+    request = dataclasses.replace(
+        make_request(), messages=(Message("user", f"use key {secret} and mail ops@example.com"),)
+    )
+    recorder = RecordingProvider(ScriptedProvider(completion(f"I saw {secret}")), cassette)
+    await recorder.complete(request)
+    raw = cassette.read_text()
+    assert secret not in raw
+    assert "ops@example.com" not in raw
+    [line] = read_lines(cassette)
+    assert "[API_KEY#1]" in line["messages"][0]["content"]
+    assert "[API_KEY#1]" in line["completion"]["text"]
+    # The key is computed from the real request, so the same request still replays.
+    assert (await ReplayProvider(cassette).complete(request)).text == "I saw [API_KEY#1]"
+
+
+async def test_concurrent_recording_writes_whole_lines(tmp_path):
+    cassette = tmp_path / "c.jsonl"
+
+    class Echo:
+        name = "echo"
+
+        async def complete(self, request):
+            await asyncio.sleep(0)
+            return completion("x" * 5000 + request.messages[-1].content)
+
+    recorder = RecordingProvider(Echo(), cassette)
+    await asyncio.gather(*(recorder.complete(make_request(prompt=f"p{i}")) for i in range(40)))
+    lines = read_lines(cassette)
+    assert len(lines) == 40
+    assert {line["messages"][-1]["content"] for line in lines} == {f"p{i}" for i in range(40)}
+
+
+async def test_failed_calls_are_not_recorded(tmp_path):
+    cassette = tmp_path / "c.jsonl"
+    recorder = RecordingProvider(ScriptedProvider(ProviderError("boom")), cassette)
+    with pytest.raises(ProviderError):
+        await recorder.complete(make_request())
+    assert not cassette.exists()
