@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
 
 
 class Run(models.Model):
@@ -25,10 +24,16 @@ class Run(models.Model):
     config = models.JSONField(default=dict)
     stage_from = models.CharField(max_length=32)
     stage_to = models.CharField(max_length=32)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True
+    )
     reason = models.TextField(blank=True, default="")
     owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="runs",
     )
     output_dir = models.CharField(max_length=1024, blank=True, default="")
     # Last RunEvent.seq handed out; incremented under a row lock so seq has no gaps.
@@ -88,6 +93,10 @@ class StageRun(models.Model):
     note = models.TextField(blank=True, default="")  # a person's note for a retry
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     worker = models.CharField(max_length=200, blank=True, default="")
+    # A fresh token per claim: an executor keeps writing only while the row still holds its
+    # token, so a worker that lost its lease (or a run that was resumed) cannot overwrite
+    # the stage after someone else claimed it, even when `attempt` was reset.
+    claim = models.CharField(max_length=32, blank=True, default="")
     confidence = models.FloatField(null=True, blank=True)
     approval = models.FloatField(null=True, blank=True)  # weighted quorum result
     votes = models.JSONField(default=list, blank=True)
@@ -136,7 +145,9 @@ class RunEvent(models.Model):
 
     class Meta:
         ordering = ["run_id", "seq"]
-        constraints = [models.UniqueConstraint(fields=["run", "seq"], name="uniq_event_seq_per_run")]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "seq"], name="uniq_event_seq_per_run")
+        ]
 
     def __str__(self) -> str:
         return f"run {self.run_id} #{self.seq} {self.kind}"
@@ -155,12 +166,17 @@ class Artifact(models.Model):
     path = models.CharField(max_length=1024)  # relative to the artifact root
     sha256 = models.CharField(max_length=64)
     size = models.PositiveBigIntegerField()
+    # The JSON artifact itself (kind json and summary), so a stage on another machine reads
+    # its predecessors without sharing the artifact directory; None for the patch.
+    content = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["run_id", "id"]
         constraints = [
-            models.UniqueConstraint(fields=["run", "stage", "kind"], name="uniq_artifact_per_stage_kind"),
+            models.UniqueConstraint(
+                fields=["run", "stage", "kind"], name="uniq_artifact_per_stage_kind"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -186,3 +202,6 @@ class LlmCall(models.Model):
     class Meta:
         ordering = ["run_id", "id"]
         indexes = [models.Index(fields=["run", "stage"])]
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} / {self.stage} / {self.role} r{self.round} ({self.model})"

@@ -1,0 +1,38 @@
+"""Shared reads of run history."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from runs.models import Run, RunEvent
+
+
+def runs_visible_to(user) -> QuerySet[Run]:
+    """Runs a user may see: all for None (the CLI) and staff, their own otherwise, none
+    for an anonymous user."""
+    runs = Run.objects.select_related("owner")
+    if user is None or getattr(user, "is_staff", False) or getattr(user, "is_superuser", False):
+        return runs.all()
+    if not getattr(user, "is_authenticated", False):
+        return runs.none()
+    return runs.filter(owner=user)
+
+
+def run_get(run_id: int) -> Run:
+    """One run; raises Run.DoesNotExist."""
+    return Run.objects.select_related("owner").get(pk=run_id)
+
+
+def run_events_after(run_id: int, after_seq: int, limit: int | None = None) -> list[RunEvent]:
+    """A run's events with seq > after_seq, in seq order (at most `limit`)."""
+    events = RunEvent.objects.filter(run_id=run_id, seq__gt=after_seq).order_by("seq")
+    if limit is not None:
+        events = events[:limit]
+    return list(events)
+
+
+def run_detail(run_id: int) -> Run:
+    """A run with its stages and artifacts prefetched; raises Run.DoesNotExist."""
+    return (
+        Run.objects.select_related("owner").prefetch_related("stages", "artifacts").get(pk=run_id)
+    )

@@ -1,0 +1,529 @@
+"""Every write a person asks for on a run: plan, create, cancel, resume, approve, retry, abort,
+and the stale-stage sweeper.
+
+All functions are keyword-only and atomic; events are recorded in the same transaction and
+published, like dispatch, only on commit.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from runs import events
+from runs.dispatch import stages_dispatch
+from runs.execution import (
+    ACTIVE_RUN,
+    DONE_STATUSES,
+    run_advance,
+    run_fail,
+    stage_artifacts_write,
+    stages_ready,
+)
+from runs.models import Run, StageRun
+from swarm.redact import redact
+from swarm.stages import ROLES, UnknownStageError, stage_dependencies, stage_get, stage_range
+
+logger = logging.getLogger("tekton.runs.services")
+
+NOTE_MAX_CHARS = 8000
+
+
+class RunInputError(ValueError):
+    """A user mistake in a run request; `field` names the input at fault."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class RunStateError(Exception):
+    """The action is not allowed in the run's (or stage's) current state."""
+
+
+@dataclass
+class RunPlan:
+    goal: str
+    repo_path: str
+    profile_name: str
+    stages: list[str]
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def explain(self) -> dict[str, Any]:
+        """What would run: stage order, dependencies, roles with models and backends."""
+        cfg = self.config
+        free = set(cfg.get("consensus_free") or [])
+        backends = cfg.get("backends") or {}
+        stages = []
+        for name in self.stages:
+            models = (cfg.get("models") or {}).get(name) or {}
+            roles = ("proponent", "mediator") if name in free else ROLES
+            stages.append(
+                {
+                    "stage": name,
+                    "position": stage_get(name).index,
+                    "depends_on": list(stage_dependencies(name, self.stages)),
+                    "consensus_free": name in free,
+                    "roles": {
+                        role: {"model": models.get(role), "backend": backends.get(models.get(role))}
+                        for role in roles
+                        if role in models
+                    },
+                }
+            )
+        return {
+            "profile": self.profile_name,
+            "rounds": cfg.get("rounds"),
+            "quorum": cfg.get("quorum"),
+            "threshold": cfg.get("threshold"),
+            "stages": stages,
+        }
+
+
+def _who(by) -> str:
+    if by is not None and getattr(by, "is_authenticated", False):
+        return by.get_username()
+    try:
+        return f"local user {getpass.getuser()}"
+    except Exception:  # no passwd entry (containers): still say something
+        return "local user"
+
+
+def _owner(by):
+    return by if by is not None and getattr(by, "is_authenticated", False) else None
+
+
+def _repo_check(repo_path: str | Path) -> Path:
+    from swarm.repo import is_git_repo
+
+    if not str(repo_path or "").strip():
+        raise RunInputError("repo_path", "a repository path is required")
+    raw = Path(str(repo_path)).expanduser()
+    if not raw.exists():
+        raise RunInputError("repo_path", f"repository {raw} does not exist")
+    path = raw.resolve()
+    roots = [Path(r).expanduser().resolve() for r in settings.TEKTON_REPO_ROOTS]
+    if not any(path == root or path.is_relative_to(root) for root in roots):
+        listed = ", ".join(str(r) for r in roots) or "(none configured)"
+        raise RunInputError(
+            "repo_path",
+            f"repository {path} is outside the allowed roots ({listed}); set TEKTON_REPO_ROOTS to allow it",
+        )
+    if not path.is_dir() or not is_git_repo(path):
+        raise RunInputError("repo_path", f"{path} is not a git repository")
+    return path
+
+
+def run_plan(
+    *,
+    goal: str,
+    repo_path: str | Path,
+    profile_name: str | None = None,
+    stage_from: str = "plan",
+    stage_to: str = "release",
+    consensus_free: list[str] | None = None,
+    model: str | None = None,
+    record_path: str | Path | None = None,
+) -> RunPlan:
+    """Validate a run request and freeze its configuration. Writes nothing.
+
+    Raises RunInputError with field goal, stage_from, stage_to, repo_path, profile, model,
+    consensus_free (or llm_backend) naming the mistake.
+    """
+    from config_profiles.services import ProfileError, profile_get, profile_resolve
+
+    goal = (goal or "").strip()
+    if not goal:
+        raise RunInputError("goal", "the goal is empty; say what the run should achieve")
+    if len(goal) > settings.TEKTON_GOAL_MAX_CHARS:
+        raise RunInputError(
+            "goal",
+            f"the goal is {len(goal):,} characters; the limit is {settings.TEKTON_GOAL_MAX_CHARS:,}",
+        )
+    for fld, name in (("stage_from", stage_from), ("stage_to", stage_to)):
+        try:
+            stage_get(name)
+        except UnknownStageError as exc:
+            raise RunInputError(fld, str(exc)) from None
+    try:
+        stages = stage_range(stage_from, stage_to)
+    except ValueError as exc:
+        raise RunInputError("stage_to", str(exc)) from None
+    path = _repo_check(repo_path)
+    try:
+        profile = profile_get(name=profile_name)
+        config = profile_resolve(
+            profile=profile,
+            stages=stages,
+            model=model,
+            consensus_free=list(consensus_free) if consensus_free else None,
+            record_path=str(record_path) if record_path else None,
+        )
+    except ProfileError as exc:
+        raise RunInputError(exc.field, exc.message) from None
+    return RunPlan(
+        goal=goal, repo_path=str(path), profile_name=profile.name, stages=stages, config=config
+    )
+
+
+@transaction.atomic
+def run_create(
+    *,
+    goal: str,
+    repo_path: str | Path,
+    profile_name: str | None = None,
+    stage_from: str = "plan",
+    stage_to: str = "release",
+    consensus_free: list[str] | None = None,
+    model: str | None = None,
+    output_dir: str | Path | None = None,
+    record_path: str | Path | None = None,
+    by=None,
+    dispatch: bool = True,
+) -> Run:
+    """Create a queued run with one queued StageRun per selected stage and, on commit,
+    dispatch the first ready stage(s) when `dispatch`. `output_dir` (created if missing)
+    also receives every artifact and diamond_summary.json. Raises RunInputError; on error
+    nothing is created."""
+    plan = run_plan(
+        goal=goal,
+        repo_path=repo_path,
+        profile_name=profile_name,
+        stage_from=stage_from,
+        stage_to=stage_to,
+        consensus_free=consensus_free,
+        model=model,
+        record_path=record_path,
+    )
+    out = ""
+    if output_dir:
+        out_path = Path(str(output_dir)).expanduser().resolve()
+        try:
+            out_path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RunInputError(
+                "output_dir", f"cannot create output directory {out_path}: {exc.strerror}"
+            ) from None
+        out = str(out_path)
+    run = Run.objects.create(
+        goal=redact(plan.goal),
+        repo_path=plan.repo_path,
+        profile_name=plan.profile_name,
+        config=plan.config,
+        stage_from=plan.stages[0],
+        stage_to=plan.stages[-1],
+        owner=_owner(by),
+        output_dir=out,
+    )
+    StageRun.objects.bulk_create(
+        [StageRun(run=run, stage=name, position=stage_get(name).index) for name in plan.stages]
+    )
+    if dispatch:
+        stages_dispatch(stages_ready(run_id=run.pk))
+    return run
+
+
+def _locked(run: Run) -> Run:
+    return Run.objects.select_for_update().get(pk=run.pk)
+
+
+def _stage(run: Run, stage: str) -> StageRun:
+    try:
+        stage_get(stage)
+    except UnknownStageError as exc:
+        raise RunInputError("stage", str(exc)) from None
+    found = StageRun.objects.select_for_update().filter(run=run, stage=stage).first()
+    if found is None:
+        raise RunInputError("stage", f"run {run.pk} does not include stage {stage!r}")
+    return found
+
+
+def _refresh(run: Run) -> Run:
+    run.refresh_from_db()
+    return run
+
+
+@transaction.atomic
+def run_cancel(*, run: Run, by=None) -> Run:
+    """Cancel a queued, running or blocked run. Queued and blocked stages are cancelled now; a
+    running stage notices at its next heartbeat and stops. Records run.cancelled.
+    Raises RunStateError for a finished run."""
+    locked = _locked(run)
+    if locked.status not in (Run.Status.QUEUED, Run.Status.RUNNING, Run.Status.BLOCKED):
+        raise RunStateError(f"run {run.pk} is already {locked.status}; nothing to cancel")
+    reason = f"cancelled by {_who(by)}"
+    now = timezone.now()
+    Run.objects.filter(pk=run.pk).update(
+        status=Run.Status.CANCELLED, reason=reason, finished_at=now
+    )
+    StageRun.objects.filter(
+        run=run, status__in=(StageRun.Status.QUEUED, StageRun.Status.BLOCKED)
+    ).update(status=StageRun.Status.CANCELLED, reason=reason, finished_at=now)
+    events.event_record(
+        run_id=run.pk, kind="run.cancelled", payload={"status": "cancelled", "reason": reason}
+    )
+    return _refresh(run)
+
+
+@transaction.atomic
+def run_resume(*, run: Run, by=None) -> Run:
+    """Continue a failed, cancelled or blocked run from its first unfinished stage. Stages
+    that succeeded or were skipped are kept with their artifacts (never run or written
+    again); every other stage goes back to queued with attempt 0. Records run.resumed and
+    dispatches the ready stages on commit. Raises RunStateError for a queued, running or
+    succeeded run."""
+    locked = _locked(run)
+    if locked.status not in (Run.Status.FAILED, Run.Status.CANCELLED, Run.Status.BLOCKED):
+        raise RunStateError(
+            f"run {run.pk} is {locked.status}; only failed, cancelled or blocked runs resume"
+        )
+    pending = StageRun.objects.filter(run=run).exclude(status__in=DONE_STATUSES)
+    first = pending.order_by("position").values_list("stage", flat=True).first()
+    pending.update(
+        updated_at=timezone.now(),
+        status=StageRun.Status.QUEUED,
+        attempt=0,
+        claim="",
+        heartbeat_at=None,
+        started_at=None,
+        finished_at=None,
+        reason="",
+        draft=None,
+    )
+    Run.objects.filter(pk=run.pk).update(status=Run.Status.QUEUED, reason="", finished_at=None)
+    events.event_record(
+        run_id=run.pk,
+        kind="run.resumed",
+        stage=first or "",
+        payload={"from_stage": first, "by": _who(by)},
+    )
+    if first is None:
+        # Every stage already finished (e.g. a run cancelled after its last stage): finish it.
+        Run.objects.filter(pk=run.pk).update(status=Run.Status.RUNNING)
+        run_advance(run_id=run.pk)
+    else:
+        stages_dispatch(stages_ready(run_id=run.pk))
+    return _refresh(run)
+
+
+def _run_goes_on(run: Run) -> None:
+    """After a person unblocked a stage: the run stays blocked while another stage is
+    blocked, else it runs again (or finishes); ready stages are dispatched on commit."""
+    if StageRun.objects.filter(run=run, status=StageRun.Status.BLOCKED).exists():
+        Run.objects.filter(pk=run.pk).update(status=Run.Status.BLOCKED)
+        return
+    Run.objects.filter(pk=run.pk).update(status=Run.Status.RUNNING, reason="", finished_at=None)
+    stages_dispatch(run_advance(run_id=run.pk))
+
+
+@transaction.atomic
+def stage_approve(*, run: Run, stage: str, by=None) -> Run:
+    """Accept a blocked stage anyway: its draft artifact (and patch) becomes the real
+    artifact and the stage succeeds; with no valid draft artifact the stage is skipped
+    ("approved without artifact by <user>"). Records stage.approved; the run goes on.
+    Raises RunStateError when the stage is not blocked, RunInputError for a bad stage."""
+    locked = _locked(run)
+    row = _stage(locked, stage)
+    if row.status != StageRun.Status.BLOCKED or locked.status != Run.Status.BLOCKED:
+        raise RunStateError(
+            f"stage {stage} of run {run.pk} is {row.status} (run {locked.status}); only a blocked stage can be approved"
+        )
+    who = _who(by)
+    draft = row.draft or {}
+    artifact = draft.get("artifact")
+    if artifact:
+        names = stage_artifacts_write(
+            run=locked, stage=stage, artifact=artifact, patch=draft.get("patch")
+        )
+        status, reason = StageRun.Status.SUCCEEDED, f"approved by {who} despite: {row.reason}"
+    else:
+        names = []
+        status, reason = StageRun.Status.SKIPPED, f"approved without artifact by {who}"
+    StageRun.objects.filter(pk=row.pk).update(
+        status=status, reason=reason[:4000], approved_by=_owner(by), finished_at=timezone.now()
+    )
+    events.event_record(
+        run_id=run.pk,
+        kind="stage.approved",
+        stage=stage,
+        payload={"status": status, "by": who, "reason": reason, "artifacts": names},
+    )
+    _run_goes_on(locked)
+    return _refresh(run)
+
+
+@transaction.atomic
+def stage_retry(*, run: Run, stage: str, note: str, by=None) -> Run:
+    """Run a blocked or failed stage again with a person's note (it goes into the stage's
+    prompts). The stage goes back to queued with attempt 0; in a failed or cancelled run
+    the other failed or cancelled stages are queued again too, so the run can finish.
+    Records stage.retried; the run goes on. Raises RunStateError / RunInputError."""
+    locked = _locked(run)
+    row = _stage(locked, stage)
+    if row.status not in (StageRun.Status.BLOCKED, StageRun.Status.FAILED):
+        raise RunStateError(
+            f"stage {stage} of run {run.pk} is {row.status}; only a blocked or failed stage can be retried"
+        )
+    if locked.status not in (Run.Status.BLOCKED, Run.Status.FAILED):
+        raise RunStateError(
+            f"run {run.pk} is {locked.status}; only a blocked or failed run can retry a stage"
+        )
+    note = redact((note or "").strip())
+    if len(note) > NOTE_MAX_CHARS:
+        raise RunInputError(
+            "note", f"the note is {len(note):,} characters; the limit is {NOTE_MAX_CHARS:,}"
+        )
+    reset = {
+        "updated_at": timezone.now(),
+        "status": StageRun.Status.QUEUED,
+        "attempt": 0,
+        "claim": "",
+        "heartbeat_at": None,
+        "started_at": None,
+        "finished_at": None,
+        "draft": None,
+    }
+    StageRun.objects.filter(pk=row.pk).update(note=note, reason="", **reset)
+    if locked.status == Run.Status.FAILED:
+        StageRun.objects.filter(
+            run=run, status__in=(StageRun.Status.FAILED, StageRun.Status.CANCELLED)
+        ).exclude(pk=row.pk).update(reason="", **reset)
+    events.event_record(
+        run_id=run.pk,
+        kind="stage.retried",
+        stage=stage,
+        payload={"note": note, "by": _who(by), "attempt": 0},
+    )
+    _run_goes_on(locked)
+    return _refresh(run)
+
+
+@transaction.atomic
+def run_abort(*, run: Run, by=None) -> Run:
+    """Give up on a blocked run: it is cancelled with a reason saying it was aborted, and its
+    blocked and queued stages are cancelled. Raises RunStateError unless the run is blocked."""
+    locked = _locked(run)
+    if locked.status != Run.Status.BLOCKED:
+        raise RunStateError(f"run {run.pk} is {locked.status}; only a blocked run can be aborted")
+    blocked = list(
+        StageRun.objects.filter(run=run, status=StageRun.Status.BLOCKED).values_list(
+            "stage", flat=True
+        )
+    )
+    reason = f"aborted by {_who(by)} at blocked stage {', '.join(blocked) or '?'}"
+    now = timezone.now()
+    StageRun.objects.filter(
+        run=run, status__in=(StageRun.Status.QUEUED, StageRun.Status.BLOCKED)
+    ).update(status=StageRun.Status.CANCELLED, reason=reason, finished_at=now)
+    Run.objects.filter(pk=run.pk).update(
+        status=Run.Status.CANCELLED, reason=reason, finished_at=now
+    )
+    events.event_record(
+        run_id=run.pk, kind="run.cancelled", payload={"status": "cancelled", "reason": reason}
+    )
+    return _refresh(run)
+
+
+def runs_requeue_stale(*, now: datetime | None = None) -> int:
+    """The sweeper. Returns how many stages it sent back to be run.
+
+    - RUNNING stages whose heartbeat is older than TEKTON_STAGE_LEASE_SECONDS (their worker
+      died): back to QUEUED and dispatched, or, when their attempts reached
+      TEKTON_STAGE_MAX_ATTEMPTS, failed together with the run ("worker lost N times");
+      stale stages of a run that already ended are cancelled.
+    - QUEUED, ready stages of a queued/running run untouched for longer than the lease (a
+      lost dispatch): dispatched again.
+    Every change is a conditional update, so any number of sweepers may run at once.
+    """
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=float(settings.TEKTON_STAGE_LEASE_SECONDS))
+    max_attempts = settings.TEKTON_STAGE_MAX_ATTEMPTS
+    count = 0
+    stale = StageRun.objects.filter(
+        status=StageRun.Status.RUNNING, heartbeat_at__lt=cutoff
+    ).select_related("run")
+    for stage in stale:
+        with transaction.atomic():
+            Run.objects.select_for_update().filter(
+                pk=stage.run_id
+            ).first()  # lock order: run, then stage
+            guard = {
+                "pk": stage.pk,
+                "status": StageRun.Status.RUNNING,
+                "claim": stage.claim,
+                "heartbeat_at": stage.heartbeat_at,
+            }
+            if stage.run.status not in (*ACTIVE_RUN, Run.Status.BLOCKED):
+                StageRun.objects.filter(**guard).update(
+                    status=StageRun.Status.CANCELLED,
+                    reason=f"run {stage.run.status}",
+                    finished_at=now,
+                )
+                continue
+            if stage.attempt >= max_attempts:
+                reason = f"worker lost {stage.attempt} times"
+                if StageRun.objects.filter(**guard).update(
+                    status=StageRun.Status.FAILED, reason=reason, finished_at=now, claim=""
+                ):
+                    events.event_record(
+                        run_id=stage.run_id,
+                        kind="stage.finished",
+                        stage=stage.stage,
+                        payload={
+                            "status": "failed",
+                            "reason": reason,
+                            "confidence": None,
+                            "approval": None,
+                            "duration_s": None,
+                            "attempt": stage.attempt,
+                        },
+                    )
+                    run_fail(run_id=stage.run_id, reason=f"stage {stage.stage} failed: {reason}")
+                continue
+            if StageRun.objects.filter(**guard).update(
+                status=StageRun.Status.QUEUED,
+                claim="",
+                heartbeat_at=None,
+                reason="worker lost; requeued",
+                updated_at=now,
+            ):
+                events.event_record(
+                    run_id=stage.run_id,
+                    kind="stage.retried",
+                    stage=stage.stage,
+                    payload={
+                        "reason": "worker lost (heartbeat stale)",
+                        "attempt": stage.attempt,
+                        "automatic": True,
+                    },
+                )
+                stages_dispatch([stage.pk])
+                count += 1
+    lost = StageRun.objects.filter(
+        status=StageRun.Status.QUEUED, updated_at__lt=cutoff, run__status__in=ACTIVE_RUN
+    ).values_list("run_id", "pk")
+    by_run: dict[int, set[int]] = {}
+    for run_id, pk in lost:
+        by_run.setdefault(run_id, set()).add(pk)
+    for run_id, pks in by_run.items():
+        ready = [pk for pk in stages_ready(run_id=run_id) if pk in pks]
+        if ready:
+            # Touch the rows so the next sweep leaves them alone for another lease.
+            StageRun.objects.filter(pk__in=ready, status=StageRun.Status.QUEUED).update(
+                updated_at=now
+            )
+            stages_dispatch(ready)
+            count += len(ready)
+    return count

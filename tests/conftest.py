@@ -1,0 +1,77 @@
+"""Shared fixtures: embedded-mode settings under tmp paths, a real git repository, users."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, tmp_path_factory):
+    # Each pytest process gets its own SQLite test file, so engineers and CI jobs running
+    # the suite at the same time on one checkout never share (or delete) a test database.
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("sqlite3"):
+        db.setdefault("TEST", {})["NAME"] = str(
+            tmp_path_factory.mktemp("db") / "test-tekton.sqlite3"
+        )
+
+
+@pytest.fixture(autouse=True)
+def tekton_settings(settings, tmp_path, monkeypatch):
+    """Embedded mode, synchronous inline execution, in-memory channel layer, tmp roots."""
+    settings.TEKTON_EXECUTION = "inline"
+    settings.TEKTON_INLINE_THREADS = False
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    artifacts = tmp_path / "artifacts"
+    repos = tmp_path / "repos"
+    artifacts.mkdir()
+    repos.mkdir()
+    settings.TEKTON_ARTIFACT_ROOT = artifacts.resolve()
+    settings.TEKTON_REPO_ROOTS = [repos.resolve()]
+    monkeypatch.setenv("TEKTON_LLM_BACKEND", "offline")
+    monkeypatch.delenv("TEKTON_OFFLINE_LATENCY_MS", raising=False)
+    return settings
+
+
+def _git(path: Path, *args: str) -> None:
+    subprocess.run(
+        ["git", "-c", "user.name=Tekton Tests", "-c", "user.email=tests@tekton.invalid", *args],
+        cwd=path,
+        check=True,
+        capture_output=True,
+    )
+
+
+@pytest.fixture
+def git_repo(tekton_settings) -> Path:
+    """A small real git repository (README, a source file, a test file, one commit) under
+    the allowed repository root."""
+    path = Path(tekton_settings.TEKTON_REPO_ROOTS[0]) / "sample"
+    (path / "src").mkdir(parents=True)
+    (path / "tests").mkdir()
+    (path / "README.md").write_text("# Sample\n\nA tiny service used by Tekton's tests.\n")
+    (path / "src" / "app.py").write_text("def add(a: int, b: int) -> int:\n    return a + b\n")
+    (path / "tests" / "test_app.py").write_text(
+        "from src.app import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n"
+    )
+    _git(path, "init", "-q", "-b", "main")
+    _git(path, "add", ".")
+    _git(path, "commit", "-q", "-m", "Initial commit")
+    return path
+
+
+@pytest.fixture
+def user(django_user_model):
+    return django_user_model.objects.create_user(username="ada", password="pw-for-tests-only")
+
+
+@pytest.fixture
+def staff_user(django_user_model):
+    return django_user_model.objects.create_user(
+        username="grace", password="pw-for-tests-only", is_staff=True
+    )
