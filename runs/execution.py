@@ -73,6 +73,12 @@ def _jsonable(value: Any) -> Any:
 
 
 # --- readiness -----------------------------------------------------------------------------
+def _is_sequential(run: Run) -> bool:
+    # "schedule": "sequential" replays the predecessor's schedule (every call and every
+    # stage one after another); benchmarks compare against it.
+    return (run.config or {}).get("schedule") == "sequential"
+
+
 def _ready_ids(run: Run) -> list[int]:
     rows = list(StageRun.objects.filter(run_id=run.pk).values("id", "stage", "status"))
     status = {r["stage"]: r["status"] for r in rows}
@@ -81,7 +87,10 @@ def _ready_ids(run: Run) -> list[int]:
         r["id"]
         for r in rows
         if r["status"] == StageRun.Status.QUEUED
-        and all(status[d] in DONE_STATUSES for d in stage_dependencies(r["stage"], selected))
+        and all(
+            status[d] in DONE_STATUSES
+            for d in stage_dependencies(r["stage"], selected, sequential=_is_sequential(run))
+        )
     ]
 
 
@@ -184,7 +193,7 @@ def run_advance(*, run_id: int, after_stage: str | None = None) -> list[int]:
         waiting = {
             pk
             for pk, name in StageRun.objects.filter(pk__in=ready).values_list("pk", "stage")
-            if after_stage in stage_dependencies(name, selected)
+            if after_stage in stage_dependencies(name, selected, sequential=_is_sequential(run))
         }
         ready = [pk for pk in ready if pk in waiting]
     # Dispatched now: keep the sweeper from taking them for a lost dispatch.
@@ -345,6 +354,7 @@ def _stage_config(run: Run, stage: str) -> StageConfig:
         quorum=float(config.get("quorum", 2 / 3)),
         threshold=float(config.get("threshold", 0.70)),
         consensus_free=stage in (config.get("consensus_free") or []),
+        sequential=config.get("schedule") == "sequential",
         budget_tokens=left_tokens,
         budget_cost_usd=left_cost,
     )

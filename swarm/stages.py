@@ -154,12 +154,19 @@ def stage_range(start: str = "plan", end: str = "release") -> list[str]:
     return list(STAGE_NAMES[a - 1 : b])
 
 
-def stage_dependencies(name: str, selected: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+def stage_dependencies(
+    name: str, selected: list[str] | tuple[str, ...], *, sequential: bool = False
+) -> tuple[str, ...]:
     """The stages among `selected` that `name` must wait for.
 
     A dependency outside the selected range counts as already available (its artifact
     comes from an earlier run or is simply absent), so the first selected stage has none.
+    `sequential` (the predecessor's schedule, kept for benchmarks) chains every stage to
+    the one before it, so nothing runs side by side.
     """
+    if sequential:
+        earlier = [s for s in selected if stage_get(s).index < stage_get(name).index]
+        return (max(earlier, key=lambda s: stage_get(s).index),) if earlier else ()
     return tuple(d for d in stage_get(name).depends_on if d in selected)
 
 

@@ -55,3 +55,11 @@ def test_dependencies_only_count_selected_stages():
 def test_predecessors_are_every_earlier_stage():
     assert stage_predecessors("plan") == ()
     assert stage_predecessors("code") == ("plan", "research", "plan_update")
+
+
+def test_sequential_schedule_chains_every_stage_to_the_one_before():
+    selected = stage_range("code", "release")
+    assert stage_dependencies("threat", selected) == ("code",)
+    assert stage_dependencies("threat", selected, sequential=True) == ("review",)
+    assert stage_dependencies("integrate", selected, sequential=True) == ("threat",)
+    assert stage_dependencies("code", selected, sequential=True) == ()
