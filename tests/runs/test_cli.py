@@ -143,7 +143,8 @@ def test_retry_with_note_reaches_the_stage(git_repo):
     assert review.note == "split the change in two"
     assert review.attempt >= 1
     assert "stage.retried review" in out
-    assert (code, run.status) in ((0, Run.Status.SUCCEEDED), (3, Run.Status.BLOCKED))
+    # The offline block marker applies to a first attempt without a note: the retry passes.
+    assert (code, run.status) == (0, Run.Status.SUCCEEDED), err
 
 
 def test_resume_of_a_cancelled_run_finishes_it(git_repo):
