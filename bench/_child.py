@@ -1,0 +1,147 @@
+"""The Django side of the benchmarks: runs in a subprocess whose environment picks the mode.
+
+    python -m bench._child embedded-run --goal G --repo R [--schedule sequential]
+        create a run (no dispatch), optionally switch its schedule, execute it in this
+        process with runs.dispatch.run_inline (what the CLI does in embedded mode) and
+        print {"run_id", "wall_s"}.
+    python -m bench._child create-runs --goal G --repo R -n N
+        create N runs and dispatch them (services mode: Celery messages); print the ids.
+    python -m bench._child find-run GOAL
+        print {"run_id"} of the newest run with exactly that goal (null if none).
+    python -m bench._child dump RUN_ID...
+        print the timings of runs, their stages and LLM calls as JSON (epoch seconds).
+
+Output is one JSON document on stdout; everything else goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+
+def _setup() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tekton_site.settings")
+    import django
+
+    django.setup()
+
+
+def _ts(value) -> float | None:
+    return value.timestamp() if value is not None else None
+
+
+def embedded_run(goal: str, repo: str, schedule: str | None) -> dict:
+    from django.db import transaction
+
+    from runs.dispatch import run_inline
+    from runs.models import Run
+    from runs.services import run_create
+
+    started = time.perf_counter()
+    with transaction.atomic():
+        run = run_create(goal=goal, repo_path=repo, dispatch=False)
+        if schedule:
+            # The predecessor's schedule: a run config key execution honours when present.
+            run.config = {**run.config, "schedule": schedule}
+            run.save(update_fields=["config"])
+    run_inline(run.pk)
+    wall = time.perf_counter() - started
+    run = Run.objects.get(pk=run.pk)
+    return {"run_id": run.pk, "wall_s": wall, "status": run.status}
+
+
+def create_runs(goal: str, repo: str, n: int) -> dict:
+    from runs.services import run_create
+
+    started = time.time()
+    ids = [run_create(goal=f"{goal} #{i + 1}", repo_path=repo).pk for i in range(n)]
+    return {"run_ids": ids, "created_s": time.time() - started, "started_at": started}
+
+
+def find_run(goal: str) -> dict:
+    from runs.models import Run
+
+    run = Run.objects.filter(goal=goal).order_by("-pk").first()
+    return {"run_id": run.pk if run else None}
+
+
+def dump(run_ids: list[int]) -> dict:
+    from runs.models import LlmCall, Run, StageRun
+
+    runs = []
+    for run in Run.objects.filter(pk__in=run_ids).order_by("pk"):
+        stages = [
+            {
+                "stage": s.stage,
+                "status": s.status,
+                "attempt": s.attempt,
+                "worker": s.worker,
+                "started_at": _ts(s.started_at),
+                "finished_at": _ts(s.finished_at),
+            }
+            for s in StageRun.objects.filter(run=run).order_by("position")
+        ]
+        calls = [
+            {
+                "stage": c.stage,
+                "role": c.role,
+                "round": c.round,
+                "attempt": c.attempt,
+                "latency_ms": c.latency_ms,
+                "created_at": _ts(c.created_at),
+            }
+            for c in LlmCall.objects.filter(run=run).order_by("pk")
+        ]
+        runs.append(
+            {
+                "run_id": run.pk,
+                "status": run.status,
+                "reason": run.reason,
+                "config_schedule": run.config.get("schedule"),
+                "rounds": run.config.get("rounds"),
+                "consensus_free": run.config.get("consensus_free") or [],
+                "created_at": _ts(run.created_at),
+                "started_at": _ts(run.started_at),
+                "finished_at": _ts(run.finished_at),
+                "stages": stages,
+                "calls": calls,
+            }
+        )
+    return {"runs": runs}
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="bench._child")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("embedded-run")
+    p.add_argument("--goal", required=True)
+    p.add_argument("--repo", required=True)
+    p.add_argument("--schedule", default=None)
+    p = sub.add_parser("create-runs")
+    p.add_argument("--goal", required=True)
+    p.add_argument("--repo", required=True)
+    p.add_argument("-n", type=int, required=True)
+    p = sub.add_parser("find-run")
+    p.add_argument("goal")
+    p = sub.add_parser("dump")
+    p.add_argument("run_ids", type=int, nargs="+")
+    args = parser.parse_args(argv)
+    _setup()
+    if args.cmd == "embedded-run":
+        result = embedded_run(args.goal, args.repo, args.schedule)
+    elif args.cmd == "create-runs":
+        result = create_runs(args.goal, args.repo, args.n)
+    elif args.cmd == "find-run":
+        result = find_run(args.goal)
+    else:
+        result = dump(args.run_ids)
+    sys.stdout.write(json.dumps(result) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
