@@ -32,21 +32,41 @@ def event_record(
 ) -> RunEvent:
     """Write the next event of a run and publish it once the transaction commits.
 
-    The seq comes from a conditional `UPDATE ... SET event_seq = event_seq + 1` on the run
-    row, which takes the row's write lock, so concurrent writers (review and threat side
-    by side) serialise and seq has no gap and no duplicate. The payload is redacted.
-    Raises Run.DoesNotExist when the run is gone.
+    See events_record; raises Run.DoesNotExist when the run is gone.
     """
+    return events_record(run_id=run_id, items=[(kind, stage, payload)])[0]
+
+
+def events_record(
+    *, run_id: int, items: list[tuple[str, str, dict[str, Any] | None]]
+) -> list[RunEvent]:
+    """Write several events of one run, in order, in one transaction; publish on commit.
+
+    `items` are (kind, stage, payload). The seqs come from one conditional
+    `UPDATE ... SET event_seq = event_seq + n` on the run row, which takes the row's write
+    lock, so concurrent writers (review and threat side by side) serialise and seq has no
+    gap and no duplicate. Payloads are redacted. Raises Run.DoesNotExist when the run is gone.
+    """
+    if not items:
+        return []
+    n = len(items)
     with transaction.atomic():
-        updated = Run.objects.filter(pk=run_id).update(event_seq=F("event_seq") + 1)
+        updated = Run.objects.filter(pk=run_id).update(event_seq=F("event_seq") + n)
         if not updated:
             raise Run.DoesNotExist(f"run {run_id} does not exist")
-        seq = Run.objects.values_list("event_seq", flat=True).get(pk=run_id)
-        event = RunEvent.objects.create(
-            run_id=run_id, seq=seq, kind=kind, stage=stage, payload=redact(dict(payload or {}))
+        last = Run.objects.values_list("event_seq", flat=True).get(pk=run_id)
+        rows = RunEvent.objects.bulk_create(
+            RunEvent(
+                run_id=run_id,
+                seq=last - n + 1 + i,
+                kind=kind,
+                stage=stage,
+                payload=redact(dict(payload or {})),
+            )
+            for i, (kind, stage, payload) in enumerate(items)
         )
-        transaction.on_commit(lambda: event_publish(event))
-    return event
+        transaction.on_commit(lambda: events_publish(rows))
+    return rows
 
 
 def event_message(event: RunEvent) -> dict[str, Any]:
@@ -63,17 +83,32 @@ def event_message(event: RunEvent) -> dict[str, Any]:
 
 
 def event_publish(event: RunEvent) -> None:
-    """Send an event to its run's group. Never raises: the database is the record."""
+    """Send one event to its run's group. Never raises: the database is the record."""
+    events_publish([event])
+
+
+def events_publish(rows: list[RunEvent]) -> None:
+    """Send events to their runs' groups, in order, in one trip through async_to_sync
+    (each trip costs a thread and an event loop). Never raises: the database is the record,
+    and a down Redis must not fail the stage that wrote the events."""
+    if not rows:
+        return
     try:
         layer = get_channel_layer()
         if layer is None:
             return
-        async_to_sync(layer.group_send)(run_group(event.run_id), event_message(event))
-    except Exception as exc:  # a down Redis must not fail the stage that wrote the event
+
+        async def send_all() -> None:
+            for event in rows:
+                await layer.group_send(run_group(event.run_id), event_message(event))
+
+        async_to_sync(send_all)()
+    except Exception as exc:
+        first = rows[0]
         logger.warning(
-            "could not publish run %s event %s (%s): %s",
-            event.run_id,
-            event.seq,
-            event.kind,
+            "could not publish run %s events %s..%s: %s",
+            first.run_id,
+            first.seq,
+            rows[-1].seq,
             redact(str(exc)),
         )

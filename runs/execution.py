@@ -17,6 +17,7 @@ import queue
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import asdict, is_dataclass
 from decimal import Decimal
 from typing import Any
@@ -30,7 +31,14 @@ from runs import events
 from runs.artifacts_store import artifact_read_json, artifact_write
 from runs.lessons import HistoryLessons
 from runs.models import Artifact, LlmCall, Run, StageRun
-from swarm.context import BudgetExceeded, StageCancelled, StageConfig, StageInput, StageOutcome
+from swarm.context import (
+    BudgetExceeded,
+    RepoFacts,
+    StageCancelled,
+    StageConfig,
+    StageInput,
+    StageOutcome,
+)
 from swarm.debate import stage_run
 from swarm.events import AgentMessage, EngineEvent, LlmCallDone
 from swarm.providers.router import router_build
@@ -302,6 +310,25 @@ def _claim(stage_run_id: int, worker: str) -> tuple[StageRun, str] | None:
 
 
 # --- engine --------------------------------------------------------------------------------
+_FACTS_CACHE: OrderedDict[tuple[int, str], RepoFacts] = OrderedDict()
+_FACTS_LOCK = threading.Lock()
+
+
+def _run_repo_facts(run: Run) -> RepoFacts:
+    """The repository as the run first saw it, read once per run and process: a handful
+    of git subprocesses cost more than the rest of a stage's orchestration together."""
+    key = (run.pk, run.repo_path)
+    with _FACTS_LOCK:
+        facts = _FACTS_CACHE.get(key)
+    if facts is None:
+        facts = repo_facts(run.repo_path)
+        with _FACTS_LOCK:
+            _FACTS_CACHE[key] = facts
+            while len(_FACTS_CACHE) > 256:
+                _FACTS_CACHE.popitem(last=False)
+    return facts
+
+
 def _stage_input(run: Run, stage: StageRun) -> StageInput:
     prior: dict[str, dict[str, Any]] = {}
     earlier = Artifact.objects.filter(
@@ -317,7 +344,7 @@ def _stage_input(run: Run, stage: StageRun) -> StageInput:
     return StageInput(
         stage=stage.stage,
         goal=run.goal,
-        repo=repo_facts(run.repo_path),
+        repo=_run_repo_facts(run),
         prior_artifacts=prior,
         lessons=tuple(lessons),
         note=stage.note,
@@ -380,50 +407,62 @@ class _Recorder:
         self.cost_usd = 0.0
 
     def __call__(self, item: EngineEvent) -> None:
+        self.record([item])
+
+    def record(self, items: list[EngineEvent]) -> None:
+        """Record a batch of engine events in one transaction: LlmCall rows, RunEvents (in
+        order, one seq bump) and one token-tally update. A batch is whatever the engine
+        had emitted by the time the recording thread looked, so nothing waits for it."""
         stage = self.stage
-        if isinstance(item, LlmCallDone):
-            cost = _dec(item.cost_usd)
-            with transaction.atomic():
-                LlmCall.objects.create(
-                    run_id=stage.run_id,
-                    stage=stage.stage,
-                    role=item.role,
-                    round=max(0, int(item.round)),
-                    provider=item.provider[:40],
-                    model=item.model[:200],
-                    input_tokens=max(0, int(item.input_tokens)),
-                    output_tokens=max(0, int(item.output_tokens)),
-                    cost_usd=cost,
-                    latency_ms=max(0, int(item.latency_s * 1000)),
-                    attempt=stage.attempt,
-                    retries=max(0, int(item.attempts) - 1),
-                    error=redact(item.error or "")[:2000],
+        calls: list[LlmCall] = []
+        progress: list[tuple[str, str, dict[str, Any] | None]] = []
+        tokens_in = tokens_out = 0
+        cost = Decimal(0)
+        for item in items:
+            if isinstance(item, LlmCallDone):
+                call_cost = _dec(item.cost_usd)
+                calls.append(
+                    LlmCall(
+                        run_id=stage.run_id,
+                        stage=stage.stage,
+                        role=item.role,
+                        round=max(0, int(item.round)),
+                        provider=item.provider[:40],
+                        model=item.model[:200],
+                        input_tokens=max(0, int(item.input_tokens)),
+                        output_tokens=max(0, int(item.output_tokens)),
+                        cost_usd=call_cost,
+                        latency_ms=max(0, int(item.latency_s * 1000)),
+                        attempt=stage.attempt,
+                        retries=max(0, int(item.attempts) - 1),
+                        error=redact(item.error or "")[:2000],
+                    )
                 )
-                self.tokens_add(item.input_tokens, item.output_tokens, float(cost))
-        elif isinstance(item, AgentMessage):
-            events.event_record(
-                run_id=stage.run_id,
-                kind="stage.progress",
-                stage=stage.stage,
-                payload={
+                tokens_in += max(0, int(item.input_tokens))
+                tokens_out += max(0, int(item.output_tokens))
+                cost += call_cost
+            elif isinstance(item, AgentMessage):
+                payload = {
                     "role": item.role,
                     "round": item.round,
                     "model": item.model,
                     "answer": item.answer,
                     "attempt": stage.attempt,
-                },
-            )
-        elif isinstance(item, EngineEvent) and item.kind:
-            events.event_record(
-                run_id=stage.run_id,
-                kind=item.kind,
-                stage=stage.stage,
-                payload=_jsonable(item.payload()),
-            )
-        else:
-            logger.warning(
-                "run %s / %s: ignoring engine event %r", stage.run_id, stage.stage, type(item)
-            )
+                }
+                progress.append(("stage.progress", stage.stage, payload))
+            elif isinstance(item, EngineEvent) and item.kind:
+                progress.append((item.kind, stage.stage, _jsonable(item.payload())))
+            else:
+                logger.warning(
+                    "run %s / %s: ignoring engine event %r", stage.run_id, stage.stage, type(item)
+                )
+        if not (calls or progress):
+            return
+        with transaction.atomic():
+            if calls:
+                LlmCall.objects.bulk_create(calls)
+                self.tokens_add(tokens_in, tokens_out, float(cost))
+            events.events_record(run_id=stage.run_id, items=progress)
 
     def tokens_add(self, input_tokens: int, output_tokens: int, cost: float) -> None:
         input_tokens, output_tokens = max(0, int(input_tokens)), max(0, int(output_tokens))
@@ -501,10 +540,17 @@ def _engine_run(stage: StageRun, token: str, recorder: _Recorder) -> StageOutcom
                 item = inbox.get(timeout=wait)
             except queue.Empty:
                 item = None
+            batch: list[Any] = []
+            while item is not None and item is not _END:
+                batch.append(item)
+                try:
+                    item = inbox.get_nowait()
+                except queue.Empty:
+                    item = None
+            if batch and state != "lost":
+                recorder.record(batch)
             if item is _END:
                 break
-            if item is not None and state != "lost":
-                recorder(item)
             if time.monotonic() - last >= every:
                 last = time.monotonic()
                 if state == "ok":
