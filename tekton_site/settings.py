@@ -55,7 +55,8 @@ if not SECRET_KEY:
     SECRET_KEY = "tekton-embedded-insecure-key-set-DJANGO_SECRET_KEY-in-production"
 
 ALLOWED_HOSTS = [
-    h.strip() for h in os.environ.get("TEKTON_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",")
+    h.strip()
+    for h in os.environ.get("TEKTON_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",")
     if h.strip()
 ]
 
@@ -69,6 +70,10 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_typer",
     "channels",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "accounts",
     "config_profiles",
     "runs",
     "syschecks",
@@ -129,9 +134,13 @@ REDIS_URL = os.environ.get("REDIS_URL", "")
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", REDIS_URL)
 # "celery" (workers), "inline" (in this process: the CLI runs stages in-line, the web
 # process in a background thread). Derived from the broker; overridable for tests.
-TEKTON_EXECUTION = os.environ.get("TEKTON_EXECUTION") or ("celery" if CELERY_BROKER_URL else "inline")
+TEKTON_EXECUTION = os.environ.get("TEKTON_EXECUTION") or (
+    "celery" if CELERY_BROKER_URL else "inline"
+)
 if TEKTON_EXECUTION not in ("celery", "inline"):
-    raise ImproperlyConfigured(f"TEKTON_EXECUTION must be celery or inline, got {TEKTON_EXECUTION!r}")
+    raise ImproperlyConfigured(
+        f"TEKTON_EXECUTION must be celery or inline, got {TEKTON_EXECUTION!r}"
+    )
 if TEKTON_EXECUTION == "celery" and not CELERY_BROKER_URL:
     raise ImproperlyConfigured("TEKTON_EXECUTION=celery needs CELERY_BROKER_URL or REDIS_URL")
 
@@ -186,6 +195,52 @@ TEKTON_ARTIFACT_ROOT = Path(
     os.environ.get("TEKTON_ARTIFACT_ROOT") or TEKTON_DATA_DIR / "artifacts"
 ).resolve()
 TEKTON_GOAL_MAX_CHARS = 8000
+
+# --- REST API ------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    # Bearer first: its authenticate_header makes DRF answer 401 (not 403) without credentials.
+    # The session is accepted too (with CSRF on writes) so a browser's EventSource works.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "accounts.auth.BearerTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # JSON only: form parsers confuse the schema, and scripts send JSON anyway.
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "tekton_site.api_errors.api_exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Tekton API",
+    "DESCRIPTION": (
+        "Launch, follow and steer Diamond v5 runs; manage model profiles; run system checks. "
+        "Authenticate with `Authorization: Bearer <token>` (`manage.py tekton token create USER`)."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    # Request and response components differ (read-only fields, blank rules): keep them apart
+    # so clients and schemathesis see what each direction really accepts.
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI from the installed sidecar package, never from a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "StageNameEnum": "swarm.stages.STAGE_NAMES",
+        "RunStatusEnum": "runs.models.Run.Status",
+        "StageStatusEnum": "runs.models.StageRun.Status",
+        "CheckStatusEnum": "syschecks.registry.STATUSES",
+    },
+}
+# Per-user limits on the API: runs queued or running at once, and runs created per minute.
+TEKTON_API_MAX_RUNS_IN_FLIGHT = env_int("TEKTON_API_MAX_RUNS_IN_FLIGHT", 5)
+TEKTON_API_RUNS_PER_MINUTE = env_int("TEKTON_API_RUNS_PER_MINUTE", 10)
+TEKTON_API_PAGE_SIZE = 25
+# Broker reachability is checked before a run is created or resumed (celery mode only).
+TEKTON_BROKER_CHECK_TIMEOUT_S = env_float("TEKTON_BROKER_CHECK_TIMEOUT_S", 1.0)
 
 # --- auth, static, i18n ------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

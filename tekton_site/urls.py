@@ -1,13 +1,78 @@
 from django.contrib import admin
 from django.http import JsonResponse
 from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from config_profiles.api import ProfileDetailApi, ProfileListCreateApi
+from runs.api import (
+    RunArtifactDownloadApi,
+    RunArtifactListApi,
+    RunCancelApi,
+    RunDetailApi,
+    RunListCreateApi,
+    RunResumeApi,
+    RunTranscriptApi,
+    StageAbortApi,
+    StageApproveApi,
+    StageRetryApi,
+)
+from syschecks.api import SystemChecksApi
+
+try:
+    # Built alongside this module (the event streams); the API works without it.
+    from runs.streams import RunEventsApi
+except ImportError:  # pragma: no cover - only while runs/streams.py is not there yet
+    RunEventsApi = None
 
 
 def healthz(request):
     return JsonResponse({"status": "ok"})
 
 
+api_urlpatterns = [
+    path("api/runs/", RunListCreateApi.as_view(), name="run-list"),
+    path("api/runs/<int:run_id>/", RunDetailApi.as_view(), name="run-detail"),
+    path("api/runs/<int:run_id>/cancel/", RunCancelApi.as_view(), name="run-cancel"),
+    path("api/runs/<int:run_id>/resume/", RunResumeApi.as_view(), name="run-resume"),
+    path(
+        "api/runs/<int:run_id>/stages/<str:stage>/approve/",
+        StageApproveApi.as_view(),
+        name="run-stage-approve",
+    ),
+    path(
+        "api/runs/<int:run_id>/stages/<str:stage>/retry/",
+        StageRetryApi.as_view(),
+        name="run-stage-retry",
+    ),
+    path(
+        "api/runs/<int:run_id>/stages/<str:stage>/abort/",
+        StageAbortApi.as_view(),
+        name="run-stage-abort",
+    ),
+    path("api/runs/<int:run_id>/artifacts/", RunArtifactListApi.as_view(), name="run-artifacts"),
+    # <path:> so that a name with slashes (a traversal attempt) reaches the view and gets
+    # the API's JSON 404 instead of falling through the resolver.
+    path(
+        "api/runs/<int:run_id>/artifacts/<path:name>",
+        RunArtifactDownloadApi.as_view(),
+        name="run-artifact",
+    ),
+    path("api/runs/<int:run_id>/transcript/", RunTranscriptApi.as_view(), name="run-transcript"),
+    path("api/config/profiles/", ProfileListCreateApi.as_view(), name="profile-list"),
+    path("api/config/profiles/<str:name>/", ProfileDetailApi.as_view(), name="profile-detail"),
+    path("api/system/checks/", SystemChecksApi.as_view(), name="system-checks"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+]
+if RunEventsApi is not None:
+    api_urlpatterns.append(
+        path("api/runs/<int:run_id>/events", RunEventsApi.as_view(), name="run-events")
+    )
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    *api_urlpatterns,
 ]
+
+handler404 = "tekton_site.api_errors.not_found"

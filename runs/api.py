@@ -1,0 +1,462 @@
+"""The runs REST API: thin adapters over runs.services and runs.selectors.
+
+Each view parses with an input serializer, calls one service or selector, and formats with
+an output serializer. A user sees and acts on their own runs (staff on all); another
+user's run is 404, as if it did not exist. Errors take the shapes of
+tekton_site.api_errors.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db.models import QuerySet
+from django.http import FileResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import exceptions, status
+from rest_framework.pagination import CursorPagination
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from runs import serializers as s
+from runs.artifacts_store import artifact_path
+from runs.health import broker_check
+from runs.models import Artifact, Run, RunEvent, StageRun
+from runs.selectors import runs_visible_to
+from runs.services import (
+    RunInputError,
+    run_abort,
+    run_cancel,
+    run_create,
+    run_plan,
+    run_resume,
+    stage_approve,
+    stage_retry,
+)
+from swarm.stages import STAGE_NAMES
+from tekton_site.api_errors import Conflict, LimitExceeded
+
+IN_FLIGHT = (Run.Status.QUEUED, Run.Status.RUNNING)
+# A run in flight frees its slot when it finishes or blocks; nobody knows when, so clients
+# are told to look again after this long.
+IN_FLIGHT_RETRY_AFTER_S = 30
+
+
+def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
+    """The documented error answers of an operation (every one has the ErrorSerializer shape)."""
+    text = {
+        400: "The request is wrong: `errors` names each field and its problem.",
+        401: "No credentials, or a wrong or revoked token.",
+        403: "Authenticated, but not allowed (staff only, or CSRF missing on a session write).",
+        404: "No such run, stage or artifact, or not yours.",
+        409: "Not allowed in the run's (or stage's) current state.",
+        429: "A per-user limit was reached: `limit` says which; see the Retry-After header.",
+        503: "A service the run needs is down: `service` says which.",
+    }
+    return {code: OpenApiResponse(s.ErrorSerializer, description=text[code]) for code in codes}
+
+
+def run_for(request, run_id: int, *, detail: bool = False) -> Run:
+    """The run if the user may see it, else 404 (another user's run does not exist for them)."""
+    runs = runs_visible_to(request.user)
+    if detail:
+        runs = runs.prefetch_related("stages", "artifacts")
+    run = runs.filter(pk=run_id).first()
+    if run is None:
+        raise exceptions.NotFound(f"run {run_id} not found")
+    return run
+
+
+def stage_name(run: Run, stage: str) -> str:
+    """A stage named in the URL: one of the nine, else 404."""
+    if stage not in STAGE_NAMES:
+        raise exceptions.NotFound(f"unknown stage {stage!r}; stages are: {', '.join(STAGE_NAMES)}")
+    return stage
+
+
+def detail_response(run_id: int, request, code: int = status.HTTP_200_OK) -> Response:
+    run = run_for(request, run_id, detail=True)
+    headers = {}
+    if code == status.HTTP_201_CREATED:
+        headers["Location"] = reverse("run-detail", kwargs={"run_id": run.pk})
+    return Response(s.RunDetailSerializer(run).data, status=code, headers=headers)
+
+
+def limits_check(user, *, creating: bool) -> None:
+    """Per-user limits, counted from the database: runs queued or running
+    (TEKTON_API_MAX_RUNS_IN_FLIGHT) and, when `creating`, runs created in the last minute
+    (TEKTON_API_RUNS_PER_MINUTE). 0 disables a limit. Raises LimitExceeded (429). Two
+    requests racing may both pass; the limits are a brake, not an invariant."""
+    max_in_flight = int(settings.TEKTON_API_MAX_RUNS_IN_FLIGHT)
+    if max_in_flight > 0:
+        in_flight = Run.objects.filter(owner=user, status__in=IN_FLIGHT).count()
+        if in_flight >= max_in_flight:
+            raise LimitExceeded(
+                limit="runs_in_flight",
+                maximum=max_in_flight,
+                wait=IN_FLIGHT_RETRY_AFTER_S,
+                detail=f"you have {in_flight} runs queued or running; the limit is {max_in_flight}",
+            )
+    per_minute = int(settings.TEKTON_API_RUNS_PER_MINUTE)
+    if creating and per_minute > 0:
+        now = timezone.now()
+        recent = list(
+            Run.objects.filter(owner=user, created_at__gte=now - timedelta(minutes=1))
+            .order_by("-created_at")
+            .values_list("created_at", flat=True)[:per_minute]
+        )
+        if len(recent) >= per_minute:
+            # The slot frees when the oldest of the last `per_minute` runs leaves the window.
+            wait = math.ceil((recent[-1] + timedelta(minutes=1) - now).total_seconds())
+            raise LimitExceeded(
+                limit="runs_per_minute",
+                maximum=per_minute,
+                wait=max(1, wait),
+                detail=f"you created {per_minute} runs in the last minute; the limit is {per_minute}",
+            )
+
+
+class RunCursorPagination(CursorPagination):
+    """Keyset pagination, newest first, a fixed page size."""
+
+    page_size = settings.TEKTON_API_PAGE_SIZE
+    ordering = ("-created_at", "-id")
+    cursor_query_param = "cursor"
+
+    def decode_cursor(self, request):
+        bad = exceptions.ValidationError(
+            {"cursor": ["invalid cursor; pass the next or previous link as given"]}
+        )
+        try:
+            cursor = super().decode_cursor(request)
+        except exceptions.NotFound:
+            raise bad from None
+        # A hand-made cursor with a position that is not a timestamp would fail in the query.
+        if cursor is not None and cursor.position is not None:
+            try:
+                valid = parse_datetime(cursor.position) is not None
+            except ValueError:
+                valid = False
+            if not valid:
+                raise bad
+        return cursor
+
+
+def runs_filtered(runs: QuerySet[Run], filters: dict[str, Any]) -> QuerySet[Run]:
+    if filters.get("status"):
+        runs = runs.filter(status=filters["status"])
+    if filters.get("profile"):
+        runs = runs.filter(profile_name=filters["profile"])
+    if filters.get("repo"):
+        runs = runs.filter(repo_path__icontains=filters["repo"])
+    if filters.get("q"):
+        runs = runs.filter(goal__icontains=filters["q"])
+    if filters.get("created_after"):
+        runs = runs.filter(created_at__gte=filters["created_after"])
+    if filters.get("created_before"):
+        runs = runs.filter(created_at__lt=filters["created_before"])
+    return runs
+
+
+class RunListCreateApi(APIView):
+    @extend_schema(
+        operation_id="runs_list",
+        summary="List runs, newest first",
+        description="Filters: `status`, `profile` (exact), `repo` (text in the path), `q` (text "
+        "in the goal), `created_after` (inclusive), `created_before` (exclusive). Keyset "
+        "pagination: follow `next` / `previous`.",
+        parameters=[s.RunListFilterSerializer],
+        responses={200: s.RunPageSerializer, **error_responses(400, 401)},
+    )
+    def get(self, request):
+        # A plain dict, not the QueryDict: DRF reads an empty form value as "not given",
+        # while the schema (rightly) says an empty filter is not a valid one.
+        filters = s.RunListFilterSerializer(data=request.query_params.dict())
+        filters.is_valid(raise_exception=True)
+        runs = runs_filtered(runs_visible_to(request.user), filters.validated_data)
+        paginator = RunCursorPagination()
+        page = paginator.paginate_queryset(runs, request, view=self)
+        return Response(
+            {
+                "next": paginator.get_next_link(),
+                "previous": paginator.get_previous_link(),
+                "results": s.RunSerializer(page, many=True).data,
+            }
+        )
+
+    @extend_schema(
+        operation_id="runs_create",
+        summary="Create a run (201), or with explain: true show the plan (200)",
+        request=s.RunCreateInputSerializer,
+        responses={
+            201: s.RunDetailSerializer,
+            200: s.ExplainSerializer,
+            **error_responses(400, 401, 403, 429, 503),
+        },
+    )
+    def post(self, request):
+        body = s.RunCreateInputSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        args = {
+            "goal": data["goal"],
+            "repo_path": data["repo"],
+            "profile_name": data.get("profile") or None,
+            "stage_from": data["from"],
+            "stage_to": data["to"],
+            "consensus_free": list(data.get("consensus_free") or []) or None,
+            "model": data.get("model") or None,
+        }
+        if data["explain"]:
+            plan = run_plan(**args)
+            explained = {**plan.explain(), "goal": plan.goal, "repo": plan.repo_path}
+            return Response(s.ExplainSerializer(explained).data)
+        limits_check(request.user, creating=True)
+        broker_check()
+        run = run_create(**args, by=request.user)
+        return detail_response(run.pk, request, status.HTTP_201_CREATED)
+
+
+class RunDetailApi(APIView):
+    @extend_schema(
+        operation_id="runs_retrieve",
+        summary="A run with its stages and artifacts",
+        responses={200: s.RunDetailSerializer, **error_responses(401, 404)},
+    )
+    def get(self, request, run_id: int):
+        return Response(s.RunDetailSerializer(run_for(request, run_id, detail=True)).data)
+
+
+class RunCancelApi(APIView):
+    @extend_schema(
+        operation_id="runs_cancel",
+        summary="Cancel a queued, running or blocked run",
+        request=None,
+        responses={200: s.RunDetailSerializer, **error_responses(401, 403, 404, 409)},
+    )
+    def post(self, request, run_id: int):
+        run_cancel(run=run_for(request, run_id), by=request.user)
+        return detail_response(run_id, request)
+
+
+class RunResumeApi(APIView):
+    @extend_schema(
+        operation_id="runs_resume",
+        summary="Resume a failed, cancelled or blocked run from its first unfinished stage",
+        request=None,
+        responses={
+            200: s.RunDetailSerializer,
+            **error_responses(401, 403, 404, 409, 429, 503),
+        },
+    )
+    def post(self, request, run_id: int):
+        run = run_for(request, run_id)
+        limits_check(request.user, creating=False)
+        broker_check()
+        run_resume(run=run, by=request.user)
+        return detail_response(run_id, request)
+
+
+class _StageActionApi(APIView):
+    def stage_args(self, request, run_id: int, stage: str) -> tuple[Run, str]:
+        run = run_for(request, run_id)
+        return run, stage_name(run, stage)
+
+    def call(self, fn, **kwargs) -> None:
+        try:
+            fn(**kwargs)
+        except RunInputError as exc:
+            if exc.field == "stage":  # the stage in the URL is not part of this run
+                raise exceptions.NotFound(exc.message) from None
+            raise
+
+
+class StageApproveApi(_StageActionApi):
+    @extend_schema(
+        operation_id="runs_stage_approve",
+        summary="Accept a blocked stage anyway; the run goes on",
+        request=None,
+        responses={200: s.RunDetailSerializer, **error_responses(401, 403, 404, 409)},
+    )
+    def post(self, request, run_id: int, stage: str):
+        run, stage = self.stage_args(request, run_id, stage)
+        self.call(stage_approve, run=run, stage=stage, by=request.user)
+        return detail_response(run_id, request)
+
+
+class StageRetryApi(_StageActionApi):
+    @extend_schema(
+        operation_id="runs_stage_retry",
+        summary="Run a blocked or failed stage again with a note for its prompts",
+        request=s.StageRetryInputSerializer,
+        responses={200: s.RunDetailSerializer, **error_responses(400, 401, 403, 404, 409)},
+    )
+    def post(self, request, run_id: int, stage: str):
+        run, stage = self.stage_args(request, run_id, stage)
+        body = s.StageRetryInputSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        self.call(
+            stage_retry, run=run, stage=stage, note=body.validated_data["note"], by=request.user
+        )
+        return detail_response(run_id, request)
+
+
+class StageAbortApi(_StageActionApi):
+    @extend_schema(
+        operation_id="runs_stage_abort",
+        summary="Give up on a run at this blocked stage (the run is cancelled)",
+        request=None,
+        responses={200: s.RunDetailSerializer, **error_responses(401, 403, 404, 409)},
+    )
+    def post(self, request, run_id: int, stage: str):
+        run, stage = self.stage_args(request, run_id, stage)
+        row = StageRun.objects.filter(run=run, stage=stage).values_list("status", flat=True)
+        stage_status = row.first()
+        if stage_status is None:
+            raise exceptions.NotFound(f"run {run.pk} does not include stage {stage!r}")
+        if stage_status != StageRun.Status.BLOCKED:
+            raise Conflict(
+                f"stage {stage} of run {run.pk} is {stage_status}; only a run blocked at this "
+                "stage can be aborted"
+            )
+        run_abort(run=run, by=request.user)
+        return detail_response(run_id, request)
+
+
+class RunArtifactListApi(APIView):
+    @extend_schema(
+        operation_id="runs_artifacts_list",
+        summary="The run's artifact files",
+        responses={200: s.ArtifactSerializer(many=True), **error_responses(401, 404)},
+    )
+    def get(self, request, run_id: int):
+        run = run_for(request, run_id)
+        artifacts = Artifact.objects.filter(run=run).order_by("id")
+        return Response(s.ArtifactSerializer(artifacts, many=True).data)
+
+
+ARTIFACT_CONTENT_TYPES = {".json": "application/json", ".patch": "text/x-diff"}
+
+
+class RunArtifactDownloadApi(APIView):
+    def perform_content_negotiation(self, request, force=False):
+        # The file is served as what it is, whatever the Accept header asked for.
+        return super().perform_content_negotiation(request, force=True)
+
+    @extend_schema(
+        operation_id="runs_artifacts_download",
+        summary="Download one artifact file of the run",
+        description="Only files recorded for this run and lying under its artifact root; "
+        "any other name (another run's file, a path) is 404.",
+        responses={
+            (200, "application/json"): OpenApiResponse(
+                OpenApiTypes.OBJECT, description="a JSON artifact"
+            ),
+            (200, "text/x-diff"): OpenApiResponse(
+                OpenApiTypes.STR, description="the code stage's diff"
+            ),
+            **error_responses(401, 404),
+        },
+    )
+    def get(self, request, run_id: int, name: str):
+        run = run_for(request, run_id)
+        artifact = Artifact.objects.filter(run=run, name=name).order_by("id").first()
+        if artifact is None:
+            raise exceptions.NotFound(f"run {run.pk} has no artifact {name[:200]!r}")
+        artifact.run = run
+        try:
+            path = artifact_path(artifact)
+        except ValueError:
+            raise exceptions.NotFound(f"run {run.pk} has no artifact {name[:200]!r}") from None
+        if not path.is_file():
+            raise exceptions.NotFound(f"the file of artifact {artifact.name} is missing")
+        content_type = ARTIFACT_CONTENT_TYPES.get(path.suffix, "application/octet-stream")
+        return FileResponse(
+            path.open("rb"), as_attachment=True, filename=artifact.name, content_type=content_type
+        )
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def transcript_build(run: Run, stages: list[StageRun], events: list[RunEvent]) -> dict[str, Any]:
+    """The debate of each stage from its stage.progress events: rounds in (attempt, round)
+    order, each with its messages, plus the votes the quorum used."""
+    by_stage: dict[str, dict[tuple[int, int], list[dict[str, Any]]]] = defaultdict(dict)
+    for event in events:
+        payload = event.payload if isinstance(event.payload, dict) else {}
+        answer = payload.get("answer") if isinstance(payload.get("answer"), dict) else {}
+        role = str(payload.get("role") or "")
+        position = answer.get("position", answer.get("rationale"))
+        key = (int(_number(payload.get("attempt")) or 0), int(_number(payload.get("round")) or 0))
+        by_stage[event.stage].setdefault(key, []).append(
+            {
+                "seq": event.seq,
+                "role": role,
+                "model": str(payload.get("model") or ""),
+                "position": None if position is None else str(position),
+                "self_confidence": _number(answer.get("self_confidence", answer.get("confidence"))),
+                "vote": answer.get("vote") if isinstance(answer.get("vote"), dict) else None,
+                "answer": answer,
+                "created_at": event.created_at,
+            }
+        )
+    out = []
+    for stage in stages:
+        rounds = []
+        for (attempt, number), messages in sorted(by_stage.get(stage.stage, {}).items()):
+            if all(m["role"] == "mediator" for m in messages):
+                label = "mediator"
+            elif number == 0:
+                label = "opening"
+            else:
+                label = f"debate {number}"
+            rounds.append(
+                {"attempt": attempt, "round": number, "label": label, "messages": messages}
+            )
+        out.append(
+            {
+                "stage": stage.stage,
+                "status": stage.status,
+                "attempt": stage.attempt,
+                "confidence": stage.confidence,
+                "approval": stage.approval,
+                "votes": [v for v in (stage.votes or []) if isinstance(v, dict)],
+                "mediator": stage.mediator or {},
+                "rounds": rounds,
+            }
+        )
+    return {"run": run.pk, "stages": out}
+
+
+class RunTranscriptApi(APIView):
+    @extend_schema(
+        operation_id="runs_transcript",
+        summary="The debate round by round, with votes (one stage with ?stage=)",
+        parameters=[s.TranscriptFilterSerializer],
+        responses={200: s.TranscriptSerializer, **error_responses(400, 401, 404)},
+    )
+    def get(self, request, run_id: int):
+        query = s.TranscriptFilterSerializer(data=request.query_params.dict())
+        query.is_valid(raise_exception=True)
+        run = run_for(request, run_id)
+        stages = StageRun.objects.filter(run=run).order_by("position")
+        events = RunEvent.objects.filter(run=run, kind="stage.progress").order_by("seq")
+        wanted = query.validated_data.get("stage")
+        if wanted:
+            stages = stages.filter(stage=wanted)
+            events = events.filter(stage=wanted)
+        stages = list(stages)
+        if wanted and not stages:
+            raise exceptions.NotFound(f"run {run.pk} does not include stage {wanted!r}")
+        transcript = transcript_build(run, stages, list(events))
+        return Response(s.TranscriptSerializer(transcript).data)

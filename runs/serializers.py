@@ -1,0 +1,266 @@
+"""Input and output shapes of the runs API. Inputs check types and choices (so the OpenAPI
+schema says what is accepted); the services check everything else."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from rest_framework import serializers
+
+from runs.models import Artifact, Run, StageRun
+from swarm.stages import ROLES, STAGE_NAMES
+
+STAGE_CHOICES = list(STAGE_NAMES)
+
+
+def _rename(fields: dict, renames: dict[str, str]) -> dict:
+    # "from" is a Python keyword, so these fields are declared under another name and
+    # exposed under the API's name here (before DRF binds them).
+    for old, new in renames.items():
+        fields[new] = fields.pop(old)
+    return fields
+
+
+class ErrorSerializer(serializers.Serializer):
+    """Every error body: `errors` (field -> messages) for a wrong request, `detail`
+    otherwise; 429 adds `limit`, `max` and `retry_after`, 503 adds `service`."""
+
+    detail = serializers.CharField(required=False)
+    errors = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()), required=False
+    )
+    service = serializers.CharField(required=False)
+    limit = serializers.CharField(required=False)
+    max = serializers.IntegerField(required=False)
+    retry_after = serializers.IntegerField(required=False)
+
+
+# --- inputs ---------------------------------------------------------------------------------
+
+
+class RunCreateInputSerializer(serializers.Serializer):
+    goal = serializers.CharField(max_length=settings.TEKTON_GOAL_MAX_CHARS)
+    repo = serializers.CharField(
+        max_length=1024, help_text="path of a git repository under TEKTON_REPO_ROOTS"
+    )
+    profile = serializers.CharField(
+        max_length=100,
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="profile name (default: diamond-v5)",
+    )
+    stage_from = serializers.ChoiceField(choices=STAGE_CHOICES, default="plan")
+    stage_to = serializers.ChoiceField(choices=STAGE_CHOICES, default="release")
+    consensus_free = serializers.ListField(
+        child=serializers.ChoiceField(choices=STAGE_CHOICES),
+        required=False,
+        default=list,
+        max_length=len(STAGE_CHOICES) * 2,
+    )
+    model = serializers.RegexField(
+        r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._:/+-]*$",
+        max_length=200,
+        required=False,
+        allow_null=True,
+        default=None,
+        error_messages={"invalid": "a model id is vendor/model"},
+        help_text="one vendor/model id for every role of every stage",
+    )
+    explain = serializers.BooleanField(
+        default=False, help_text="answer 200 with the plan and create nothing"
+    )
+
+    def get_fields(self):
+        return _rename(super().get_fields(), {"stage_from": "from", "stage_to": "to"})
+
+
+class RunListFilterSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=Run.Status.choices, required=False)
+    profile = serializers.CharField(max_length=100, required=False)
+    repo = serializers.CharField(
+        max_length=1024, required=False, help_text="text in the repository path"
+    )
+    q = serializers.CharField(max_length=500, required=False, help_text="text in the goal")
+    created_after = serializers.DateTimeField(required=False)
+    created_before = serializers.DateTimeField(required=False)
+    cursor = serializers.CharField(
+        max_length=500, required=False, help_text="from `next` / `previous`"
+    )
+
+
+class StageRetryInputSerializer(serializers.Serializer):
+    note = serializers.CharField(max_length=8000, help_text="goes into the retried stage's prompts")
+
+
+class TranscriptFilterSerializer(serializers.Serializer):
+    stage = serializers.ChoiceField(choices=STAGE_CHOICES, required=False)
+
+
+# --- outputs --------------------------------------------------------------------------------
+
+
+class RunSerializer(serializers.ModelSerializer):
+    repo = serializers.CharField(source="repo_path")
+    profile = serializers.CharField(source="profile_name")
+    stage_from = serializers.CharField(source="stage_from")
+    stage_to = serializers.CharField(source="stage_to")
+    owner = serializers.SerializerMethodField()
+    consensus_free = serializers.SerializerMethodField()
+    cost_usd = serializers.FloatField()
+    total_tokens = serializers.IntegerField()
+    duration_s = serializers.FloatField(allow_null=True)
+
+    class Meta:
+        model = Run
+        fields = [
+            "id",
+            "goal",
+            "repo",
+            "profile",
+            "stage_from",
+            "stage_to",
+            "status",
+            "reason",
+            "owner",
+            "consensus_free",
+            "input_tokens",
+            "output_tokens",
+            "total_tokens",
+            "cost_usd",
+            "duration_s",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+    def get_fields(self):
+        return _rename(super().get_fields(), {"stage_from": "from", "stage_to": "to"})
+
+    def get_owner(self, run: Run) -> str | None:
+        return run.owner.get_username() if run.owner_id else None
+
+    def get_consensus_free(self, run: Run) -> list[str]:
+        return list((run.config or {}).get("consensus_free") or [])
+
+
+class VoteSerializer(serializers.Serializer):
+    role = serializers.CharField()
+    approve = serializers.BooleanField()
+    self_confidence = serializers.FloatField()
+    reason = serializers.CharField(allow_blank=True, required=False)
+
+
+class StageSerializer(serializers.ModelSerializer):
+    votes = VoteSerializer(many=True)
+    cost_usd = serializers.FloatField()
+    duration_s = serializers.FloatField(allow_null=True)
+
+    class Meta:
+        model = StageRun
+        fields = [
+            "stage",
+            "position",
+            "status",
+            "attempt",
+            "confidence",
+            "approval",
+            "votes",
+            "reason",
+            "note",
+            "input_tokens",
+            "output_tokens",
+            "cost_usd",
+            "duration_s",
+            "started_at",
+            "finished_at",
+            "heartbeat_at",
+        ]
+        read_only_fields = fields
+
+
+class ArtifactSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Artifact
+        fields = ["name", "stage", "kind", "size", "sha256", "created_at"]
+        read_only_fields = fields
+
+
+class RunDetailSerializer(RunSerializer):
+    stages = StageSerializer(many=True)
+    artifacts = ArtifactSerializer(many=True)
+    config = serializers.JSONField(help_text="the configuration frozen when the run was created")
+    last_event_seq = serializers.IntegerField(source="event_seq")
+
+    class Meta(RunSerializer.Meta):
+        fields = [*RunSerializer.Meta.fields, "last_event_seq", "config", "stages", "artifacts"]
+        read_only_fields = fields
+
+
+class RunPageSerializer(serializers.Serializer):
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = RunSerializer(many=True)
+
+
+class RoleModelSerializer(serializers.Serializer):
+    model = serializers.CharField(allow_null=True)
+    backend = serializers.CharField(allow_null=True)
+
+
+class ExplainStageSerializer(serializers.Serializer):
+    stage = serializers.ChoiceField(choices=STAGE_CHOICES)
+    position = serializers.IntegerField()
+    depends_on = serializers.ListField(child=serializers.CharField())
+    consensus_free = serializers.BooleanField()
+    roles = serializers.DictField(
+        child=RoleModelSerializer(), help_text=f"role ({', '.join(ROLES)}) -> model"
+    )
+
+
+class ExplainSerializer(serializers.Serializer):
+    goal = serializers.CharField()
+    repo = serializers.CharField()
+    profile = serializers.CharField()
+    rounds = serializers.IntegerField()
+    quorum = serializers.FloatField()
+    threshold = serializers.FloatField()
+    stages = ExplainStageSerializer(many=True)
+
+
+class TranscriptMessageSerializer(serializers.Serializer):
+    seq = serializers.IntegerField()
+    role = serializers.CharField()
+    model = serializers.CharField(allow_blank=True)
+    position = serializers.CharField(
+        allow_null=True, help_text="the debater's position (or the mediator's rationale)"
+    )
+    self_confidence = serializers.FloatField(allow_null=True)
+    vote = serializers.JSONField(
+        allow_null=True, help_text="{approve, reason} on the proposal in hand"
+    )
+    answer = serializers.JSONField(help_text="the whole validated answer")
+    created_at = serializers.DateTimeField()
+
+
+class TranscriptRoundSerializer(serializers.Serializer):
+    attempt = serializers.IntegerField()
+    round = serializers.IntegerField()
+    label = serializers.CharField(help_text="opening, debate N or mediator")
+    messages = TranscriptMessageSerializer(many=True)
+
+
+class TranscriptStageSerializer(serializers.Serializer):
+    stage = serializers.CharField()
+    status = serializers.CharField()
+    attempt = serializers.IntegerField()
+    confidence = serializers.FloatField(allow_null=True)
+    approval = serializers.FloatField(allow_null=True)
+    votes = VoteSerializer(many=True, help_text="the votes the quorum was computed from")
+    mediator = serializers.JSONField()
+    rounds = TranscriptRoundSerializer(many=True)
+
+
+class TranscriptSerializer(serializers.Serializer):
+    run = serializers.IntegerField()
+    stages = TranscriptStageSerializer(many=True)

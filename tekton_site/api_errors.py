@@ -1,0 +1,122 @@
+"""One JSON error shape for the whole API, and the mapping from service errors to HTTP.
+
+Every 4xx body is either {"errors": {"<field>": ["message", ...]}} (the request was wrong,
+field by field) or {"detail": "message", ...} (anything else). Service errors:
+RunInputError / ProfileError -> 400 naming the API's field, RunStateError -> 409,
+ServiceUnavailable -> 503 {"detail", "service"}. An unexpected exception is logged and
+answered with a JSON 500, never a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+from config_profiles.services import ProfileError
+from runs.health import ServiceUnavailable
+from runs.services import RunInputError, RunStateError
+from swarm.redact import redact
+
+logger = logging.getLogger("tekton.api")
+
+# Service field names -> the names the API's request bodies use.
+FIELD_NAMES = {
+    "stage_from": "from",
+    "stage_to": "to",
+    "repo_path": "repo",
+    "profile_name": "profile",
+    # The server's TEKTON_LLM_BACKEND, not a request field: no field of the body is wrong.
+    "llm_backend": "non_field_errors",
+}
+
+
+class Conflict(exceptions.APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "the request conflicts with the current state"
+    default_code = "conflict"
+
+
+class LimitExceeded(exceptions.Throttled):
+    """A per-user limit (runs in flight, runs per minute); 429 with Retry-After."""
+
+    def __init__(self, *, limit: str, detail: str, wait: int, maximum: int):
+        super().__init__(wait=wait, detail=detail)
+        self.limit = limit
+        self.maximum = maximum
+
+
+def field_errors(field: str, message: str) -> dict[str, Any]:
+    return {"errors": {FIELD_NAMES.get(field, field): [redact(message)]}}
+
+
+def _flatten(detail: Any, prefix: str = "") -> dict[str, list[str]]:
+    """DRF's nested validation errors as {"dotted.field": [messages]}."""
+    out: dict[str, list[str]] = {}
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            name = f"{prefix}.{key}" if prefix else str(key)
+            for k, v in _flatten(value, name).items():
+                out.setdefault(k, []).extend(v)
+    elif isinstance(detail, list) and any(isinstance(item, dict | list) for item in detail):
+        for index, value in enumerate(detail):
+            for k, v in _flatten(value, f"{prefix}.{index}" if prefix else str(index)).items():
+                out.setdefault(k, []).extend(v)
+    elif isinstance(detail, list):
+        out[prefix or "non_field_errors"] = [str(item) for item in detail]
+    else:
+        out[prefix or "non_field_errors"] = [str(detail)]
+    return out
+
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, RunInputError | ProfileError):
+        return Response(field_errors(exc.field, exc.message), status=status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, RunStateError):
+        return Response({"detail": redact(str(exc))}, status=status.HTTP_409_CONFLICT)
+    if isinstance(exc, ServiceUnavailable):
+        return Response(
+            {"detail": exc.message, "service": exc.service},
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
+    if isinstance(exc, Http404 | PermissionDenied | exceptions.APIException):
+        response = exception_handler(exc, context)
+        if response is None:
+            return None
+        if isinstance(exc, exceptions.ValidationError):
+            response.data = {"errors": _flatten(exc.detail)}
+        else:
+            detail = getattr(exc, "detail", None)
+            if isinstance(exc, Http404):
+                detail = "not found"
+            elif isinstance(exc, PermissionDenied) and not isinstance(exc, exceptions.APIException):
+                detail = "you do not have permission to do this"
+            response.data = {"detail": str(detail) if detail is not None else response.status_text}
+            if isinstance(exc, LimitExceeded):
+                response.data.update(limit=exc.limit, max=exc.maximum, retry_after=exc.wait)
+        return response
+    view = context.get("view")
+    logger.error(
+        "unexpected error in %s: %s",
+        type(view).__name__ if view else "the API",
+        redact(f"{type(exc).__name__}: {exc}"),
+        exc_info=exc,
+    )
+    return Response(
+        {"detail": "internal error; the server log has the details"},
+        status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+    )
+
+
+def not_found(request, exception=None):
+    """handler404: JSON under /api/, Django's page elsewhere."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "not found"}, status=404)
+    from django.views.defaults import page_not_found
+
+    return page_not_found(request, exception)
