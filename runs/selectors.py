@@ -36,3 +36,9 @@ def run_detail(run_id: int) -> Run:
     return (
         Run.objects.select_related("owner").prefetch_related("stages", "artifacts").get(pk=run_id)
     )
+
+
+def run_repositories_recent(user, *, runs: int = 50, limit: int = 10) -> list[str]:
+    """The distinct repositories of the user's most recent runs, newest first."""
+    paths = runs_visible_to(user).order_by("-created_at", "-id").values_list("repo_path", flat=True)
+    return list(dict.fromkeys(p for p in paths[:runs] if p))[:limit]

@@ -16,7 +16,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from runs.selectors import runs_visible_to
+from runs.selectors import run_repositories_recent
 from runs.serializers import ErrorSerializer
 from syschecks.registry import STATUSES
 from syschecks.services import checks_run, checks_summary
@@ -58,13 +58,10 @@ class ChecksRunInputSerializer(serializers.Serializer):
     )
 
 
-def repos_of_recent_runs(user) -> list[str]:
-    paths = runs_visible_to(user).order_by("-created_at", "-id").values_list("repo_path", flat=True)
-    return list(dict.fromkeys(p for p in paths[:RECENT_RUNS] if p))[:MAX_REPOS]
-
-
 def _checks(user, only=None) -> dict:
-    results = checks_run(repo_paths=repos_of_recent_runs(user), only=only)
+    results = checks_run(
+        repo_paths=run_repositories_recent(user, runs=RECENT_RUNS, limit=MAX_REPOS), only=only
+    )
     return {
         "checked_at": timezone.now(),
         "summary": checks_summary(results),

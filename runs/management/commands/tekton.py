@@ -39,7 +39,7 @@ from django.conf import settings
 from django.core.management.base import CommandError
 from django.db import connections
 from django.db.models import Count, Q
-from django_typer.management import TyperCommand, command
+from django_typer.management import TyperCommand, command, group
 
 # typer vendors its own click; its usage errors are these classes, not the click package's.
 from typer._click.exceptions import NoArgsIsHelpError, UsageError
@@ -47,11 +47,13 @@ from typer._click.exceptions import NoArgsIsHelpError, UsageError
 from config_profiles.services import ProfileError
 from runs.cli_render import (
     FollowView,
+    checks_table,
     console_for,
     explain_renderable,
     run_detail_data,
     run_detail_renderable,
     runs_table,
+    tokens_table,
     unblock_hint,
 )
 from runs.models import Run, StageRun
@@ -624,3 +626,118 @@ class Command(TyperCommand):
             os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
         _drive(run_id)
         raise typer.Exit(self._outcome(run_id))
+
+    # --- system checks and API tokens -------------------------------------------------
+
+    @command(help="Check credentials, services, repositories and sandbox guards; exit 1 on error.")
+    def check(
+        self,
+        repo: Annotated[
+            list[Path] | None,
+            typer.Option(
+                "--repo", help="A repository to check (repeatable; default: those of recent runs)."
+            ),
+        ] = None,
+        only: Annotated[
+            list[str] | None, typer.Option("--only", help="A check id or category (repeatable).")
+        ] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON.")] = False,
+        debug: DebugOpt = False,
+    ) -> None:
+        from runs.selectors import run_repositories_recent
+        from syschecks.services import checks_run, checks_summary
+
+        with self._errors(debug):
+            paths = [str(p) for p in repo] if repo else run_repositories_recent(None)
+            try:
+                found = checks_run(repo_paths=paths, only=only or None)
+            except ValueError as err:  # an unknown id in --only
+                raise UsageError(str(err)) from None
+            summary = checks_summary(found)
+            results = [r.as_dict() for r in found]
+            if as_json:
+                self._out(json.dumps({"summary": summary, "checks": results}, indent=2))
+            else:
+                self._console().print(checks_table(results))
+                self._out(f"{summary['ok']} ok, {summary['warn']} warn, {summary['error']} error")
+        if summary["error"]:
+            raise typer.Exit(EXIT_FAILED)
+
+    @group(help="API tokens: create (shown once), list, revoke.")
+    def token(self) -> None:
+        pass
+
+    @token.command(name="create", help="Create a token for USERNAME; the token is the last line.")
+    def token_create(
+        self,
+        username: Annotated[str, typer.Argument(help="An existing user.")],
+        name: Annotated[str, typer.Option("--name", help="What the token is for.")] = "",
+        debug: DebugOpt = False,
+    ) -> None:
+        from django.contrib.auth import get_user_model
+
+        from accounts.services import TokenError, token_create
+
+        with self._errors(debug):
+            user = get_user_model().objects.filter(username=username).first()
+            if user is None:
+                raise UsageError(f"no user named {username!r}")
+            try:
+                token, raw = token_create(user=user, name=name)
+            except TokenError as err:
+                raise UsageError(str(err)) from None
+            self._out(
+                f"token {token.pk} for {username} (prefix tkn_{token.prefix}); it is shown once:"
+            )
+            self._out(raw)
+
+    @token.command(name="list", help="List tokens (never their secrets).")
+    def token_list(
+        self,
+        username: Annotated[str | None, typer.Option("--user", help="Only this user's.")] = None,
+        debug: DebugOpt = False,
+    ) -> None:
+        from django.contrib.auth import get_user_model
+
+        from accounts.services import token_list
+
+        with self._errors(debug):
+            user = None
+            if username is not None:
+                user = get_user_model().objects.filter(username=username).first()
+                if user is None:
+                    raise UsageError(f"no user named {username!r}")
+            rows = [
+                {
+                    "id": t.pk,
+                    "user": t.user.get_username(),
+                    "name": t.name,
+                    "prefix": f"tkn_{t.prefix}",
+                    "created_at": t.created_at.strftime("%Y-%m-%d %H:%M"),
+                    "last_used_at": t.last_used_at and t.last_used_at.strftime("%Y-%m-%d %H:%M"),
+                    "revoked_at": t.revoked_at and t.revoked_at.strftime("%Y-%m-%d %H:%M"),
+                }
+                for t in token_list(user=user)
+            ]
+            if not rows:
+                self._out("no tokens")
+                return
+            self._console().print(tokens_table(rows))
+
+    @token.command(name="revoke", help="Revoke a token by id or by its prefix (tkn_XXXXXXXX).")
+    def token_revoke(
+        self,
+        which: Annotated[str, typer.Argument(help="Token id or prefix.")],
+        debug: DebugOpt = False,
+    ) -> None:
+        from accounts.services import TokenError, token_revoke
+
+        with self._errors(debug):
+            try:
+                if which.isdigit():
+                    token = token_revoke(token_id=int(which))
+                else:
+                    token = token_revoke(prefix=which)
+            except TokenError as err:
+                raise UsageError(str(err)) from None
+            self._out(f"token {token.pk} (tkn_{token.prefix}) revoked")
