@@ -1,0 +1,298 @@
+"""Issue 3, section 5: event commit-to-receipt latency over SSE and WebSocket.
+
+    uv run python -m bench.streams [--subscribers 1,100,1000] [--events 40] [--no-write]
+
+Services mode: PostgreSQL, Redis (channels_redis) and ONE daphne process serving
+`tekton_site.asgi`. For each transport and each subscriber count, N clients (spread over
+a few client processes so the client side is not the bottleneck) follow one run; once all
+are connected, an emitter process records `--events` events with `runs.events.event_record`
+(each payload carries the wall time taken just before the record call, so the latency
+counts the insert and the commit too), then `run.finished`. Every client notes the
+arrival time of each event. Latency = arrival - that time, p50 and p95 over every
+(subscriber, event) pair; lost = events a subscriber never got. Targets: p95 <= 50 ms at
+100 subscribers, <= 250 ms at 1,000, 0 lost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import doc_section_write, machine, percentile
+from tests.integration.harness import (
+    DEFAULT_DATABASE_URL,
+    DEFAULT_REDIS_URL,
+    PROJECT_DIR,
+    Services,
+    manage,
+)
+from tests.streams.live import AsgiServer, SseParser, user_token
+
+CLIENT_PROCESSES = 4
+
+_CREATE_RUN = """
+from django.contrib.auth import get_user_model
+from runs.models import Run
+owner = get_user_model().objects.get(username={username!r})
+run = Run.objects.create(goal="stream benchmark", repo_path="/tmp/bench", profile_name="bench",
+                         stage_from="plan", stage_to="release", status="running", owner=owner)
+print(run.pk)
+"""
+
+_EMIT = """
+import time
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from runs.events import event_record
+from runs.models import Run
+# Warm up: the first query and the first publish open their connections; that start-up
+# cost belongs to the emitter, not to the streams.
+Run.objects.filter(pk={run_id}).exists()
+async_to_sync(get_channel_layer().group_send)("tekton.bench.warmup", {{"type": "noop"}})
+for n in range({events}):
+    event_record(run_id={run_id}, kind="stage.progress", stage="plan",
+                 payload={{"n": n, "sent_at": time.time()}})
+    time.sleep({interval})
+Run.objects.filter(pk={run_id}).update(status="succeeded")
+event_record(run_id={run_id}, kind="run.finished", payload={{"sent_at": time.time()}})
+"""
+
+
+# --- client processes -------------------------------------------------------------------
+
+
+async def _sse_subscriber(client, url: str, token: str, ready: asyncio.Event, out: list) -> None:
+    import httpx  # noqa: F401  (the client passed in)
+
+    headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
+    async with client.stream("GET", url, headers=headers) as response:
+        ready.set()
+        parser = SseParser()
+        async for line in response.aiter_lines():
+            message = parser.feed(line)
+            if message is None:
+                continue
+            now = time.time()
+            seq, kind, data = message
+            out.append((seq, now - json.loads(data)["payload"]["sent_at"]))
+            if kind == "run.finished":
+                return
+
+
+async def _ws_subscriber(uri: str, origin: str, ready: asyncio.Event, out: list) -> None:
+    import websockets
+
+    async with websockets.connect(uri, origin=origin, max_queue=None, open_timeout=120) as ws:
+        ready.set()
+        async for text in ws:
+            now = time.time()
+            event = json.loads(text)
+            out.append((event["seq"], now - event["payload"]["sent_at"]))
+            if event["kind"] == "run.finished":
+                return
+
+
+async def _client_main(args) -> None:
+    import httpx
+
+    results: list[list] = [[] for _ in range(args.n)]
+    readies = [asyncio.Event() for _ in range(args.n)]
+    if args.transport == "sse":
+        limits = httpx.Limits(max_connections=args.n + 10, max_keepalive_connections=0)
+        client = httpx.AsyncClient(timeout=httpx.Timeout(120.0), limits=limits)
+        url = f"{args.base}/api/runs/{args.run}/events"
+        tasks = [
+            asyncio.create_task(_sse_subscriber(client, url, args.token, readies[i], results[i]))
+            for i in range(args.n)
+        ]
+    else:
+        client = None
+        uri = args.base.replace("http://", "ws://") + f"/ws/runs/{args.run}/?token={args.token}"
+        tasks = [
+            asyncio.create_task(_ws_subscriber(uri, args.base, readies[i], results[i]))
+            for i in range(args.n)
+        ]
+    await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), 120)
+    print("ready", flush=True)
+    done, pending = await asyncio.wait(tasks, timeout=args.timeout)
+    for task in pending:
+        task.cancel()
+    errors = [repr(t.exception()) for t in done if t.exception() is not None]
+    if client is not None:
+        await client.aclose()
+    print(json.dumps({"results": results, "errors": errors[:5]}), flush=True)
+
+
+# --- orchestration ------------------------------------------------------------------------
+
+
+def _measure(server, env, token, username, transport: str, n: int, events: int, interval: float):
+    proc = manage(["shell", "-c", _CREATE_RUN.format(username=username)], env=env, timeout=60)
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr[-2000:])
+    run_id = int(proc.stdout.strip().splitlines()[-1])
+    per = [
+        n // CLIENT_PROCESSES + (1 if i < n % CLIENT_PROCESSES else 0)
+        for i in range(CLIENT_PROCESSES)
+    ]
+    clients = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bench.streams",
+                "client",
+                "--transport",
+                transport,
+                "--n",
+                str(k),
+                "--base",
+                server.base_url,
+                "--run",
+                str(run_id),
+                "--token",
+                token,
+                "--timeout",
+                str(events * interval + 120),
+            ],
+            cwd=PROJECT_DIR,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for k in per
+        if k
+    ]
+    for c in clients:
+        line = c.stdout.readline()
+        if line.strip() != "ready":
+            raise RuntimeError(f"client failed: {line}{c.stderr.read()[-3000:]}")
+    time.sleep(1.0)  # the last streams' generators subscribe to the hub after their headers
+    emit = manage(
+        ["shell", "-c", _EMIT.format(events=events, run_id=run_id, interval=interval)],
+        env=env,
+        timeout=events * interval + 120,
+    )
+    if emit.returncode != 0:
+        raise RuntimeError(emit.stderr[-2000:])
+    latencies: list[float] = []
+    lost = 0
+    errors: list[str] = []
+    for c in clients:
+        out, err = c.communicate(timeout=events * interval + 180)
+        data = json.loads(out.strip().splitlines()[-1])
+        errors += data["errors"]
+        for sub in data["results"]:
+            seqs = [s for s, _ in sub]
+            lost += (events + 1) - len(set(seqs))
+            latencies += [lat * 1000 for _, lat in sub]
+    return {
+        "transport": transport,
+        "subscribers": n,
+        "events": events + 1,
+        "p50_ms": percentile(latencies, 50),
+        "p95_ms": percentile(latencies, 95),
+        "max_ms": max(latencies) if latencies else float("nan"),
+        "received": len(latencies),
+        "lost": lost,
+        "errors": errors,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="cmd")
+    client = sub.add_parser("client")
+    client.add_argument("--transport", choices=["sse", "ws"], required=True)
+    client.add_argument("--n", type=int, required=True)
+    client.add_argument("--base", required=True)
+    client.add_argument("--run", type=int, required=True)
+    client.add_argument("--token", required=True)
+    client.add_argument("--timeout", type=float, default=300)
+    parser.add_argument("--subscribers", default="1,100,1000")
+    parser.add_argument("--transports", default="sse,ws")
+    parser.add_argument("--events", type=int, default=40)
+    parser.add_argument("--interval-ms", type=float, default=50)
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args(argv)
+    if args.cmd == "client":
+        asyncio.run(_client_main(args))
+        return
+
+    counts = [int(x) for x in args.subscribers.split(",") if x.strip()]
+    work = Path(tempfile.mkdtemp(prefix="tekton-bench-streams-"))
+    services = Services.create(
+        base_database_url=os.environ.get("TEKTON_TEST_DATABASE_URL") or DEFAULT_DATABASE_URL,
+        redis_url=os.environ.get("TEKTON_TEST_REDIS_URL") or DEFAULT_REDIS_URL,
+        work_dir=work,
+        extra_env={"TEKTON_LOG_LEVEL": "WARNING"},
+    )
+    rows = []
+    server = None
+    try:
+        services.migrate()
+        server = AsgiServer(env=services.env, log_path=work / "daphne.log")
+        server.wait_ready()
+        username = "bench-streams"
+        token = user_token(services.env, username)
+        for transport in args.transports.split(","):
+            for n in counts:
+                row = _measure(
+                    server,
+                    services.env,
+                    token,
+                    username,
+                    transport,
+                    n,
+                    args.events,
+                    args.interval_ms / 1000,
+                )
+                rows.append(row)
+                print(
+                    f"{transport:>3} {n:>5} subscribers: p50 {row['p50_ms']:.1f} ms, "
+                    f"p95 {row['p95_ms']:.1f} ms, max {row['max_ms']:.1f} ms, "
+                    f"received {row['received']}, lost {row['lost']}"
+                    + (f", errors {row['errors']}" if row["errors"] else ""),
+                    flush=True,
+                )
+        peak = server.vm_hwm_kb()
+    finally:
+        if server is not None:
+            server.stop()
+        services.close()
+    print(f"daphne peak RSS: {peak / 1024:.0f} MB" if peak else "daphne peak RSS: n/a")
+    if args.no_write:
+        return
+    lines = [
+        "## Live event streams: commit to receipt (issue 3, section 5)",
+        "",
+        f"`uv run python -m bench.streams --subscribers {args.subscribers} --events {args.events}"
+        f" --interval-ms {args.interval_ms:g}` on {machine()}; services mode (PostgreSQL, "
+        "Redis channel layer), one daphne process; clients in "
+        f"{CLIENT_PROCESSES} processes on the same machine. Latency runs from just before "
+        "`event_record` (insert + commit + publish) to the client's receipt, over every "
+        f"(subscriber, event) pair; {args.events} events {args.interval_ms:g} ms apart plus "
+        "`run.finished`. Targets: p95 <= 50 ms at 100, <= 250 ms at 1,000, 0 lost.",
+        "",
+        "| transport | subscribers | p50 ms | p95 ms | max ms | received | lost |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['transport'].upper()} | {r['subscribers']} | {r['p50_ms']:.1f} | "
+            f"{r['p95_ms']:.1f} | {r['max_ms']:.1f} | {r['received']} | {r['lost']} |"
+        )
+    lines += ["", f"daphne peak resident memory: {peak / 1024:.0f} MB." if peak else ""]
+    doc_section_write("streams", "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

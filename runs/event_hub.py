@@ -1,0 +1,332 @@
+"""Per-process fan-out of a run's live events to every local subscriber (SSE and WebSocket).
+
+The channel layer is at-most-once, so a group message is only a hint that something new
+was committed. One feed per run per event loop holds the single channel-layer subscription
+(`new_channel` + `group_add`) for that run; on a hint, or every `POLL_SECONDS` as a safety
+net, it reads the new events from the database once and hands the same list to every local
+subscriber. Each subscriber keeps its own last seq, replays from the database itself when it
+joins, skips what it already sent and fetches any gap from the database, so what it yields
+is every event after its resume point, in seq order, with no gap and no duplicate.
+The feed unsubscribes when its last local subscriber leaves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import weakref
+from collections import deque
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from django.db import DatabaseError, connection
+from django.db.models import Max
+
+from runs.events import FINAL_KINDS, run_group
+from runs.models import Run, RunEvent
+from runs.selectors import run_events_after
+
+logger = logging.getLogger("tekton.runs.streams")
+
+POLL_SECONDS = 1.0  # safety net for hints the channel layer dropped
+PAGE = 500  # events per database read
+MAX_PENDING = 5000  # a subscriber this far behind drops its queue and re-reads the database
+
+# Stream reads run on a small dedicated pool rather than per request: under ASGI every
+# request gets its own thread (and database connection) for thread-sensitive calls, and
+# 1,000 open streams must not hold 1,000 PostgreSQL connections.
+_DB_THREADS = int(os.environ.get("TEKTON_STREAM_DB_THREADS", "4"))
+_db_executor = ThreadPoolExecutor(max_workers=_DB_THREADS, thread_name_prefix="tekton-streams-db")
+
+HEARTBEAT = object()  # yielded by Subscription.stream() when nothing happened for a while
+
+
+def event_dict(event: RunEvent) -> dict[str, Any]:
+    """The shape every stream subscriber receives."""
+    return {
+        "seq": event.seq,
+        "kind": event.kind,
+        "stage": event.stage,
+        "payload": event.payload,
+        "created_at": event.created_at.isoformat() if event.created_at else None,
+    }
+
+
+def _with_reconnect(fn, *args):
+    # These pool threads live outside any request, so nothing closes a connection that
+    # went bad (database restart): drop it and retry once on a fresh one.
+    try:
+        return fn(*args)
+    except DatabaseError:
+        connection.close()
+        return fn(*args)
+
+
+def _events_after_sync(run_id: int, after_seq: int, limit: int) -> list[dict[str, Any]]:
+    return [event_dict(e) for e in run_events_after(run_id, after_seq, limit)]
+
+
+def _last_seq_sync(run_id: int) -> int:
+    return RunEvent.objects.filter(run_id=run_id).aggregate(m=Max("seq"))["m"] or 0
+
+
+def _run_state_sync(run_id: int) -> tuple[str, int, str] | None:
+    """(status, last seq, kind of the last event) or None when the run is gone."""
+    status = Run.objects.filter(pk=run_id).values_list("status", flat=True).first()
+    if status is None:
+        return None
+    last = RunEvent.objects.filter(run_id=run_id).order_by("-seq").values("seq", "kind").first()
+    return status, (last or {}).get("seq", 0), (last or {}).get("kind", "")
+
+
+async def db_call(fn, *args):
+    """Run a short read-mostly database function on the stream pool (persistent connections,
+    no per-call reconnect), e.g. a WebSocket's authentication at connect time."""
+    return await sync_to_async(_with_reconnect, thread_sensitive=False, executor=_db_executor)(
+        fn, *args
+    )
+
+
+async def db_events_after(run_id: int, after_seq: int, limit: int = PAGE) -> list[dict[str, Any]]:
+    """A run's events after `after_seq` (at most `limit`), as dicts, read on the stream pool."""
+    return await sync_to_async(_with_reconnect, thread_sensitive=False, executor=_db_executor)(
+        _events_after_sync, run_id, after_seq, limit
+    )
+
+
+async def db_last_seq(run_id: int) -> int:
+    return await sync_to_async(_with_reconnect, thread_sensitive=False, executor=_db_executor)(
+        _last_seq_sync, run_id
+    )
+
+
+async def db_run_state(run_id: int) -> tuple[str, int, str] | None:
+    return await sync_to_async(_with_reconnect, thread_sensitive=False, executor=_db_executor)(
+        _run_state_sync, run_id
+    )
+
+
+class Subscription:
+    """One local subscriber's view of a run: its resume point and the batches the feed
+    handed it. Use through `RunEventHub.subscribe()`."""
+
+    def __init__(self, run_id: int, after_seq: int):
+        self.run_id = run_id
+        self.last_seq = after_seq
+        self._pending: deque[list[dict[str, Any]]] = deque()
+        self._pending_count = 0
+        self._resync = False
+        self._wake = asyncio.Event()
+
+    def push(self, batch: list[dict[str, Any]]) -> None:
+        """Called by the feed with a batch shared by all subscribers (never mutated)."""
+        if self._pending_count + len(batch) > MAX_PENDING:
+            # A stalled client: stop buffering, it re-reads from its own last seq.
+            self._pending.clear()
+            self._pending_count = 0
+            self._resync = True
+        else:
+            self._pending.append(batch)
+            self._pending_count += len(batch)
+        self._wake.set()
+
+    async def _catch_up(self) -> AsyncIterator[dict[str, Any]]:
+        """Everything in the database after last_seq, page by page."""
+        while True:
+            page = await db_events_after(self.run_id, self.last_seq, PAGE)
+            for event in page:
+                self.last_seq = event["seq"]
+                yield event
+            if len(page) < PAGE:
+                return
+
+    async def stream(self, heartbeat_seconds: float | None = None) -> AsyncIterator[Any]:
+        """Replayed then live events (dicts) in seq order; `HEARTBEAT` after
+        `heartbeat_seconds` of silence. Ends after a final event (run.finished, run.failed,
+        run.cancelled) when nothing follows it."""
+        last_kind = ""
+        async for event in self._catch_up():
+            last_kind = event["kind"]
+            yield event
+        if last_kind in FINAL_KINDS:
+            return
+        if not last_kind:
+            # Nothing after the resume point: a finished run has nothing more to say.
+            state = await db_run_state(self.run_id)
+            if state is None:
+                return
+            status, seq, kind = state
+            if status in Run.FINISHED and kind in FINAL_KINDS and self.last_seq >= seq:
+                return
+        while True:
+            if not self._pending and not self._resync:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=heartbeat_seconds)
+                except TimeoutError:
+                    yield HEARTBEAT
+                    continue
+            self._wake.clear()
+            if self._resync:
+                self._resync = False
+                async for event in self._catch_up():
+                    last_kind = event["kind"]
+                    yield event
+            while self._pending:
+                batch = self._pending.popleft()
+                self._pending_count -= len(batch)
+                for event in batch:
+                    seq = event["seq"]
+                    if seq <= self.last_seq:
+                        continue  # already replayed or sent
+                    if seq > self.last_seq + 1:
+                        # A gap (dropped hint, or joined mid-way): the database has them.
+                        missing = await db_events_after(
+                            self.run_id, self.last_seq, seq - self.last_seq - 1
+                        )
+                        for old in missing:
+                            if old["seq"] < seq:
+                                self.last_seq = old["seq"]
+                                last_kind = old["kind"]
+                                yield old
+                    self.last_seq = seq
+                    last_kind = event["kind"]
+                    yield event
+            if last_kind in FINAL_KINDS and not self._pending and not self._resync:
+                return
+
+
+class _Feed:
+    """The one channel-layer subscription of a run in this process and its reader."""
+
+    def __init__(self, run_id: int):
+        self.run_id = run_id
+        self.subscribers: set[Subscription] = set()
+        self.last_seq = 0
+        self.ready = asyncio.Event()
+        self._hint = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self._channel: str | None = None
+        self._layer = None
+
+    async def start(self) -> None:
+        try:
+            # Read before subscribing to the group: an event committed in between is still
+            # above last_seq, so the first read picks it up.
+            self.last_seq = await db_last_seq(self.run_id)
+            self._layer = get_channel_layer()
+            if self._layer is not None:
+                try:
+                    self._channel = await self._layer.new_channel()
+                    await self._layer.group_add(run_group(self.run_id), self._channel)
+                    self._tasks.append(asyncio.create_task(self._receive()))
+                except Exception as exc:  # a down Redis degrades to polling, not to an error
+                    logger.warning(
+                        "run %s: channel layer unavailable, polling: %s", self.run_id, exc
+                    )
+                    self._channel = None
+            self._tasks.append(asyncio.create_task(self._pull_loop()))
+        finally:
+            self.ready.set()
+
+    async def _receive(self) -> None:
+        while True:
+            try:
+                message = await self._layer.receive(self._channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("run %s: channel layer receive failed: %s", self.run_id, exc)
+                await asyncio.sleep(POLL_SECONDS)
+                continue
+            seq = message.get("seq")
+            if isinstance(seq, int) and seq <= self.last_seq:
+                continue  # already read from the database
+            self._hint.set()
+
+    async def _pull_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._hint.wait(), timeout=POLL_SECONDS)
+            self._hint.clear()
+            try:
+                await self._pull()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("run %s: reading events failed: %s", self.run_id, exc)
+
+    async def _pull(self) -> None:
+        while True:
+            batch = await db_events_after(self.run_id, self.last_seq, PAGE)
+            if not batch:
+                return
+            self.last_seq = batch[-1]["seq"]
+            for sub in list(self.subscribers):
+                sub.push(batch)
+            if len(batch) < PAGE:
+                return
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._layer is not None and self._channel is not None:
+            with contextlib.suppress(Exception):
+                await self._layer.group_discard(run_group(self.run_id), self._channel)
+
+
+class RunEventHub:
+    """The feeds of one event loop, keyed by run id."""
+
+    def __init__(self):
+        self._feeds: dict[int, _Feed] = {}
+
+    def feed_count(self) -> int:
+        return len(self._feeds)
+
+    def subscriber_count(self, run_id: int) -> int:
+        feed = self._feeds.get(run_id)
+        return len(feed.subscribers) if feed else 0
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, run_id: int, after_seq: int = 0) -> AsyncIterator[Subscription]:
+        """A subscription to `run_id` from `after_seq`; joins (or starts) the run's feed
+        before the subscriber replays, so nothing committed meanwhile is missed."""
+        sub = Subscription(run_id, after_seq)
+        feed = self._feeds.get(run_id)
+        starting = feed is None
+        if feed is None:
+            feed = self._feeds[run_id] = _Feed(run_id)
+        feed.subscribers.add(sub)
+        try:
+            if starting:
+                await feed.start()
+            else:
+                await feed.ready.wait()
+            yield sub
+        finally:
+            feed.subscribers.discard(sub)
+            if not feed.subscribers and self._feeds.get(run_id) is feed:
+                del self._feeds[run_id]
+                await feed.stop()
+
+
+_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RunEventHub] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def hub() -> RunEventHub:
+    """This event loop's hub (asyncio objects cannot cross loops)."""
+    loop = asyncio.get_running_loop()
+    found = _hubs.get(loop)
+    if found is None:
+        found = _hubs[loop] = RunEventHub()
+    return found

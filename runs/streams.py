@@ -1,0 +1,179 @@
+"""`GET /api/runs/<id>/events`: a run's events as Server-Sent Events or as a JSON page.
+
+With `Accept: text/event-stream` the answer is a stream: every event after `Last-Event-ID`
+(or `?after=`) replayed from the database, then the live ones as they are committed (see
+`runs.event_hub`), each as `id: <seq>`, `event: <kind>`, `data: <json>`; a `: heartbeat`
+comment every TEKTON_SSE_HEARTBEAT_SECONDS of silence keeps proxies from closing it. The
+stream ends after the run's final event; a reconnect to a finished run with nothing left
+to send answers 204, which tells an EventSource to stop reconnecting. Otherwise: a JSON
+page of events (`?after=SEQ&limit=N`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from django.conf import settings
+from django.db import connection
+from django.http import StreamingHttpResponse
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from runs.event_hub import HEARTBEAT, event_dict, hub
+from runs.events import FINAL_KINDS
+from runs.models import Run, RunEvent
+from runs.selectors import run_events_after, runs_visible_to
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+
+
+class EventStreamRenderer(BaseRenderer):
+    """Lets content negotiation accept `text/event-stream`. The stream itself is built by
+    the view; this renders only what DRF answers on its own (401, 404, 400) as one
+    `error` event."""
+
+    media_type = "text/event-stream"
+    format = "sse"
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None) -> bytes:
+        if data is None:
+            return b""
+        return f"event: error\ndata: {json.dumps(data, default=str)}\n\n".encode()
+
+
+def sse_format(event: dict[str, Any]) -> bytes:
+    """One SSE message. json.dumps escapes newlines, so `data:` is always one line."""
+    data = json.dumps(event, separators=(",", ":"), default=str)
+    return f"id: {event['seq']}\nevent: {event['kind']}\ndata: {data}\n\n".encode()
+
+
+async def sse_stream(run_id: int, after_seq: int, heartbeat_seconds: float) -> AsyncIterator[bytes]:
+    """The body of the stream; runs on the event loop, reads through the hub's pool."""
+    async with hub().subscribe(run_id, after_seq) as sub:
+        async for item in sub.stream(heartbeat_seconds=heartbeat_seconds):
+            yield b": heartbeat\n\n" if item is HEARTBEAT else sse_format(item)
+
+
+def _last_event_id(request) -> int | None:
+    raw = request.headers.get("Last-Event-ID")
+    if raw is None or raw.strip() == "":
+        return None
+    raw = raw.strip()
+    if not raw.isdigit():
+        raise serializers.ValidationError(
+            {"Last-Event-ID": [f"must be an event seq (a whole number >= 0), got {raw[:40]!r}"]}
+        )
+    return int(raw)
+
+
+class RunEventsQuerySerializer(serializers.Serializer):
+    after = serializers.IntegerField(
+        min_value=0, default=0, help_text="Return events with seq greater than this."
+    )
+    limit = serializers.IntegerField(
+        min_value=1,
+        max_value=MAX_LIMIT,
+        default=DEFAULT_LIMIT,
+        help_text="JSON page size (SSE ignores it).",
+    )
+
+
+class RunEventSerializer(serializers.Serializer):
+    seq = serializers.IntegerField()
+    kind = serializers.CharField()
+    stage = serializers.CharField(allow_blank=True)
+    payload = serializers.JSONField()
+    created_at = serializers.DateTimeField(allow_null=True)
+
+
+class RunEventsPageSerializer(serializers.Serializer):
+    events = RunEventSerializer(many=True)
+    next_after = serializers.IntegerField(
+        allow_null=True,
+        help_text="Pass as ?after= for the next page; null when no more events exist now.",
+    )
+    run_status = serializers.ChoiceField(choices=Run.Status.choices)
+
+
+class RunEventsApi(APIView):
+    """A run's events: SSE with `Accept: text/event-stream`, a JSON page otherwise."""
+
+    permission_classes = [IsAuthenticated]
+    renderer_classes = [JSONRenderer, EventStreamRenderer]
+
+    @extend_schema(
+        operation_id="runs_events",
+        summary="A run's events (JSON page, or Server-Sent Events with Accept: text/event-stream)",
+        parameters=[
+            RunEventsQuerySerializer,
+            OpenApiParameter(
+                "Last-Event-ID",
+                OpenApiTypes.INT,
+                OpenApiParameter.HEADER,
+                required=False,
+                description="SSE resume point (the last seq received); wins over ?after=.",
+            ),
+        ],
+        responses={
+            (200, "application/json"): RunEventsPageSerializer,
+            (200, "text/event-stream"): OpenApiResponse(
+                OpenApiTypes.STR,
+                description="`id: <seq>`, `event: <kind>`, `data: <event JSON>` per event, "
+                "`: heartbeat` comments; ends after the run's final event.",
+            ),
+            (204, "text/event-stream"): OpenApiResponse(
+                description="The run is finished and nothing is left after the resume point."
+            ),
+            400: OpenApiResponse(description="A bad after, limit or Last-Event-ID."),
+            401: OpenApiResponse(description="No or wrong credentials."),
+            404: OpenApiResponse(description="No such run, or not yours."),
+        },
+    )
+    def get(self, request, run_id: int):
+        query = RunEventsQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        run = get_object_or_404(runs_visible_to(request.user), pk=run_id)
+        if getattr(request.accepted_renderer, "format", "") == EventStreamRenderer.format:
+            return self._stream(request, run, query.validated_data["after"])
+        return self._page(run, query.validated_data["after"], query.validated_data["limit"])
+
+    def _page(self, run: Run, after: int, limit: int) -> Response:
+        events = run_events_after(run.pk, after, limit + 1)
+        more = len(events) > limit
+        events = events[:limit]
+        return Response(
+            {
+                "events": [event_dict(e) for e in events],
+                "next_after": events[-1].seq if more else None,
+                "run_status": run.status,
+            }
+        )
+
+    def _stream(self, request, run: Run, after: int):
+        resume = _last_event_id(request)
+        after = after if resume is None else resume
+        last = RunEvent.objects.filter(run_id=run.pk).order_by("-seq").values("seq", "kind").first()
+        if run.is_finished and last is not None and last["kind"] in FINAL_KINDS:
+            if after >= last["seq"]:
+                return Response(status=204)
+        # The stream outlives this view: give back this request thread's database
+        # connection now instead of holding one per open stream until it ends.
+        if not connection.in_atomic_block:
+            connection.close()
+        heartbeat = float(getattr(settings, "TEKTON_SSE_HEARTBEAT_SECONDS", 15))
+        response = StreamingHttpResponse(
+            sse_stream(run.pk, after, heartbeat), content_type="text/event-stream"
+        )
+        response["Cache-Control"] = "no-cache"
+        response["X-Accel-Buffering"] = "no"
+        return response

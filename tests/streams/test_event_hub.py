@@ -1,0 +1,114 @@
+"""The per-process hub: one channel-layer subscription per run, shared reads, gap repair,
+dropped hints caught by the poll, clean-up when the last subscriber leaves."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+
+from runs import event_hub
+from runs.events import event_record, run_group
+from runs.models import Run, RunEvent
+
+
+async def take(stream, n: int, timeout: float = 5.0) -> list:
+    out = []
+    while len(out) < n:
+        item = await asyncio.wait_for(anext(stream), timeout)
+        if item is not event_hub.HEARTBEAT:
+            out.append(item)
+    return out
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_subscribers_share_one_group_subscription_removed_with_the_last(user, make_run):
+    run = await sync_to_async(make_run)(user, ["run.started"])
+    hub = event_hub.RunEventHub()
+    layer = get_channel_layer()
+
+    async with hub.subscribe(run.pk) as a, hub.subscribe(run.pk, after_seq=1) as b:
+        assert hub.feed_count() == 1
+        assert hub.subscriber_count(run.pk) == 2
+        assert len(layer.groups.get(run_group(run.pk), {})) == 1
+        stream_a, stream_b = a.stream(), b.stream()
+        assert [e["seq"] for e in await take(stream_a, 1)] == [1]
+        await sync_to_async(event_record)(run_id=run.pk, kind="stage.started", stage="plan")
+        got_a, got_b = await take(stream_a, 1), await take(stream_b, 1)
+        assert got_a == got_b
+        assert got_a[0]["seq"] == 2
+        await stream_a.aclose()
+        await stream_b.aclose()
+
+    assert hub.feed_count() == 0
+    assert not layer.groups.get(run_group(run.pk))
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_events_written_without_any_hint_arrive_through_the_poll(user, make_run):
+    run = await sync_to_async(make_run)(user, ["run.started"])
+    hub = event_hub.RunEventHub()
+
+    def write_silently():
+        RunEvent.objects.create(run_id=run.pk, seq=2, kind="run.finished", payload={})
+        Run.objects.filter(pk=run.pk).update(event_seq=2, status=Run.Status.SUCCEEDED)
+
+    async with hub.subscribe(run.pk, after_seq=1) as sub:
+        stream = sub.stream()
+        await sync_to_async(write_silently)()
+        events = [e async for e in stream if e is not event_hub.HEARTBEAT]
+
+    assert [(e["seq"], e["kind"]) for e in events] == [(2, "run.finished")]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_gap_in_a_batch_is_filled_from_the_database(user, make_run, monkeypatch):
+    monkeypatch.setattr(event_hub, "POLL_SECONDS", 60)  # only our push may wake it
+    run = await sync_to_async(make_run)(user, ["run.started", "stage.started"])
+    hub = event_hub.RunEventHub()
+
+    async with hub.subscribe(run.pk) as sub:
+        stream = sub.stream(heartbeat_seconds=0.3)
+        assert [e["seq"] for e in await take(stream, 2)] == [1, 2]
+
+        def write(seq, kind):
+            RunEvent.objects.create(run_id=run.pk, seq=seq, kind=kind, payload={"n": seq})
+
+        for seq in (3, 4):
+            await sync_to_async(write)(seq, "stage.progress")
+        await sync_to_async(write)(5, "stage.finished")
+        # A batch holding only seq 5 (3 and 4 were never handed over), then a duplicate.
+        fifth = (await event_hub.db_events_after(run.pk, 4, 1))[0]
+        sub.push([fifth])
+        sub.push([fifth])
+        got = await take(stream, 3)
+        assert [e["seq"] for e in got] == [3, 4, 5]
+        assert [e["payload"]["n"] for e in got] == [3, 4, 5]
+        # The duplicate of 5 is skipped: the next thing is silence.
+        assert await asyncio.wait_for(anext(stream), 2) is event_hub.HEARTBEAT
+        await stream.aclose()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_stalled_subscriber_drops_its_queue_and_rereads(user, make_run, monkeypatch):
+    monkeypatch.setattr(event_hub, "MAX_PENDING", 3)
+    monkeypatch.setattr(event_hub, "POLL_SECONDS", 60)
+    run = await sync_to_async(make_run)(
+        user, ["run.started", "a", "b", "c", "d", "run.finished"], Run.Status.SUCCEEDED
+    )
+    hub = event_hub.RunEventHub()
+    async with hub.subscribe(run.pk, after_seq=6) as sub:
+        sub.last_seq = 1  # as if it had stopped reading after seq 1
+        batch = await event_hub.db_events_after(run.pk, 1, 5)
+        for event in batch:
+            sub.push([event])  # more than MAX_PENDING: the queue is dropped
+        assert sub._pending_count <= 3
+        assert sub._resync is True
+        events = []
+        stream = sub.stream()
+        async for item in stream:
+            if item is not event_hub.HEARTBEAT:
+                events.append(item["seq"])
+    assert events == [2, 3, 4, 5, 6]

@@ -1,0 +1,205 @@
+"""GET /api/runs/<id>/events: the JSON page, authentication and visibility, and the SSE
+stream (replay, live, heartbeats, the end, the 204) through Django's ASGI handler."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.test import AsyncClient
+
+from runs.events import event_record
+from runs.models import Run
+
+SSE = "text/event-stream"
+
+
+def url(run) -> str:
+    return f"/api/runs/{run.pk}/events"
+
+
+def parse_sse(text: str) -> list[dict]:
+    """SSE messages as dicts of their fields; comment-only blocks as {"comment": ...}."""
+    messages = []
+    for block in text.split("\n\n"):
+        if not block.strip():
+            continue
+        fields: dict = {}
+        for line in block.split("\n"):
+            if line.startswith(":"):
+                fields.setdefault("comment", line[1:].strip())
+            else:
+                name, _, value = line.partition(": ")
+                fields[name] = value
+        messages.append(fields)
+    return messages
+
+
+async def read_all(response, timeout: float = 10.0) -> str:
+    chunks: list[bytes] = []
+
+    async def read():
+        async for chunk in response.streaming_content:
+            chunks.append(chunk)
+
+    await asyncio.wait_for(read(), timeout)
+    return b"".join(chunks).decode()
+
+
+# --- JSON page ------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_json_page_returns_events_after_seq_with_next_after(client, user, make_run):
+    run = make_run(user, ["run.started", "stage.started", "stage.progress", "stage.progress"])
+    client.force_login(user)
+
+    first = client.get(url(run), {"after": 1, "limit": 2}).json()
+    rest = client.get(url(run), {"after": first["next_after"]}).json()
+
+    assert [e["seq"] for e in first["events"]] == [2, 3]
+    assert first["events"][0]["kind"] == "stage.started"
+    assert first["events"][0]["payload"] == {"n": 2}
+    assert first["next_after"] == 3
+    assert first["run_status"] == Run.Status.RUNNING
+    assert [e["seq"] for e in rest["events"]] == [4]
+    assert rest["next_after"] is None
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "query, field", [({"limit": 0}, "limit"), ({"limit": 1001}, "limit"), ({"after": -1}, "after")]
+)
+def test_json_page_rejects_bad_paging(client, user, make_run, query, field):
+    run = make_run(user, ["run.started"])
+    client.force_login(user)
+    response = client.get(url(run), query)
+    assert response.status_code == 400
+    assert field in json.dumps(response.json())
+
+
+@pytest.mark.django_db
+def test_bearer_token_reads_own_run(client, user, make_run, token_for):
+    run = make_run(user, ["run.started"])
+    response = client.get(url(run), headers={"authorization": f"Bearer {token_for(user)}"})
+    assert response.status_code == 200
+    assert [e["kind"] for e in response.json()["events"]] == ["run.started"]
+
+
+@pytest.mark.django_db
+def test_another_users_run_is_404_and_staff_see_it(
+    client, user, staff_user, django_user_model, make_run, token_for
+):
+    other = django_user_model.objects.create_user(username="mallory", password="x-tests-only")
+    run = make_run(user, ["run.started"])
+
+    hidden = client.get(url(run), headers={"authorization": f"Bearer {token_for(other)}"})
+    hidden_sse = client.get(
+        url(run), headers={"authorization": f"Bearer {token_for(other)}", "accept": SSE}
+    )
+    staff = client.get(url(run), headers={"authorization": f"Bearer {token_for(staff_user)}"})
+
+    assert hidden.status_code == 404
+    assert hidden_sse.status_code == 404
+    assert staff.status_code == 200
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("accept", ["application/json", SSE])
+def test_missing_or_wrong_token_is_401(client, user, make_run, accept):
+    run = make_run(user, ["run.started"])
+    missing = client.get(url(run), headers={"accept": accept})
+    wrong = client.get(
+        url(run), headers={"accept": accept, "authorization": "Bearer tkn_not-a-real-token"}
+    )
+    assert missing.status_code == 401
+    assert wrong.status_code == 401
+    assert "tkn_not-a-real-token" not in wrong.content.decode()
+
+
+# --- Server-Sent Events -----------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_sse_replays_a_finished_run_from_last_event_id_and_ends(user, make_run):
+    kinds = ["run.started", "stage.started", "stage.progress", "stage.finished", "run.finished"]
+    run = await sync_to_async(make_run)(user, kinds, Run.Status.SUCCEEDED)
+    client = AsyncClient()
+    await client.aforce_login(user)  # the session cookie alone, as a browser EventSource
+
+    response = await client.get(
+        url(run) + "?after=4", headers={"accept": SSE, "last-event-id": "2"}
+    )
+    body = await read_all(response)
+
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith(SSE)
+    assert response["Cache-Control"] == "no-cache"
+    assert response["X-Accel-Buffering"] == "no"
+    messages = parse_sse(body)
+    assert [(m["id"], m["event"]) for m in messages] == [
+        ("3", "stage.progress"),
+        ("4", "stage.finished"),
+        ("5", "run.finished"),
+    ]
+    data = json.loads(messages[0]["data"])
+    assert data == {
+        "seq": 3,
+        "kind": "stage.progress",
+        "stage": "plan",
+        "payload": {"n": 3},
+        "created_at": data["created_at"],
+    }
+    assert data["created_at"]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_sse_reconnect_to_a_finished_run_with_nothing_left_is_204(user, make_run):
+    run = await sync_to_async(make_run)(user, ["run.started", "run.failed"], Run.Status.FAILED)
+    client = AsyncClient()
+    await client.aforce_login(user)
+
+    done = await client.get(url(run), headers={"accept": SSE, "last-event-id": "2"})
+    behind = await client.get(url(run), headers={"accept": SSE, "last-event-id": "1"})
+
+    assert done.status_code == 204
+    assert behind.status_code == 200
+    assert [m["event"] for m in parse_sse(await read_all(behind))] == ["run.failed"]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_sse_rejects_a_malformed_last_event_id(user, make_run):
+    run = await sync_to_async(make_run)(user, ["run.started"])
+    client = AsyncClient()
+    await client.aforce_login(user)
+    response = await client.get(url(run), headers={"accept": SSE, "last-event-id": "abc"})
+    assert response.status_code == 400
+    assert "Last-Event-ID" in response.content.decode()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_sse_follows_live_events_with_heartbeats_until_the_final_event(
+    user, make_run, settings
+):
+    settings.TEKTON_SSE_HEARTBEAT_SECONDS = 0.1
+    run = await sync_to_async(make_run)(user, ["run.started"])
+    client = AsyncClient()
+    await client.aforce_login(user)
+    response = await client.get(url(run), headers={"accept": SSE})
+    reader = asyncio.create_task(read_all(response, timeout=15))
+
+    record = sync_to_async(event_record)
+    await asyncio.sleep(0.3)  # silence: heartbeats
+    for n in range(2, 6):
+        await record(run_id=run.pk, kind="stage.progress", stage="plan", payload={"n": n})
+    await sync_to_async(Run.objects.filter(pk=run.pk).update)(status=Run.Status.SUCCEEDED)
+    await record(run_id=run.pk, kind="run.finished", payload={"status": "succeeded"})
+    messages = parse_sse(await reader)
+
+    events = [m for m in messages if "id" in m]
+    assert [int(m["id"]) for m in events] == [1, 2, 3, 4, 5, 6]
+    assert events[-1]["event"] == "run.finished"
+    assert [json.loads(m["data"])["payload"].get("n") for m in events[1:5]] == [2, 3, 4, 5]
+    assert {"comment": "heartbeat"} in messages
