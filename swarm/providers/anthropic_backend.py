@@ -21,12 +21,9 @@ from swarm.providers.base import (
     NoRouteError,
     ProviderError,
     ProviderResponseError,
-    ProviderTimeout,
-    ProviderTransientError,
     Usage,
 )
-from swarm.providers.retry import error_for_status
-from swarm.redact import redact
+from swarm.providers.retry import sdk_error_map
 
 DEFAULT_KEY_ENV = "ANTHROPIC_API_KEY"
 _TOOL_NAME_BAD = re.compile(r"[^A-Za-z0-9_-]")
@@ -146,13 +143,4 @@ class AnthropicBackend:
         await self._client.close()
 
     def _map_error(self, exc: Exception) -> ProviderError:
-        sdk = self._anthropic
-        if isinstance(exc, TimeoutError | sdk.APITimeoutError):
-            return ProviderTimeout("anthropic: no answer within the timeout")
-        if isinstance(exc, sdk.APIConnectionError):
-            return ProviderTransientError(f"anthropic: connection failed: {redact(str(exc))[:200]}")
-        if isinstance(exc, sdk.APIStatusError):
-            return error_for_status(self.name, exc.status_code, str(exc), exc.response.headers)
-        if isinstance(exc, sdk.APIResponseValidationError | ValueError):
-            return ProviderResponseError(f"anthropic: unreadable answer: {redact(str(exc))[:200]}")
-        return ProviderError(f"anthropic: {type(exc).__name__}: {redact(str(exc))[:200]}")
+        return sdk_error_map(self.name, self._anthropic, exc)

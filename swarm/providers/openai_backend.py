@@ -21,12 +21,10 @@ from swarm.providers.base import (
     NoRouteError,
     ProviderError,
     ProviderResponseError,
-    ProviderTimeout,
-    ProviderTransientError,
     Usage,
 )
 from swarm.providers.jsontext import json_from_text
-from swarm.providers.retry import error_for_status
+from swarm.providers.retry import sdk_error_map
 from swarm.redact import redact
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
@@ -134,13 +132,4 @@ class OpenAIBackend:
         await self._client.close()
 
     def _map_error(self, exc: Exception) -> ProviderError:
-        sdk = self._openai
-        if isinstance(exc, TimeoutError | sdk.APITimeoutError):
-            return ProviderTimeout("openai: no answer within the timeout")
-        if isinstance(exc, sdk.APIConnectionError):
-            return ProviderTransientError(f"openai: connection failed: {redact(str(exc))[:200]}")
-        if isinstance(exc, sdk.APIStatusError):
-            return error_for_status(self.name, exc.status_code, str(exc), exc.response.headers)
-        if isinstance(exc, sdk.APIResponseValidationError | ValueError):
-            return ProviderResponseError(f"openai: unreadable answer: {redact(str(exc))[:200]}")
-        return ProviderError(f"openai: {type(exc).__name__}: {redact(str(exc))[:200]}")
+        return sdk_error_map(self.name, self._openai, exc)

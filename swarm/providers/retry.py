@@ -14,6 +14,7 @@ import email.utils
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from swarm.providers.base import (
     Completion,
@@ -22,6 +23,8 @@ from swarm.providers.base import (
     ProviderAuthError,
     ProviderBadRequest,
     ProviderError,
+    ProviderResponseError,
+    ProviderTimeout,
     ProviderTransientError,
 )
 from swarm.redact import redact
@@ -120,3 +123,17 @@ def error_for_status(
     if status in (408, 409, 429) or status >= 500:
         return ProviderTransientError(message, status=status, retry_after=retry_after)
     return ProviderError(message, status=status, retry_after=retry_after)
+
+
+def sdk_error_map(backend: str, sdk: Any, exc: Exception) -> ProviderError:
+    """Map an exception of a Stainless-generated vendor SDK (anthropic, openai: the same
+    exception classes) onto our hierarchy, so retries treat both vendors alike."""
+    if isinstance(exc, TimeoutError | sdk.APITimeoutError):
+        return ProviderTimeout(f"{backend}: no answer within the timeout")
+    if isinstance(exc, sdk.APIConnectionError):
+        return ProviderTransientError(f"{backend}: connection failed: {redact(str(exc))[:200]}")
+    if isinstance(exc, sdk.APIStatusError):
+        return error_for_status(backend, exc.status_code, str(exc), exc.response.headers)
+    if isinstance(exc, sdk.APIResponseValidationError | ValueError):
+        return ProviderResponseError(f"{backend}: unreadable answer: {redact(str(exc))[:200]}")
+    return ProviderError(f"{backend}: {type(exc).__name__}: {redact(str(exc))[:200]}")
