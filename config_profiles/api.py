@@ -36,6 +36,15 @@ MODEL_RULE = RegexValidator(
 )
 
 
+class StrictFloatField(serializers.FloatField):
+    """A number, and not a boolean: DRF's FloatField takes `true` for 1.0."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class StaffWritesPermission(permissions.BasePermission):
     message = "only staff may change profiles"
 
@@ -74,8 +83,8 @@ class ProfileInputSerializer(serializers.Serializer):
     description = serializers.CharField(allow_blank=True, required=False, default="")
     stage_models = StageModelsSerializer()
     rounds = serializers.IntegerField(min_value=0, max_value=MAX_ROUNDS, required=False, default=2)
-    quorum = serializers.FloatField(min_value=0, max_value=1, required=False, default=2 / 3)
-    threshold = serializers.FloatField(min_value=0, max_value=1, required=False, default=0.70)
+    quorum = StrictFloatField(min_value=0, max_value=1, required=False, default=2 / 3)
+    threshold = StrictFloatField(min_value=0, max_value=1, required=False, default=0.70)
     consensus_free = serializers.ListField(
         child=serializers.ChoiceField(choices=list(STAGE_NAMES)), required=False, default=list
     )

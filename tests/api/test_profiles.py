@@ -83,6 +83,7 @@ def test_only_staff_write(api):
         ({"rounds": 6}, "rounds", "5"),
         ({"rounds": "two"}, "rounds", "integer"),
         ({"quorum": 0}, "quorum", "(0, 1]"),
+        ({"quorum": True}, "quorum", "number"),
         ({"threshold": 1.5}, "threshold", "1"),
         ({"budget_tokens": -1}, "budget_tokens", "0"),
         ({"budget_cost_usd": -0.5}, "budget_cost_usd", "0"),

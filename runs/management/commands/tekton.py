@@ -629,8 +629,12 @@ class Command(TyperCommand):
 
     # --- system checks and API tokens -------------------------------------------------
 
-    @command(help="Check credentials, services, repositories and sandbox guards; exit 1 on error.")
-    def check(
+    # Named checks_run: `check` is BaseCommand's own system-check hook, called on every run.
+    @command(
+        name="check",
+        help="Check credentials, services, repositories and sandbox guards; exit 1 on error.",
+    )
+    def checks_run(
         self,
         repo: Annotated[
             list[Path] | None,
