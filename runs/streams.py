@@ -4,14 +4,16 @@ With `Accept: text/event-stream` the answer is a stream: every event after `Last
 (or `?after=`) replayed from the database, then the live ones as they are committed (see
 `runs.event_hub`), each as `id: <seq>`, `event: <kind>`, `data: <json>`; a `: heartbeat`
 comment every TEKTON_SSE_HEARTBEAT_SECONDS of silence keeps proxies from closing it. The
-stream ends after the run's final event; a reconnect to a finished run with nothing left
-to send answers 204, which tells an EventSource to stop reconnecting. Otherwise: a JSON
+stream ends after the run's final event, or after TEKTON_SSE_MAX_SECONDS (default 300;
+the client reconnects with Last-Event-ID and loses nothing); a reconnect to a finished run
+with nothing left to send answers 204, which tells an EventSource to stop reconnecting. Otherwise: a JSON
 page of events (`?after=SEQ&limit=N`).
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -36,6 +38,10 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 
 
+# What a client waits before reconnecting after the stream ends (SSE `retry:`).
+RECONNECT_MS = 1000
+
+
 class EventStreamRenderer(BaseRenderer):
     """Lets content negotiation accept `text/event-stream`. The stream itself is built by
     the view; this renders only what DRF answers on its own (401, 404, 400) as one
@@ -57,11 +63,21 @@ def sse_format(event: dict[str, Any]) -> bytes:
     return f"id: {event['seq']}\nevent: {event['kind']}\ndata: {data}\n\n".encode()
 
 
-async def sse_stream(run_id: int, after_seq: int, heartbeat_seconds: float) -> AsyncIterator[bytes]:
-    """The body of the stream; runs on the event loop, reads through the hub's pool."""
+async def sse_stream(
+    run_id: int, after_seq: int, heartbeat_seconds: float, max_seconds: float
+) -> AsyncIterator[bytes]:
+    """The body of the stream; runs on the event loop, reads through the hub's pool.
+
+    A stream lasts at most `max_seconds`: proxies cut long-lived responses anyway, and the
+    client's reconnect with Last-Event-ID loses nothing, so ending it on purpose keeps
+    every connection's life bounded and predictable."""
+    deadline = time.monotonic() + max_seconds
+    yield f"retry: {RECONNECT_MS}\n\n".encode()
     async with hub().subscribe(run_id, after_seq) as sub:
-        async for item in sub.stream(heartbeat_seconds=heartbeat_seconds):
+        async for item in sub.stream(heartbeat_seconds=min(heartbeat_seconds, max_seconds)):
             yield b": heartbeat\n\n" if item is HEARTBEAT else sse_format(item)
+            if time.monotonic() >= deadline:
+                return
 
 
 def _last_event_id(request) -> int | None:
@@ -118,7 +134,7 @@ class RunEventsApi(APIView):
             RunEventsQuerySerializer,
             OpenApiParameter(
                 "Last-Event-ID",
-                OpenApiTypes.INT,
+                {"type": "integer", "minimum": 0},
                 OpenApiParameter.HEADER,
                 required=False,
                 description="SSE resume point (the last seq received); wins over ?after=.",
@@ -171,8 +187,9 @@ class RunEventsApi(APIView):
         if not connection.in_atomic_block:
             connection.close()
         heartbeat = float(getattr(settings, "TEKTON_SSE_HEARTBEAT_SECONDS", 15))
+        longest = float(getattr(settings, "TEKTON_SSE_MAX_SECONDS", 300))
         response = StreamingHttpResponse(
-            sse_stream(run.pk, after, heartbeat), content_type="text/event-stream"
+            sse_stream(run.pk, after, heartbeat, longest), content_type="text/event-stream"
         )
         response["Cache-Control"] = "no-cache"
         response["X-Accel-Buffering"] = "no"

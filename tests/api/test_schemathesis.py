@@ -55,6 +55,9 @@ def fuzz_settings(settings):
     settings.TEKTON_API_MAX_RUNS_IN_FLIGHT = 10**6
     settings.TEKTON_API_RUNS_PER_MINUTE = 10**6
     settings.ALLOWED_HOSTS = ["localhost", "testserver", "127.0.0.1"]
+    # The test transport reads a stream to its end: keep each one short.
+    settings.TEKTON_SSE_MAX_SECONDS = 0.2
+    settings.TEKTON_SSE_HEARTBEAT_SECONDS = 0.1
     return settings
 
 
@@ -73,11 +76,7 @@ def keep_test_connection():
     request_finished.connect(close_old_connections)
 
 
-# The events endpoint (runs/streams.py) belongs to the streams work and is fuzzed by its own
-# tests: over this WSGI test transport its `?format=sse` stream of a live run never ends,
-# and the fuzzer reached it with a negative Last-Event-ID, which the schema allows (INT with
-# no minimum) and the view refuses with 400.
-NOT_HERE = {"runs_events"}
+NOT_HERE: set[str] = set()
 
 
 def operations(schema):

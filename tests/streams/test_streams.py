@@ -138,7 +138,9 @@ async def test_sse_replays_a_finished_run_from_last_event_id_and_ends(user, make
     assert response["Content-Type"].startswith(SSE)
     assert response["Cache-Control"] == "no-cache"
     assert response["X-Accel-Buffering"] == "no"
-    messages = parse_sse(body)
+    blocks = parse_sse(body)
+    assert blocks[0] == {"retry": "1000"}  # how long the client waits before it reconnects
+    messages = [m for m in blocks if "id" in m]
     assert [(m["id"], m["event"]) for m in messages] == [
         ("3", "stage.progress"),
         ("4", "stage.finished"),
@@ -166,7 +168,8 @@ async def test_sse_reconnect_to_a_finished_run_with_nothing_left_is_204(user, ma
 
     assert done.status_code == 204
     assert behind.status_code == 200
-    assert [m["event"] for m in parse_sse(await read_all(behind))] == ["run.failed"]
+    events = [m["event"] for m in parse_sse(await read_all(behind)) if "event" in m]
+    assert events == ["run.failed"]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -203,3 +206,18 @@ async def test_sse_follows_live_events_with_heartbeats_until_the_final_event(
     assert events[-1]["event"] == "run.finished"
     assert [json.loads(m["data"])["payload"].get("n") for m in events[1:5]] == [2, 3, 4, 5]
     assert {"comment": "heartbeat"} in messages
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_sse_ends_after_its_longest_life_and_resumes_without_loss(settings, user, make_run):
+    settings.TEKTON_SSE_MAX_SECONDS = 0.3
+    settings.TEKTON_SSE_HEARTBEAT_SECONDS = 0.1
+    run = await sync_to_async(make_run)(user, ["run.started", "stage.started"], Run.Status.RUNNING)
+    client = AsyncClient()
+    await client.aforce_login(user)
+    first = await client.get(url(run), headers={"accept": SSE})
+    assert first.status_code == 200
+    seen = [int(m["id"]) for m in parse_sse(await read_all(first)) if "id" in m]
+    assert seen == [1, 2]  # a live run's stream still ended on its own
+    again = await client.get(url(run), headers={"accept": SSE, "last-event-id": "2"})
+    assert [m for m in parse_sse(await read_all(again)) if "id" in m] == []
