@@ -10,6 +10,8 @@ five-part score (not 0..10), so one scale reads the same in every view.
 
 from __future__ import annotations
 
+import copy
+import functools
 import re
 from datetime import datetime
 from typing import Any, Literal
@@ -268,15 +270,17 @@ def _model_for(stage: str) -> type[BaseModel]:
         ) from None
 
 
-def artifact_json_schema(stage: str) -> dict[str, Any]:
-    """The JSON Schema of `stage`'s artifact, as providers' structured-output modes take it."""
+# Building a JSON Schema walks the whole model; a stage asks for the same ones ten times.
+# The cached copies are never handed out: callers get their own (they may edit them).
+@functools.cache
+def _artifact_schema(stage: str) -> dict[str, Any]:
     return _model_for(stage).model_json_schema()
 
 
-def mediator_json_schema(stage: str) -> dict[str, Any]:
-    """MediatorAnswer's JSON Schema with the stage's artifact schema embedded as `artifact`."""
+@functools.cache
+def _mediator_schema(stage: str) -> dict[str, Any]:
     schema = MediatorAnswer.model_json_schema()
-    inner = artifact_json_schema(stage)
+    inner = copy.deepcopy(_artifact_schema(stage))
     defs = {**schema.get("$defs", {}), **inner.pop("$defs", {})}
     schema["properties"]["artifact"] = inner
     if defs:
@@ -284,8 +288,23 @@ def mediator_json_schema(stage: str) -> dict[str, Any]:
     return schema
 
 
-def debater_json_schema() -> dict[str, Any]:
+@functools.cache
+def _debater_schema() -> dict[str, Any]:
     return DebaterAnswer.model_json_schema()
+
+
+def artifact_json_schema(stage: str) -> dict[str, Any]:
+    """The JSON Schema of `stage`'s artifact, as providers' structured-output modes take it."""
+    return copy.deepcopy(_artifact_schema(stage))
+
+
+def mediator_json_schema(stage: str) -> dict[str, Any]:
+    """MediatorAnswer's JSON Schema with the stage's artifact schema embedded as `artifact`."""
+    return copy.deepcopy(_mediator_schema(stage))
+
+
+def debater_json_schema() -> dict[str, Any]:
+    return copy.deepcopy(_debater_schema())
 
 
 def format_errors(exc: ValidationError, *, prefix: str = "", limit: int = 8) -> str:

@@ -41,7 +41,9 @@ class LessonsProvider(Protocol):
     runs/lessons.py answers from run history; a Milvus-backed provider replaces it later.
     """
 
-    def lessons_for(self, *, goal: str, stage: str, repo_path: str, limit: int = 5) -> list[Lesson]: ...
+    def lessons_for(
+        self, *, goal: str, stage: str, repo_path: str, limit: int = 5
+    ) -> list[Lesson]: ...
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,9 @@ class StageInput:
     stage: str
     goal: str
     repo: RepoFacts
-    prior_artifacts: dict[str, dict[str, Any]]  # stage name -> its full artifact, earlier stages only
+    prior_artifacts: dict[
+        str, dict[str, Any]
+    ]  # stage name -> its full artifact, earlier stages only
     lessons: tuple[Lesson, ...] = ()
     note: str = ""  # a person's note when the stage is retried
     attempt: int = 1
@@ -90,8 +94,12 @@ class StageOutcome:
     confidence: float | None = None
     votes: list[Vote] = field(default_factory=list)
     approval: float | None = None  # weighted approval in [0, 1]
-    mediator: dict[str, Any] = field(default_factory=dict)  # rationale, dissent, risks, checklist, loops_run
-    checks: list[dict[str, Any]] = field(default_factory=list)  # consensus-free: [{name, ok, detail}]
+    mediator: dict[str, Any] = field(
+        default_factory=dict
+    )  # rationale, dissent, risks, checklist, loops_run
+    checks: list[dict[str, Any]] = field(
+        default_factory=list
+    )  # consensus-free: [{name, ok, detail}]
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0

@@ -71,7 +71,8 @@ def _context(inp: StageInput, *, role: str, round: int, label: Labeller) -> dict
 def _dump(value: Any) -> str:
     # A goal or artifact that contains a marker must not end the block early; the JSON
     # escape keeps the value identical once parsed.
-    text = json.dumps(value, ensure_ascii=False, indent=1)
+    # Compact: whitespace costs tokens, and the C encoder only serves indent=None.
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     return text.replace("<tekton-", "\\u003ctekton-").replace("</tekton-", "\\u003c/tekton-")
 
 

@@ -48,7 +48,7 @@ def test_mediator_prompt_has_the_artifact_schema(facts):
     system, user = prompts.mediator_messages(
         stage_input(facts), transcript=[], artifact_schema=schema
     )
-    assert json.dumps(schema, indent=1) in system.content
+    assert json.dumps(schema, ensure_ascii=False, separators=(",", ":")) in system.content
     assert prompts.transcript_extract([user]) == []
 
 
