@@ -19,6 +19,7 @@ import time
 import uuid
 from collections import OrderedDict
 from dataclasses import asdict, is_dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -436,6 +437,7 @@ class _Recorder:
                         attempt=stage.attempt,
                         retries=max(0, int(item.attempts) - 1),
                         error=redact(item.error or "")[:2000],
+                        created_at=datetime.fromtimestamp(item.ended_at, tz=UTC),
                     )
                 )
                 tokens_in += max(0, int(item.input_tokens))

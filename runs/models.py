@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class Run(models.Model):
@@ -197,7 +198,8 @@ class LlmCall(models.Model):
     attempt = models.PositiveSmallIntegerField(default=1)  # the stage attempt it belongs to
     retries = models.PositiveSmallIntegerField(default=0)  # provider-level retries inside the call
     error = models.TextField(blank=True, default="")
-    created_at = models.DateTimeField(auto_now_add=True)
+    # When the call ended, as the engine saw it (records are written in batches).
+    created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["run_id", "id"]

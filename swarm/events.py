@@ -3,6 +3,7 @@ and publishes them (runs/events.py). `kind` is the RunEvent kind they become."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -44,4 +45,6 @@ class LlmCallDone(EngineEvent):
     latency_s: float
     attempts: int
     error: str = ""
+    # When the call ended (epoch seconds): the record may be written a little later.
+    ended_at: float = field(default_factory=time.time)
     kind: str = field(init=False, default="llm.call")
