@@ -68,8 +68,6 @@ class Run(models.Model):
             return None
         end = self.finished_at
         if end is None:
-            from django.utils import timezone
-
             end = timezone.now()
         return (end - self.started_at).total_seconds()
 
