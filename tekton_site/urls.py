@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.http import JsonResponse
-from django.urls import path
+from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from config_profiles.api import ProfileDetailApi, ProfileListCreateApi
@@ -73,6 +73,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     *api_urlpatterns,
+    path("", include("tekton_site.urls_pages")),
 ]
 
 handler404 = "tekton_site.api_errors.not_found"

@@ -1,0 +1,501 @@
+"""Turning run data into what the dashboard shows: artifacts as documents, transcripts by
+round, diffs per file with syntax highlighting.
+
+Everything here treats LLM output as untrusted text. The only HTML built in Python is the
+highlighted diff, and every piece of text in it goes through `escape()` before it is
+joined; templates get plain values otherwise and autoescape them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
+from pygments.lexers import TextLexer, get_lexer_for_filename
+from pygments.token import STANDARD_TYPES, Token
+from pygments.util import ClassNotFound
+
+from swarm.artifacts import ARTIFACT_MODELS
+
+# Fields shown elsewhere on the page (the diff has its own view) or as a badge.
+_HIDDEN_FIELDS = {"diff", "offline"}
+_LABELS = {
+    "dri": "DRI",
+    "slos": "SLOs",
+    "dfd": "Data flow",
+    "junit_path": "JUnit report",
+    "rollback_cmds": "Rollback commands",
+    "config_map": "Config map",
+    "item_id": "Item",
+}
+_GIT_HEADERS = (
+    "diff --git ",
+    "index ",
+    "new file mode",
+    "deleted file mode",
+    "old mode",
+    "new mode",
+    "similarity index",
+    "rename from",
+    "rename to",
+)
+# A rendered diff larger than this is cut (the download has all of it).
+DIFF_MAX_LINES = 4000
+
+
+def label_for(key: str) -> str:
+    return _LABELS.get(key) or key.replace("_", " ").capitalize()
+
+
+def _scalar(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float):
+        return f"{value:g}" if isinstance(value, float) else str(value)
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+@dataclass
+class Section:
+    """One field of an artifact, shaped for the template.
+
+    kind: "text" (value: str), "list" (items: [str]), "table" (columns, rows: [[str]]),
+    "pairs" (items: [(label, str)]), "confidence" (value: str percent, number: float).
+    """
+
+    key: str
+    label: str
+    kind: str
+    value: str = ""
+    number: float | None = None
+    items: list[Any] = field(default_factory=list)
+    columns: list[str] = field(default_factory=list)
+    rows: list[list[str]] = field(default_factory=list)
+
+
+def _section(key: str, value: Any) -> Section:
+    label = label_for(key)
+    if key == "confidence" and isinstance(value, int | float) and not isinstance(value, bool):
+        return Section(key, label, "confidence", value=f"{value:.0%}", number=float(value))
+    if isinstance(value, list):
+        if value and all(isinstance(v, dict) for v in value):
+            columns: list[str] = []
+            for row in value:
+                for col in row:
+                    if col not in columns:
+                        columns.append(col)
+            rows = [[_cell(row.get(col)) for col in columns] for row in value]
+            return Section(key, label, "table", columns=[label_for(c) for c in columns], rows=rows)
+        return Section(key, label, "list", items=[_scalar(v) for v in value])
+    if isinstance(value, dict):
+        return Section(
+            key, label, "pairs", items=[(label_for(str(k)), _cell(v)) for k, v in value.items()]
+        )
+    return Section(key, label, "text", value=_scalar(value))
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, list) and all(not isinstance(v, dict | list) for v in value):
+        return ", ".join(_scalar(v) for v in value) or "none"
+    return _scalar(value)
+
+
+def artifact_sections(stage: str, content: Any) -> list[Section]:
+    """The artifact of `stage` as an ordered list of sections: the schema's fields first,
+    in schema order, then any extra keys the model added. Non-dict content (should not
+    happen) becomes one text section."""
+    if not isinstance(content, dict):
+        return [Section("content", "Content", "text", value=_scalar(content))]
+    model = ARTIFACT_MODELS.get(stage)
+    order = [name for name in (model.model_fields if model else {}) if name in content]
+    order += [k for k in content if k not in order]
+    return [_section(k, content[k]) for k in order if k not in _HIDDEN_FIELDS]
+
+
+def artifact_json(content: Any) -> str:
+    """Pretty JSON for the raw view (escaped by the template)."""
+    return json.dumps(content, indent=2, ensure_ascii=False, sort_keys=False)
+
+
+# --- transcript ---------------------------------------------------------------------------
+
+
+@dataclass
+class Message:
+    seq: int
+    role: str
+    model: str
+    position: str
+    self_confidence: float | None
+    vote: dict[str, Any] | None
+    risks: list[str]
+    checks: list[str]
+    dissent: str
+    answer: dict[str, Any]
+
+
+@dataclass
+class Round:
+    attempt: int
+    number: int
+    label: str
+    messages: list[Message]
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+def as_strings(value: Any) -> list[str]:
+    if isinstance(value, list):
+        return [_scalar(v) for v in value]
+    if value in (None, ""):
+        return []
+    return [_scalar(value)]
+
+
+def transcript_rounds(events: list[Any]) -> list[Round]:
+    """A stage's `stage.progress` events grouped by (attempt, round), in order: the opening
+    round, the debate rounds, then the mediator. `events` are RunEvents of one stage."""
+    grouped: dict[tuple[int, int], list[Message]] = {}
+    for event in events:
+        payload = event.payload if isinstance(event.payload, dict) else {}
+        answer = payload.get("answer") if isinstance(payload.get("answer"), dict) else {}
+        attempt = int(_number(payload.get("attempt")) or 0)
+        number = int(_number(payload.get("round")) or 0)
+        position = answer.get("position", answer.get("rationale", ""))
+        vote = answer.get("vote") if isinstance(answer.get("vote"), dict) else None
+        dissent = answer.get("dissent")
+        grouped.setdefault((attempt, number), []).append(
+            Message(
+                seq=event.seq,
+                role=str(payload.get("role") or "?"),
+                model=str(payload.get("model") or ""),
+                position=_scalar(position) if position is not None else "",
+                self_confidence=_number(answer.get("self_confidence", answer.get("confidence"))),
+                vote=vote,
+                risks=as_strings(answer.get("risks")),
+                checks=as_strings(answer.get("checks", answer.get("checklist"))),
+                dissent="; ".join(as_strings(dissent)),
+                answer=answer,
+            )
+        )
+    rounds = []
+    for (attempt, number), messages in sorted(grouped.items()):
+        if all(m.role == "mediator" for m in messages):
+            label = "Mediator"
+        elif number == 0:
+            label = "Opening"
+        else:
+            label = f"Debate round {number}"
+        rounds.append(Round(attempt=attempt, number=number, label=label, messages=messages))
+    return rounds
+
+
+@dataclass
+class VoteRow:
+    role: str
+    approve: bool
+    weight: float | None
+    reason: str
+
+
+def vote_rows(votes: Any) -> list[VoteRow]:
+    """StageRun.votes (a list of {role, approve, self_confidence, reason}) for display."""
+    rows = []
+    for vote in votes if isinstance(votes, list) else []:
+        if not isinstance(vote, dict):
+            continue
+        rows.append(
+            VoteRow(
+                role=_scalar(vote.get("role", "?")),
+                approve=bool(vote.get("approve")),
+                weight=_number(vote.get("self_confidence")),
+                reason=_scalar(vote.get("reason", "")),
+            )
+        )
+    return rows
+
+
+# --- diff ---------------------------------------------------------------------------------
+
+
+@dataclass
+class DiffLine:
+    kind: str  # "add", "del", "ctx", "hunk", "meta"
+    old_no: int | None
+    new_no: int | None
+    html: SafeString  # escaped, highlighted code
+
+
+@dataclass
+class DiffFile:
+    path: str
+    added: int = 0
+    removed: int = 0
+    lines: list[DiffLine] = field(default_factory=list)
+    truncated: bool = False
+
+    @property
+    def anchor(self) -> str:
+        return "diff-" + "".join(c if c.isalnum() else "-" for c in self.path)
+
+
+def _file_path(header_new: str, header_old: str) -> str:
+    def strip(raw: str) -> str:
+        raw = raw.split("\t", 1)[0].strip()
+        if raw.startswith(("a/", "b/")):
+            raw = raw[2:]
+        return raw
+
+    new, old = strip(header_new), strip(header_old)
+    return old if new == "/dev/null" else new
+
+
+def _lexer(path: str):
+    try:
+        return get_lexer_for_filename(path, stripnl=False, ensurenl=False)
+    except ClassNotFound:
+        return TextLexer(stripnl=False, ensurenl=False)
+
+
+def _token_class(ttype) -> str:
+    while ttype not in STANDARD_TYPES and ttype is not Token:
+        ttype = ttype.parent
+    return STANDARD_TYPES.get(ttype, "")
+
+
+def highlight_lines(path: str, code_lines: list[str]) -> list[SafeString]:
+    """Each line of `code_lines` as escaped HTML with Pygments token spans. The lines are
+    lexed together so multi-line constructs (strings, comments) colour right."""
+    if not code_lines:
+        return []
+    text = "\n".join(code_lines) + "\n"
+    out: list[list[str]] = [[]]
+    for ttype, value in _lexer(path).get_tokens(text):
+        css = _token_class(ttype)
+        parts = value.split("\n")
+        for i, part in enumerate(parts):
+            if i:
+                out.append([])
+            if part:
+                piece = escape(part)
+                out[-1].append(f'<span class="{css}">{piece}</span>' if css else piece)
+    # Every piece above went through escape(); the spans are ours.
+    return [mark_safe("".join(pieces)) for pieces in out[: len(code_lines)]]  # noqa: S308
+
+
+def diff_files(patch: str, max_lines: int = DIFF_MAX_LINES) -> list[DiffFile]:
+    """A unified diff split per file, with added/removed counts and highlighted lines."""
+    files: list[DiffFile] = []
+    raw: list[tuple[str, str]] = []  # (kind, text) of the current file
+    current: DiffFile | None = None
+    old_header = ""
+    lines = (patch or "").splitlines()
+
+    def flush() -> None:
+        if current is None:
+            return
+        code = [text for kind, text in raw if kind in ("add", "del", "ctx")]
+        highlighted = iter(highlight_lines(current.path, code))
+        old_no = new_no = 0
+        shown = 0
+        for kind, text in raw:
+            if shown >= max_lines:
+                current.truncated = True
+                break
+            shown += 1
+            if kind == "hunk":
+                old_no, new_no = _hunk_start(text)
+                current.lines.append(DiffLine("hunk", None, None, escape(text)))
+            elif kind == "meta":
+                current.lines.append(DiffLine("meta", None, None, escape(text)))
+            elif kind == "add":
+                current.lines.append(DiffLine("add", None, new_no, next(highlighted)))
+                new_no += 1
+            elif kind == "del":
+                current.lines.append(DiffLine("del", old_no, None, next(highlighted)))
+                old_no += 1
+            else:
+                current.lines.append(DiffLine("ctx", old_no, new_no, next(highlighted)))
+                old_no += 1
+                new_no += 1
+        files.append(current)
+
+    for i, line in enumerate(lines):
+        if line.startswith(_GIT_HEADERS):
+            continue  # git's per-file headers come before ---/+++; the path is in +++
+        if line.startswith("--- ") and i + 1 < len(lines) and lines[i + 1].startswith("+++ "):
+            old_header = line[4:]
+            continue
+        if line.startswith("+++ ") and i > 0 and lines[i - 1].startswith("--- "):
+            flush()
+            current = DiffFile(path=_file_path(line[4:], old_header))
+            raw = []
+            continue
+        if current is None:
+            continue
+        if line.startswith("@@"):
+            raw.append(("hunk", line))
+        elif line.startswith("+"):
+            current.added += 1
+            raw.append(("add", line[1:]))
+        elif line.startswith("-"):
+            current.removed += 1
+            raw.append(("del", line[1:]))
+        elif line.startswith("\\"):
+            raw.append(("meta", line))  # "\ No newline at end of file"
+        else:
+            raw.append(("ctx", line[1:] if line.startswith(" ") else line))
+    flush()
+    return files
+
+
+def _hunk_start(header: str) -> tuple[int, int]:
+    # "@@ -12,7 +12,9 @@ def f():" -> (12, 12)
+    try:
+        old, new = header.split("@@")[1].split()[:2]
+        return int(old[1:].split(",")[0]), int(new[1:].split(",")[0])
+    except (IndexError, ValueError):
+        return 0, 0
+
+
+# --- run and stage summaries --------------------------------------------------------------
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    seconds = max(0.0, float(seconds))
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 90:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def fmt_tokens(count: int | None) -> str:
+    count = int(count or 0)
+    if count >= 1_000_000:
+        return f"{count / 1_000_000:.1f}M"
+    if count >= 10_000:
+        return f"{count / 1000:.0f}k"
+    if count >= 1000:
+        return f"{count / 1000:.1f}k"
+    return str(count)
+
+
+def fmt_cost(cost: Any) -> str:
+    value = float(cost or 0)
+    if value == 0:
+        return "$0"
+    if value < 0.01:
+        return f"${value:.4f}"
+    return f"${value:.2f}"
+
+
+def fmt_ago(when: Any, now: Any = None) -> str:
+    """ "just now", "5 min ago", "3 h ago", "2 days ago"."""
+    if when is None:
+        return "–"
+    from django.utils import timezone
+
+    seconds = max(0.0, ((now or timezone.now()) - when).total_seconds())
+    if seconds < 60:
+        return "just now"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min ago"
+    if seconds < 86400:
+        return f"{int(seconds // 3600)} h ago"
+    days = int(seconds // 86400)
+    return f"{days} day{'s' if days != 1 else ''} ago"
+
+
+def fmt_percent(value: float | None) -> str:
+    return "–" if value is None else f"{value:.0%}"
+
+
+@dataclass
+class StageView:
+    """One of the nine steps of a run's timeline, for the strip and the timeline rows."""
+
+    name: str
+    position: int
+    in_run: bool
+    status: str = "not in run"
+    attempt: int = 0
+    duration: str = "–"
+    confidence: str = "–"
+    approval: str = "–"
+    quorum_passed: bool | None = None  # weighted approval >= the run's quorum
+    threshold_passed: bool | None = None  # mediator confidence >= the run's threshold
+    messages: int = 0
+    reason: str = ""
+    tokens: str = "0"
+    cost: str = "$0"
+
+    @property
+    def css(self) -> str:
+        return "not-in-run" if not self.in_run else self.status
+
+    @property
+    def rev(self) -> str:
+        # Changes whenever anything shown about the stage changes; tekton.js compares it
+        # to decide whether the open stage panel needs a refresh.
+        return f"{self.status}:{self.attempt}:{self.messages}:{self.confidence}:{self.reason[:40]}"
+
+
+def stage_views(run: Any, stages: list[Any], messages: dict[str, int] | None = None) -> list[Any]:
+    """All nine stages of `run` in order; `stages` are its StageRuns (prefetched),
+    `messages` the count of agent messages per stage (optional)."""
+    from swarm.stages import STAGE_NAMES
+
+    config = run.config if isinstance(run.config, dict) else {}
+    quorum = _number(config.get("quorum"))
+    threshold = _number(config.get("threshold"))
+    by_name = {s.stage: s for s in stages}
+    out = []
+    for position, name in enumerate(STAGE_NAMES, start=1):
+        row = by_name.get(name)
+        if row is None:
+            out.append(StageView(name=name, position=position, in_run=False))
+            continue
+        approval = row.approval
+        out.append(
+            StageView(
+                name=name,
+                position=position,
+                in_run=True,
+                status=row.status,
+                attempt=row.attempt,
+                duration=fmt_duration(row.duration_s)
+                if row.finished_at
+                else ("running" if row.status == "running" else "–"),
+                confidence=fmt_percent(row.confidence),
+                approval=fmt_percent(approval),
+                quorum_passed=None
+                if approval is None or quorum is None
+                else approval >= quorum - 1e-9,
+                threshold_passed=None
+                if row.confidence is None or threshold is None
+                else row.confidence >= threshold - 1e-9,
+                messages=(messages or {}).get(name, 0),
+                reason=row.reason or "",
+                tokens=fmt_tokens(row.input_tokens + row.output_tokens),
+                cost=fmt_cost(row.cost_usd),
+            )
+        )
+    return out

@@ -1,0 +1,234 @@
+"""Git facts about the repositories runs target, for the /repo/ page, and the reviews
+waiting on a person.
+
+Reads only. Every git call has a timeout, runs with a clean environment for git's own
+variables (so a hook's GIT_DIR never points it elsewhere) and never asks for credentials;
+a repository that cannot be read comes back with `error` set instead of raising.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.conf import settings
+from django.db.models import Q, QuerySet
+
+from runs.models import Artifact, Run, StageRun
+
+GIT_TIMEOUT_S = 5.0
+RECENT_COMMITS = 8
+MAX_CHANGED_FILES = 200
+
+
+class GitError(Exception):
+    """git failed or timed out; the message is one line, safe to show."""
+
+
+@dataclass
+class ChangedFile:
+    status: str  # porcelain XY, e.g. " M", "??", "A "
+    path: str
+
+
+@dataclass
+class Commit:
+    sha: str
+    subject: str
+    author: str
+    date: str
+
+
+@dataclass
+class DiffStat:
+    path: str
+    added: int | None  # None for binary files
+    removed: int | None
+
+
+@dataclass
+class RepoHealth:
+    path: str
+    branch: str = ""
+    upstream: str = ""
+    ahead: int = 0
+    behind: int = 0
+    changed: list[ChangedFile] = field(default_factory=list)
+    changed_truncated: bool = False
+    commits: list[Commit] = field(default_factory=list)
+    diffstat: list[DiffStat] = field(default_factory=list)
+    error: str = ""
+
+    @property
+    def is_clean(self) -> bool:
+        return not self.changed and not self.error
+
+    @property
+    def lines_added(self) -> int:
+        return sum(d.added or 0 for d in self.diffstat)
+
+    @property
+    def lines_removed(self) -> int:
+        return sum(d.removed or 0 for d in self.diffstat)
+
+
+def _git(path: Path, *args: str) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env["GIT_TERMINAL_PROMPT"] = "0"
+    env["LC_ALL"] = "C"
+    try:
+        proc = subprocess.run(
+            ["git", "-C", str(path), "--no-optional-locks", *args],
+            capture_output=True,
+            text=True,
+            timeout=GIT_TIMEOUT_S,
+            env=env,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise GitError(f"git {args[0]} took longer than {GIT_TIMEOUT_S:g} s") from None
+    except FileNotFoundError:
+        raise GitError("git is not installed") from None
+    if proc.returncode != 0:
+        first = (proc.stderr.strip().splitlines() or ["failed"])[0]
+        raise GitError(f"git {args[0]}: {first[:300]}")
+    return proc.stdout
+
+
+def _parse_branch_line(line: str, health: RepoHealth) -> None:
+    # "## main...origin/main [ahead 1, behind 2]", "## HEAD (no branch)", "## No commits yet on main"
+    body = line[3:]
+    tracking = ""
+    if " [" in body and body.endswith("]"):
+        body, tracking = body[:-1].split(" [", 1)
+    if body.startswith("No commits yet on "):
+        health.branch = body[len("No commits yet on ") :]
+        return
+    if "..." in body:
+        health.branch, health.upstream = body.split("...", 1)
+    else:
+        health.branch = body
+    for part in tracking.split(","):
+        word, _, count = part.strip().partition(" ")
+        if word == "ahead" and count.isdigit():
+            health.ahead = int(count)
+        elif word == "behind" and count.isdigit():
+            health.behind = int(count)
+
+
+def repo_health(path: str | Path) -> RepoHealth:
+    """Branch, upstream and ahead/behind, changed files, recent commits and the working
+    tree's diff against HEAD (numstat) of one repository. Never raises."""
+    repo = Path(path)
+    health = RepoHealth(path=str(path))
+    if not repo.is_dir():
+        health.error = "the directory does not exist any more"
+        return health
+    try:
+        status = _git(repo, "status", "--porcelain=v1", "--branch", "--untracked-files=normal")
+        for line in status.splitlines():
+            if line.startswith("## "):
+                _parse_branch_line(line, health)
+            elif len(line) > 3:
+                if len(health.changed) >= MAX_CHANGED_FILES:
+                    health.changed_truncated = True
+                    continue
+                health.changed.append(ChangedFile(status=line[:2], path=line[3:]))
+        has_head = True
+        try:
+            log = _git(
+                repo, "log", f"-n{RECENT_COMMITS}", "--format=%h%x1f%s%x1f%an%x1f%cI", "HEAD"
+            )
+        except GitError:
+            has_head = False  # an empty repository has no HEAD yet
+            log = ""
+        for line in log.splitlines():
+            parts = line.split("\x1f")
+            if len(parts) == 4:
+                health.commits.append(Commit(*parts))
+        if has_head:
+            for line in _git(repo, "diff", "--numstat", "HEAD").splitlines():
+                parts = line.split("\t", 2)
+                if len(parts) == 3:
+                    added, removed, name = parts
+                    health.diffstat.append(
+                        DiffStat(
+                            path=name,
+                            added=int(added) if added.isdigit() else None,
+                            removed=int(removed) if removed.isdigit() else None,
+                        )
+                    )
+    except GitError as exc:
+        health.error = str(exc)
+    return health
+
+
+def _under_roots(path: str) -> bool:
+    resolved = Path(path).expanduser().resolve()
+    roots = [Path(r).expanduser().resolve() for r in settings.TEKTON_REPO_ROOTS]
+    return any(resolved == root or resolved.is_relative_to(root) for root in roots)
+
+
+def repos_targeted(runs: QuerySet[Run]) -> list[str]:
+    """Distinct repository paths of `runs` (already limited to what the user may see) that
+    lie under TEKTON_REPO_ROOTS, most recently used first. One query."""
+    seen: dict[str, None] = {}
+    for path in runs.order_by("-created_at").values_list("repo_path", flat=True).distinct()[:200]:
+        if path not in seen and _under_roots(path):
+            seen[path] = None
+    return list(seen)
+
+
+@dataclass
+class Review:
+    run_id: int
+    repo_path: str
+    goal: str
+    stage: str
+    kind: str  # "blocked" (waits for a person) or the review status ("revise", "block")
+    reason: str
+
+
+def reviews_outstanding(runs: QuerySet[Run]) -> list[Review]:
+    """Blocked stages of blocked runs, and review artifacts whose status is revise or
+    block, among `runs`. Two queries."""
+    out: list[Review] = []
+    blocked = (
+        StageRun.objects.filter(run__in=runs, status=StageRun.Status.BLOCKED)
+        .filter(run__status=Run.Status.BLOCKED)
+        .select_related("run")
+        .order_by("-run__created_at", "position")[:100]
+    )
+    for stage in blocked:
+        out.append(
+            Review(
+                run_id=stage.run_id,
+                repo_path=stage.run.repo_path,
+                goal=stage.run.goal,
+                stage=stage.stage,
+                kind="blocked",
+                reason=stage.reason,
+            )
+        )
+    asked = (
+        Artifact.objects.filter(run__in=runs, stage="review", kind=Artifact.Kind.JSON)
+        .filter(Q(content__status="revise") | Q(content__status="block"))
+        .select_related("run")
+        .order_by("-run__created_at")[:100]
+    )
+    for artifact in asked:
+        content = artifact.content if isinstance(artifact.content, dict) else {}
+        issues = content.get("issues") if isinstance(content.get("issues"), list) else []
+        out.append(
+            Review(
+                run_id=artifact.run_id,
+                repo_path=artifact.run.repo_path,
+                goal=artifact.run.goal,
+                stage="review",
+                kind=str(content.get("status")),
+                reason="; ".join(str(i) for i in issues[:3]),
+            )
+        )
+    return out

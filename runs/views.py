@@ -1,0 +1,404 @@
+"""Dashboard pages of runs: the list with the launcher, one run, the repository page, and
+the actions a person takes on a run. Thin: parse, call a selector or a service, render.
+
+One view serves the page and its htmx partials ("runs/detail.html#stage-panel" when htmx
+asks for that target). The number of queries per page does not depend on the number of
+runs, stages or events: stages come from one prefetch, message counts from one aggregate.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db.models import Count, Prefetch, Q, QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseClientRedirect
+
+from config_profiles.models import Profile
+from runs import render as show
+from runs.artifacts_store import artifact_path
+from runs.forms import RunFilterForm, RunLaunchForm, StageRetryForm
+from runs.health import ServiceUnavailable, broker_check
+from runs.models import Artifact, Run, RunEvent, StageRun
+from runs.repo_health import repo_health, repos_targeted, reviews_outstanding
+from runs.selectors import runs_visible_to
+from runs.services import (
+    RunInputError,
+    RunStateError,
+    run_abort,
+    run_cancel,
+    run_create,
+    run_plan,
+    run_resume,
+    stage_approve,
+    stage_retry,
+)
+from swarm.stages import PATCH_FILE, STAGE_NAMES
+
+PAGE_SIZE = 25
+# Fields the list and the strip need; the frozen config is read for the quorum only.
+_STAGE_FIELDS = (
+    "id",
+    "run_id",
+    "stage",
+    "position",
+    "status",
+    "attempt",
+    "confidence",
+    "approval",
+    "reason",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "started_at",
+    "finished_at",
+)
+
+
+def _profiles() -> list[str]:
+    return list(Profile.objects.order_by("name").values_list("name", flat=True))
+
+
+def _cursor(run: Run) -> str:
+    return f"{run.created_at.isoformat()},{run.pk}"
+
+
+def runs_page(runs: QuerySet[Run], before: tuple[Any, int] | None) -> tuple[list[Run], bool]:
+    """One keyset page of `runs`, newest first, strictly older than the `before` cursor
+    (created_at, id); with the stages prefetched in one query. Returns (runs, has_more)."""
+    if before is not None:
+        when, pk = before
+        runs = runs.filter(Q(created_at__lt=when) | Q(created_at=when, pk__lt=pk))
+    runs = runs.order_by("-created_at", "-id").prefetch_related(
+        Prefetch("stages", queryset=StageRun.objects.only(*_STAGE_FIELDS).order_by("position"))
+    )
+    page = list(runs[: PAGE_SIZE + 1])
+    return page[:PAGE_SIZE], len(page) > PAGE_SIZE
+
+
+def _run_rows(runs: list[Run]) -> list[dict[str, Any]]:
+    return [
+        {
+            "run": run,
+            "strip": show.stage_views(run, list(run.stages.all())),
+            "duration": show.fmt_duration(run.duration_s),
+            "tokens": show.fmt_tokens(run.total_tokens),
+            "cost": show.fmt_cost(run.cost_usd),
+            "ago": show.fmt_ago(run.created_at),
+            "repo_name": Path(run.repo_path).name or run.repo_path,
+        }
+        for run in runs
+    ]
+
+
+def _list_context(request: HttpRequest, launch_form: RunLaunchForm | None = None, **extra):
+    profiles = _profiles()
+    filters = RunFilterForm(request.GET or None, profiles=profiles)
+    visible = runs_visible_to(request.user)
+    runs = visible
+    before = None
+    if filters.is_bound and filters.is_valid():
+        data = filters.cleaned_data
+        if data.get("status"):
+            runs = runs.filter(status=data["status"])
+        if data.get("profile"):
+            runs = runs.filter(profile_name=data["profile"])
+        if data.get("repo"):
+            runs = runs.filter(repo_path__icontains=data["repo"])
+        if data.get("q"):
+            runs = runs.filter(goal__icontains=data["q"])
+        before = data.get("before")
+    page, has_more = runs_page(runs, before)
+    query = {k: v for k, v in request.GET.items() if k != "before" and v}
+    known_repos = repos_targeted(visible)
+    if launch_form is None:
+        initial = {"repo_path": known_repos[0] if known_repos else ""}
+        launch_form = RunLaunchForm(profiles=profiles, initial=initial)
+    return {
+        "filters": filters,
+        "rows": _run_rows(page),
+        "next_url": "?" + urlencode({**query, "before": _cursor(page[-1])}) if has_more else "",
+        "first_url": "?" + urlencode(query) if before else "",
+        "is_live": any(not run.is_finished for run in page),
+        "launch_form": launch_form,
+        "known_repos": known_repos,
+        "stage_names": STAGE_NAMES,
+        **extra,
+    }
+
+
+@require_GET
+@login_required
+def runs_list_view(request: HttpRequest) -> HttpResponse:
+    """`/`: the runs the person may see (filters, search, keyset pages) and the launcher.
+    htmx polling of the table (while a run on the page is live) gets the table only."""
+    context = _list_context(request)
+    if request.htmx and request.htmx.target == "runs-table":
+        return render(request, "runs/list.html#runs-table", context)
+    return render(request, "runs/list.html", context)
+
+
+@require_POST
+@login_required
+def run_launch_view(request: HttpRequest) -> HttpResponse:
+    """The launcher. action=explain shows the plan (run_plan(...).explain(), nothing is
+    created); action=launch creates the run and goes to its page. Service errors are shown
+    beside the field they name."""
+    form = RunLaunchForm(request.POST, profiles=_profiles())
+    explain = None
+    if form.is_valid():
+        kwargs = form.service_kwargs()
+        try:
+            if request.POST.get("action") == "explain":
+                plan = run_plan(**kwargs)
+                explain = {**plan.explain(), "goal": plan.goal, "repo": plan.repo_path}
+            else:
+                broker_check()
+                run = run_create(**kwargs, by=request.user)
+                url = reverse("run-page", args=[run.pk])
+                if request.htmx:
+                    return HttpResponseClientRedirect(url)
+                return redirect(url)
+        except RunInputError as exc:
+            form.add_service_error(exc.field, exc.message)
+        except ServiceUnavailable as exc:
+            form.add_error(None, exc.message)
+    context = {"launch_form": form, "explain": explain, "launcher_open": True}
+    if request.htmx:
+        return render(request, "runs/list.html#launcher", {**context, **_launcher_extra(request)})
+    return render(request, "runs/list.html", _list_context(request, **context))
+
+
+def _launcher_extra(request: HttpRequest) -> dict[str, Any]:
+    return {"known_repos": repos_targeted(runs_visible_to(request.user))}
+
+
+# --- one run ------------------------------------------------------------------------------
+
+
+def _visible_run(request: HttpRequest, run_id: int) -> Run:
+    return get_object_or_404(runs_visible_to(request.user), pk=run_id)
+
+
+def _message_counts(run_id: int) -> dict[str, int]:
+    rows = (
+        RunEvent.objects.filter(run_id=run_id, kind="stage.progress")
+        .values("stage")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    return {row["stage"]: row["n"] for row in rows}
+
+
+def _default_stage(stages: list[StageRun]) -> str:
+    for wanted in (StageRun.Status.BLOCKED, StageRun.Status.RUNNING, StageRun.Status.FAILED):
+        for stage in stages:
+            if stage.status == wanted:
+                return stage.stage
+    done = [s for s in stages if s.status != StageRun.Status.QUEUED]
+    if done:
+        return done[-1].stage
+    return stages[0].stage if stages else STAGE_NAMES[0]
+
+
+def run_live_context(run: Run, stages: list[StageRun], counts: dict[str, int]) -> dict[str, Any]:
+    """What the header and the timeline need; shared by the page and the UI consumer."""
+    blocked = [s for s in stages if s.status == StageRun.Status.BLOCKED]
+    return {
+        "run": run,
+        "timeline": [v for v in show.stage_views(run, stages, counts) if v.in_run],
+        "duration": show.fmt_duration(run.duration_s),
+        "tokens": show.fmt_tokens(run.total_tokens),
+        "input_tokens": show.fmt_tokens(run.input_tokens),
+        "output_tokens": show.fmt_tokens(run.output_tokens),
+        "cost": show.fmt_cost(run.cost_usd),
+        "can_cancel": run.status in (Run.Status.QUEUED, Run.Status.RUNNING, Run.Status.BLOCKED),
+        "can_resume": run.status in (Run.Status.FAILED, Run.Status.CANCELLED, Run.Status.BLOCKED),
+        "blocked_stages": [s.stage for s in blocked],
+        "seq": run.event_seq,
+    }
+
+
+def run_live_load(run_id: int) -> tuple[Run, list[StageRun], dict[str, int]]:
+    """The run (fresh), its stages and message counts: three queries."""
+    run = Run.objects.select_related("owner").get(pk=run_id)
+    stages = list(StageRun.objects.filter(run_id=run_id).order_by("position"))
+    return run, stages, _message_counts(run_id)
+
+
+def _stage_panel_context(run: Run, stage: StageRun | None) -> dict[str, Any]:
+    if stage is None:
+        return {"panel": None}
+    events = list(
+        RunEvent.objects.filter(run_id=run.pk, kind="stage.progress", stage=stage.stage).order_by(
+            "seq"
+        )
+    )
+    artifacts = {a.kind: a for a in Artifact.objects.filter(run=run, stage=stage.stage)}
+    json_artifact = artifacts.get(Artifact.Kind.JSON)
+    content = json_artifact.content if json_artifact else None
+    draft = stage.draft if isinstance(stage.draft, dict) else {}
+    is_draft = content is None and bool(draft.get("artifact"))
+    if is_draft:
+        content = draft.get("artifact")
+    patch_text, patch_error = "", ""
+    patch = artifacts.get(Artifact.Kind.PATCH)
+    if patch is not None:
+        patch.run = run
+        try:
+            patch_text = artifact_path(patch).read_text(encoding="utf-8", errors="replace")
+        except (OSError, ValueError) as exc:
+            patch_error = f"the patch file cannot be read: {exc.__class__.__name__}"
+    elif is_draft and draft.get("patch"):
+        patch_text = str(draft["patch"])
+    elif isinstance(content, dict) and isinstance(content.get("diff"), str):
+        patch_text = content["diff"]
+    mediator = stage.mediator if isinstance(stage.mediator, dict) else {}
+    return {
+        "panel": stage,
+        "rounds": show.transcript_rounds(events),
+        "votes": show.vote_rows(stage.votes),
+        "mediator": {
+            "status": mediator.get("status", ""),
+            "rationale": mediator.get("rationale", ""),
+            "dissent": show.as_strings(mediator.get("dissent")),
+            "risks": show.as_strings(mediator.get("risks")),
+            "checklist": show.as_strings(mediator.get("checklist")),
+        },
+        "checks": stage.checks if isinstance(stage.checks, list) else [],
+        "artifact": json_artifact,
+        "artifact_is_draft": is_draft,
+        "artifact_offline": isinstance(content, dict) and bool(content.get("offline")),
+        "sections": show.artifact_sections(stage.stage, content) if content is not None else [],
+        "raw_json": show.artifact_json(content) if content is not None else "",
+        "patch_artifact": patch,
+        "patch_name": PATCH_FILE,
+        "diff": show.diff_files(patch_text) if patch_text else [],
+        "patch_error": patch_error,
+        "retry_form": StageRetryForm(),
+    }
+
+
+@require_GET
+@login_required
+def run_detail_view(request: HttpRequest, run_id: int) -> HttpResponse:
+    """`/runs/<id>/`: header, live timeline, and the selected stage (?stage=) with its
+    transcript, artifact, diff and, when blocked, the approve / retry / abort forms.
+    htmx partials: #stage-panel, #stage-list, #run-header."""
+    run = _visible_run(request, run_id)
+    stages = list(StageRun.objects.filter(run=run).order_by("position"))
+    wanted = request.GET.get("stage") or _default_stage(stages)
+    selected = next((s for s in stages if s.stage == wanted), None)
+    context = {
+        **run_live_context(run, stages, _message_counts(run.pk)),
+        **_stage_panel_context(run, selected),
+        "selected": wanted,
+        "unknown_stage": None if selected else wanted,
+    }
+    target = request.htmx.target if request.htmx else None
+    if target in ("stage-panel", "stage-list", "run-header"):
+        return render(request, f"runs/detail.html#{target}", context)
+    return render(request, "runs/detail.html", context)
+
+
+def _back(run: Run, stage: str = "") -> HttpResponse:
+    url = reverse("run-page", args=[run.pk])
+    return redirect(f"{url}?stage={stage}" if stage else url)
+
+
+def _act(request: HttpRequest, run: Run, done: str, fn, **kwargs) -> None:
+    try:
+        fn(run=run, by=request.user, **kwargs)
+    except (RunStateError, RunInputError) as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, done)
+
+
+@require_POST
+@login_required
+def run_cancel_view(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = _visible_run(request, run_id)
+    _act(request, run, f"Run {run.pk} cancelled.", run_cancel)
+    return _back(run)
+
+
+@require_POST
+@login_required
+def run_resume_view(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = _visible_run(request, run_id)
+    try:
+        broker_check()
+    except ServiceUnavailable as exc:
+        messages.error(request, exc.message)
+        return _back(run)
+    _act(request, run, f"Run {run.pk} resumed.", run_resume)
+    return _back(run)
+
+
+@require_POST
+@login_required
+def stage_approve_view(request: HttpRequest, run_id: int, stage: str) -> HttpResponse:
+    run = _visible_run(request, run_id)
+    _act(request, run, f"Stage {stage} approved; the run goes on.", stage_approve, stage=stage)
+    return _back(run, stage)
+
+
+@require_POST
+@login_required
+def stage_retry_view(request: HttpRequest, run_id: int, stage: str) -> HttpResponse:
+    run = _visible_run(request, run_id)
+    form = StageRetryForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "; ".join(e for errs in form.errors.values() for e in errs))
+        return _back(run, stage)
+    note = form.cleaned_data["note"]
+    _act(
+        request, run, f"Stage {stage} retried with your note.", stage_retry, stage=stage, note=note
+    )
+    return _back(run, stage)
+
+
+@require_POST
+@login_required
+def stage_abort_view(request: HttpRequest, run_id: int, stage: str) -> HttpResponse:
+    run = _visible_run(request, run_id)
+    _act(request, run, f"Run {run.pk} aborted at {stage}.", run_abort)
+    return _back(run, stage)
+
+
+# --- repositories -------------------------------------------------------------------------
+
+
+@require_GET
+@login_required
+def repo_health_view(request: HttpRequest) -> HttpResponse:
+    """`/repo/`: per repository that the person's runs targeted (under TEKTON_REPO_ROOTS):
+    git status, branch, ahead/behind, recent commits, working-tree diff summary, and the
+    outstanding reviews, each linking to its run."""
+    visible = runs_visible_to(request.user)
+    reviews = reviews_outstanding(visible)
+    repos = []
+    for path in repos_targeted(visible):
+        repos.append(
+            {
+                "health": repo_health(path),
+                "reviews": [r for r in reviews if r.repo_path == path],
+            }
+        )
+    listed = {r["health"].path for r in repos}
+    return render(
+        request,
+        "runs/repo.html",
+        {
+            "repos": repos,
+            "other_reviews": [r for r in reviews if r.repo_path not in listed],
+        },
+    )

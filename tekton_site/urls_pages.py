@@ -1,0 +1,48 @@
+"""The dashboard's pages (server-rendered, htmx for live parts). Mounted at "/" by
+tekton_site.urls; the API lives under /api/."""
+
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from config_profiles import views as profile_views
+from runs import views as run_views
+from syschecks import views as check_views
+
+urlpatterns = [
+    path("", run_views.runs_list_view, name="runs-page"),
+    path("runs/new/", run_views.run_launch_view, name="run-launch"),
+    path("runs/<int:run_id>/", run_views.run_detail_view, name="run-page"),
+    path("runs/<int:run_id>/cancel/", run_views.run_cancel_view, name="run-page-cancel"),
+    path("runs/<int:run_id>/resume/", run_views.run_resume_view, name="run-page-resume"),
+    path(
+        "runs/<int:run_id>/stages/<str:stage>/approve/",
+        run_views.stage_approve_view,
+        name="stage-page-approve",
+    ),
+    path(
+        "runs/<int:run_id>/stages/<str:stage>/retry/",
+        run_views.stage_retry_view,
+        name="stage-page-retry",
+    ),
+    path(
+        "runs/<int:run_id>/stages/<str:stage>/abort/",
+        run_views.stage_abort_view,
+        name="stage-page-abort",
+    ),
+    path("repo/", run_views.repo_health_view, name="repo-page"),
+    path("config/", profile_views.profile_list_view, name="profiles-page"),
+    path("config/<str:name>/", profile_views.profile_edit_view, name="profile-page"),
+    path(
+        "config/<str:name>/validate/",
+        profile_views.profile_validate_view,
+        name="profile-page-validate",
+    ),
+    path("config/<str:name>/copy/", profile_views.profile_copy_view, name="profile-page-copy"),
+    path("system/checks/", check_views.checks_view, name="checks-page"),
+    path(
+        "accounts/login/",
+        auth_views.LoginView.as_view(template_name="registration/login.html"),
+        name="login",
+    ),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+]

@@ -1,0 +1,126 @@
+"""The run page's live channel: /ws/runs/<id>/ui/ sends rendered fragments for htmx
+out-of-band swaps, resumes after a seq, and closes when the run is over."""
+
+from __future__ import annotations
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.routing import URLRouter
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import AnonymousUser
+
+from runs import event_hub
+from runs.events import event_record
+from runs.models import Run, StageRun
+from runs.routing import websocket_urlpatterns
+from tests.factories import RunFactory, UserFactory
+
+app = URLRouter(websocket_urlpatterns)
+
+
+@pytest.fixture(autouse=True)
+def fast_poll(monkeypatch):
+    monkeypatch.setattr(event_hub, "POLL_SECONDS", 0.05)
+
+
+def communicator(run_id, user, after="0"):
+    comm = WebsocketCommunicator(
+        app,
+        f"/ws/runs/{run_id}/ui/?after={after}",
+        headers=[(b"cookie", b"csrftoken=abcdefghijklmnopqrstuvwxyzABCDEF")],
+    )
+    comm.scope["user"] = user
+    return comm
+
+
+async def until_closed(comm, timeout=5.0):
+    texts = []
+    while True:
+        out = await comm.receive_output(timeout)
+        if out["type"] == "websocket.close":
+            return texts, out.get("code")
+        texts.append(out["text"])
+
+
+def _run_with_events(owner, kinds, status):
+    run = RunFactory(owner=owner, status=status, stage_from="plan", stage_to="research")
+    for kind in kinds:
+        event_record(run_id=run.pk, kind=kind, stage="plan", payload={})
+    run.refresh_from_db()
+    return run
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_finished_run_is_sent_once_then_closed_with_1000():
+    user = await sync_to_async(UserFactory)(username="ada")
+    run = await sync_to_async(_run_with_events)(
+        user, ["run.started", "stage.started", "run.finished"], Run.Status.SUCCEEDED
+    )
+    comm = communicator(run.pk, user, after="1")
+    connected, _ = await comm.connect()
+    texts, code = await until_closed(comm)
+    assert connected and code == 1000
+    assert len(texts) == 1  # two events, coalesced into one update
+    html = texts[0]
+    assert '<section id="run-header"' in html and 'hx-swap-oob="true"' in html
+    assert '<ol id="stage-list"' in html and 'id="stage-row-plan"' in html
+    assert f'<span id="run-seq" data-seq="{run.event_seq}"' in html
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_nothing_after_the_last_seq_closes_without_a_message():
+    user = await sync_to_async(UserFactory)(username="ada")
+    run = await sync_to_async(_run_with_events)(
+        user, ["run.started", "run.finished"], Run.Status.SUCCEEDED
+    )
+    comm = communicator(run.pk, user, after=str(run.event_seq))
+    await comm.connect()
+    texts, code = await until_closed(comm)
+    assert texts == [] and code == 1000
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_live_change_arrives_as_a_fragment():
+    user = await sync_to_async(UserFactory)(username="ada")
+    run = await sync_to_async(_run_with_events)(user, ["run.started"], Run.Status.RUNNING)
+    comm = communicator(run.pk, user, after=str(run.event_seq))
+    await comm.connect()
+    assert await comm.receive_nothing(0.2)
+
+    def stage_blocks():
+        StageRun.objects.filter(run=run, stage="plan").update(status="blocked", reason="quorum")
+        Run.objects.filter(pk=run.pk).update(status="blocked")
+        event_record(run_id=run.pk, kind="stage.blocked", stage="plan", payload={})
+
+    await sync_to_async(stage_blocks)()
+    html = await comm.receive_from(5)
+    assert 'class="stage-row step-blocked"' in html
+    assert "Waiting for a person" in html
+    # The cancel form in the header carries the page's CSRF token.
+    assert 'value="abcdefghijklmnopqrstuvwxyzABCDEF"' in html
+    await comm.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(("who", "code"), [("anonymous", 4401), ("other", 4404)])
+async def test_refuses_anonymous_and_other_users(who, code):
+    owner = await sync_to_async(UserFactory)(username="ada")
+    run = await sync_to_async(_run_with_events)(owner, ["run.started"], Run.Status.RUNNING)
+    user = (
+        AnonymousUser()
+        if who == "anonymous"
+        else await sync_to_async(UserFactory)(username="mallory")
+    )
+    comm = communicator(run.pk, user)
+    connected, _ = await comm.connect()
+    texts, close = await until_closed(comm)
+    assert connected and texts == [] and close == code
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_bad_after_is_refused():
+    user = await sync_to_async(UserFactory)(username="ada")
+    run = await sync_to_async(_run_with_events)(user, ["run.started"], Run.Status.RUNNING)
+    comm = communicator(run.pk, user, after="-3")
+    await comm.connect()
+    assert (await until_closed(comm))[1] == 4400

@@ -1,0 +1,364 @@
+"""The run pages through the Django test client: access, the launcher, actions, escaping,
+keyset pagination, and the number of SQL queries."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from runs.models import Artifact, Run, RunEvent, StageRun
+from tests.factories import ArtifactFactory, RunFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+XSS_SCRIPT = "<script>window.__pwned = 1</script>"
+XSS_IMG = '<img src=x onerror="window.__pwned = 2">'
+
+
+# --- access --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/", "/runs/{run}/", "/runs/{run}/?stage=code", "/repo/", "/config/", "/system/checks/"],
+)
+def test_anonymous_is_sent_to_login(client, finished_run, path):
+    url = path.format(run=finished_run.pk)
+    response = client.get(url)
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/login/?next=")
+
+
+def test_login_page_logs_in_and_logout_needs_post(client, user):
+    page = client.get("/accounts/login/")
+    assert page.status_code == 200
+    assert b'name="username"' in page.content
+    response = client.post("/accounts/login/", {"username": "ada", "password": "pw-for-tests-only"})
+    assert response.status_code == 302 and response["Location"] == "/"
+    assert client.get("/").status_code == 200
+    assert client.get("/accounts/logout/").status_code == 405
+    assert client.post("/accounts/logout/").status_code == 302
+    assert client.get("/").status_code == 302
+
+
+def test_owner_sees_every_page_of_their_finished_run(client_for, user, finished_run):
+    client = client_for(user)
+    listing = client.get("/").content.decode()
+    assert f'href="/runs/{finished_run.pk}/"' in listing
+    assert "Add a health endpoint" in listing
+    detail = client.get(f"/runs/{finished_run.pk}/").content.decode()
+    assert "succeeded" in detail
+    for stage in ("plan", "research", "code", "release"):
+        assert f'id="stage-row-{stage}"' in detail
+    code = client.get(f"/runs/{finished_run.pk}/?stage=code").content.decode()
+    assert 'id="transcript"' in code and "Opening" in code and "Mediator" in code
+    assert 'id="diff"' in code and 'class="dl dl-add"' in code
+    assert "code.json" in code and f"/api/runs/{finished_run.pk}/artifacts/diff.patch" in code
+
+
+def test_another_users_run_is_404_and_staff_sees_all(client_for, user, staff_user, finished_run):
+    other = UserFactory(username="mallory")
+    client = client_for(other)
+    assert client.get(f"/runs/{finished_run.pk}/").status_code == 404
+    assert client.post(f"/runs/{finished_run.pk}/cancel/").status_code == 404
+    assert f'href="/runs/{finished_run.pk}/"' not in client.get("/").content.decode()
+    staff = client_for(staff_user)
+    assert staff.get(f"/runs/{finished_run.pk}/").status_code == 200
+    assert f'href="/runs/{finished_run.pk}/"' in staff.get("/").content.decode()
+
+
+def test_unknown_stage_is_said_plainly(client_for, user, finished_run):
+    page = client_for(user).get(f"/runs/{finished_run.pk}/?stage=nonsense").content.decode()
+    assert "This run has no stage “nonsense”." in page
+
+
+# --- launcher ------------------------------------------------------------------------------
+
+
+def _launch_data(git_repo, **overrides):
+    data = {
+        "goal": "Add a health endpoint",
+        "repo_path": str(git_repo),
+        "profile": "diamond-v5",
+        "stage_from": "plan",
+        "stage_to": "release",
+        "model": "",
+        "action": "launch",
+    }
+    data.update(overrides)
+    return data
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field", "message"),
+    [
+        ({"goal": "  "}, "goal", "the goal is empty"),
+        ({"repo_path": "/etc"}, "repo_path", "outside the allowed roots"),
+        ({"stage_from": "review", "stage_to": "plan"}, "stage_to", "before"),
+        ({"model": "not-a-model-id"}, "model", "vendor/model"),
+    ],
+)
+def test_launcher_shows_service_errors_beside_the_field(
+    client_for, user, git_repo, overrides, field, message
+):
+    response = client_for(user).post("/runs/new/", _launch_data(git_repo, **overrides))
+    assert response.status_code == 200
+    page = response.content.decode()
+    start = page.index(f'id="err-{field}"')
+    slot = page[start : page.index("</div>", start)]
+    assert message in slot
+    assert Run.objects.count() == 0
+
+
+def test_explain_shows_the_plan_and_creates_nothing(client_for, user, git_repo):
+    response = client_for(user).post(
+        "/runs/new/",
+        _launch_data(git_repo, action="explain", stage_from="code", stage_to="review"),
+        HTTP_HX_REQUEST="true",
+        HTTP_HX_TARGET="launcher",
+    )
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "What will run" in page and "Nothing has been created" in page
+    assert "<strong>code</strong>" in page and "<strong>review</strong>" in page
+    assert "<strong>plan</strong>" not in page
+    assert "quorum 0.6667" in page and "threshold 0.7" in page
+    assert "<html" not in page  # the launcher partial only
+    assert Run.objects.count() == 0 and StageRun.objects.count() == 0
+
+
+def test_launch_creates_the_run_and_goes_to_its_page(
+    client_for, user, git_repo, django_capture_on_commit_callbacks
+):
+    client = client_for(user)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            "/runs/new/", _launch_data(git_repo, stage_to="research", consensus_free=["code"])
+        )
+    run = Run.objects.get()
+    assert response.status_code == 302 and response["Location"] == f"/runs/{run.pk}/"
+    assert run.owner == user and run.stage_to == "research"
+    assert run.config["consensus_free"] == ["code"]
+    htmx = client.post("/runs/new/", _launch_data(git_repo), HTTP_HX_REQUEST="true")
+    assert htmx.status_code == 200 and htmx["HX-Redirect"].startswith("/runs/")
+
+
+# --- actions -------------------------------------------------------------------------------
+
+
+def test_approve_form_unblocks_and_the_run_finishes(
+    client_for, user, blocked_run, django_capture_on_commit_callbacks
+):
+    client = client_for(user)
+    page = client.get(f"/runs/{blocked_run.pk}/").content.decode()
+    assert "This stage is blocked and waits for you" in page
+    assert f'action="/runs/{blocked_run.pk}/stages/review/approve/"' in page
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(f"/runs/{blocked_run.pk}/stages/review/approve/")
+    assert response.status_code == 302
+    blocked_run.refresh_from_db()
+    assert blocked_run.status == Run.Status.SUCCEEDED
+    review = StageRun.objects.get(run=blocked_run, stage="review")
+    assert review.approved_by == user and "approved by ada" in review.reason
+
+
+def test_retry_form_passes_the_note(client_for, user, blocked_run, mocker):
+    # The retried stage would block again the same way; the note is what is checked here.
+    mocker.patch("runs.services.stages_dispatch")
+    client_for(user).post(
+        f"/runs/{blocked_run.pk}/stages/review/retry/", {"note": "cover the error path"}
+    )
+    review = StageRun.objects.get(run=blocked_run, stage="review")
+    assert review.status == StageRun.Status.QUEUED and review.note == "cover the error path"
+    assert RunEvent.objects.filter(run=blocked_run, kind="stage.retried").exists()
+
+
+def test_abort_form_cancels_and_resume_form_restarts(client_for, user, blocked_run, mocker):
+    dispatch = mocker.patch("runs.services.stages_dispatch")
+    client = client_for(user)
+    client.post(f"/runs/{blocked_run.pk}/stages/review/abort/")
+    blocked_run.refresh_from_db()
+    assert blocked_run.status == Run.Status.CANCELLED and "aborted by ada" in blocked_run.reason
+    page = client.get(f"/runs/{blocked_run.pk}/").content.decode()
+    assert "Resume run" in page and "Cancel run" not in page
+    client.post(f"/runs/{blocked_run.pk}/resume/")
+    blocked_run.refresh_from_db()
+    assert blocked_run.status == Run.Status.QUEUED
+    dispatch.assert_called()
+
+
+def test_cancel_form_cancels_and_a_refused_action_says_why(client_for, user):
+    run = RunFactory(owner=user)
+    client = client_for(user)
+    client.post(f"/runs/{run.pk}/cancel/")
+    run.refresh_from_db()
+    assert run.status == Run.Status.CANCELLED
+    response = client.post(f"/runs/{run.pk}/cancel/", follow=True)
+    assert "already cancelled; nothing to cancel" in response.content.decode()
+    response = client.post(f"/runs/{run.pk}/stages/plan/approve/", follow=True)
+    assert "only a blocked stage can be approved" in response.content.decode()
+
+
+# --- untrusted text ------------------------------------------------------------------------
+
+
+def test_llm_text_with_markup_is_rendered_escaped(client_for, user, settings, tmp_path):
+    run = RunFactory(owner=user, goal=f"Goal {XSS_SCRIPT}", status=Run.Status.SUCCEEDED)
+    StageRun.objects.filter(run=run, stage="code").update(
+        status="succeeded",
+        reason=XSS_IMG,
+        votes=[{"role": "skeptic", "approve": False, "self_confidence": 0.5, "reason": XSS_SCRIPT}],
+    )
+    content = {
+        "diff": "",
+        "files_changed": [],
+        "commands_run": [XSS_SCRIPT],
+        "tests_executed": [XSS_IMG],
+        "risk_notes": [],
+        "confidence": 0.8,
+        XSS_IMG: XSS_SCRIPT,
+    }
+    ArtifactFactory(run=run, stage="code", content=content)
+    patch_dir = settings.TEKTON_ARTIFACT_ROOT / f"run-{run.pk}"
+    patch_dir.mkdir(parents=True)
+    (patch_dir / "diff.patch").write_text(
+        f"--- a/x.html\n+++ b/x.html\n@@ -1 +1 @@\n-{XSS_IMG}\n+{XSS_SCRIPT}\n"
+    )
+    ArtifactFactory(run=run, stage="code", kind=Artifact.Kind.PATCH, name="diff.patch")
+    RunEvent.objects.create(
+        run=run,
+        seq=1,
+        kind="stage.progress",
+        stage="code",
+        payload={
+            "role": "proponent",
+            "round": 0,
+            "model": XSS_IMG,
+            "attempt": 1,
+            "answer": {"position": XSS_SCRIPT, "risks": [XSS_IMG], "self_confidence": 0.7},
+        },
+    )
+    page = client_for(user).get(f"/runs/{run.pk}/?stage=code").content.decode()
+    assert "<script>window" not in page
+    assert "<img src=x" not in page
+    assert page.count("&lt;script&gt;window.__pwned = 1&lt;/script&gt;") >= 5
+    assert "&lt;img src=x onerror=&quot;window.__pwned = 2&quot;&gt;" in page
+    listing = client_for(user).get("/").content.decode()
+    assert "<script>window" not in listing and "&lt;script&gt;" in listing
+
+
+def test_pages_carry_a_strict_content_security_policy(client_for, user):
+    response = client_for(user).get("/")
+    policy = response["Content-Security-Policy"]
+    assert "default-src 'self'" in policy and "script-src 'self'" in policy
+    assert "unsafe-inline" not in policy and "frame-ancestors 'none'" in policy
+    assert "connect-src 'self' ws: wss:" in policy
+    assert "<script>" not in response.content.decode()  # scripts only by src
+
+
+# --- list: filters and keyset pages ----------------------------------------------------------
+
+
+def _runs(owner, n, **kwargs):
+    base = timezone.now()
+    runs = []
+    for i in range(n):
+        run = RunFactory(owner=owner, goal=f"Goal number {i}", **kwargs)
+        Run.objects.filter(pk=run.pk).update(created_at=base - timedelta(minutes=i))
+        runs.append(run)
+    return runs
+
+
+def test_keyset_pages_cover_every_run_once(client_for, user):
+    _runs(user, 30)
+    client = client_for(user)
+    first = client.get("/")
+    rows = first.context["rows"]
+    assert len(rows) == 25
+    second = client.get(first.context["next_url"])
+    more = second.context["rows"]
+    assert len(more) == 5 and second.context["next_url"] == ""
+    seen = [r["run"].pk for r in rows + more]
+    assert len(set(seen)) == 30
+    assert "Newest" in second.content.decode()
+
+
+def test_bad_cursor_is_refused_with_a_message(client_for, user):
+    _runs(user, 2)
+    page = client_for(user).get("/?before=yesterday,abc").content.decode()
+    assert "invalid page cursor" in page
+
+
+def test_filters_and_search(client_for, user):
+    _runs(user, 3)
+    RunFactory(owner=user, goal="Rotate the signing keys", status=Run.Status.FAILED)
+    client = client_for(user)
+    found = client.get("/?q=signing").context["rows"]
+    assert [r["run"].goal for r in found] == ["Rotate the signing keys"]
+    failed = client.get("/?status=failed").context["rows"]
+    assert [r["run"].status for r in failed] == ["failed"]
+    assert client.get("/?profile=nope").context["filters"].errors["profile"]
+
+
+def test_live_runs_table_polls_and_htmx_gets_the_table_only(client_for, user):
+    RunFactory(owner=user, status=Run.Status.RUNNING)
+    client = client_for(user)
+    assert 'hx-trigger="every 2s"' in client.get("/").content.decode()
+    partial = client.get("/", HTTP_HX_REQUEST="true", HTTP_HX_TARGET="runs-table")
+    assert partial.content.decode().lstrip().startswith('<div id="runs-table"')
+
+
+# --- query counts ----------------------------------------------------------------------------
+
+
+def _queries(client, url) -> int:
+    with CaptureQueriesContext(connection) as ctx:
+        assert client.get(url).status_code == 200
+    return len(ctx.captured_queries)
+
+
+def test_runs_page_queries_do_not_grow_with_runs(client_for, user, staff_user):
+    client = client_for(user)
+    _runs(user, 3, status=Run.Status.SUCCEEDED)
+    few = _queries(client, "/")
+    _runs(user, 27, status=Run.Status.SUCCEEDED)
+    for run in Run.objects.all():
+        StageRun.objects.filter(run=run).update(status="succeeded")
+    assert _queries(client, "/") == few
+    staff = client_for(staff_user)
+    assert _queries(staff, "/") == few
+
+
+def _progress(run, stage, n, start=1):
+    RunEvent.objects.bulk_create(
+        RunEvent(
+            run=run,
+            seq=start + i,
+            kind="stage.progress",
+            stage=stage,
+            payload={
+                "role": ("proponent", "skeptic", "pragmatist")[i % 3],
+                "round": i // 3,
+                "model": "offline/x",
+                "attempt": 1,
+                "answer": {"position": f"point {i}", "self_confidence": 0.8},
+            },
+        )
+        for i in range(n)
+    )
+
+
+def test_run_page_queries_do_not_grow_with_events_or_stages(client_for, user):
+    client = client_for(user)
+    small = RunFactory(owner=user, stage_from="plan", stage_to="research")
+    _progress(small, "plan", 3)
+    big = RunFactory(owner=user)
+    for i, stage in enumerate(("plan", "research", "plan_update", "code")):
+        _progress(big, stage, 60, start=1 + i * 60)
+    assert _queries(client, f"/runs/{small.pk}/?stage=plan") == _queries(
+        client, f"/runs/{big.pk}/?stage=plan"
+    )
