@@ -13,12 +13,12 @@ from syschecks.services import checks_run, checks_summary
 
 
 def _repo_paths(user) -> list[str]:
-    # The repositories this person's runs targeted are checked too. Imported here so the
-    # checks app does not load runs' internals at import time.
-    from runs.repo_health import repos_targeted
-    from runs.selectors import runs_visible_to
+    # The repositories this person's runs targeted are checked too (the same list as the
+    # API and `tekton check`). runs' public read interface, imported late so the checks
+    # app does not load runs at import time.
+    from runs.selectors import run_repositories_recent
 
-    return repos_targeted(runs_visible_to(user))
+    return run_repositories_recent(user)
 
 
 @require_GET
