@@ -14,7 +14,6 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import QuerySet
 from django.http import FileResponse
 from django.urls import reverse
 from django.utils import timezone
@@ -30,7 +29,7 @@ from runs import serializers as s
 from runs.artifacts_store import artifact_path
 from runs.health import broker_check
 from runs.models import Artifact, Run, RunEvent, StageRun
-from runs.selectors import runs_visible_to
+from runs.selectors import runs_filtered, runs_visible_to
 from runs.services import (
     RunInputError,
     run_abort,
@@ -148,22 +147,6 @@ class RunCursorPagination(CursorPagination):
             if not valid:
                 raise bad
         return cursor
-
-
-def runs_filtered(runs: QuerySet[Run], filters: dict[str, Any]) -> QuerySet[Run]:
-    if filters.get("status"):
-        runs = runs.filter(status=filters["status"])
-    if filters.get("profile"):
-        runs = runs.filter(profile_name=filters["profile"])
-    if filters.get("repo"):
-        runs = runs.filter(repo_path__icontains=filters["repo"])
-    if filters.get("q"):
-        runs = runs.filter(goal__icontains=filters["q"])
-    if filters.get("created_after"):
-        runs = runs.filter(created_at__gte=filters["created_after"])
-    if filters.get("created_before"):
-        runs = runs.filter(created_at__lt=filters["created_before"])
-    return runs
 
 
 class RunListCreateApi(APIView):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db.models import QuerySet
 
 from runs.models import Run, RunEvent
@@ -42,3 +44,22 @@ def run_repositories_recent(user, *, runs: int = 50, limit: int = 10) -> list[st
     """The distinct repositories of the user's most recent runs, newest first."""
     paths = runs_visible_to(user).order_by("-created_at", "-id").values_list("repo_path", flat=True)
     return list(dict.fromkeys(p for p in paths[:runs] if p))[:limit]
+
+
+def runs_filtered(runs: QuerySet[Run], filters: dict[str, Any]) -> QuerySet[Run]:
+    """`runs` narrowed by the list filters the API and the runs page share: status,
+    profile, repo (text in the path), q (text in the goal), created_after, created_before.
+    Missing or empty filters are ignored."""
+    if filters.get("status"):
+        runs = runs.filter(status=filters["status"])
+    if filters.get("profile"):
+        runs = runs.filter(profile_name=filters["profile"])
+    if filters.get("repo"):
+        runs = runs.filter(repo_path__icontains=filters["repo"])
+    if filters.get("q"):
+        runs = runs.filter(goal__icontains=filters["q"])
+    if filters.get("created_after"):
+        runs = runs.filter(created_at__gte=filters["created_after"])
+    if filters.get("created_before"):
+        runs = runs.filter(created_at__lt=filters["created_before"])
+    return runs

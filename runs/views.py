@@ -28,7 +28,7 @@ from runs.forms import RunFilterForm, RunLaunchForm, StageRetryForm
 from runs.health import ServiceUnavailable, broker_check
 from runs.models import Artifact, Run, RunEvent, StageRun
 from runs.repo_health import repo_health, repos_targeted, reviews_outstanding
-from runs.selectors import runs_visible_to
+from runs.selectors import runs_filtered, runs_visible_to
 from runs.services import (
     RunInputError,
     RunStateError,
@@ -106,14 +106,7 @@ def _list_context(request: HttpRequest, launch_form: RunLaunchForm | None = None
     before = None
     if filters.is_bound and filters.is_valid():
         data = filters.cleaned_data
-        if data.get("status"):
-            runs = runs.filter(status=data["status"])
-        if data.get("profile"):
-            runs = runs.filter(profile_name=data["profile"])
-        if data.get("repo"):
-            runs = runs.filter(repo_path__icontains=data["repo"])
-        if data.get("q"):
-            runs = runs.filter(goal__icontains=data["q"])
+        runs = runs_filtered(runs, data)
         before = data.get("before")
     page, has_more = runs_page(runs, before)
     query = {k: v for k, v in request.GET.items() if k != "before" and v}
