@@ -1,15 +1,38 @@
 #!/usr/bin/env bash
-# Set up Tekton on embedded defaults (SQLite, in-process execution, offline LLM backend)
-# and run a complete nine-stage Diamond v5 run over this repository.
-# Extra arguments go to `manage.py tekton run`, e.g. --goal "..." --repo PATH.
+# Set up Tekton on embedded defaults (SQLite, in-process execution, offline LLM backend),
+# watch a complete nine-stage Diamond v5 run over this repository, then serve the
+# dashboard on http://127.0.0.1:8000/ (Ctrl-C stops it).
+#   --goal TEXT / --repo PATH   what the first run does (default: a demo goal on this repo)
+#   --no-run                    skip the first run
+#   --port N                    serve on another port
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/_uv.sh
 
+goal="Add a short CONTRIBUTING guide that explains how to run the tests"
+repo="."
+port=8000
+first_run=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --goal) goal="$2"; shift 2 ;;
+    --repo) repo="$2"; shift 2 ;;
+    --port) port="$2"; shift 2 ;;
+    --no-run) first_run=0; shift ;;
+    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+    *) echo "error: unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+
 uv sync --frozen --quiet
 uv run python manage.py migrate --noinput >/dev/null
-echo "Tekton is set up (data in ${TEKTON_DATA_DIR:-var/}). Starting a Diamond v5 run ..."
-if [ $# -eq 0 ]; then
-  set -- --goal "Add a short CONTRIBUTING guide that explains how to run the tests" --repo .
+uv run python manage.py tekton user-ensure admin
+
+if [ "$first_run" = 1 ]; then
+  echo "Starting a Diamond v5 run (offline backend unless an LLM key is set) ..."
+  # A blocked or failed run is still worth looking at in the dashboard: go on either way.
+  uv run python manage.py tekton run --goal "$goal" --repo "$repo" || true
 fi
-exec uv run python manage.py tekton run "$@"
+
+echo "Dashboard: http://127.0.0.1:${port}/  (log in as admin; Ctrl-C stops the server)"
+exec uv run python manage.py runserver --insecure "127.0.0.1:${port}"

@@ -341,3 +341,14 @@ def test_token_create_prints_it_once_on_the_last_line_and_stores_a_hash(django_u
 def test_token_create_for_an_unknown_user_is_a_usage_error():
     code, _, err = tekton("token", "create", "nobody")
     assert code == 2 and "nobody" in err
+
+
+def test_user_ensure_creates_a_staff_login_once(django_user_model):
+    code, out, _ = tekton("user-ensure", "boss")
+    assert code == 0
+    password = out.split("password: ")[1].split()[0]
+    user = django_user_model.objects.get(username="boss")
+    assert user.is_staff and user.check_password(password)
+    code, out, _ = tekton("user-ensure", "boss")
+    assert code == 0 and "exists" in out and password not in out
+    assert django_user_model.objects.filter(username="boss").count() == 1

@@ -745,3 +745,31 @@ class Command(TyperCommand):
             except TokenError as err:
                 raise UsageError(str(err)) from None
             self._out(f"token {token.pk} (tkn_{token.prefix}) revoked")
+
+    @command(
+        name="user-ensure",
+        help="Make sure a staff login exists for the dashboard (its password is printed once).",
+    )
+    def user_ensure(
+        self,
+        username: Annotated[str, typer.Argument(help="The login name.")] = "admin",
+        debug: DebugOpt = False,
+    ) -> None:
+        import secrets
+
+        from django.contrib.auth import get_user_model
+
+        with self._errors(debug):
+            users = get_user_model().objects
+            if users.filter(username=username).exists():
+                self._out(
+                    f"login {username!r} exists (new password: manage.py changepassword {username})"
+                )
+                return
+            # From the environment when given, else generated and shown this one time.
+            password = os.environ.get("TEKTON_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
+            users.create_superuser(username=username, email="", password=password)
+            if os.environ.get("TEKTON_ADMIN_PASSWORD"):
+                self._out(f"created login {username!r} with the password in TEKTON_ADMIN_PASSWORD")
+            else:
+                self._out(f"created login {username!r}, password: {password}  (shown once)")
