@@ -226,14 +226,19 @@ def run_live_load(run_id: int) -> tuple[Run, list[StageRun], dict[str, int]]:
     return run, stages, _message_counts(run_id)
 
 
+TRANSCRIPT_LIMIT = 150  # agent messages of one stage shown on the run page
+
+
 def _stage_panel_context(run: Run, stage: StageRun | None) -> dict[str, Any]:
     if stage is None:
         return {"panel": None}
-    events = list(
-        RunEvent.objects.filter(run_id=run.pk, kind="stage.progress", stage=stage.stage).order_by(
-            "seq"
-        )
-    )
+    messages = RunEvent.objects.filter(run_id=run.pk, kind="stage.progress", stage=stage.stage)
+    # The newest messages of the stage, in order; a stage retried many times could otherwise
+    # put thousands of messages on one page. The API serves the whole transcript.
+    events = list(messages.order_by("-seq")[: TRANSCRIPT_LIMIT + 1])[::-1]
+    transcript_cut = len(events) > TRANSCRIPT_LIMIT
+    if transcript_cut:
+        events = events[1:]
     artifacts = {a.kind: a for a in Artifact.objects.filter(run=run, stage=stage.stage)}
     json_artifact = artifacts.get(Artifact.Kind.JSON)
     content = json_artifact.content if json_artifact else None
@@ -257,6 +262,8 @@ def _stage_panel_context(run: Run, stage: StageRun | None) -> dict[str, Any]:
     return {
         "panel": stage,
         "rounds": show.transcript_rounds(events),
+        "transcript_cut": transcript_cut,
+        "transcript_limit": TRANSCRIPT_LIMIT,
         "votes": show.vote_rows(stage.votes),
         "mediator": {
             "status": mediator.get("status", ""),

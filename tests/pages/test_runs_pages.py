@@ -362,3 +362,18 @@ def test_run_page_queries_do_not_grow_with_events_or_stages(client_for, user):
     assert _queries(client, f"/runs/{small.pk}/?stage=plan") == _queries(
         client, f"/runs/{big.pk}/?stage=plan"
     )
+
+
+def test_run_page_shows_the_newest_messages_of_a_long_transcript(client_for, user):
+    from runs.views import TRANSCRIPT_LIMIT
+
+    client = client_for(user)
+    run = RunFactory(owner=user)
+    _progress(run, "plan", TRANSCRIPT_LIMIT + 30)
+    page = client.get(f"/runs/{run.pk}/?stage=plan").content.decode()
+    assert f"Only the newest {TRANSCRIPT_LIMIT} messages" in page
+    assert f"point {TRANSCRIPT_LIMIT + 29}" in page  # the newest
+    assert "point 29<" not in page and "point 30<" in page  # the oldest 30 are cut
+    assert _queries(client, f"/runs/{run.pk}/?stage=plan") == _queries(
+        client, f"/runs/{RunFactory(owner=user).pk}/?stage=plan"
+    )
