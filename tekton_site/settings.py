@@ -246,6 +246,19 @@ TEKTON_API_PAGE_SIZE = 25
 # Broker reachability is checked before a run is created or resumed (celery mode only).
 TEKTON_BROKER_CHECK_TIMEOUT_S = env_float("TEKTON_BROKER_CHECK_TIMEOUT_S", 1.0)
 
+# --- HTTPS (production: behind a TLS-terminating proxy) ------------------------------------
+# TEKTON_HTTPS=true turns on every HTTPS protection `manage.py check --deploy` asks for.
+TEKTON_HTTPS = env_bool("TEKTON_HTTPS", False)
+if TEKTON_HTTPS:
+    SECURE_SSL_REDIRECT = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env_int("TEKTON_HSTS_SECONDS", 31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("TEKTON_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("TEKTON_HSTS_PRELOAD", True)
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    CSRF_TRUSTED_ORIGINS = [f"https://{h}" for h in ALLOWED_HOSTS if not h.startswith("[")]
+
 # --- auth, static, i18n ------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
