@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,7 +37,14 @@ CHROMIUM_ARGS = [
 ]
 USERNAME = "ada"
 PASSWORD = "browser-tests-only-pw"
-SCREENSHOTS = PROJECT_DIR / "docs" / "screenshots"
+# The README's pictures are refreshed with TEKTON_SCREENSHOTS=docs (`TEKTON_SCREENSHOTS=docs
+# ./scripts/test.sh tests/browser`); an ordinary run writes them to a temporary folder so
+# the tests never edit the checkout.
+SCREENSHOTS = (
+    PROJECT_DIR / "docs" / "screenshots"
+    if os.environ.get("TEKTON_SCREENSHOTS") == "docs"
+    else Path(tempfile.gettempdir()) / "tekton-screenshots"
+)
 # Playwright's sync API runs an event loop in this thread; pytest-django's guard would
 # otherwise refuse the (unused) database access checks of shared fixtures.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
