@@ -1,10 +1,12 @@
 # Sourced by the scripts here: make sure `uv` is on PATH (it is a PyPI package).
 if ! command -v uv >/dev/null 2>&1; then
-  if [ -x "$HOME/.local/bin/uv" ]; then
-    PATH="$HOME/.local/bin:$PATH"
-  else
-    echo "installing uv (the Python package manager Tekton uses) ..." >&2
-    python3 -m pip install --quiet --user uv 2>/dev/null || python3 -m pip install --quiet uv
-    PATH="$HOME/.local/bin:$PATH"
-  fi
+  PATH="$HOME/.local/bin:$PATH"
+fi
+if ! command -v uv >/dev/null 2>&1; then
+  echo "installing uv (the Python package manager Tekton uses) ..." >&2
+  # A Debian system Python refuses plain `pip install --user` (PEP 668); uv is a single
+  # self-contained tool, so installing it for this user is safe there too.
+  python3 -m pip install --quiet --user uv 2>/dev/null \
+    || python3 -m pip install --quiet --user --break-system-packages uv 2>/dev/null \
+    || python3 -m pip install --quiet uv
 fi
