@@ -27,7 +27,7 @@ from rest_framework.views import APIView
 
 from runs import serializers as s
 from runs.artifacts_store import artifact_path
-from runs.health import broker_check
+from runs.health import services_check
 from runs.models import Artifact, Run, RunEvent, StageRun
 from runs.selectors import runs_filtered, runs_visible_to
 from runs.services import (
@@ -203,7 +203,7 @@ class RunListCreateApi(APIView):
             explained = {**plan.explain(), "goal": plan.goal, "repo": plan.repo_path}
             return Response(s.ExplainSerializer(explained).data)
         limits_check(request.user, creating=True)
-        broker_check()
+        services_check()
         run = run_create(**args, by=request.user)
         return detail_response(run.pk, request, status.HTTP_201_CREATED)
 
@@ -243,7 +243,7 @@ class RunResumeApi(APIView):
     def post(self, request, run_id: int):
         run = run_for(request, run_id)
         limits_check(request.user, creating=False)
-        broker_check()
+        services_check()
         run_resume(run=run, by=request.user)
         return detail_response(run_id, request)
 

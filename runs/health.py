@@ -1,11 +1,14 @@
 """Reachability of the services a run needs before it is accepted (celery mode).
 
-The API calls `broker_check()` before creating or resuming a run, so a down broker answers
-503 naming it instead of a run that silently never starts.
+The API and the pages call `services_check()` before creating or resuming a run, so a down
+broker, or a broker with no worker listening, answers 503 naming it instead of a run that
+silently never starts.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -54,3 +57,41 @@ def broker_check(*, timeout_s: float | None = None) -> None:
         raise ServiceUnavailable(
             service, f"the message broker ({service}) is unreachable; no worker can run the stages"
         ) from None
+
+
+# A worker that answered a ping this recently is taken to be there: the ping itself waits
+# its whole timeout, which a request should pay only when something is wrong.
+WORKERS_SEEN_TTL_S = 30.0
+_workers_seen_at = 0.0
+_workers_lock = threading.Lock()
+
+
+def workers_check(*, timeout_s: float = 1.0) -> None:
+    """In celery mode, make sure at least one worker answers a ping (remembered for
+    WORKERS_SEEN_TTL_S); raise ServiceUnavailable("workers", ...) when none does."""
+    global _workers_seen_at
+    if settings.TEKTON_EXECUTION != "celery":
+        return
+    with _workers_lock:
+        if time.monotonic() - _workers_seen_at < WORKERS_SEEN_TTL_S:
+            return
+    from tekton_site.celery import app
+
+    try:
+        with app.connection_for_write(settings.CELERY_BROKER_URL) as conn:
+            replies = app.control.ping(timeout=timeout_s, connection=conn)
+    except Exception:
+        replies = []
+    if not replies:
+        raise ServiceUnavailable(
+            "workers",
+            "no Celery worker answered; start one with `celery -A tekton_site worker`",
+        )
+    with _workers_lock:
+        _workers_seen_at = time.monotonic()
+
+
+def services_check() -> None:
+    """What a run needs before it is accepted in celery mode: the broker, then a worker."""
+    broker_check()
+    workers_check()

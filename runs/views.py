@@ -25,7 +25,7 @@ from config_profiles.models import Profile
 from runs import render as show
 from runs.artifacts_store import artifact_path
 from runs.forms import RunFilterForm, RunLaunchForm, StageRetryForm
-from runs.health import ServiceUnavailable, broker_check
+from runs.health import ServiceUnavailable, services_check
 from runs.models import Artifact, Run, RunEvent, StageRun
 from runs.repo_health import repo_health, repos_targeted, reviews_outstanding
 from runs.selectors import runs_filtered, runs_visible_to
@@ -153,7 +153,7 @@ def run_launch_view(request: HttpRequest) -> HttpResponse:
                 plan = run_plan(**kwargs)
                 explain = {**plan.explain(), "goal": plan.goal, "repo": plan.repo_path}
             else:
-                broker_check()
+                services_check()
                 run = run_create(**kwargs, by=request.user)
                 url = reverse("run-page", args=[run.pk])
                 if request.htmx:
@@ -335,7 +335,7 @@ def run_cancel_view(request: HttpRequest, run_id: int) -> HttpResponse:
 def run_resume_view(request: HttpRequest, run_id: int) -> HttpResponse:
     run = _visible_run(request, run_id)
     try:
-        broker_check()
+        services_check()
     except ServiceUnavailable as exc:
         messages.error(request, exc.message)
         return _back(run)

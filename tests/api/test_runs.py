@@ -531,3 +531,27 @@ def test_query_counts_do_not_grow_with_the_data(api, user):
     assert count_queries(api, f"/api/runs/{big.pk}/transcript/") == transcript_small
     assert count_queries(api, f"/api/runs/{big.pk}/artifacts/") == artifacts_small
     assert Artifact.objects.filter(run=big).count() == 9
+
+
+def test_create_answers_503_when_no_worker_answers(api, git_repo, settings, monkeypatch):
+    import os
+
+    import redis
+
+    from runs import health
+
+    url = os.environ.get("TEKTON_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+    except redis.RedisError as exc:
+        if os.environ.get("TEKTON_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"Redis at {url} is unreachable: {exc}")
+        pytest.skip(f"Redis at {url} is unreachable: {exc}")
+    monkeypatch.setattr(health, "_workers_seen_at", 0.0)
+    settings.TEKTON_EXECUTION = "celery"
+    settings.CELERY_BROKER_URL = url  # a live broker, but no worker consumes from it
+    response = api.post("/api/runs/", create_body(git_repo), format="json")
+    assert response.status_code == 503, response.json()
+    assert response.json()["service"] == "workers"
+    assert "celery -A tekton_site worker" in response.json()["detail"]
+    assert Run.objects.count() == 0
