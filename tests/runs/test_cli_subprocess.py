@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+from tests.runs.test_cli import ALL_FILES  # the files a full run writes
+
 MANAGE = str(Path(settings.BASE_DIR) / "manage.py")
 DROP = (
     "DATABASE_URL",
@@ -29,19 +31,6 @@ DROP = (
     "AIMLAPI_API_KEY",
     "TEKTON_REPLAY_PATH",
 )
-ALL_FILES = {
-    "plan.json",
-    "research.json",
-    "backlog.json",
-    "code.json",
-    "diff.patch",
-    "review.json",
-    "threat.json",
-    "integration.json",
-    "test_report.json",
-    "release_report.json",
-    "diamond_summary.json",
-}
 
 
 class Cli:

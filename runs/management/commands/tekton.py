@@ -728,7 +728,9 @@ class Command(TyperCommand):
                 return
             self._console().print(tokens_table(rows))
 
-    @token.command(name="revoke", help="Revoke a token by id or by its prefix (tkn_XXXXXXXX).")
+    @token.command(
+        name="revoke", help="Revoke a token by id or by its display prefix (tkn_ and 8 characters)."
+    )
     def token_revoke(
         self,
         which: Annotated[str, typer.Argument(help="Token id or prefix.")],
