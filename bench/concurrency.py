@@ -15,7 +15,6 @@ the CLI (`manage.py tekton run`, embedded mode, following one full run to the en
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
@@ -33,8 +32,6 @@ from bench.common import (
     max_overlap,
 )
 from tests.integration.harness import (
-    DEFAULT_DATABASE_URL,
-    DEFAULT_REDIS_URL,
     MANAGE_PY,
     PROJECT_DIR,
     Services,
@@ -119,8 +116,6 @@ def main(argv: list[str] | None = None) -> None:
 
     work = Path(tempfile.mkdtemp(prefix="tekton-bench-conc-"))
     svc = Services.create(
-        base_database_url=os.environ.get("TEKTON_TEST_DATABASE_URL") or DEFAULT_DATABASE_URL,
-        redis_url=os.environ.get("TEKTON_TEST_REDIS_URL") or DEFAULT_REDIS_URL,
         work_dir=work,
         # A long lease: under load a heartbeat can be late, and a false "worker died" would
         # re-run stages and distort every figure.

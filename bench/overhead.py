@@ -15,7 +15,6 @@ Targets: embedded <= 5 ms per stage, services p95 <= 20 ms per stage.
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -33,8 +32,6 @@ from bench.common import (
     provider_time_s,
 )
 from tests.integration.harness import (
-    DEFAULT_DATABASE_URL,
-    DEFAULT_REDIS_URL,
     Services,
     Worker,
     make_git_repo,
@@ -94,8 +91,6 @@ def embedded(n: int) -> dict:
 def services(n: int) -> dict:
     work = Path(tempfile.mkdtemp(prefix="tekton-bench-svc-"))
     svc = Services.create(
-        base_database_url=os.environ.get("TEKTON_TEST_DATABASE_URL") or DEFAULT_DATABASE_URL,
-        redis_url=os.environ.get("TEKTON_TEST_REDIS_URL") or DEFAULT_REDIS_URL,
         work_dir=work,
         # Default-like lease: the benchmark measures, it does not exercise recovery.
         extra_env={

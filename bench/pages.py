@@ -41,8 +41,6 @@ from types import SimpleNamespace
 from bench.common import EmbeddedEnv, doc_section_write, machine, percentile
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, PASSWORD, USERNAME, login
 from tests.integration.harness import (
-    DEFAULT_DATABASE_URL,
-    DEFAULT_REDIS_URL,
     PROJECT_DIR,
     Services,
     ServiceUnavailable,
@@ -230,8 +228,6 @@ def _server_time(env: dict[str, str], args) -> dict:
 
 def _services(work: Path) -> Services:
     return Services.create(
-        base_database_url=os.environ.get("TEKTON_TEST_DATABASE_URL") or DEFAULT_DATABASE_URL,
-        redis_url=os.environ.get("TEKTON_TEST_REDIS_URL") or DEFAULT_REDIS_URL,
         work_dir=work,
         extra_env={"TEKTON_LOG_LEVEL": "WARNING", "TEKTON_ALLOWED_HOSTS": HOSTS},
     )

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -27,8 +26,6 @@ from pathlib import Path
 
 from bench.common import doc_section_write, machine, percentile
 from tests.integration.harness import (
-    DEFAULT_DATABASE_URL,
-    DEFAULT_REDIS_URL,
     PROJECT_DIR,
     Services,
     manage,
@@ -230,8 +227,6 @@ def main(argv: list[str] | None = None) -> None:
     counts = [int(x) for x in args.subscribers.split(",") if x.strip()]
     work = Path(tempfile.mkdtemp(prefix="tekton-bench-streams-"))
     services = Services.create(
-        base_database_url=os.environ.get("TEKTON_TEST_DATABASE_URL") or DEFAULT_DATABASE_URL,
-        redis_url=os.environ.get("TEKTON_TEST_REDIS_URL") or DEFAULT_REDIS_URL,
         work_dir=work,
         extra_env={"TEKTON_LOG_LEVEL": "WARNING"},
     )

@@ -539,8 +539,9 @@ def test_create_answers_503_when_no_worker_answers(api, git_repo, settings, monk
     import redis
 
     from runs import health
+    from tests.integration.harness import services_redis_url
 
-    url = os.environ.get("TEKTON_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+    url = services_redis_url()
     try:
         redis.Redis.from_url(url, socket_connect_timeout=1).ping()
     except redis.RedisError as exc:

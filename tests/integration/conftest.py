@@ -14,8 +14,6 @@ from pathlib import Path
 import pytest
 
 from tests.integration.harness import (
-    DEFAULT_DATABASE_URL,
-    DEFAULT_REDIS_URL,
     Services,
     ServiceUnavailable,
     Worker,
@@ -43,8 +41,6 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
     """A fresh `tekton_it_<random>` database (migrated), a unique queue and Redis prefix."""
     try:
         svc = Services.create(
-            base_database_url=os.environ.get("TEKTON_TEST_DATABASE_URL") or DEFAULT_DATABASE_URL,
-            redis_url=os.environ.get("TEKTON_TEST_REDIS_URL") or DEFAULT_REDIS_URL,
             work_dir=tmp_path_factory.mktemp("tekton-it"),
         )
     except ServiceUnavailable as exc:

@@ -30,6 +30,17 @@ MANAGE_PY = PROJECT_DIR / "manage.py"
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/tekton"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
 
+
+def services_database_url() -> str:
+    """The PostgreSQL server the integration tests and benchmarks use (CI sets it)."""
+    return os.environ.get("TEKTON_TEST_DATABASE_URL") or DEFAULT_DATABASE_URL
+
+
+def services_redis_url() -> str:
+    """The Redis the integration tests and benchmarks use (CI sets it)."""
+    return os.environ.get("TEKTON_TEST_REDIS_URL") or DEFAULT_REDIS_URL
+
+
 # Variables of the calling shell that would change what the subprocesses do; the
 # subprocess environment is rebuilt from scratch for them.
 _STRIPPED_PREFIXES = ("TEKTON_", "CELERY_", "DJANGO_")
@@ -99,11 +110,13 @@ class Services:
     def create(
         cls,
         *,
-        base_database_url: str,
-        redis_url: str,
         work_dir: Path,
+        base_database_url: str | None = None,
+        redis_url: str | None = None,
         extra_env: Mapping[str, str] | None = None,
     ) -> Services:
+        base_database_url = base_database_url or services_database_url()
+        redis_url = redis_url or services_redis_url()
         token = uuid.uuid4().hex[:10]
         dbname = f"tekton_it_{token}"
         admin = postgres_admin_conn(base_database_url)
