@@ -62,8 +62,11 @@ async def follow_sse(server: AsgiServer, token: str, run_id: int, rng: random.Ra
     and resuming with Last-Event-ID, until the stream ends after the final event."""
     received: list[tuple[int, str]] = []
     connections = 0
+    stalls = 0
     url = f"{server.base_url}/api/runs/{run_id}/events"
-    async with httpx.AsyncClient(timeout=httpx.Timeout(30.0)) as client:
+    # Heartbeats come every second, so 10 s of silence is a stalled connection; like a
+    # browser's EventSource the client then reconnects with Last-Event-ID (and says so).
+    async with httpx.AsyncClient(timeout=httpx.Timeout(10.0)) as client:
         while True:
             headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
             if received:
@@ -71,28 +74,44 @@ async def follow_sse(server: AsgiServer, token: str, run_id: int, rng: random.Ra
             drop_after = rng.randint(1, 12)
             ended = False
             connections += 1
-            async with client.stream("GET", url, headers=headers) as response:
-                if response.status_code == 204:
-                    return {"events": received, "connections": connections, "ended_by": 204}
-                assert response.status_code == 200, await response.aread()
-                assert response.headers["content-type"].startswith("text/event-stream")
-                parser = SseParser()
-                got = 0
-                async for line in response.aiter_lines():
-                    message = parser.feed(line)
-                    if message is None:
-                        continue
-                    seq, kind, data = message
-                    assert json.loads(data)["seq"] == seq
-                    received.append((seq, kind))
-                    got += 1
-                    if got >= drop_after:
-                        break  # leaves the block: the connection is dropped mid-stream
-                else:
-                    ended = True  # the server ended the stream
+            try:
+                async with client.stream("GET", url, headers=headers) as response:
+                    if response.status_code == 204:
+                        return {
+                            "events": received,
+                            "connections": connections,
+                            "stalls": stalls,
+                            "ended_by": 204,
+                        }
+                    assert response.status_code == 200, await response.aread()
+                    assert response.headers["content-type"].startswith("text/event-stream")
+                    parser = SseParser()
+                    got = 0
+                    async for line in response.aiter_lines():
+                        message = parser.feed(line)
+                        if message is None:
+                            continue
+                        seq, kind, data = message
+                        assert json.loads(data)["seq"] == seq
+                        received.append((seq, kind))
+                        got += 1
+                        if got >= drop_after:
+                            break  # leaves the block: the connection is dropped mid-stream
+                    else:
+                        ended = True  # the server ended the stream
+            except httpx.ReadTimeout:
+                stalls += 1
+                print(f"SSE connection {connections} stalled after seq {received[-1:]}")
+                print(server.log_text()[-3000:])
+                continue
             if ended:
                 assert received and received[-1][1] in FINAL
-                return {"events": received, "connections": connections, "ended_by": "end"}
+                return {
+                    "events": received,
+                    "connections": connections,
+                    "stalls": stalls,
+                    "ended_by": "end",
+                }
 
 
 async def follow_ws(server: AsgiServer, token: str, run_id: int, rng: random.Random) -> dict:
@@ -153,6 +172,7 @@ def test_run_followed_over_sse_and_websocket_with_random_disconnects(
     assert ws["events"] == expected
     # The random drops really happened, so resumption was exercised.
     assert sse["connections"] > 3
+    assert sse["stalls"] <= 1, f"{sse['stalls']} SSE connections stalled"
     assert ws["connections"] > 3
 
     # A reconnect to the finished run with nothing left to send: 204, and over the socket
