@@ -31,7 +31,6 @@ from runs.health import services_check
 from runs.models import Artifact, Run, RunEvent, StageRun
 from runs.selectors import runs_filtered, runs_visible_to
 from runs.services import (
-    RunInputError,
     run_abort,
     run_cancel,
     run_create,
@@ -42,25 +41,22 @@ from runs.services import (
 )
 from swarm.stages import STAGE_NAMES
 from tekton_site.api_errors import Conflict, LimitExceeded
+from tekton_site.api_errors import error_responses as api_error_responses
+from tekton_site.errors import FieldError
 
+_ERROR_TEXTS = {
+    404: "No such run, stage or artifact, or not yours.",
+    409: "Not allowed in the run's (or stage's) current state.",
+    503: "A service the run needs is down: `service` says which.",
+}
 IN_FLIGHT = (Run.Status.QUEUED, Run.Status.RUNNING)
 # A run in flight frees its slot when it finishes or blocks; nobody knows when, so clients
 # are told to look again after this long.
 IN_FLIGHT_RETRY_AFTER_S = 30
 
 
-def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
-    """The documented error answers of an operation (every one has the ErrorSerializer shape)."""
-    text = {
-        400: "The request is wrong: `errors` names each field and its problem.",
-        401: "No credentials, or a wrong or revoked token.",
-        403: "Authenticated, but not allowed (staff only, or CSRF missing on a session write).",
-        404: "No such run, stage or artifact, or not yours.",
-        409: "Not allowed in the run's (or stage's) current state.",
-        429: "A per-user limit was reached: `limit` says which; see the Retry-After header.",
-        503: "A service the run needs is down: `service` says which.",
-    }
-    return {code: OpenApiResponse(s.ErrorSerializer, description=text[code]) for code in codes}
+def error_responses(*codes: int) -> dict[int, Any]:
+    return api_error_responses(*codes, texts=_ERROR_TEXTS)
 
 
 def run_for(request, run_id: int, *, detail: bool = False) -> Run:
@@ -256,7 +252,7 @@ class _StageActionApi(APIView):
     def call(self, fn, **kwargs) -> None:
         try:
             fn(**kwargs)
-        except RunInputError as exc:
+        except FieldError as exc:
             if exc.field == "stage":  # the stage in the URL is not part of this run
                 raise exceptions.NotFound(exc.message) from None
             raise

@@ -25,13 +25,11 @@ from config_profiles.models import Profile
 from runs import render as show
 from runs.artifacts_store import artifact_path
 from runs.forms import RunFilterForm, RunLaunchForm, StageRetryForm
-from runs.health import ServiceUnavailable, services_check
+from runs.health import services_check
 from runs.models import Artifact, Run, RunEvent, StageRun
 from runs.repo_health import repo_health, repos_targeted, reviews_outstanding
 from runs.selectors import runs_filtered, runs_visible_to
 from runs.services import (
-    RunInputError,
-    RunStateError,
     run_abort,
     run_cancel,
     run_create,
@@ -41,6 +39,7 @@ from runs.services import (
     stage_retry,
 )
 from swarm.stages import PATCH_FILE, STAGE_NAMES
+from tekton_site.errors import FieldError, ServiceUnavailable, StateError
 
 PAGE_SIZE = 25
 # Fields the list and the strip need; the frozen config is read for the quorum only.
@@ -159,7 +158,7 @@ def run_launch_view(request: HttpRequest) -> HttpResponse:
                 if request.htmx:
                     return HttpResponseClientRedirect(url)
                 return redirect(url)
-        except RunInputError as exc:
+        except FieldError as exc:
             form.add_service_error(exc.field, exc.message)
         except ServiceUnavailable as exc:
             form.add_error(None, exc.message)
@@ -316,7 +315,7 @@ def _back(run: Run, stage: str = "") -> HttpResponse:
 def _act(request: HttpRequest, run: Run, done: str, fn, **kwargs) -> None:
     try:
         fn(run=run, by=request.user, **kwargs)
-    except (RunStateError, RunInputError) as exc:
+    except (StateError, FieldError) as exc:
         messages.error(request, str(exc))
     else:
         messages.success(request, done)
