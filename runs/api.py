@@ -29,6 +29,7 @@ from runs import serializers as s
 from runs.artifacts_store import artifact_path
 from runs.health import services_check
 from runs.models import Artifact, Run, RunEvent, StageRun
+from runs.render import transcript_rounds
 from runs.selectors import runs_filtered, runs_visible_to
 from runs.services import (
     run_abort,
@@ -363,45 +364,35 @@ class RunArtifactDownloadApi(APIView):
         )
 
 
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
 def transcript_build(run: Run, stages: list[StageRun], events: list[RunEvent]) -> dict[str, Any]:
-    """The debate of each stage from its stage.progress events: rounds in (attempt, round)
-    order, each with its messages, plus the votes the quorum used."""
-    by_stage: dict[str, dict[tuple[int, int], list[dict[str, Any]]]] = defaultdict(dict)
+    """The debate of each stage (render.transcript_rounds, as the run page shows it), with
+    the votes the quorum used."""
+    by_stage: dict[str, list[RunEvent]] = defaultdict(list)
     for event in events:
-        payload = event.payload if isinstance(event.payload, dict) else {}
-        answer = payload.get("answer") if isinstance(payload.get("answer"), dict) else {}
-        role = str(payload.get("role") or "")
-        position = answer.get("position", answer.get("rationale"))
-        key = (int(_number(payload.get("attempt")) or 0), int(_number(payload.get("round")) or 0))
-        by_stage[event.stage].setdefault(key, []).append(
-            {
-                "seq": event.seq,
-                "role": role,
-                "model": str(payload.get("model") or ""),
-                "position": None if position is None else str(position),
-                "self_confidence": _number(answer.get("self_confidence", answer.get("confidence"))),
-                "vote": answer.get("vote") if isinstance(answer.get("vote"), dict) else None,
-                "answer": answer,
-                "created_at": event.created_at,
-            }
-        )
+        by_stage[event.stage].append(event)
     out = []
     for stage in stages:
-        rounds = []
-        for (attempt, number), messages in sorted(by_stage.get(stage.stage, {}).items()):
-            if all(m["role"] == "mediator" for m in messages):
-                label = "mediator"
-            elif number == 0:
-                label = "opening"
-            else:
-                label = f"debate {number}"
-            rounds.append(
-                {"attempt": attempt, "round": number, "label": label, "messages": messages}
-            )
+        rounds = [
+            {
+                "attempt": r.attempt,
+                "round": r.number,
+                "label": r.name,
+                "messages": [
+                    {
+                        "seq": m.seq,
+                        "role": m.role,
+                        "model": m.model,
+                        "position": m.position if m.has_position else None,
+                        "self_confidence": m.self_confidence,
+                        "vote": m.vote,
+                        "answer": m.answer,
+                        "created_at": m.created_at,
+                    }
+                    for m in r.messages
+                ],
+            }
+            for r in transcript_rounds(by_stage.get(stage.stage, []))
+        ]
         out.append(
             {
                 "stage": stage.stage,

@@ -122,21 +122,35 @@ class Message:
     seq: int
     role: str
     model: str
-    position: str
+    position: str  # "" when the answer has none
     self_confidence: float | None
     vote: dict[str, Any] | None
     risks: list[str]
     checks: list[str]
     dissent: str
     answer: dict[str, Any]
+    created_at: Any = None
+    has_position: bool = True
 
 
 @dataclass
 class Round:
     attempt: int
     number: int
-    label: str
+    kind: str  # "opening" | "debate" | "mediator"
     messages: list[Message]
+
+    @property
+    def label(self) -> str:
+        """How the page titles the round."""
+        if self.kind == "debate":
+            return f"Debate round {self.number}"
+        return self.kind.capitalize()
+
+    @property
+    def name(self) -> str:
+        """How the API names the round: opening, debate N or mediator."""
+        return f"debate {self.number}" if self.kind == "debate" else self.kind
 
 
 def _number(value: Any) -> float | None:
@@ -155,7 +169,8 @@ def as_strings(value: Any) -> list[str]:
 
 def transcript_rounds(events: list[Any]) -> list[Round]:
     """A stage's `stage.progress` events grouped by (attempt, round), in order: the opening
-    round, the debate rounds, then the mediator. `events` are RunEvents of one stage."""
+    round, the debate rounds, then the mediator. `events` are RunEvents of one stage.
+    The one transcript builder: the run page shows it, the API serialises it."""
     grouped: dict[tuple[int, int], list[Message]] = {}
     for event in events:
         payload = event.payload if isinstance(event.payload, dict) else {}
@@ -177,17 +192,19 @@ def transcript_rounds(events: list[Any]) -> list[Round]:
                 checks=as_strings(answer.get("checks", answer.get("checklist"))),
                 dissent="; ".join(as_strings(dissent)),
                 answer=answer,
+                created_at=getattr(event, "created_at", None),
+                has_position=position is not None,
             )
         )
     rounds = []
     for (attempt, number), messages in sorted(grouped.items()):
         if all(m.role == "mediator" for m in messages):
-            label = "Mediator"
+            kind = "mediator"
         elif number == 0:
-            label = "Opening"
+            kind = "opening"
         else:
-            label = f"Debate round {number}"
-        rounds.append(Round(attempt=attempt, number=number, label=label, messages=messages))
+            kind = "debate"
+        rounds.append(Round(attempt=attempt, number=number, kind=kind, messages=messages))
     return rounds
 
 
