@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from runs import events
 from runs.dispatch import stages_dispatch
-from runs.execution import (
+from runs.lifecycle import (
     ACTIVE_RUN,
     DONE_STATUSES,
     run_advance,

@@ -9,7 +9,8 @@ from django.db.models import Sum
 
 from runs.artifacts_store import artifact_path
 from runs.dispatch import run_inline
-from runs.execution import stage_artifacts_write, stage_execute
+from runs.execution import stage_execute
+from runs.lifecycle import stage_artifacts_write
 from runs.models import Artifact, LlmCall, Run, RunEvent, StageRun
 from swarm.context import BudgetExceeded
 from swarm.providers.base import ProviderError, ProviderTransientError
