@@ -18,6 +18,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config_profiles.models import Profile
+from config_profiles.selectors import profiles_all
 from config_profiles.services import (
     MAX_ROUNDS,
     profile_create,
@@ -161,7 +162,7 @@ class ProfileListCreateApi(APIView):
         responses={200: ProfileSerializer(many=True), **error_responses(401)},
     )
     def get(self, request):
-        return Response(ProfileSerializer(Profile.objects.order_by("name"), many=True).data)
+        return Response(ProfileSerializer(profiles_all(), many=True).data)
 
     @extend_schema(
         operation_id="profiles_create",

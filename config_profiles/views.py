@@ -12,6 +12,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from config_profiles.forms import ProfileCopyForm, ProfileForm
 from config_profiles.models import Profile
+from config_profiles.selectors import profiles_all
 from config_profiles.services import profile_copy, profile_update
 from swarm.stages import ROLES
 from tekton_site.errors import FieldError
@@ -24,7 +25,7 @@ def profile_list_view(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "config_profiles/list.html",
-        {"profiles": list(Profile.objects.order_by("name")), "copy_form": ProfileCopyForm()},
+        {"profiles": profiles_all(), "copy_form": ProfileCopyForm()},
     )
 
 

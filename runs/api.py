@@ -28,9 +28,20 @@ from rest_framework.views import APIView
 from runs import serializers as s
 from runs.artifacts_store import artifact_path
 from runs.health import services_check
-from runs.models import Artifact, Run, RunEvent, StageRun
+from runs.models import Run, RunEvent, StageRun
 from runs.render import transcript_rounds
-from runs.selectors import runs_filtered, runs_visible_to
+from runs.selectors import (
+    run_artifact_named,
+    run_artifacts,
+    run_stages,
+    run_visible,
+    runs_created_since,
+    runs_filtered,
+    runs_in_flight_count,
+    runs_visible_to,
+    stage_messages,
+    stage_status,
+)
 from runs.services import (
     run_abort,
     run_cancel,
@@ -62,10 +73,7 @@ def error_responses(*codes: int) -> dict[int, Any]:
 
 def run_for(request, run_id: int, *, detail: bool = False) -> Run:
     """The run if the user may see it, else 404 (another user's run does not exist for them)."""
-    runs = runs_visible_to(request.user)
-    if detail:
-        runs = runs.prefetch_related("stages", "artifacts")
-    run = runs.filter(pk=run_id).first()
+    run = run_visible(request.user, run_id, detail=detail)
     if run is None:
         raise exceptions.NotFound(f"run {run_id} not found")
     return run
@@ -93,7 +101,7 @@ def limits_check(user, *, creating: bool) -> None:
     requests racing may both pass; the limits are a brake, not an invariant."""
     max_in_flight = int(settings.TEKTON_API_MAX_RUNS_IN_FLIGHT)
     if max_in_flight > 0:
-        in_flight = Run.objects.filter(owner=user, status__in=IN_FLIGHT).count()
+        in_flight = runs_in_flight_count(user, IN_FLIGHT)
         if in_flight >= max_in_flight:
             raise LimitExceeded(
                 limit="runs_in_flight",
@@ -104,11 +112,7 @@ def limits_check(user, *, creating: bool) -> None:
     per_minute = int(settings.TEKTON_API_RUNS_PER_MINUTE)
     if creating and per_minute > 0:
         now = timezone.now()
-        recent = list(
-            Run.objects.filter(owner=user, created_at__gte=now - timedelta(minutes=1))
-            .order_by("-created_at")
-            .values_list("created_at", flat=True)[:per_minute]
-        )
+        recent = runs_created_since(user, now - timedelta(minutes=1), per_minute)
         if len(recent) >= per_minute:
             # The slot frees when the oldest of the last `per_minute` runs leaves the window.
             wait = math.ceil((recent[-1] + timedelta(minutes=1) - now).total_seconds())
@@ -298,13 +302,12 @@ class StageAbortApi(_StageActionApi):
     )
     def post(self, request, run_id: int, stage: str):
         run, stage = self.stage_args(request, run_id, stage)
-        row = StageRun.objects.filter(run=run, stage=stage).values_list("status", flat=True)
-        stage_status = row.first()
-        if stage_status is None:
+        status_now = stage_status(run.pk, stage)
+        if status_now is None:
             raise exceptions.NotFound(f"run {run.pk} does not include stage {stage!r}")
-        if stage_status != StageRun.Status.BLOCKED:
+        if status_now != StageRun.Status.BLOCKED:
             raise Conflict(
-                f"stage {stage} of run {run.pk} is {stage_status}; only a run blocked at this "
+                f"stage {stage} of run {run.pk} is {status_now}; only a run blocked at this "
                 "stage can be aborted"
             )
         run_abort(run=run, by=request.user)
@@ -319,7 +322,7 @@ class RunArtifactListApi(APIView):
     )
     def get(self, request, run_id: int):
         run = run_for(request, run_id)
-        artifacts = Artifact.objects.filter(run=run).order_by("id")
+        artifacts = run_artifacts(run.pk)
         return Response(s.ArtifactSerializer(artifacts, many=True).data)
 
 
@@ -348,7 +351,7 @@ class RunArtifactDownloadApi(APIView):
     )
     def get(self, request, run_id: int, name: str):
         run = run_for(request, run_id)
-        artifact = Artifact.objects.filter(run=run, name=name).order_by("id").first()
+        artifact = run_artifact_named(run.pk, name)
         if artifact is None:
             raise exceptions.NotFound(f"run {run.pk} has no artifact {name[:200]!r}")
         artifact.run = run
@@ -419,14 +422,10 @@ class RunTranscriptApi(APIView):
         query = s.TranscriptFilterSerializer(data=request.query_params.dict())
         query.is_valid(raise_exception=True)
         run = run_for(request, run_id)
-        stages = StageRun.objects.filter(run=run).order_by("position")
-        events = RunEvent.objects.filter(run=run, kind="stage.progress").order_by("seq")
         wanted = query.validated_data.get("stage")
-        if wanted:
-            stages = stages.filter(stage=wanted)
-            events = events.filter(stage=wanted)
-        stages = list(stages)
+        stages = run_stages(run.pk, wanted)
+        events = stage_messages(run.pk, wanted)
         if wanted and not stages:
             raise exceptions.NotFound(f"run {run.pk} does not include stage {wanted!r}")
-        transcript = transcript_build(run, stages, list(events))
+        transcript = transcript_build(run, stages, events)
         return Response(s.TranscriptSerializer(transcript).data)
