@@ -8,9 +8,11 @@ tekton_site.api_errors.
 
 from __future__ import annotations
 
+import io
 import math
 from collections import defaultdict
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -26,7 +28,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from runs import serializers as s
-from runs.artifacts_store import artifact_path
+from runs.artifacts_store import artifact_bytes
 from runs.health import services_check
 from runs.models import Run, RunEvent, StageRun
 from runs.render import transcript_rounds
@@ -356,14 +358,14 @@ class RunArtifactDownloadApi(APIView):
             raise exceptions.NotFound(f"run {run.pk} has no artifact {name[:200]!r}")
         artifact.run = run
         try:
-            path = artifact_path(artifact)
+            body = artifact_bytes(artifact)  # the record; a file only for rows older than it
         except ValueError:
             raise exceptions.NotFound(f"run {run.pk} has no artifact {name[:200]!r}") from None
-        if not path.is_file():
-            raise exceptions.NotFound(f"the file of artifact {artifact.name} is missing")
-        content_type = ARTIFACT_CONTENT_TYPES.get(path.suffix, "application/octet-stream")
+        except OSError:
+            raise exceptions.NotFound(f"the file of artifact {artifact.name} is missing") from None
+        content_type = ARTIFACT_CONTENT_TYPES.get(Path(name).suffix, "application/octet-stream")
         return FileResponse(
-            path.open("rb"), as_attachment=True, filename=artifact.name, content_type=content_type
+            io.BytesIO(body), as_attachment=True, filename=artifact.name, content_type=content_type
         )
 
 

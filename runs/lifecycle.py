@@ -94,6 +94,9 @@ def run_summary(run: Run) -> dict[str, Any]:
         )
     return {
         "run_id": run.pk,
+        "run_uid": str(run.uid),
+        "run_name": run.name,
+        "base_commit": run.base_commit or None,
         "goal": run.goal,
         "repo_path": run.repo_path,
         "profile": run.profile_name,

@@ -19,6 +19,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from runs import events
+from runs.artifacts_store import output_dir_check
 from runs.dispatch import stages_dispatch
 from runs.lifecycle import (
     ACTIVE_RUN,
@@ -30,6 +31,7 @@ from runs.lifecycle import (
 )
 from runs.models import Run, StageRun
 from swarm.redact import redact
+from swarm.repo import repo_head
 from swarm.stages import ROLES, UnknownStageError, stage_dependencies, stage_get, stage_range
 from tekton_site.errors import FieldError, StateError
 
@@ -48,6 +50,7 @@ class RunPlan:
     profile_name: str
     stages: list[str]
     config: dict[str, Any] = field(default_factory=dict)
+    base_commit: str = ""  # HEAD when planned; "" for a repository with no commit
 
     def explain(self) -> dict[str, Any]:
         """What would run: stage order, dependencies, roles with models and backends."""
@@ -73,6 +76,7 @@ class RunPlan:
             )
         return {
             "profile": self.profile_name,
+            "base_commit": self.base_commit,
             "rounds": cfg.get("rounds"),
             "quorum": cfg.get("quorum"),
             "threshold": cfg.get("threshold"),
@@ -159,7 +163,12 @@ def run_plan(
         record_path=str(record_path) if record_path else None,
     )
     return RunPlan(
-        goal=goal, repo_path=str(path), profile_name=profile.name, stages=stages, config=config
+        goal=goal,
+        repo_path=str(path),
+        profile_name=profile.name,
+        stages=stages,
+        config=config,
+        base_commit=repo_head(path) or "",
     )
 
 
@@ -180,8 +189,9 @@ def run_create(
 ) -> Run:
     """Create a queued run with one queued StageRun per selected stage and, on commit,
     dispatch the first ready stage(s) when `dispatch`. `output_dir` (created if missing)
-    also receives every artifact and diamond_summary.json. Raises FieldError; on error
-    nothing is created."""
+    also receives every artifact and diamond_summary.json (it must not hold another run's).
+    The run gets its uid and the namespace it lives in, and the repository's HEAD is frozen
+    as its base commit. Raises FieldError; on error nothing is created."""
     plan = run_plan(
         goal=goal,
         repo_path=repo_path,
@@ -192,19 +202,12 @@ def run_create(
         model=model,
         record_path=record_path,
     )
-    out = ""
-    if output_dir:
-        out_path = Path(str(output_dir)).expanduser().resolve()
-        try:
-            out_path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise FieldError(
-                "output_dir", f"cannot create output directory {out_path}: {exc.strerror}"
-            ) from None
-        out = str(out_path)
+    out = str(output_dir_check(output_dir)) if output_dir else ""
     run = Run.objects.create(
+        namespace=settings.TEKTON_NAMESPACE,
         goal=redact(plan.goal),
         repo_path=plan.repo_path,
+        base_commit=plan.base_commit,
         profile_name=plan.profile_name,
         config=plan.config,
         stage_from=plan.stages[0],

@@ -22,7 +22,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from config_profiles.selectors import profile_names
 from runs import render as show
-from runs.artifacts_store import artifact_path
+from runs.artifacts_store import artifact_bytes
 from runs.forms import RunFilterForm, RunLaunchForm, StageRetryForm
 from runs.health import services_check
 from runs.models import Artifact, Run, StageRun
@@ -232,7 +232,7 @@ def _stage_panel_context(run: Run, stage: StageRun | None) -> dict[str, Any]:
     if patch is not None:
         patch.run = run
         try:
-            patch_text = artifact_path(patch).read_text(encoding="utf-8", errors="replace")
+            patch_text = artifact_bytes(patch).decode("utf-8", errors="replace")
         except (OSError, ValueError) as exc:
             patch_error = f"the patch file cannot be read: {exc.__class__.__name__}"
     elif is_draft and draft.get("patch"):

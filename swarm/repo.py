@@ -166,6 +166,12 @@ def repo_facts(path: str | Path) -> RepoFacts:
     )
 
 
+def repo_head(path: str | Path) -> str | None:
+    """The commit HEAD points at, or None for a repository with no commit yet."""
+    proc = _git(path, "rev-parse", "-q", "--verify", "HEAD^{commit}")
+    return proc.stdout.strip() or None if proc.returncode == 0 else None
+
+
 def patch_check(repo_path: str | Path, diff: str) -> tuple[bool, str]:
     """Would `diff` apply to the working tree at `repo_path`? Runs `git apply --check`
     with the diff on stdin; changes nothing. Returns (ok, one-line detail)."""
