@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from swarm.providers import router_build
 from swarm.providers.base import (
     STOP_END,
     STOP_TOOL_CALLS,
@@ -17,8 +18,9 @@ from swarm.providers.base import (
     ToolSpec,
     Usage,
 )
-from swarm.providers.capabilities import Capabilities
+from swarm.providers.capabilities import Capabilities, CapabilityStore
 from swarm.providers.replay import RecordingProvider, ReplayProvider, request_key
+from tests.fakes.llm_server import ok, tool_calls
 from tests.swarm.providers.conftest import PLAN_SCHEMA, ScriptedProvider, completion, make_request
 
 
@@ -253,3 +255,60 @@ async def test_cassette_carries_tool_calls_stop_reason_and_cache_usage(tmp_path)
     assert again.stop_reason == STOP_TOOL_CALLS
     assert again.usage == answer.usage
     assert replay.capabilities("anthropic/claude-x") == caps
+
+
+@pytest.mark.parametrize("vendor", ["anthropic", "openai"])
+async def test_record_then_replay_a_streamed_tool_calling_conversation(fake_llm, tmp_path, vendor):
+    cassette = tmp_path / "conversation.jsonl"
+    env = {
+        "PATH": "",
+        "ANTHROPIC_API_KEY": "sk-ant-test-0123456789abcdef",
+        "ANTHROPIC_BASE_URL": fake_llm.anthropic_base_url,
+        "OPENAI_API_KEY": "k",
+        "OPENAI_BASE_URL": fake_llm.openai_base_url,
+    }
+    model = "anthropic/claude-opus-4.1" if vendor == "anthropic" else "openai/gpt-4o"
+    fake_llm.script(
+        tool_calls(("read_file", {"path": "app/main.py"}), text="Let me read it."),
+        ok("It returns ok.", input_tokens=500, cached_tokens=400),
+    )
+
+    async def converse(router):
+        deltas = []
+        request = dataclasses.replace(
+            make_request(model, prompt="what does app/main.py do?"),
+            tools=(READ_FILE,),
+            cache_prefix=1,
+            on_delta=deltas.append,
+        )
+        first = await router.complete(request)
+        follow = dataclasses.replace(
+            request,
+            messages=(
+                *request.messages,
+                first.assistant_message(),
+                Message(
+                    "user",
+                    tuple(ToolResult(c.id, "def health(): return 'ok'") for c in first.tool_calls),
+                ),
+            ),
+        )
+        second = await router.complete(follow)
+        return first, second, "".join(d.text for d in deltas)
+
+    recorder = router_build(env=env, record_path=str(cassette), capability_store=CapabilityStore())
+    live = await converse(recorder)
+    await recorder.aclose()
+    assert len(fake_llm.requests) == 2
+    assert all(r.body["stream"] is True for r in fake_llm.requests)
+
+    replayer = router_build(env=env, backend_override="replay", replay_path=str(cassette))
+    assert replayer.capabilities(model) == recorder.capabilities(model)
+    replayed = await converse(replayer)
+    assert len(fake_llm.requests) == 2  # nothing went to the network
+    first, second, streamed_text = replayed
+    assert first.tool_calls == live[0].tool_calls and first.tool_calls
+    assert first.stop_reason == STOP_TOOL_CALLS
+    assert second.text == live[1].text == "It returns ok."
+    assert second.usage.cached_input_tokens == 400
+    assert streamed_text == live[2] == "Let me read it.It returns ok."
