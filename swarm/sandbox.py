@@ -236,6 +236,12 @@ def sandbox_env(
         "TMPDIR": tmp,
         "USER": "sandbox",
         "LOGNAME": "sandbox",
+        # The workspace's top directory and git directories stay the host user's, so a git
+        # running as the sandbox user must be told to trust them; the index is read-only.
+        "GIT_CONFIG_COUNT": "1",
+        "GIT_CONFIG_KEY_0": "safe.directory",
+        "GIT_CONFIG_VALUE_0": "*",
+        "GIT_OPTIONAL_LOCKS": "0",
     }
     dropped = []
     for name, value in (extra or {}).items():
@@ -362,6 +368,10 @@ class Sandbox:
         self.readonly = tuple(Path(os.path.realpath(p)) for p in readonly)
         self.hidden = tuple(Path(os.path.abspath(p)) for p in hidden)
         self.writable = tuple(Path(os.path.realpath(p)) for p in writable)
+        for kind, paths in (("readonly", self.readonly), ("writable", self.writable)):
+            for path in paths:
+                if not path.exists():
+                    raise ValueError(f"sandbox {kind} path {path} does not exist")
         self.env = dict(env or {})
         self.limits = limits
         self.mode = mode
@@ -594,7 +604,10 @@ class Sandbox:
                         f"cannot map the sandbox user: {exc}; {_bwrap_error(proc)}"
                     ) from None
                 finally:
-                    os.write(block_w, b"1")
+                    try:
+                        os.write(block_w, b"1")  # bwrap goes on (or finds its end)
+                    except OSError:
+                        pass
                     os.close(block_w)
                     block_w = -1
             outcome = _supervise(proc, limits, started, child=child, extra_fd=status_r)
