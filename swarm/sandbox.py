@@ -574,7 +574,7 @@ class Sandbox:
             ]
             pass_fds = tuple(fd for fd in (info_w, status_w, block_r, *data) if fd >= 0)
             started = time.monotonic()
-            with _stdin_file(stdin) as stdin_fd:
+            with _StdinFile(stdin) as stdin_fd:
                 try:
                     proc = subprocess.Popen(
                         full,
@@ -663,7 +663,7 @@ class Sandbox:
             full = [*self._limit_argv(limits), *argv]
             host_cwd = self._host_cwd(self._inside_cwd(cwd))
             started = time.monotonic()
-            with _stdin_file(stdin) as stdin_fd:
+            with _StdinFile(stdin) as stdin_fd:
                 try:
                     proc = subprocess.Popen(
                         full,
@@ -721,7 +721,7 @@ class _Outcome:
     extra: bytes
 
 
-class _stdin_file:
+class _StdinFile:
     """stdin as an unlinked temporary file: nothing to write while the command runs, so a
     command that never reads it cannot block the supervisor."""
 
@@ -911,7 +911,14 @@ def _supervise(
                     sink.add(chunk)
     finally:
         sel.close()
-    # Pipes closed or drained: the command is over, or must be made so.
+    # Pipes closed or drained. A command that closed its output may still be working:
+    # it keeps its wall time, then gets the same TERM, grace and KILL.
+    if not timed_out:
+        try:
+            proc.wait(timeout=max(0.0, wall_deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            _signal_all(proc, child, signal.SIGTERM)
     try:
         proc.wait(timeout=GRACE_S if not killed else 5)
     except subprocess.TimeoutExpired:

@@ -393,6 +393,15 @@ def test_a_command_ignoring_term_is_killed_after_the_grace_period(ws: Path):
 
 
 @needs_bwrap
+def test_a_command_that_closes_its_output_keeps_its_wall_time_then_is_stopped(ws: Path):
+    script = "exec >&- 2>&-; sleep 1; echo done > after.txt; sleep 60"
+    started = time.monotonic()
+    result = sh(Sandbox(workspace=ws), script, limits=SandboxLimits(wall_s=3))
+    assert (ws / "after.txt").read_text() == "done\n"  # not cut short when the pipes closed
+    assert result.timed_out and time.monotonic() - started < 3 + sandbox_mod.GRACE_S + 2
+
+
+@needs_bwrap
 def test_cpu_limit_stops_a_busy_loop(ws: Path):
     result = sh(Sandbox(workspace=ws), "while :; do :; done", limits=SandboxLimits(cpu_s=1))
     assert result.exit_code == 128 + 24  # SIGXCPU
