@@ -1,6 +1,6 @@
 """Run a command inside a bubblewrap sandbox: the repository's tests, an agent's commands.
 
-What a sandboxed command gets (issue 8, section 4; `docs` of peers in REPO-WORK.md):
+What a sandboxed command gets (issue 8, section 4; the peers' pitfalls are in REPO-WORK.md):
 - Its own user, PID, network, IPC, UTS and cgroup namespaces. The network namespace has only
   its own loopback, so neither the internet nor a service on the host's 127.0.0.1 answers.
 - A root made of a tmpfs with only the system's toolchain (`/usr`, `/etc`, `/opt`, the

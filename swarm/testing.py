@@ -333,11 +333,7 @@ class TestRun:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TestRun:
-        values = dict(data)
-        if values.get("coverage"):
-            files = values["coverage"].get("files", {})
-            values["coverage"] = {**values["coverage"], "files": files}
-        return cls(**values)
+        return cls(**dict(data))
 
     def failing(self) -> set[str]:
         return {t for t, o in self.outcomes.items() if o in ("failed", "error")}
