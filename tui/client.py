@@ -75,7 +75,14 @@ def error_from_response(response: httpx.Response) -> ApiError:
 def error_from_exception(exc: Exception, base_url: str) -> ApiError:
     """A transport failure (refused, timed out, reset) as one line."""
     if isinstance(exc, httpx.ConnectError):
-        what = "connection refused" if "refused" in str(exc).lower() else "cannot connect"
+        causes, cause = [], exc
+        while cause is not None and len(causes) < 5:
+            causes.append(cause)
+            cause = cause.__cause__ or cause.__context__
+        refused = any(
+            isinstance(c, ConnectionRefusedError) or "refused" in str(c).lower() for c in causes
+        )
+        what = "connection refused" if refused else "cannot connect"
     elif isinstance(exc, httpx.TimeoutException):
         what = "timed out"
     elif isinstance(exc, httpx.RemoteProtocolError):

@@ -51,16 +51,23 @@ class Status:
 
 def event_parse(name: str, event_id: str, data: str) -> Event | None:
     """An SSE message as an Event, or None when its data is not a JSON object."""
+    if not data:
+        return None  # a `retry:` line alone, or an empty message
     try:
-        body = json.loads(data) if data else {}
+        body = json.loads(data)
     except json.JSONDecodeError:
         return None
     if not isinstance(body, dict):
         return None
-    seq = int(event_id) if event_id.isdigit() else None
-    if seq is None and isinstance(body.get("seq"), int) and name != "stage.delta":
-        seq = body["seq"]
     kind = str(body.get("kind") or name)
+    # The SSE parser repeats the last id on messages without one (as EventSource does), so
+    # a delta's id is never its own: only stored events have a seq.
+    seq = None
+    if kind != "stage.delta":
+        if isinstance(body.get("seq"), int):
+            seq = body["seq"]
+        elif event_id.isdigit():
+            seq = int(event_id)
     payload = body.get("payload") if isinstance(body.get("payload"), dict) else body
     return Event(seq=seq, kind=kind, stage=str(body.get("stage") or ""), payload=payload)
 
