@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Iterable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
@@ -31,7 +31,6 @@ class TektonApp(App[int]):
     ENABLE_COMMAND_PALETTE = True
     BINDINGS = [
         Binding("question_mark", "help", "Help", key_display="?"),
-        Binding("ctrl+p", "command_palette", "Commands", show=True, priority=True),
         Binding("ctrl+q", "quit", "Quit", show=True, priority=True),
     ]
 
@@ -117,11 +116,6 @@ class TektonApp(App[int]):
             setter(message, error=True)
         if not quiet:
             self.notify(message, severity="error", timeout=8)
-
-    def status_line(self, screen: Any, message: str, *, error: bool = False) -> None:
-        setter = getattr(screen, "set_status", None)
-        if setter is not None:
-            setter(message, error=error)
 
     async def on_unmount(self) -> None:
         await self.client.aclose()

@@ -93,6 +93,14 @@ def one_line(value: Any, width: int) -> Text:
     return Text(text)
 
 
+def path_tail(value: Any, width: int) -> Text:
+    """A path cut from the left: its last parts are the ones that tell repositories apart."""
+    text = " ".join(str(value or "").split())
+    if len(text) > width:
+        text = "…" + text[-(width - 1) :]
+    return Text(text)
+
+
 def title_case(key: str) -> str:
     words = str(key).replace("_", " ").strip()
     return words[:1].upper() + words[1:]

@@ -10,9 +10,12 @@ from Textual, PNG from headless Chromium); otherwise the SVGs go to a temporary 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
+import socket
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -65,6 +68,7 @@ class Live:
     server: AsgiServer
     token: str
     repo: Path
+    env: dict[str, str]
 
     def api(self, method: str, path: str, **kwargs) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self.token}"}
@@ -109,7 +113,7 @@ def live(tmp_path_factory) -> Iterator[Live]:
     server = AsgiServer(env=env, log_path=root / "daphne.log")
     try:
         server.wait_ready()
-        yield Live(server, token, repo)
+        yield Live(server, token, repo, env)
     finally:
         server.stop()
 
@@ -333,3 +337,70 @@ async def test_the_run_screen_reconnects_after_the_server_drops_the_stream(live:
             assert sorted(seqs) == sorted(stored)
     finally:
         await proxy.close()
+
+
+def test_local_mode_uses_the_server_already_running_with_a_token_it_revokes(live: Live):
+    script = LOCAL_SCRIPT.format(probe=live.server.base_url)
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=PROJECT_DIR,
+        env=live.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result == {
+        "embedded": False,
+        "url": live.server.base_url,
+        "status": 200,
+        "after_close": 401,
+        "revoked": True,
+    }
+    assert "tkn_" not in done.stdout + done.stderr
+
+
+def test_local_mode_without_a_server_serves_the_api_itself_and_stops_it(tmp_path: Path, live: Live):
+    env = {**live.env, "TEKTON_DATA_DIR": str(tmp_path / "fresh")}  # unmigrated: migrated here
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # never listening: nothing answers the probe there
+    try:
+        script = LOCAL_SCRIPT.format(probe=f"http://127.0.0.1:{closed.getsockname()[1]}")
+        done = subprocess.run(
+            [sys.executable, "-c", script],
+            cwd=PROJECT_DIR,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        closed.close()
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["embedded"] is True
+    assert result["status"] == 200
+    assert result["after_close"] == "refused"  # the embedded server stopped with the session
+    assert result["revoked"] is True
+    assert "tkn_" not in done.stdout + done.stderr
+    assert (tmp_path / "fresh" / "tui-server.log").exists()
+
+
+LOCAL_SCRIPT = """
+import json, httpx
+from tui.local import local_session
+session = local_session(probe_url={probe!r})
+headers = {{"Authorization": "Bearer " + session.token}}
+status = httpx.get(session.url + "/api/runs/", headers=headers, timeout=30).status_code
+url, embedded = session.url, session.embedded
+session.close()
+try:
+    after = httpx.get(url + "/api/runs/", headers=headers, timeout=5).status_code
+except httpx.ConnectError:
+    after = "refused"
+from accounts.models import ApiToken
+revoked = ApiToken.objects.get(pk=session.token_id).revoked_at is not None
+print(json.dumps({{"embedded": embedded, "url": url, "status": status, "after_close": after,
+                  "revoked": revoked}}))
+"""

@@ -21,7 +21,7 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
-from tui.format import cost, duration, one_line, stage_strip, status_text, tokens
+from tui.format import cost, duration, one_line, path_tail, stage_strip, status_text, tokens
 
 STATUS_FILTERS = (None, "running", "blocked", "queued", "succeeded", "failed", "cancelled")
 LIVE = ("queued", "running")
@@ -173,7 +173,7 @@ class RunsScreen(Screen):
                 Text(str(run["id"]), justify="right"),
                 status_text(run["status"]),
                 one_line(run.get("goal"), 28),
-                one_line(run.get("repo"), 18),
+                path_tail(run.get("repo"), 18),
                 stage_strip(stages),
                 Text(duration(run.get("duration_s")), justify="right"),
                 Text(tokens(run.get("total_tokens")), justify="right"),
