@@ -103,9 +103,9 @@ def tui_run(url: str | None = None, token: str | None = None, *, err: TextIO | N
                 print(f"tekton tui: stopped the embedded server on {session.url}", file=err)
                 if unfinished:
                     ids = ", ".join(str(i) for i in unfinished)
+                    what = f"runs {ids} were" if len(unfinished) > 1 else f"run {ids} was"
                     print(
-                        f"tekton tui: runs {ids} were launched in embedded mode and stopped "
-                        f"with it; continue one with `manage.py tekton run --resume "
-                        f"{unfinished[0]}`",
+                        f"tekton tui: {what} launched in embedded mode and stopped with it; "
+                        f"continue with `manage.py tekton run --resume {unfinished[0]}`",
                         file=err,
                     )

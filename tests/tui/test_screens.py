@@ -222,3 +222,15 @@ async def test_the_palette_offers_the_screens_actions():
             "Help",
             "Stage review",
         } <= set(titles)
+
+
+async def test_the_screen_follows_the_stage_that_starts_until_a_stage_is_picked():
+    app = fake_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_run(pilot, app)
+        screen.event_apply(Event(81, "stage.started", "integrate", {"attempt": 1}))
+        assert screen.selected == "integrate"
+        await pilot.press("left")
+        assert screen.selected == "threat"
+        screen.event_apply(Event(82, "stage.started", "test_debug", {"attempt": 1}))
+        assert screen.selected == "threat"  # the person's choice stays

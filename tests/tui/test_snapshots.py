@@ -4,6 +4,8 @@ Refresh after a deliberate change with `uv run pytest tests/tui/test_snapshots.p
 
 from __future__ import annotations
 
+from textual.widgets import Input
+
 from tests.tui.fake import fake_app
 from tui.screens.artifacts import ArtifactsScreen
 from tui.screens.launcher import LauncherScreen
@@ -56,6 +58,8 @@ def test_launcher_with_explain_preview(snap_compare):
         pilot.app.push_screen(LauncherScreen())
         await pilot.pause(0.1)
         launcher = pilot.app.screen
+        for field in launcher.query(Input):
+            field.cursor_blink = False  # a blinking cursor makes the picture depend on timing
         launcher.query_one("#goal").value = "Add a health endpoint"
         launcher.query_one("#repo").value = "/srv/repos/shop"
         await pilot.press("ctrl+e")

@@ -102,6 +102,8 @@ class RunScreen(Screen):
         self.stream_state = "connecting"
         self.evidence: dict[str, Any] | None = None
         self._refresh_timer: Timer | None = None
+        # Until the person picks a stage, the screen follows the stage that started last.
+        self.chosen = stage is not None
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="topbar"):
@@ -208,6 +210,10 @@ class RunScreen(Screen):
         changed = self.state.apply(event)
         if not changed:
             return
+        if event.kind == "stage.started" and not self.chosen and event.stage in self.state.stages:
+            if self.selected != event.stage:
+                self.selected = event.stage
+                changed.add(f"transcript:{event.stage}")
         if "stages" in changed or "run" in changed:
             self.render_columns()
             self.render_header()
@@ -437,6 +443,7 @@ class RunScreen(Screen):
     def action_stage(self, step: int) -> None:
         if self.state is None or not self.state.stages:
             return
+        self.chosen = True
         names = list(self.state.stages)
         index = names.index(self.selected) if self.selected in names else 0
         self.selected = names[(index + step) % len(names)]
@@ -447,6 +454,7 @@ class RunScreen(Screen):
 
     def select_stage(self, name: str) -> None:
         if self.state is not None and name in self.state.stages:
+            self.chosen = True
             self.selected = name
             self.render_all()
 
