@@ -14,6 +14,7 @@ from typing import TypeVar
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
+from textual.worker import Worker
 
 from tui.client import ApiClient, ApiError
 
@@ -116,6 +117,13 @@ class TektonApp(App[int]):
             setter(message, error=True)
         if not quiet:
             self.notify(message, severity="error", timeout=8)
+
+    def worker_failed(self, worker: Worker) -> None:
+        """Workers do not end the app on error (exit_on_error=False): a bug in one is
+        logged and shown as a line, and the screens stay usable."""
+        error = worker.error
+        logger.error("worker %s failed", worker.name, exc_info=error)
+        self.show_error(f"internal error in {worker.name}: {type(error).__name__}: {error}")
 
     async def on_unmount(self) -> None:
         await self.client.aclose()

@@ -234,3 +234,32 @@ async def test_the_screen_follows_the_stage_that_starts_until_a_stage_is_picked(
         assert screen.selected == "threat"
         screen.event_apply(Event(82, "stage.started", "test_debug", {"attempt": 1}))
         assert screen.selected == "threat"  # the person's choice stays
+
+
+async def test_an_answer_that_arrives_after_the_screen_closed_is_dropped_quietly():
+    app = fake_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_run(pilot, app)
+        await pilot.press("escape")
+        assert not screen.alive
+        screen.event_apply(Event(81, "stage.started", "integrate", {"attempt": 1}))
+        screen.render_all()
+        screen.set_status("late")
+        await pilot.pause()
+        assert app.last_error == ""
+        assert app.is_running
+
+
+async def test_a_bug_in_a_worker_is_one_line_not_a_crash():
+    app = fake_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_run(pilot, app)
+
+        def broken():
+            raise KeyError("stages")
+
+        screen.render_all = broken
+        screen.refresh_detail()
+        await until(pilot, lambda: app.last_error)
+        assert app.last_error == "internal error in refresh_detail: KeyError: 'stages'"
+        assert app.is_running

@@ -16,11 +16,11 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.screen import Screen
 from textual.widgets import Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
 from tui.format import document
+from tui.screens.base import TektonScreen
 
 DIFF = "diff.patch"
 THEME = "ansi_dark"
@@ -67,7 +67,7 @@ def render_diff(text: str) -> Group:
     return Group(*parts)
 
 
-class ArtifactsScreen(Screen):
+class ArtifactsScreen(TektonScreen):
     BINDINGS = [
         Binding("r", "raw", "Rendered/raw"),
         Binding("d", "diff", "Diff"),
@@ -103,19 +103,16 @@ class ArtifactsScreen(Screen):
         self.mode_update()
         self.load()
 
-    def set_status(self, message: str, *, error: bool = False) -> None:
-        widget = self.query_one("#status", Static)
-        widget.set_class(error, "error")
-        widget.update(Text(message))
-
     def mode_update(self) -> None:
+        if not self.alive:
+            return
         mode = "raw" if self.raw else "rendered"
         self.query_one("#mode", Static).update(Text(f"{mode} · r toggles", style="grey62"))
 
-    @work(exclusive=True, group="artifacts-load")
+    @work(exclusive=True, group="artifacts-load", exit_on_error=False)
     async def load(self) -> None:
         items = await self.app.call(self.app.client.artifacts(self.run_id))
-        if items is None:
+        if items is None or not self.alive:
             return
         self.items = items
         options = self.query_one("#artifact-list", OptionList)
@@ -140,7 +137,7 @@ class ArtifactsScreen(Screen):
         if event.option.id and event.option.id != self.current:
             self.show(event.option.id)
 
-    @work(exclusive=True, group="artifacts-show")
+    @work(exclusive=True, group="artifacts-show", exit_on_error=False)
     async def show(self, name: str) -> None:
         self.current = name
         if name not in self.texts:
@@ -152,6 +149,8 @@ class ArtifactsScreen(Screen):
         self.draw()
 
     def draw(self) -> None:
+        if not self.alive:
+            return
         name = self.current
         if name is None or name not in self.texts:
             return

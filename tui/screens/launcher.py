@@ -15,16 +15,16 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import Screen
 from textual.widgets import Footer, Input, Label, Select, SelectionList, Static
 
 from tui.client import ApiError
+from tui.screens.base import TektonScreen
 from tui.state import ROLES, STAGES
 
 FIELDS = ("goal", "repo", "profile", "from", "to", "consensus_free", "model")
 
 
-class LauncherScreen(Screen):
+class LauncherScreen(TektonScreen):
     BINDINGS = [
         Binding("ctrl+e", "explain", "Explain", priority=True),
         Binding("ctrl+l", "launch", "Launch", priority=True),
@@ -90,15 +90,10 @@ class LauncherScreen(Screen):
         self.query_one("#goal", Input).focus()
         self.load_profiles()
 
-    def set_status(self, message: str, *, error: bool = False) -> None:
-        widget = self.query_one("#status", Static)
-        widget.set_class(error, "error")
-        widget.update(Text(message))
-
-    @work(exclusive=True, group="launcher-profiles")
+    @work(exclusive=True, group="launcher-profiles", exit_on_error=False)
     async def load_profiles(self) -> None:
         profiles = await self.app.call(self.app.client.profiles(), quiet=True)
-        if not profiles:
+        if not profiles or not self.alive:
             return
         select = self.query_one("#profile", Select)
         select.set_options([(str(p.get("name")), str(p.get("name"))) for p in profiles])
@@ -121,6 +116,8 @@ class LauncherScreen(Screen):
         }
 
     def errors_show(self, errors: dict[str, list[str]]) -> None:
+        if not self.alive:
+            return
         for name in FIELDS:
             messages = errors.get(name) or []
             widget = self.query_one(f"#err-{name}", Static)
@@ -135,6 +132,8 @@ class LauncherScreen(Screen):
             self.set_status("; ".join(other), error=True)
 
     def preview_show(self, plan: dict[str, Any]) -> None:
+        if not self.alive:
+            return
         text = Text()
         text.append("What will run\n", style="bold underline")
         text.append("profile ", style="grey62")
@@ -168,7 +167,7 @@ class LauncherScreen(Screen):
     def action_explain(self) -> None:
         self.explain()
 
-    @work(exclusive=True, group="launcher-submit")
+    @work(exclusive=True, group="launcher-submit", exit_on_error=False)
     async def explain(self) -> bool:
         body = self.body()
         self.set_status("explaining…")
@@ -189,7 +188,7 @@ class LauncherScreen(Screen):
     def action_launch(self) -> None:
         self.launch()
 
-    @work(exclusive=True, group="launcher-submit")
+    @work(exclusive=True, group="launcher-submit", exit_on_error=False)
     async def launch(self) -> None:
         body = self.body()
         if body != self.explained:

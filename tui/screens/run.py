@@ -23,11 +23,11 @@ from textual import work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Static
 
 from tui.format import STATUS_STYLES, cost, duration, ratio, status_text, tokens
+from tui.screens.base import TektonScreen
 from tui.state import Card, RunState, StageView
 from tui.stream import Event, RunStream, Status
 
@@ -79,7 +79,7 @@ class StageColumn(Static):
             self.set_class(view.status == status, f"st-{status}")
 
 
-class RunScreen(Screen):
+class RunScreen(TektonScreen):
     BINDINGS = [
         Binding("left,h", "stage(-1)", "Prev stage", key_display="←", priority=True),
         Binding("right,l", "stage(1)", "Next stage", key_display="→", priority=True),
@@ -130,12 +130,9 @@ class RunScreen(Screen):
         self.set_status("loading the run…")
         self.load()
 
-    def set_status(self, message: str, *, error: bool = False) -> None:
-        widget = self.query_one("#status", Static)
-        widget.set_class(error, "error")
-        widget.update(Text(message))
-
     def live_update(self, state: str, text: str = "") -> None:
+        if not self.alive:
+            return
         self.stream_state = state
         styles = {"live": "green", "reconnecting": "yellow", "ended": "grey62", "error": "red"}
         line = Text("● ", style=styles.get(state, "grey62"))
@@ -145,7 +142,7 @@ class RunScreen(Screen):
         self.query_one("#live", Static).update(line)
 
     # --- loading and following --------------------------------------------------------------
-    @work(exclusive=True, group="run-load")
+    @work(exclusive=True, group="run-load", exit_on_error=False)
     async def load(self) -> None:
         client = self.app.client
         detail = await self.app.call(client.run(self.run_id))
@@ -171,7 +168,7 @@ class RunScreen(Screen):
         names = [v.stage for v in self.state.stages.values() if v.status != "queued"]
         return names[-1] if names else next(iter(self.state.stages), None)
 
-    @work(exclusive=True, group="run-stream")
+    @work(exclusive=True, group="run-stream", exit_on_error=False)
     async def follow(self) -> None:
         assert self.state is not None
         kwargs = {}
@@ -190,6 +187,8 @@ class RunScreen(Screen):
                 self.event_apply(item)
 
     def stream_status(self, item: Status) -> None:
+        if not self.alive:
+            return
         self.live_update(item.state, item.text)
         if item.state == "reconnecting":
             self.set_status(item.text, error=True)
@@ -205,6 +204,8 @@ class RunScreen(Screen):
     def event_apply(self, event: Event) -> None:
         """Apply one stream event and redraw what it changed (the unit tests feed events
         here directly)."""
+        if not self.alive:
+            return
         if self.state is None:
             return
         changed = self.state.apply(event)
@@ -236,15 +237,15 @@ class RunScreen(Screen):
         self._refresh_timer = None
         self.refresh_detail()
 
-    @work(exclusive=True, group="run-detail")
+    @work(exclusive=True, group="run-detail", exit_on_error=False)
     async def refresh_detail(self) -> None:
         detail = await self.app.call(self.app.client.run(self.run_id), quiet=True)
-        if detail is None or self.state is None:
+        if detail is None or self.state is None or not self.alive:
             return
         self.state.detail_update(detail)
         self.render_all()
 
-    @work(exclusive=True, group="run-evidence")
+    @work(exclusive=True, group="run-evidence", exit_on_error=False)
     async def evidence_load(self) -> None:
         if self.evidence is not None:
             return
@@ -262,6 +263,8 @@ class RunScreen(Screen):
 
     # --- drawing ----------------------------------------------------------------------------
     def render_all(self) -> None:
+        if not self.alive:
+            return
         self.render_header()
         self.render_columns()
         self.render_transcript()
@@ -271,6 +274,8 @@ class RunScreen(Screen):
             self.evidence_load()
 
     def render_header(self) -> None:
+        if not self.alive:
+            return
         if self.state is None:
             return
         run = self.state.run
@@ -298,6 +303,8 @@ class RunScreen(Screen):
         self.query_one("#run-header", Static).update(text)
 
     def render_columns(self) -> None:
+        if not self.alive:
+            return
         if self.state is None:
             return
         box = self.query_one("#columns", Horizontal)
@@ -312,6 +319,8 @@ class RunScreen(Screen):
             column.set_class(view.stage == self.selected, "selected")
 
     def render_transcript(self) -> None:
+        if not self.alive:
+            return
         if self.state is None or self.selected is None:
             return
         scroller = self.query_one("#transcript", VerticalScroll)
@@ -367,6 +376,8 @@ class RunScreen(Screen):
         return text
 
     def render_side(self) -> None:
+        if not self.alive:
+            return
         if self.state is None:
             return
         view = self.state.stages.get(self.selected or "")
@@ -542,7 +553,7 @@ class RunScreen(Screen):
 
         self.app.push_screen(ConfirmScreen(verb, question, with_note=with_note), answered)
 
-    @work(group="run-action")
+    @work(group="run-action", exit_on_error=False)
     async def act(self, call, note: str | None, done: str) -> None:
         detail = await self.app.call(call(note) if note is not None else call())
         if detail is None or self.state is None:

@@ -18,10 +18,10 @@ from textual import on, work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
 from tui.format import cost, duration, one_line, path_tail, stage_strip, status_text, tokens
+from tui.screens.base import TektonScreen
 
 STATUS_FILTERS = (None, "running", "blocked", "queued", "succeeded", "failed", "cancelled")
 LIVE = ("queued", "running")
@@ -47,7 +47,7 @@ def created(value: Any) -> str:
         return "—"
 
 
-class RunsScreen(Screen):
+class RunsScreen(TektonScreen):
     AUTO_FOCUS = "#runs"
     BINDINGS = [
         Binding("enter", "open", "Open", show=True),
@@ -96,6 +96,8 @@ class RunsScreen(Screen):
         self.refresh_runs()
 
     def title_update(self) -> None:
+        if not self.alive:
+            return
         title = Text()
         title.append("Tekton", style="bold")
         title.append("  runs  ", style="reverse")
@@ -108,17 +110,12 @@ class RunsScreen(Screen):
         filters.append(self.query_text or "—")
         self.query_one("#filters", Static).update(filters)
 
-    def set_status(self, message: str, *, error: bool = False) -> None:
-        widget = self.query_one("#status", Static)
-        widget.set_class(error, "error")
-        widget.update(Text(message))
-
     # --- data -------------------------------------------------------------------------------
     def poll(self) -> None:
         if self.app.screen is self:
             self.refresh_runs()
 
-    @work(exclusive=True, group="runs-refresh")
+    @work(exclusive=True, group="runs-refresh", exit_on_error=False)
     async def refresh_runs(self) -> None:
         client = self.app.client
         page = await self.app.call(
@@ -159,6 +156,8 @@ class RunsScreen(Screen):
         await asyncio.gather(*(one(i) for i in wanted))
 
     def table_update(self) -> None:
+        if not self.alive:
+            return
         table = self.query_one(DataTable)
         selected = None
         if table.row_count and table.cursor_row is not None:
