@@ -1,6 +1,7 @@
 """A real HTTP server on 127.0.0.1 that speaks enough of two LLM wire protocols for the
-official SDKs: Anthropic Messages (POST /v1/messages) and OpenAI Chat Completions
-(POST /v1/chat/completions).
+official SDKs: Anthropic Messages (POST /v1/messages), OpenAI Chat Completions
+(POST /v1/chat/completions) and OpenAI Embeddings (POST /v1/embeddings: a deterministic
+hashed bag of words, so texts sharing words get close vectors).
 
 Each test scripts what the server answers with a queue of scenarios (`ok`, `status`,
 `slow`, `malformed`, `not_json`); when the queue is empty it answers `ok()`. Every request
@@ -10,7 +11,12 @@ header and the model id that reached the wire.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import math
+import re
+import struct
 import threading
 import time
 from collections import deque
@@ -152,6 +158,8 @@ class FakeLlmServer:
                     code, headers, payload = _anthropic_answer(scenario, body)
                 elif self.path.rstrip("/").endswith("/chat/completions"):
                     code, headers, payload = _openai_answer(scenario, body)
+                elif self.path.rstrip("/").endswith("/embeddings"):
+                    code, headers, payload = _embeddings_answer(scenario, body)
                 else:
                     code, headers, payload = (
                         404,
@@ -272,5 +280,45 @@ def _openai_answer(scenario: Scenario, body: Any) -> tuple[int, dict[str, str], 
             "completion_tokens": scenario.output_tokens,
             "total_tokens": scenario.input_tokens + scenario.output_tokens,
         },
+    }
+    return 200, {}, json.dumps(payload).encode()
+
+
+EMBEDDING_DIM = 32  # when the request asks for no `dimensions`
+
+
+def fake_embedding(text: str, dim: int = EMBEDDING_DIM) -> list[float]:
+    """Each lower-cased word adds 1 to a dimension chosen by its hash; unit length."""
+    vector = [0.0] * dim
+    for word in re.findall(r"\w+", text.lower()):
+        vector[int(hashlib.sha1(word.encode()).hexdigest(), 16) % dim] += 1.0
+    norm = math.sqrt(sum(x * x for x in vector)) or 1.0
+    return [x / norm for x in vector]
+
+
+def _embeddings_answer(scenario: Scenario, body: Any) -> tuple[int, dict[str, str], bytes]:
+    if scenario.kind in ("status", "malformed"):
+        return _openai_answer(scenario, body)
+    body = body if isinstance(body, dict) else {}
+    texts = body.get("input") or []
+    texts = [texts] if isinstance(texts, str) else texts
+    dim = int(body.get("dimensions") or EMBEDDING_DIM)
+    if isinstance(scenario.payload, list):  # scripted vectors, as they are
+        vectors = scenario.payload
+    else:
+        vectors = [fake_embedding(str(t), dim) for t in texts]
+    if body.get("encoding_format") == "base64":  # what the SDK asks for: little-endian float32
+        encoded: list[Any] = [
+            base64.b64encode(struct.pack(f"<{len(v)}f", *v)).decode() for v in vectors
+        ]
+    else:
+        encoded = vectors
+    payload = {
+        "object": "list",
+        "model": body.get("model", "unknown"),
+        "data": [
+            {"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(encoded)
+        ],
+        "usage": {"prompt_tokens": scenario.input_tokens, "total_tokens": scenario.input_tokens},
     }
     return 200, {}, json.dumps(payload).encode()
