@@ -23,6 +23,7 @@ logger = logging.getLogger("tekton.swarm.retrieval.chunking")
 MAX_CHARS = 1500
 MAX_FILE_BYTES = 512 * 1024
 MAX_LINE_CHARS = 4000  # a longer line means minified or data, not something to read
+MAX_PATH_BYTES = 1024
 _HARD_CAP = 8000  # no chunk text longer than this, whatever the lines
 
 # extension -> (grammar module, function returning its language pointer)
@@ -82,9 +83,11 @@ _SECRET_TEMPLATE = re.compile(r"(?i)^\.env\.(example|sample|template|dist)$")
 
 def skip_reason(path: str, size: int, *, max_bytes: int = MAX_FILE_BYTES) -> str | None:
     """Why a tracked file is not indexed, judged from its path and size alone: "secret",
-    "vendored", "generated", "binary", "too_large"; None when it may be."""
+    "vendored", "generated", "binary", "too_large", "path_too_long"; None when it may be."""
     pure = PurePosixPath(path)
     name = pure.name
+    if len(path.encode("utf-8")) > MAX_PATH_BYTES:
+        return "path_too_long"
     if _SECRET_NAME.match(name) and not _SECRET_TEMPLATE.match(name):
         return "secret"
     if any(part in _VENDORED_DIRS for part in pure.parts[:-1]):

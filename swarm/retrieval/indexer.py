@@ -20,14 +20,16 @@ from swarm.repo import language_of
 from swarm.retrieval._git import TreeEntry, read_blobs, resolve_commit, tree_files
 from swarm.retrieval.chunking import MAX_CHARS, MAX_FILE_BYTES, chunk_text, decode_text, skip_reason
 from swarm.retrieval.embedders import Embedder
+from swarm.retrieval.errors import RetrievalError
 from swarm.retrieval.store import Store, in_list, quote
-from swarm.retrieval.text import file_key, lexical, repo_key
+from swarm.retrieval.text import clip_bytes, file_key, lexical, repo_key
 
 logger = logging.getLogger("tekton.swarm.retrieval.indexer")
 
 # (files done, files to read, path just done): what a progress bar needs.
 Progress = Callable[[int, int, str], None]
 EMBED_BATCH = 256
+MAX_REPO_BYTES = 2048
 _LOOKUP_BATCH = 200
 
 
@@ -89,6 +91,8 @@ def index_commit(
     for a bad path or commit, RetrievalUnavailable when Milvus or the embedder fails
     (then nothing claims the commit is indexed; the next call picks up what was stored)."""
     started = time.monotonic()
+    if not repo or len(repo.encode("utf-8")) > MAX_REPO_BYTES:
+        raise RetrievalError(f"a repository name must be 1 to {MAX_REPO_BYTES} bytes")
     root = Path(path).expanduser()
     sha = resolve_commit(root, commit)
     store.ensure(embedder)
@@ -169,7 +173,7 @@ def index_commit(
             language = language_of(entry.path) or ""
             for i, chunk in enumerate(chunks):
                 body = redact(chunk.text, labeller=labeller)
-                symbol = redact(chunk.symbol, labeller=labeller)
+                symbol = clip_bytes(redact(chunk.symbol, labeller=labeller), 500)
                 pending.append(
                     {
                         "id": f"{rkey}:{fkey}:{i}", "repo": repo, "fkey": fkey,

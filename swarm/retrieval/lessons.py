@@ -19,7 +19,7 @@ from swarm.redact import redact
 from swarm.retrieval.embedders import Embedder
 from swarm.retrieval.errors import RetrievalError, RetrievalUnavailable
 from swarm.retrieval.store import MAX_IN_TERMS, MODES, Store, in_list, quote
-from swarm.retrieval.text import has_terms, lexical, short_hash
+from swarm.retrieval.text import clip_bytes, has_terms, lexical, short_hash
 from swarm.stages import STAGE_NAMES
 
 logger = logging.getLogger("tekton.swarm.retrieval.lessons")
@@ -79,12 +79,14 @@ def lesson_add(
         raise RetrievalError(f"unknown lesson kind {kind!r} ({', '.join(LESSON_KINDS)})")
     if not isinstance(text, str) or not text.strip():
         raise RetrievalError("a lesson needs text")
-    clean = redact(" ".join(text.split()))[:MAX_LESSON_CHARS]
+    if not repo or len(repo.encode("utf-8")) > 2048:
+        raise RetrievalError("a repository name must be 1 to 2048 bytes")
+    clean = clip_bytes(redact(" ".join(text.split()))[:MAX_LESSON_CHARS], 60000)
     lesson_id = short_hash(store.prefix, repo, key, n=32) if key else uuid.uuid4().hex
     store.ensure(embedder)
     row = {
         "id": lesson_id, "repo": repo, "run_id": int(run_id), "stage": stage, "kind": kind,
-        "outcome": redact(outcome)[:256], "created_at": time.time() if created_at is None else float(created_at),
+        "outcome": clip_bytes(redact(outcome), 256), "created_at": time.time() if created_at is None else float(created_at),
         "text": clean, "lexical": lexical(clean, extra=f"{stage} {kind}"),
         "dense": embedder.embed([clean])[0],
     }  # fmt: skip

@@ -160,6 +160,8 @@ class Store:
             uri = local_server_ensure(self.data_dir)  # type: ignore[arg-type]
         else:
             uri = self.uri
+            if self.mode == "milvus-lite (in process)":
+                Path(uri).expanduser().parent.mkdir(parents=True, exist_ok=True)
         return MilvusClient(uri=uri, token=self._token or "", timeout=self.timeout_s)
 
     def client(self) -> Any:

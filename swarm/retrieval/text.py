@@ -29,10 +29,13 @@ def lexical(text: str, *, extra: str = "") -> str:
         if len(pieces) > 1:
             parts.extend(pieces)
     out = f"{' '.join(_PATH_WORDS.findall(extra))}\n{text}\n{' '.join(parts)}".strip()
-    data = out.encode("utf-8")
-    if len(data) > LEXICAL_MAX_BYTES:
-        out = data[:LEXICAL_MAX_BYTES].decode("utf-8", "ignore")
-    return out
+    return clip_bytes(out, LEXICAL_MAX_BYTES)
+
+
+def clip_bytes(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` UTF-8 bytes (Milvus measures VARCHAR in bytes)."""
+    data = text.encode("utf-8")
+    return text if len(data) <= limit else data[:limit].decode("utf-8", "ignore")
 
 
 def has_terms(text: str) -> bool:

@@ -124,6 +124,7 @@ def test_blank_files_have_no_chunks():
         ("api/service_pb2.py", 10, "generated"),
         ("logo.png", 10, "binary"),
         ("data/big.csv", 10_000_000, "too_large"),
+        ("deep/" * 300 + "x.py", 10, "path_too_long"),
         (".env.example", 10, None),
         ("src/app.py", 10, None),
         ("docs/secrets-management.md", 10, None),
