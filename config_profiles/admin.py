@@ -7,12 +7,8 @@ from django import forms
 from django.contrib import admin, messages
 
 from config_profiles.models import Profile
-from config_profiles.services import (
-    PROFILE_FIELDS,
-    ProfileError,
-    profile_delete,
-    profile_validate,
-)
+from config_profiles.services import PROFILE_FIELDS, profile_delete, profile_validate
+from tekton_site.errors import FieldError
 
 
 class ProfileAdminForm(forms.ModelForm):
@@ -25,7 +21,7 @@ class ProfileAdminForm(forms.ModelForm):
         data = {f: cleaned[f] for f in PROFILE_FIELDS if f in cleaned}
         try:
             valid = profile_validate(data)
-        except ProfileError as err:
+        except FieldError as err:
             # "stage_models.plan.proponent" belongs beside the stage_models field.
             field = err.field.split(".", 1)[0].split("[", 1)[0]
             self.add_error(field if field in self.fields else None, err.message)
@@ -63,7 +59,7 @@ class ProfileAdmin(admin.ModelAdmin):
     def delete_model(self, request, obj):
         try:
             profile_delete(profile=obj)
-        except ProfileError as err:
+        except FieldError as err:
             self.message_user(request, err.message, level=messages.ERROR)
 
     def delete_queryset(self, request, queryset):

@@ -9,24 +9,27 @@ quorum and threshold in (0, 1], budgets >= 0). The default profile cannot be del
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.core.validators import RegexValidator
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, permissions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config_profiles.models import Profile
+from config_profiles.selectors import profiles_all
 from config_profiles.services import (
     MAX_ROUNDS,
-    ProfileError,
     profile_create,
     profile_delete,
     profile_get,
     profile_update,
 )
-from runs.serializers import ErrorSerializer
 from swarm.stages import STAGE_NAMES
 from tekton_site.api_errors import Conflict
+from tekton_site.api_errors import error_responses as api_error_responses
+from tekton_site.errors import FieldError
 
 BIGINT_MAX = 2**63 - 1
 # The same shapes profile_validate enforces, stated in the schema too.
@@ -52,15 +55,16 @@ class StaffWritesPermission(permissions.BasePermission):
         return request.method in permissions.SAFE_METHODS or bool(request.user.is_staff)
 
 
-def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
-    text = {
-        400: "A wrong value: `errors` names the field (dotted for nested ones) and the problem.",
-        401: "No credentials, or a wrong or revoked token.",
-        403: "Only staff may change profiles (or CSRF missing on a session write).",
-        404: "No profile with that name.",
-        409: "The default profile cannot be deleted.",
-    }
-    return {code: OpenApiResponse(ErrorSerializer, description=text[code]) for code in codes}
+def error_responses(*codes: int) -> dict[int, Any]:
+    return api_error_responses(
+        *codes,
+        texts={
+            400: "A wrong value: `errors` names the field (dotted for nested ones) and the problem.",
+            403: "Only staff may change profiles (or CSRF missing on a session write).",
+            404: "No profile with that name.",
+            409: "The default profile cannot be deleted.",
+        },
+    )
 
 
 class StageModelsSerializer(serializers.Serializer):
@@ -145,7 +149,7 @@ class ProfileSerializer(serializers.ModelSerializer):
 def profile_for(name: str) -> Profile:
     try:
         return profile_get(name=name)
-    except ProfileError:
+    except FieldError:
         raise exceptions.NotFound(f"no profile named {name[:100]!r}") from None
 
 
@@ -158,7 +162,7 @@ class ProfileListCreateApi(APIView):
         responses={200: ProfileSerializer(many=True), **error_responses(401)},
     )
     def get(self, request):
-        return Response(ProfileSerializer(Profile.objects.order_by("name"), many=True).data)
+        return Response(ProfileSerializer(profiles_all(), many=True).data)
 
     @extend_schema(
         operation_id="profiles_create",

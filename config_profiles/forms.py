@@ -1,6 +1,6 @@
 """The profile edit form: the stage x role model matrix and the consensus settings in one
 form. Fields stay text so that `profile_validate` (the one source of truth) says what is
-wrong with a value; its ProfileError.field is mapped back onto the field at fault."""
+wrong with a value; its FieldError.field is mapped back onto the field at fault."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from typing import Any
 from django import forms
 
 from config_profiles.models import Profile
-from config_profiles.services import ProfileError, profile_validate
+from config_profiles.services import profile_validate
 from swarm.stages import ROLES, STAGE_NAMES
+from tekton_site.errors import FieldError
 
 STAGE_CHOICES = [(name, name) for name in STAGE_NAMES]
 
@@ -19,12 +20,12 @@ def matrix_field(stage: str, role: str) -> str:
     return f"model__{stage}__{role}"
 
 
-# ProfileError.field -> form field, for the fields whose names differ.
+# FieldError.field -> form field, for the fields whose names differ.
 _FIELD_ALIASES = {"stage_models.default": "default_model", "stage_models": "default_model"}
 
 
 def error_field(field: str) -> str | None:
-    """The form field a ProfileError.field belongs to (None: shown above the form)."""
+    """The form field a FieldError.field belongs to (None: shown above the form)."""
     if field in _FIELD_ALIASES:
         return _FIELD_ALIASES[field]
     parts = field.split(".")
@@ -144,11 +145,11 @@ class ProfileForm(forms.Form):
             return cleaned
         try:
             profile_validate(self.service_data())
-        except ProfileError as exc:
+        except FieldError as exc:
             self.add_profile_error(exc)
         return cleaned
 
-    def add_profile_error(self, exc: ProfileError) -> None:
+    def add_profile_error(self, exc: FieldError) -> None:
         self.add_error(error_field(exc.field), exc.message)
 
 

@@ -18,7 +18,9 @@ class Profile(models.Model):
     threshold = models.FloatField(default=0.70)
     consensus_free = models.JSONField(default=list, blank=True)  # stage names
     budget_tokens = models.PositiveBigIntegerField(default=0)  # per run; 0 = no limit
-    budget_cost_usd = models.DecimalField(max_digits=10, decimal_places=2, default=0)  # per run; 0 = no limit
+    budget_cost_usd = models.DecimalField(
+        max_digits=10, decimal_places=2, default=0
+    )  # per run; 0 = no limit
     # Where artifacts go; blank = TEKTON_ARTIFACT_ROOT. Resolved under the data dir.
     artifact_root = models.CharField(max_length=1024, blank=True, default="")
     # Extra routes tried before the built-in ones: [{"match": "x-ai/*", "backend": "openai",

@@ -21,6 +21,10 @@ from django.db import IntegrityError, transaction
 
 from config_profiles.models import DEFAULT_PROFILE_NAME, Profile
 from swarm.stages import ROLES, STAGE_NAMES
+from tekton_site.errors import FieldError
+
+# The older name, still imported by the CLI command.
+ProfileError = FieldError
 
 # Every key variable the built-in routes read. Used to ask the router "is there a route at
 # all?" independently of which keys happen to be set on this machine.
@@ -51,22 +55,6 @@ _MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._:/+-
 _SLUG = re.compile(r"^[-a-zA-Z0-9_]+$")
 
 
-class ProfileError(ValueError):
-    """A profile value (or a run choice checked against a profile) is wrong.
-
-    `field` names what is wrong ("quorum", "stage_models.plan.proponent", "model", ...), so
-    forms can show the message beside the field.
-    """
-
-    def __init__(self, field: str, message: str):
-        super().__init__(message)
-        self.field = field
-        self.message = message
-
-    def __str__(self) -> str:
-        return self.message
-
-
 # --- validation ---------------------------------------------------------------------------
 
 
@@ -80,19 +68,19 @@ def _check_routes(routes: Any) -> list[dict[str, Any]]:
     try:
         routes_validate(routes)
     except NoRouteError as err:
-        raise ProfileError("routes", str(err)) from None
+        raise FieldError("routes", str(err)) from None
     # Store what the person wrote (validated), not the filled-in defaults.
     return [dict(route) for route in routes]
 
 
 def _route_check(model: str, field: str, routes: list[dict[str, Any]]) -> None:
-    """Raise ProfileError unless some route (profile or built-in) serves `model`.
+    """Raise FieldError unless some route (profile or built-in) serves `model`.
 
     Keys are not the question here (they are checked when a run is planned), so the router
     is asked with every key variable marked as set.
     """
     if not isinstance(model, str) or not _MODEL_ID.match(model):
-        raise ProfileError(field, f"model id must be vendor/model, got {model!r}")
+        raise FieldError(field, f"model id must be vendor/model, got {model!r}")
     from swarm.providers.base import NoRouteError
     from swarm.providers.router import router_build
 
@@ -106,40 +94,40 @@ def _route_check(model: str, field: str, routes: list[dict[str, Any]]) -> None:
     try:
         router_build(routes=routes, env=env).resolve(model)
     except NoRouteError as err:
-        raise ProfileError(field, f"{model}: {err}") from None
+        raise FieldError(field, f"{model}: {err}") from None
 
 
 def _check_stage_models(value: Any, routes: list[dict[str, Any]]) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise ProfileError("stage_models", 'stage_models must be {"default": ..., "stages": {...}}')
+        raise FieldError("stage_models", 'stage_models must be {"default": ..., "stages": {...}}')
     unknown = set(value) - {"default", "stages"}
     if unknown:
-        raise ProfileError(
+        raise FieldError(
             "stage_models", f"stage_models has unknown keys: {', '.join(sorted(unknown))}"
         )
     default = value.get("default")
     if not default:
-        raise ProfileError("stage_models.default", "stage_models.default (a model id) is required")
+        raise FieldError("stage_models.default", "stage_models.default (a model id) is required")
     _route_check(default, "stage_models.default", routes)
     stages = value.get("stages") or {}
     if not isinstance(stages, dict):
-        raise ProfileError(
+        raise FieldError(
             "stage_models.stages", "stage_models.stages must map stage -> {role: model}"
         )
     cleaned: dict[str, dict[str, str]] = {}
     for stage, roles in stages.items():
         if stage not in STAGE_NAMES:
-            raise ProfileError(
+            raise FieldError(
                 "stage_models.stages",
                 f"unknown stage {stage!r} in stage_models; stages are: {', '.join(STAGE_NAMES)}",
             )
         if not isinstance(roles, dict):
-            raise ProfileError(
+            raise FieldError(
                 f"stage_models.{stage}", f"stage_models.{stage} must map role -> model"
             )
         for role, model in roles.items():
             if role not in ROLES:
-                raise ProfileError(
+                raise FieldError(
                     f"stage_models.{stage}",
                     f"unknown role {role!r} for stage {stage}; roles are: {', '.join(ROLES)}",
                 )
@@ -152,13 +140,13 @@ def _check_stage_models(value: Any, routes: list[dict[str, Any]]) -> dict[str, A
 def _unit_interval(data: Mapping[str, Any], field: str) -> float:
     value = data[field]
     if isinstance(value, bool):
-        raise ProfileError(field, f"{field} must be a number in (0, 1], got {value!r}")
+        raise FieldError(field, f"{field} must be a number in (0, 1], got {value!r}")
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ProfileError(field, f"{field} must be a number in (0, 1], got {value!r}") from None
+        raise FieldError(field, f"{field} must be a number in (0, 1], got {value!r}") from None
     if not 0 < number <= 1:
-        raise ProfileError(field, f"{field} must be in (0, 1], got {number:g}")
+        raise FieldError(field, f"{field} must be in (0, 1], got {number:g}")
     return number
 
 
@@ -168,11 +156,11 @@ def _check_stage_list(value: Any, field: str) -> list[str]:
     if isinstance(value, str):
         value = [s.strip() for s in value.split(",") if s.strip()]
     if not isinstance(value, list | tuple):
-        raise ProfileError(field, f"{field} must be a list of stage names")
+        raise FieldError(field, f"{field} must be a list of stage names")
     cleaned: list[str] = []
     for stage in value:
         if stage not in STAGE_NAMES:
-            raise ProfileError(
+            raise FieldError(
                 field, f"unknown stage {stage!r} in {field}; stages are: {', '.join(STAGE_NAMES)}"
             )
         if stage not in cleaned:
@@ -186,28 +174,28 @@ def profile_validate(data: Mapping[str, Any]) -> dict[str, Any]:
 
     Known stages and roles only; model ids `vendor/model` served by some route; rounds
     0..5; quorum and threshold in (0, 1]; budgets >= 0; consensus-free stages known.
-    Raises ProfileError naming the first wrong field. Writes nothing.
+    Raises FieldError naming the first wrong field. Writes nothing.
     """
     unknown = set(data) - set(PROFILE_FIELDS)
     if unknown:
-        raise ProfileError(
+        raise FieldError(
             sorted(unknown)[0], f"unknown profile fields: {', '.join(sorted(unknown))}"
         )
     out: dict[str, Any] = {}
     if "name" in data:
         name = data["name"]
         if not isinstance(name, str) or not name.strip():
-            raise ProfileError("name", "name is required")
+            raise FieldError("name", "name is required")
         name = name.strip()
         if len(name) > 100 or not _SLUG.match(name):
-            raise ProfileError(
+            raise FieldError(
                 "name", f"name must be letters, digits, '-' or '_' (at most 100), got {name!r}"
             )
         out["name"] = name
     if "description" in data:
         description = data["description"] or ""
         if not isinstance(description, str):
-            raise ProfileError("description", "description must be text")
+            raise FieldError("description", "description must be text")
         out["description"] = description
     routes = _check_routes(data.get("routes"))
     if "routes" in data:
@@ -217,13 +205,13 @@ def profile_validate(data: Mapping[str, Any]) -> dict[str, Any]:
     if "rounds" in data:
         rounds = data["rounds"]
         if isinstance(rounds, bool) or not isinstance(rounds, int | str):
-            raise ProfileError("rounds", f"rounds must be a whole number 0..{MAX_ROUNDS}")
+            raise FieldError("rounds", f"rounds must be a whole number 0..{MAX_ROUNDS}")
         try:
             rounds = int(rounds)
         except ValueError:
-            raise ProfileError("rounds", f"rounds must be a whole number 0..{MAX_ROUNDS}") from None
+            raise FieldError("rounds", f"rounds must be a whole number 0..{MAX_ROUNDS}") from None
         if not 0 <= rounds <= MAX_ROUNDS:
-            raise ProfileError("rounds", f"rounds must be between 0 and {MAX_ROUNDS}, got {rounds}")
+            raise FieldError("rounds", f"rounds must be between 0 and {MAX_ROUNDS}, got {rounds}")
         out["rounds"] = rounds
     for field in ("quorum", "threshold"):
         if field in data:
@@ -235,11 +223,9 @@ def profile_validate(data: Mapping[str, Any]) -> dict[str, Any]:
         try:
             tokens = int(tokens if tokens not in (None, "") else 0)
         except (TypeError, ValueError):
-            raise ProfileError(
-                "budget_tokens", "budget_tokens must be a whole number >= 0"
-            ) from None
+            raise FieldError("budget_tokens", "budget_tokens must be a whole number >= 0") from None
         if tokens < 0:
-            raise ProfileError(
+            raise FieldError(
                 "budget_tokens", f"budget_tokens must be >= 0 (0 = no limit), got {tokens}"
             )
         out["budget_tokens"] = tokens
@@ -248,16 +234,16 @@ def profile_validate(data: Mapping[str, Any]) -> dict[str, Any]:
         try:
             cost = Decimal(str(cost if cost not in (None, "") else 0))
         except InvalidOperation:
-            raise ProfileError("budget_cost_usd", "budget_cost_usd must be a number >= 0") from None
+            raise FieldError("budget_cost_usd", "budget_cost_usd must be a number >= 0") from None
         if not cost.is_finite() or cost < 0:
-            raise ProfileError(
+            raise FieldError(
                 "budget_cost_usd", f"budget_cost_usd must be >= 0 (0 = no limit), got {cost}"
             )
         out["budget_cost_usd"] = cost.quantize(Decimal("0.01"))
     if "artifact_root" in data:
         root = data["artifact_root"] or ""
         if not isinstance(root, str):
-            raise ProfileError("artifact_root", "artifact_root must be a path")
+            raise FieldError("artifact_root", "artifact_root must be a path")
         out["artifact_root"] = root.strip()
     return out
 
@@ -266,12 +252,12 @@ def profile_validate(data: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def profile_get(*, name: str | None = None) -> Profile:
-    """The profile called `name` (None: the default "diamond-v5"). Raises ProfileError."""
+    """The profile called `name` (None: the default "diamond-v5"). Raises FieldError."""
     wanted = name or DEFAULT_PROFILE_NAME
     profile = Profile.objects.filter(name=wanted).first()
     if profile is None:
         names = list(Profile.objects.values_list("name", flat=True))
-        raise ProfileError(
+        raise FieldError(
             "profile", f"unknown profile {wanted!r}; profiles: {', '.join(names) or '(none)'}"
         )
     return profile
@@ -280,25 +266,25 @@ def profile_get(*, name: str | None = None) -> Profile:
 @transaction.atomic
 def profile_create(*, data: Mapping[str, Any]) -> Profile:
     """Create a profile from `data` (name and stage_models.default required; the other
-    fields take the model defaults). Raises ProfileError; writes nothing on error."""
+    fields take the model defaults). Raises FieldError; writes nothing on error."""
     cleaned = profile_validate(data)
     if "name" not in cleaned:
-        raise ProfileError("name", "name is required")
+        raise FieldError("name", "name is required")
     if "stage_models" not in cleaned:
-        raise ProfileError("stage_models.default", "stage_models.default (a model id) is required")
+        raise FieldError("stage_models.default", "stage_models.default (a model id) is required")
     if Profile.objects.filter(name=cleaned["name"]).exists():
-        raise ProfileError("name", f"a profile named {cleaned['name']!r} already exists")
+        raise FieldError("name", f"a profile named {cleaned['name']!r} already exists")
     try:
         with transaction.atomic():
             return Profile.objects.create(**cleaned)
     except IntegrityError:  # a concurrent create with the same name
-        raise ProfileError("name", f"a profile named {cleaned['name']!r} already exists") from None
+        raise FieldError("name", f"a profile named {cleaned['name']!r} already exists") from None
 
 
 @transaction.atomic
 def profile_update(*, profile: Profile, data: Mapping[str, Any]) -> Profile:
     """Change the fields given in `data`. The default profile keeps its name. Past runs keep
-    the configuration frozen into them. Raises ProfileError; writes nothing on error."""
+    the configuration frozen into them. Raises FieldError; writes nothing on error."""
     cleaned = profile_validate(data)
     if "stage_models" not in cleaned and "routes" in cleaned:
         # New routes must still serve the models already in the profile.
@@ -310,11 +296,11 @@ def profile_update(*, profile: Profile, data: Mapping[str, Any]) -> Profile:
     new_name = cleaned.get("name")
     if new_name and new_name != profile.name:
         if profile.is_default:
-            raise ProfileError(
+            raise FieldError(
                 "name", f"the default profile {DEFAULT_PROFILE_NAME!r} cannot be renamed"
             )
         if Profile.objects.filter(name=new_name).exclude(pk=profile.pk).exists():
-            raise ProfileError("name", f"a profile named {new_name!r} already exists")
+            raise FieldError("name", f"a profile named {new_name!r} already exists")
     for field, value in cleaned.items():
         setattr(profile, field, value)
     profile.save()
@@ -323,10 +309,10 @@ def profile_update(*, profile: Profile, data: Mapping[str, Any]) -> Profile:
 
 @transaction.atomic
 def profile_delete(*, profile: Profile) -> None:
-    """Delete a profile. The default profile cannot be deleted (ProfileError). Runs keep
+    """Delete a profile. The default profile cannot be deleted (FieldError). Runs keep
     their frozen configuration, so deleting a profile never changes a past run."""
     if profile.is_default:
-        raise ProfileError(
+        raise FieldError(
             "profile", f"the default profile {DEFAULT_PROFILE_NAME!r} cannot be deleted"
         )
     profile.delete()
@@ -334,7 +320,7 @@ def profile_delete(*, profile: Profile) -> None:
 
 @transaction.atomic
 def profile_copy(*, profile: Profile, name: str) -> Profile:
-    """A new profile called `name` with every setting of `profile`. Raises ProfileError."""
+    """A new profile called `name` with every setting of `profile`. Raises FieldError."""
     data = {field: getattr(profile, field) for field in PROFILE_FIELDS if field != "name"}
     data["name"] = name
     data["description"] = profile.description or f"copy of {profile.name}"
@@ -376,28 +362,28 @@ def profile_resolve(
     `model` puts one model in every role of every stage; `consensus_free` adds stages to
     the profile's own. Every model must have a route whose key variable is set in `env`
     (default: the process environment); the backend each resolves to is recorded under
-    "backends". Raises ProfileError("consensus_free" | "model" | "llm_backend", ...).
+    "backends". Raises FieldError("consensus_free" | "model" | "llm_backend", ...).
     Writes nothing.
     """
     env = os.environ if env is None else env
     for stage in stages:
         if stage not in STAGE_NAMES:
-            raise ProfileError(
+            raise FieldError(
                 "stages", f"unknown stage {stage!r}; stages are: {', '.join(STAGE_NAMES)}"
             )
     extra_free = _check_stage_list(list(consensus_free or []), "consensus_free")
     free = _check_stage_list([*(profile.consensus_free or []), *extra_free], "consensus_free")
     if model is not None and (not isinstance(model, str) or not _MODEL_ID.match(model)):
-        raise ProfileError("model", f"model id must be vendor/model, got {model!r}")
+        raise FieldError("model", f"model id must be vendor/model, got {model!r}")
     llm_backend = (env.get("TEKTON_LLM_BACKEND") or "auto").strip()
     if llm_backend not in LLM_BACKEND_MODES:
-        raise ProfileError(
+        raise FieldError(
             "llm_backend",
             f"TEKTON_LLM_BACKEND must be one of {', '.join(LLM_BACKEND_MODES)}, got {llm_backend!r}",
         )
     replay_path = replay_path or env.get("TEKTON_REPLAY_PATH") or None
     if llm_backend == "replay" and not replay_path:
-        raise ProfileError(
+        raise FieldError(
             "llm_backend", "TEKTON_LLM_BACKEND=replay needs TEKTON_REPLAY_PATH (a cassette)"
         )
 
@@ -410,7 +396,7 @@ def profile_resolve(
             routes=routes, env=env, backend_override=llm_backend, replay_path=replay_path
         )
     except NoRouteError as err:
-        raise ProfileError("llm_backend", str(err)) from None
+        raise FieldError("llm_backend", str(err)) from None
     models = {stage: profile_models(profile, stage, model) for stage in stages}
     backends: dict[str, str] = {}
     for stage_models in models.values():
@@ -418,11 +404,11 @@ def profile_resolve(
             if model_id in backends:
                 continue
             if not model_id:
-                raise ProfileError("model", f"profile {profile.name!r} has no default model")
+                raise FieldError("model", f"profile {profile.name!r} has no default model")
             try:
                 backends[model_id] = router.resolve(model_id).backend
             except NoRouteError as err:
-                raise ProfileError("model", str(err)) from None
+                raise FieldError("model", str(err)) from None
     return {
         "profile": profile.name,
         "stages": list(stages),

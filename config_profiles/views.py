@@ -12,8 +12,10 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from config_profiles.forms import ProfileCopyForm, ProfileForm
 from config_profiles.models import Profile
-from config_profiles.services import ProfileError, profile_copy, profile_update
+from config_profiles.selectors import profiles_all
+from config_profiles.services import profile_copy, profile_update
 from swarm.stages import ROLES
+from tekton_site.errors import FieldError
 
 
 @require_GET
@@ -23,7 +25,7 @@ def profile_list_view(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "config_profiles/list.html",
-        {"profiles": list(Profile.objects.order_by("name")), "copy_form": ProfileCopyForm()},
+        {"profiles": profiles_all(), "copy_form": ProfileCopyForm()},
     )
 
 
@@ -39,7 +41,7 @@ def profile_edit_view(request: HttpRequest, name: str) -> HttpResponse:
         if form.is_valid():
             try:
                 profile_update(profile=profile, data=form.service_data())
-            except ProfileError as exc:
+            except FieldError as exc:
                 form.add_profile_error(exc)
             else:
                 messages.success(request, f"Profile {profile.name} saved.")
@@ -76,7 +78,7 @@ def profile_copy_view(request: HttpRequest, name: str) -> HttpResponse:
     if form.is_valid():
         try:
             copy = profile_copy(profile=source, name=form.cleaned_data["name"])
-        except ProfileError as exc:
+        except FieldError as exc:
             messages.error(request, f"Copy of {source.name} refused: {exc.message}")
         else:
             messages.success(request, f"Profile {copy.name} created from {source.name}.")

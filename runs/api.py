@@ -8,9 +8,11 @@ tekton_site.api_errors.
 
 from __future__ import annotations
 
+import io
 import math
 from collections import defaultdict
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -26,12 +28,23 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from runs import serializers as s
-from runs.artifacts_store import artifact_path
+from runs.artifacts_store import artifact_bytes
 from runs.health import services_check
-from runs.models import Artifact, Run, RunEvent, StageRun
-from runs.selectors import runs_filtered, runs_visible_to
+from runs.models import Run, RunEvent, StageRun
+from runs.render import transcript_rounds
+from runs.selectors import (
+    run_artifact_named,
+    run_artifacts,
+    run_stages,
+    run_visible,
+    runs_created_since,
+    runs_filtered,
+    runs_in_flight_count,
+    runs_visible_to,
+    stage_messages,
+    stage_status,
+)
 from runs.services import (
-    RunInputError,
     run_abort,
     run_cancel,
     run_create,
@@ -42,33 +55,27 @@ from runs.services import (
 )
 from swarm.stages import STAGE_NAMES
 from tekton_site.api_errors import Conflict, LimitExceeded
+from tekton_site.api_errors import error_responses as api_error_responses
+from tekton_site.errors import FieldError
 
+_ERROR_TEXTS = {
+    404: "No such run, stage or artifact, or not yours.",
+    409: "Not allowed in the run's (or stage's) current state.",
+    503: "A service the run needs is down: `service` says which.",
+}
 IN_FLIGHT = (Run.Status.QUEUED, Run.Status.RUNNING)
 # A run in flight frees its slot when it finishes or blocks; nobody knows when, so clients
 # are told to look again after this long.
 IN_FLIGHT_RETRY_AFTER_S = 30
 
 
-def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
-    """The documented error answers of an operation (every one has the ErrorSerializer shape)."""
-    text = {
-        400: "The request is wrong: `errors` names each field and its problem.",
-        401: "No credentials, or a wrong or revoked token.",
-        403: "Authenticated, but not allowed (staff only, or CSRF missing on a session write).",
-        404: "No such run, stage or artifact, or not yours.",
-        409: "Not allowed in the run's (or stage's) current state.",
-        429: "A per-user limit was reached: `limit` says which; see the Retry-After header.",
-        503: "A service the run needs is down: `service` says which.",
-    }
-    return {code: OpenApiResponse(s.ErrorSerializer, description=text[code]) for code in codes}
+def error_responses(*codes: int) -> dict[int, Any]:
+    return api_error_responses(*codes, texts=_ERROR_TEXTS)
 
 
 def run_for(request, run_id: int, *, detail: bool = False) -> Run:
     """The run if the user may see it, else 404 (another user's run does not exist for them)."""
-    runs = runs_visible_to(request.user)
-    if detail:
-        runs = runs.prefetch_related("stages", "artifacts")
-    run = runs.filter(pk=run_id).first()
+    run = run_visible(request.user, run_id, detail=detail)
     if run is None:
         raise exceptions.NotFound(f"run {run_id} not found")
     return run
@@ -96,7 +103,7 @@ def limits_check(user, *, creating: bool) -> None:
     requests racing may both pass; the limits are a brake, not an invariant."""
     max_in_flight = int(settings.TEKTON_API_MAX_RUNS_IN_FLIGHT)
     if max_in_flight > 0:
-        in_flight = Run.objects.filter(owner=user, status__in=IN_FLIGHT).count()
+        in_flight = runs_in_flight_count(user, IN_FLIGHT)
         if in_flight >= max_in_flight:
             raise LimitExceeded(
                 limit="runs_in_flight",
@@ -107,11 +114,7 @@ def limits_check(user, *, creating: bool) -> None:
     per_minute = int(settings.TEKTON_API_RUNS_PER_MINUTE)
     if creating and per_minute > 0:
         now = timezone.now()
-        recent = list(
-            Run.objects.filter(owner=user, created_at__gte=now - timedelta(minutes=1))
-            .order_by("-created_at")
-            .values_list("created_at", flat=True)[:per_minute]
-        )
+        recent = runs_created_since(user, now - timedelta(minutes=1), per_minute)
         if len(recent) >= per_minute:
             # The slot frees when the oldest of the last `per_minute` runs leaves the window.
             wait = math.ceil((recent[-1] + timedelta(minutes=1) - now).total_seconds())
@@ -256,7 +259,7 @@ class _StageActionApi(APIView):
     def call(self, fn, **kwargs) -> None:
         try:
             fn(**kwargs)
-        except RunInputError as exc:
+        except FieldError as exc:
             if exc.field == "stage":  # the stage in the URL is not part of this run
                 raise exceptions.NotFound(exc.message) from None
             raise
@@ -301,13 +304,12 @@ class StageAbortApi(_StageActionApi):
     )
     def post(self, request, run_id: int, stage: str):
         run, stage = self.stage_args(request, run_id, stage)
-        row = StageRun.objects.filter(run=run, stage=stage).values_list("status", flat=True)
-        stage_status = row.first()
-        if stage_status is None:
+        status_now = stage_status(run.pk, stage)
+        if status_now is None:
             raise exceptions.NotFound(f"run {run.pk} does not include stage {stage!r}")
-        if stage_status != StageRun.Status.BLOCKED:
+        if status_now != StageRun.Status.BLOCKED:
             raise Conflict(
-                f"stage {stage} of run {run.pk} is {stage_status}; only a run blocked at this "
+                f"stage {stage} of run {run.pk} is {status_now}; only a run blocked at this "
                 "stage can be aborted"
             )
         run_abort(run=run, by=request.user)
@@ -322,7 +324,7 @@ class RunArtifactListApi(APIView):
     )
     def get(self, request, run_id: int):
         run = run_for(request, run_id)
-        artifacts = Artifact.objects.filter(run=run).order_by("id")
+        artifacts = run_artifacts(run.pk)
         return Response(s.ArtifactSerializer(artifacts, many=True).data)
 
 
@@ -351,61 +353,51 @@ class RunArtifactDownloadApi(APIView):
     )
     def get(self, request, run_id: int, name: str):
         run = run_for(request, run_id)
-        artifact = Artifact.objects.filter(run=run, name=name).order_by("id").first()
+        artifact = run_artifact_named(run.pk, name)
         if artifact is None:
             raise exceptions.NotFound(f"run {run.pk} has no artifact {name[:200]!r}")
         artifact.run = run
         try:
-            path = artifact_path(artifact)
+            body = artifact_bytes(artifact)  # the record; a file only for rows older than it
         except ValueError:
             raise exceptions.NotFound(f"run {run.pk} has no artifact {name[:200]!r}") from None
-        if not path.is_file():
-            raise exceptions.NotFound(f"the file of artifact {artifact.name} is missing")
-        content_type = ARTIFACT_CONTENT_TYPES.get(path.suffix, "application/octet-stream")
+        except OSError:
+            raise exceptions.NotFound(f"the file of artifact {artifact.name} is missing") from None
+        content_type = ARTIFACT_CONTENT_TYPES.get(Path(name).suffix, "application/octet-stream")
         return FileResponse(
-            path.open("rb"), as_attachment=True, filename=artifact.name, content_type=content_type
+            io.BytesIO(body), as_attachment=True, filename=artifact.name, content_type=content_type
         )
-
-
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def transcript_build(run: Run, stages: list[StageRun], events: list[RunEvent]) -> dict[str, Any]:
-    """The debate of each stage from its stage.progress events: rounds in (attempt, round)
-    order, each with its messages, plus the votes the quorum used."""
-    by_stage: dict[str, dict[tuple[int, int], list[dict[str, Any]]]] = defaultdict(dict)
+    """The debate of each stage (render.transcript_rounds, as the run page shows it), with
+    the votes the quorum used."""
+    by_stage: dict[str, list[RunEvent]] = defaultdict(list)
     for event in events:
-        payload = event.payload if isinstance(event.payload, dict) else {}
-        answer = payload.get("answer") if isinstance(payload.get("answer"), dict) else {}
-        role = str(payload.get("role") or "")
-        position = answer.get("position", answer.get("rationale"))
-        key = (int(_number(payload.get("attempt")) or 0), int(_number(payload.get("round")) or 0))
-        by_stage[event.stage].setdefault(key, []).append(
-            {
-                "seq": event.seq,
-                "role": role,
-                "model": str(payload.get("model") or ""),
-                "position": None if position is None else str(position),
-                "self_confidence": _number(answer.get("self_confidence", answer.get("confidence"))),
-                "vote": answer.get("vote") if isinstance(answer.get("vote"), dict) else None,
-                "answer": answer,
-                "created_at": event.created_at,
-            }
-        )
+        by_stage[event.stage].append(event)
     out = []
     for stage in stages:
-        rounds = []
-        for (attempt, number), messages in sorted(by_stage.get(stage.stage, {}).items()):
-            if all(m["role"] == "mediator" for m in messages):
-                label = "mediator"
-            elif number == 0:
-                label = "opening"
-            else:
-                label = f"debate {number}"
-            rounds.append(
-                {"attempt": attempt, "round": number, "label": label, "messages": messages}
-            )
+        rounds = [
+            {
+                "attempt": r.attempt,
+                "round": r.number,
+                "label": r.name,
+                "messages": [
+                    {
+                        "seq": m.seq,
+                        "role": m.role,
+                        "model": m.model,
+                        "position": m.position if m.has_position else None,
+                        "self_confidence": m.self_confidence,
+                        "vote": m.vote,
+                        "answer": m.answer,
+                        "created_at": m.created_at,
+                    }
+                    for m in r.messages
+                ],
+            }
+            for r in transcript_rounds(by_stage.get(stage.stage, []))
+        ]
         out.append(
             {
                 "stage": stage.stage,
@@ -432,14 +424,10 @@ class RunTranscriptApi(APIView):
         query = s.TranscriptFilterSerializer(data=request.query_params.dict())
         query.is_valid(raise_exception=True)
         run = run_for(request, run_id)
-        stages = StageRun.objects.filter(run=run).order_by("position")
-        events = RunEvent.objects.filter(run=run, kind="stage.progress").order_by("seq")
         wanted = query.validated_data.get("stage")
-        if wanted:
-            stages = stages.filter(stage=wanted)
-            events = events.filter(stage=wanted)
-        stages = list(stages)
+        stages = run_stages(run.pk, wanted)
+        events = stage_messages(run.pk, wanted)
         if wanted and not stages:
             raise exceptions.NotFound(f"run {run.pk} does not include stage {wanted!r}")
-        transcript = transcript_build(run, stages, list(events))
+        transcript = transcript_build(run, stages, events)
         return Response(s.TranscriptSerializer(transcript).data)

@@ -19,7 +19,7 @@ from urllib.parse import parse_qs
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from runs.event_hub import HEARTBEAT, db_call, hub
-from runs.selectors import runs_visible_to
+from runs.selectors import run_is_visible
 
 logger = logging.getLogger("tekton.runs.streams")
 
@@ -50,7 +50,7 @@ def _authorize(user, token: str | None, run_id: int) -> int:
         user = _user_for_token(token) if token else None
     if user is None:
         return CLOSE_UNAUTHENTICATED
-    if not runs_visible_to(user).filter(pk=run_id).exists():
+    if not run_is_visible(user, run_id):
         return CLOSE_NOT_FOUND
     return 0
 

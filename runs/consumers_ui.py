@@ -27,7 +27,7 @@ from django.conf import settings
 from django.template.loader import render_to_string
 
 from runs.event_hub import HEARTBEAT, hub
-from runs.selectors import runs_visible_to
+from runs.selectors import run_is_visible
 
 logger = logging.getLogger("tekton.runs.streams")
 
@@ -38,7 +38,7 @@ CLOSE_BAD_REQUEST = 4400
 
 @database_sync_to_async
 def _can_view(user, run_id: int) -> bool:
-    return runs_visible_to(user).filter(pk=run_id).exists()
+    return run_is_visible(user, run_id)
 
 
 def fragments_render(run_id: int, csrf_token: str = "") -> str:

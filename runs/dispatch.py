@@ -13,7 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 from django.conf import settings
 from django.db import connection, transaction
 
-from runs.execution import stage_execute, stages_ready
+from runs.execution import stage_execute
+from runs.lifecycle import stages_ready
 from runs.models import StageRun
 from runs.tasks import stage_execute_task
 

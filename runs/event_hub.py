@@ -25,11 +25,10 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.db import DatabaseError, connection
-from django.db.models import Max
 
 from runs.events import FINAL_KINDS, run_group
 from runs.models import Run, RunEvent
-from runs.selectors import run_events_after
+from runs.selectors import run_events_after, run_last_event, run_last_seq, run_status
 
 logger = logging.getLogger("tekton.runs.streams")
 
@@ -72,15 +71,15 @@ def _events_after_sync(run_id: int, after_seq: int, limit: int) -> list[dict[str
 
 
 def _last_seq_sync(run_id: int) -> int:
-    return RunEvent.objects.filter(run_id=run_id).aggregate(m=Max("seq"))["m"] or 0
+    return run_last_seq(run_id)
 
 
 def _run_state_sync(run_id: int) -> tuple[str, int, str] | None:
     """(status, last seq, kind of the last event) or None when the run is gone."""
-    status = Run.objects.filter(pk=run_id).values_list("status", flat=True).first()
+    status = run_status(run_id)
     if status is None:
         return None
-    last = RunEvent.objects.filter(run_id=run_id).order_by("-seq").values("seq", "kind").first()
+    last = run_last_event(run_id)
     return status, (last or {}).get("seq", 0), (last or {}).get("kind", "")
 
 

@@ -1,5 +1,5 @@
 """Forms of the run pages. They parse and label; `runs.services` validates and decides, and
-its RunInputError.field is mapped back onto the field at fault."""
+its FieldError.field is mapped back onto the field at fault."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from swarm.stages import STAGE_NAMES
 
 STAGE_CHOICES = [(name, name) for name in STAGE_NAMES]
 
-# RunInputError.field -> form field; anything else is shown above the form.
+# FieldError.field -> form field; anything else is shown above the form.
 ERROR_FIELDS = {
     "goal": "goal",
     "repo_path": "repo_path",

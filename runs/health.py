@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 
+from tekton_site.errors import ServiceUnavailable
+
 _SERVICE_NAMES = {
     "redis": "redis",
     "rediss": "redis",
@@ -20,19 +22,6 @@ _SERVICE_NAMES = {
     "amqps": "rabbitmq",
     "pyamqp": "rabbitmq",
 }
-
-
-class ServiceUnavailable(Exception):
-    """A service Tekton depends on does not answer. `service` names it ("redis"); the
-    message never contains its URL (which may hold a password)."""
-
-    def __init__(self, service: str, message: str):
-        super().__init__(message)
-        self.service = service
-        self.message = message
-
-    def __str__(self) -> str:
-        return self.message
 
 
 def broker_service_name(url: str) -> str:

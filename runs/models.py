@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
@@ -18,8 +20,16 @@ class Run(models.Model):
 
     FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
 
+    # The run's identity outside this database (artifact folders, branches, workspaces,
+    # shared keys): two databases sharing a data directory both have a run 1, never the
+    # same uid. Frozen at creation, like the namespace it was created in.
+    uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    namespace = models.CharField(max_length=40, default="tekton", editable=False)
     goal = models.TextField()
     repo_path = models.CharField(max_length=1024)
+    # HEAD of the repository when the run was created: every stage works from it, whatever
+    # happens to the checkout afterwards. "" for a repository with no commit yet.
+    base_commit = models.CharField(max_length=64, blank=True, default="")
     profile_name = models.CharField(max_length=100)
     # The resolved configuration at creation time: later profile edits never change a past run.
     config = models.JSONField(default=dict)
@@ -53,6 +63,21 @@ class Run(models.Model):
 
     def __str__(self) -> str:
         return f"run {self.pk} ({self.status})"
+
+    @property
+    def short_uid(self) -> str:
+        return self.uid.hex[:8]
+
+    @property
+    def slug(self) -> str:
+        """`run-<id>-<short uid>`: unique across databases, readable in a listing."""
+        return f"run-{self.pk}-{self.short_uid}"
+
+    @property
+    def name(self) -> str:
+        """The run's one name outside the database, `<namespace>/run-<id>-<short uid>`: its
+        branch, and the prefix of its artifact folder, workspace and storage keys."""
+        return f"{self.namespace}/{self.slug}"
 
     @property
     def is_finished(self) -> bool:
@@ -165,9 +190,11 @@ class Artifact(models.Model):
     path = models.CharField(max_length=1024)  # relative to the artifact root
     sha256 = models.CharField(max_length=64)
     size = models.PositiveBigIntegerField()
-    # The JSON artifact itself (kind json and summary), so a stage on another machine reads
-    # its predecessors without sharing the artifact directory; None for the patch.
+    # The artifact itself is the record (the file is a copy): the JSON of kind json and
+    # summary in `content`, the patch's text in `text`. A stage on another machine reads
+    # its predecessors, and a download is served, without sharing the artifact directory.
     content = models.JSONField(null=True, blank=True)
+    text = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

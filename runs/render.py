@@ -19,6 +19,7 @@ from pygments.token import STANDARD_TYPES, Token
 from pygments.util import ClassNotFound
 
 from swarm.artifacts import ARTIFACT_MODELS
+from swarm.diffs import DiffInvalid, diff_parse
 
 # Fields shown elsewhere on the page (the diff has its own view) or as a badge.
 _HIDDEN_FIELDS = {"diff", "offline"}
@@ -31,17 +32,6 @@ _LABELS = {
     "config_map": "Config map",
     "item_id": "Item",
 }
-_GIT_HEADERS = (
-    "diff --git ",
-    "index ",
-    "new file mode",
-    "deleted file mode",
-    "old mode",
-    "new mode",
-    "similarity index",
-    "rename from",
-    "rename to",
-)
 # A rendered diff larger than this is cut (the download has all of it).
 DIFF_MAX_LINES = 4000
 
@@ -132,21 +122,35 @@ class Message:
     seq: int
     role: str
     model: str
-    position: str
+    position: str  # "" when the answer has none
     self_confidence: float | None
     vote: dict[str, Any] | None
     risks: list[str]
     checks: list[str]
     dissent: str
     answer: dict[str, Any]
+    created_at: Any = None
+    has_position: bool = True
 
 
 @dataclass
 class Round:
     attempt: int
     number: int
-    label: str
+    kind: str  # "opening" | "debate" | "mediator"
     messages: list[Message]
+
+    @property
+    def label(self) -> str:
+        """How the page titles the round."""
+        if self.kind == "debate":
+            return f"Debate round {self.number}"
+        return self.kind.capitalize()
+
+    @property
+    def name(self) -> str:
+        """How the API names the round: opening, debate N or mediator."""
+        return f"debate {self.number}" if self.kind == "debate" else self.kind
 
 
 def _number(value: Any) -> float | None:
@@ -165,7 +169,8 @@ def as_strings(value: Any) -> list[str]:
 
 def transcript_rounds(events: list[Any]) -> list[Round]:
     """A stage's `stage.progress` events grouped by (attempt, round), in order: the opening
-    round, the debate rounds, then the mediator. `events` are RunEvents of one stage."""
+    round, the debate rounds, then the mediator. `events` are RunEvents of one stage.
+    The one transcript builder: the run page shows it, the API serialises it."""
     grouped: dict[tuple[int, int], list[Message]] = {}
     for event in events:
         payload = event.payload if isinstance(event.payload, dict) else {}
@@ -187,17 +192,19 @@ def transcript_rounds(events: list[Any]) -> list[Round]:
                 checks=as_strings(answer.get("checks", answer.get("checklist"))),
                 dissent="; ".join(as_strings(dissent)),
                 answer=answer,
+                created_at=getattr(event, "created_at", None),
+                has_position=position is not None,
             )
         )
     rounds = []
     for (attempt, number), messages in sorted(grouped.items()):
         if all(m.role == "mediator" for m in messages):
-            label = "Mediator"
+            kind = "mediator"
         elif number == 0:
-            label = "Opening"
+            kind = "opening"
         else:
-            label = f"Debate round {number}"
-        rounds.append(Round(attempt=attempt, number=number, label=label, messages=messages))
+            kind = "debate"
+        rounds.append(Round(attempt=attempt, number=number, kind=kind, messages=messages))
     return rounds
 
 
@@ -250,17 +257,6 @@ class DiffFile:
         return "diff-" + "".join(c if c.isalnum() else "-" for c in self.path)
 
 
-def _file_path(header_new: str, header_old: str) -> str:
-    def strip(raw: str) -> str:
-        raw = raw.split("\t", 1)[0].strip()
-        if raw.startswith(("a/", "b/")):
-            raw = raw[2:]
-        return raw
-
-    new, old = strip(header_new), strip(header_old)
-    return old if new == "/dev/null" else new
-
-
 def _lexer(path: str):
     try:
         return get_lexer_for_filename(path, stripnl=False, ensurenl=False)
@@ -295,78 +291,41 @@ def highlight_lines(path: str, code_lines: list[str]) -> list[SafeString]:
 
 
 def diff_files(patch: str, max_lines: int = DIFF_MAX_LINES) -> list[DiffFile]:
-    """A unified diff split per file, with added/removed counts and highlighted lines."""
-    files: list[DiffFile] = []
-    raw: list[tuple[str, str]] = []  # (kind, text) of the current file
-    current: DiffFile | None = None
-    old_header = ""
-    lines = (patch or "").splitlines()
+    """A unified diff split per file, with added/removed counts and highlighted lines.
 
-    def flush() -> None:
-        if current is None:
-            return
-        code = [text for kind, text in raw if kind in ("add", "del", "ctx")]
-        highlighted = iter(highlight_lines(current.path, code))
-        old_no = new_no = 0
-        shown = 0
-        for kind, text in raw:
-            if shown >= max_lines:
-                current.truncated = True
-                break
-            shown += 1
-            if kind == "hunk":
-                old_no, new_no = _hunk_start(text)
-                current.lines.append(DiffLine("hunk", None, None, escape(text)))
-            elif kind == "meta":
-                current.lines.append(DiffLine("meta", None, None, escape(text)))
-            elif kind == "add":
-                current.lines.append(DiffLine("add", None, new_no, next(highlighted)))
-                new_no += 1
-            elif kind == "del":
-                current.lines.append(DiffLine("del", old_no, None, next(highlighted)))
-                old_no += 1
-            else:
-                current.lines.append(DiffLine("ctx", old_no, new_no, next(highlighted)))
-                old_no += 1
-                new_no += 1
-        files.append(current)
-
-    for i, line in enumerate(lines):
-        if line.startswith(_GIT_HEADERS):
-            continue  # git's per-file headers come before ---/+++; the path is in +++
-        if line.startswith("--- ") and i + 1 < len(lines) and lines[i + 1].startswith("+++ "):
-            old_header = line[4:]
-            continue
-        if line.startswith("+++ ") and i > 0 and lines[i - 1].startswith("--- "):
-            flush()
-            current = DiffFile(path=_file_path(line[4:], old_header))
-            raw = []
-            continue
-        if current is None:
-            continue
-        if line.startswith("@@"):
-            raw.append(("hunk", line))
-        elif line.startswith("+"):
-            current.added += 1
-            raw.append(("add", line[1:]))
-        elif line.startswith("-"):
-            current.removed += 1
-            raw.append(("del", line[1:]))
-        elif line.startswith("\\"):
-            raw.append(("meta", line))  # "\ No newline at end of file"
-        else:
-            raw.append(("ctx", line[1:] if line.startswith(" ") else line))
-    flush()
-    return files
-
-
-def _hunk_start(header: str) -> tuple[int, int]:
-    # "@@ -12,7 +12,9 @@ def f():" -> (12, 12)
+    A patch unidiff cannot read (a model's hand-counted hunks) is still shown: as one
+    "file" of plain lines, so a person can see what was written."""
     try:
-        old, new = header.split("@@")[1].split()[:2]
-        return int(old[1:].split(",")[0]), int(new[1:].split(",")[0])
-    except (IndexError, ValueError):
-        return 0, 0
+        parsed = diff_parse(patch or "")
+    except DiffInvalid as exc:
+        lines = [DiffLine("meta", None, None, escape(str(exc)))]
+        lines += [DiffLine("ctx", None, None, escape(t)) for t in (patch or "").splitlines()]
+        return [DiffFile(path="(unreadable diff)", lines=lines[:max_lines])]
+    files = []
+    for parsed_file in parsed:
+        shown = DiffFile(
+            path=parsed_file.path, added=parsed_file.added, removed=parsed_file.removed
+        )
+        code = [ln.text for h in parsed_file.hunks for ln in h.lines if ln.kind != "meta"]
+        highlighted = iter(highlight_lines(parsed_file.path, code))
+        count = 0
+        for hunk in parsed_file.hunks:
+            rows = [DiffLine("hunk", None, None, escape(hunk.header))]
+            for ln in hunk.lines:
+                if ln.kind == "meta":
+                    rows.append(DiffLine("meta", None, None, escape(ln.text)))
+                else:
+                    rows.append(DiffLine(ln.kind, ln.old_no, ln.new_no, next(highlighted)))
+            for row in rows:
+                if count >= max_lines:
+                    shown.truncated = True
+                    break
+                shown.lines.append(row)
+                count += 1
+        if parsed_file.is_binary:
+            shown.lines.append(DiffLine("meta", None, None, escape("binary file")))
+        files.append(shown)
+    return files
 
 
 # --- run and stage summaries --------------------------------------------------------------

@@ -8,8 +8,6 @@ a repository that cannot be read comes back with `error` set instead of raising.
 
 from __future__ import annotations
 
-import os
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,14 +15,11 @@ from django.conf import settings
 from django.db.models import Q, QuerySet
 
 from runs.models import Artifact, Run, StageRun
+from swarm.git import GitError, GitMissing, GitTimeout, git_out
 
 GIT_TIMEOUT_S = 5.0
 RECENT_COMMITS = 8
 MAX_CHANGED_FILES = 200
-
-
-class GitError(Exception):
-    """git failed or timed out; the message is one line, safe to show."""
 
 
 @dataclass
@@ -75,26 +70,12 @@ class RepoHealth:
 
 
 def _git(path: Path, *args: str) -> str:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    env["GIT_TERMINAL_PROMPT"] = "0"
-    env["LC_ALL"] = "C"
     try:
-        proc = subprocess.run(
-            ["git", "-C", str(path), "--no-optional-locks", *args],
-            capture_output=True,
-            text=True,
-            timeout=GIT_TIMEOUT_S,
-            env=env,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        raise GitError(f"git {args[0]} took longer than {GIT_TIMEOUT_S:g} s") from None
-    except FileNotFoundError:
+        return git_out(path, *args, timeout=GIT_TIMEOUT_S)
+    except GitMissing:
         raise GitError("git is not installed") from None
-    if proc.returncode != 0:
-        first = (proc.stderr.strip().splitlines() or ["failed"])[0]
-        raise GitError(f"git {args[0]}: {first[:300]}")
-    return proc.stdout
+    except GitTimeout:
+        raise GitError(f"git {args[0]} took longer than {GIT_TIMEOUT_S:g} s") from None
 
 
 def _parse_branch_line(line: str, health: RepoHealth) -> None:

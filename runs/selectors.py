@@ -1,12 +1,16 @@
-"""Shared reads of run history."""
+"""Every read of run history an adapter needs (views, API, CLI, streams, consumers,
+checks): adapters call these and make no ORM queries of their own. Each function says how
+many queries it makes where that matters to a page.
+"""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Count, Max, Prefetch, Q, QuerySet
 
-from runs.models import Run, RunEvent
+from runs.models import Artifact, Run, RunEvent, StageRun
 
 
 def runs_visible_to(user) -> QuerySet[Run]:
@@ -18,6 +22,19 @@ def runs_visible_to(user) -> QuerySet[Run]:
     if not getattr(user, "is_authenticated", False):
         return runs.none()
     return runs.filter(owner=user)
+
+
+def run_visible(user, run_id: int, *, detail: bool = False) -> Run | None:
+    """The run if `user` may see it (with stages and artifacts prefetched for `detail`),
+    else None: another user's run does not exist for them."""
+    runs = runs_visible_to(user)
+    if detail:
+        runs = runs.prefetch_related("stages", "artifacts")
+    return runs.filter(pk=run_id).first()
+
+
+def run_is_visible(user, run_id: int) -> bool:
+    return runs_visible_to(user).filter(pk=run_id).exists()
 
 
 def run_get(run_id: int) -> Run:
@@ -63,3 +80,104 @@ def runs_filtered(runs: QuerySet[Run], filters: dict[str, Any]) -> QuerySet[Run]
     if filters.get("created_before"):
         runs = runs.filter(created_at__lt=filters["created_before"])
     return runs
+
+
+def runs_page(
+    runs: QuerySet[Run], before: tuple[Any, int] | None, *, size: int, stage_fields: tuple[str, ...]
+) -> tuple[list[Run], bool]:
+    """One keyset page of `runs`, newest first, strictly older than the `before` cursor
+    (created_at, id), with the stages (only `stage_fields`) prefetched in one query.
+    Returns (runs, has_more)."""
+    if before is not None:
+        when, pk = before
+        runs = runs.filter(Q(created_at__lt=when) | Q(created_at=when, pk__lt=pk))
+    runs = runs.order_by("-created_at", "-id").prefetch_related(
+        Prefetch("stages", queryset=StageRun.objects.only(*stage_fields).order_by("position"))
+    )
+    page = list(runs[: size + 1])
+    return page[:size], len(page) > size
+
+
+def run_stages(run_id: int, stage: str | None = None) -> list[StageRun]:
+    """A run's stages in run order (only `stage` when given)."""
+    stages = StageRun.objects.filter(run_id=run_id).order_by("position")
+    if stage is not None:
+        stages = stages.filter(stage=stage)
+    return list(stages)
+
+
+def stage_status(run_id: int, stage: str) -> str | None:
+    """The status of one stage of a run; None when the run does not include it."""
+    return (
+        StageRun.objects.filter(run_id=run_id, stage=stage).values_list("status", flat=True).first()
+    )
+
+
+def run_message_counts(run_id: int) -> dict[str, int]:
+    """Agent messages (stage.progress events) per stage, in one aggregate query."""
+    rows = (
+        RunEvent.objects.filter(run_id=run_id, kind="stage.progress")
+        .values("stage")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    return {row["stage"]: row["n"] for row in rows}
+
+
+def run_live(run_id: int) -> tuple[Run, list[StageRun], dict[str, int]]:
+    """The run (fresh), its stages and message counts: three queries. Raises
+    Run.DoesNotExist."""
+    run = Run.objects.select_related("owner").get(pk=run_id)
+    return run, run_stages(run_id), run_message_counts(run_id)
+
+
+def stage_messages(
+    run_id: int, stage: str | None = None, *, newest: int | None = None
+) -> list[RunEvent]:
+    """The agent messages (stage.progress events) of a run, or of one stage, in seq order;
+    with `newest`, only the last `newest` of them (one query either way)."""
+    events = RunEvent.objects.filter(run_id=run_id, kind="stage.progress")
+    if stage is not None:
+        events = events.filter(stage=stage)
+    if newest is None:
+        return list(events.order_by("seq"))
+    return list(events.order_by("-seq")[:newest])[::-1]
+
+
+def run_artifacts(run_id: int, stage: str | None = None) -> list[Artifact]:
+    """A run's artifacts in the order they were written (only `stage`'s when given)."""
+    artifacts = Artifact.objects.filter(run_id=run_id).order_by("id")
+    if stage is not None:
+        artifacts = artifacts.filter(stage=stage)
+    return list(artifacts)
+
+
+def run_artifact_named(run_id: int, name: str) -> Artifact | None:
+    return Artifact.objects.filter(run_id=run_id, name=name).order_by("id").first()
+
+
+def run_last_event(run_id: int) -> dict[str, Any] | None:
+    """{"seq", "kind"} of a run's newest event, or None before the first."""
+    return RunEvent.objects.filter(run_id=run_id).order_by("-seq").values("seq", "kind").first()
+
+
+def run_last_seq(run_id: int) -> int:
+    return RunEvent.objects.filter(run_id=run_id).aggregate(m=Max("seq"))["m"] or 0
+
+
+def run_status(run_id: int) -> str | None:
+    """A run's status; None when the run is gone."""
+    return Run.objects.filter(pk=run_id).values_list("status", flat=True).first()
+
+
+def runs_in_flight_count(user, statuses: tuple[str, ...]) -> int:
+    return Run.objects.filter(owner=user, status__in=statuses).count()
+
+
+def runs_created_since(user, since: datetime, limit: int) -> list[datetime]:
+    """When `user` created runs since `since`, newest first, at most `limit`."""
+    return list(
+        Run.objects.filter(owner=user, created_at__gte=since)
+        .order_by("-created_at")
+        .values_list("created_at", flat=True)[:limit]
+    )

@@ -20,20 +20,6 @@ def _rename(fields: dict, renames: dict[str, str]) -> dict:
     return fields
 
 
-class ErrorSerializer(serializers.Serializer):
-    """Every error body: `errors` (field -> messages) for a wrong request, `detail`
-    otherwise; 429 adds `limit`, `max` and `retry_after`, 503 adds `service`."""
-
-    detail = serializers.CharField(required=False)
-    errors = serializers.DictField(
-        child=serializers.ListField(child=serializers.CharField()), required=False
-    )
-    service = serializers.CharField(required=False)
-    limit = serializers.CharField(required=False)
-    max = serializers.IntegerField(required=False)
-    retry_after = serializers.IntegerField(required=False)
-
-
 # --- inputs ---------------------------------------------------------------------------------
 
 

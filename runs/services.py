@@ -19,8 +19,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from runs import events
+from runs.artifacts_store import output_dir_check
 from runs.dispatch import stages_dispatch
-from runs.execution import (
+from runs.lifecycle import (
     ACTIVE_RUN,
     DONE_STATUSES,
     run_advance,
@@ -30,27 +31,16 @@ from runs.execution import (
 )
 from runs.models import Run, StageRun
 from swarm.redact import redact
+from swarm.repo import repo_head
 from swarm.stages import ROLES, UnknownStageError, stage_dependencies, stage_get, stage_range
+from tekton_site.errors import FieldError, StateError
 
 logger = logging.getLogger("tekton.runs.services")
 
+# Older names, still imported by the CLI command.
+RunInputError, RunStateError = FieldError, StateError
+
 NOTE_MAX_CHARS = 8000
-
-
-class RunInputError(ValueError):
-    """A user mistake in a run request; `field` names the input at fault."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(message)
-        self.field = field
-        self.message = message
-
-    def __str__(self) -> str:
-        return self.message
-
-
-class RunStateError(Exception):
-    """The action is not allowed in the run's (or stage's) current state."""
 
 
 @dataclass
@@ -60,6 +50,7 @@ class RunPlan:
     profile_name: str
     stages: list[str]
     config: dict[str, Any] = field(default_factory=dict)
+    base_commit: str = ""  # HEAD when planned; "" for a repository with no commit
 
     def explain(self) -> dict[str, Any]:
         """What would run: stage order, dependencies, roles with models and backends."""
@@ -85,6 +76,7 @@ class RunPlan:
             )
         return {
             "profile": self.profile_name,
+            "base_commit": self.base_commit,
             "rounds": cfg.get("rounds"),
             "quorum": cfg.get("quorum"),
             "threshold": cfg.get("threshold"),
@@ -109,20 +101,20 @@ def _repo_check(repo_path: str | Path) -> Path:
     from swarm.repo import is_git_repo
 
     if not str(repo_path or "").strip():
-        raise RunInputError("repo_path", "a repository path is required")
+        raise FieldError("repo_path", "a repository path is required")
     raw = Path(str(repo_path)).expanduser()
     if not raw.exists():
-        raise RunInputError("repo_path", f"repository {raw} does not exist")
+        raise FieldError("repo_path", f"repository {raw} does not exist")
     path = raw.resolve()
     roots = [Path(r).expanduser().resolve() for r in settings.TEKTON_REPO_ROOTS]
     if not any(path == root or path.is_relative_to(root) for root in roots):
         listed = ", ".join(str(r) for r in roots) or "(none configured)"
-        raise RunInputError(
+        raise FieldError(
             "repo_path",
             f"repository {path} is outside the allowed roots ({listed}); set TEKTON_REPO_ROOTS to allow it",
         )
     if not path.is_dir() or not is_git_repo(path):
-        raise RunInputError("repo_path", f"{path} is not a git repository")
+        raise FieldError("repo_path", f"{path} is not a git repository")
     return path
 
 
@@ -139,16 +131,16 @@ def run_plan(
 ) -> RunPlan:
     """Validate a run request and freeze its configuration. Writes nothing.
 
-    Raises RunInputError with field goal, stage_from, stage_to, repo_path, profile, model,
+    Raises FieldError with field goal, stage_from, stage_to, repo_path, profile, model,
     consensus_free (or llm_backend) naming the mistake.
     """
-    from config_profiles.services import ProfileError, profile_get, profile_resolve
+    from config_profiles.services import profile_get, profile_resolve
 
     goal = (goal or "").strip()
     if not goal:
-        raise RunInputError("goal", "the goal is empty; say what the run should achieve")
+        raise FieldError("goal", "the goal is empty; say what the run should achieve")
     if len(goal) > settings.TEKTON_GOAL_MAX_CHARS:
-        raise RunInputError(
+        raise FieldError(
             "goal",
             f"the goal is {len(goal):,} characters; the limit is {settings.TEKTON_GOAL_MAX_CHARS:,}",
         )
@@ -156,25 +148,27 @@ def run_plan(
         try:
             stage_get(name)
         except UnknownStageError as exc:
-            raise RunInputError(fld, str(exc)) from None
+            raise FieldError(fld, str(exc)) from None
     try:
         stages = stage_range(stage_from, stage_to)
     except ValueError as exc:
-        raise RunInputError("stage_to", str(exc)) from None
+        raise FieldError("stage_to", str(exc)) from None
     path = _repo_check(repo_path)
-    try:
-        profile = profile_get(name=profile_name)
-        config = profile_resolve(
-            profile=profile,
-            stages=stages,
-            model=model,
-            consensus_free=list(consensus_free) if consensus_free else None,
-            record_path=str(record_path) if record_path else None,
-        )
-    except ProfileError as exc:
-        raise RunInputError(exc.field, exc.message) from None
+    profile = profile_get(name=profile_name)
+    config = profile_resolve(
+        profile=profile,
+        stages=stages,
+        model=model,
+        consensus_free=list(consensus_free) if consensus_free else None,
+        record_path=str(record_path) if record_path else None,
+    )
     return RunPlan(
-        goal=goal, repo_path=str(path), profile_name=profile.name, stages=stages, config=config
+        goal=goal,
+        repo_path=str(path),
+        profile_name=profile.name,
+        stages=stages,
+        config=config,
+        base_commit=repo_head(path) or "",
     )
 
 
@@ -195,8 +189,9 @@ def run_create(
 ) -> Run:
     """Create a queued run with one queued StageRun per selected stage and, on commit,
     dispatch the first ready stage(s) when `dispatch`. `output_dir` (created if missing)
-    also receives every artifact and diamond_summary.json. Raises RunInputError; on error
-    nothing is created."""
+    also receives every artifact and diamond_summary.json (it must not hold another run's).
+    The run gets its uid and the namespace it lives in, and the repository's HEAD is frozen
+    as its base commit. Raises FieldError; on error nothing is created."""
     plan = run_plan(
         goal=goal,
         repo_path=repo_path,
@@ -207,19 +202,12 @@ def run_create(
         model=model,
         record_path=record_path,
     )
-    out = ""
-    if output_dir:
-        out_path = Path(str(output_dir)).expanduser().resolve()
-        try:
-            out_path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise RunInputError(
-                "output_dir", f"cannot create output directory {out_path}: {exc.strerror}"
-            ) from None
-        out = str(out_path)
+    out = str(output_dir_check(output_dir)) if output_dir else ""
     run = Run.objects.create(
+        namespace=settings.TEKTON_NAMESPACE,
         goal=redact(plan.goal),
         repo_path=plan.repo_path,
+        base_commit=plan.base_commit,
         profile_name=plan.profile_name,
         config=plan.config,
         stage_from=plan.stages[0],
@@ -243,10 +231,10 @@ def _stage(run: Run, stage: str) -> StageRun:
     try:
         stage_get(stage)
     except UnknownStageError as exc:
-        raise RunInputError("stage", str(exc)) from None
+        raise FieldError("stage", str(exc)) from None
     found = StageRun.objects.select_for_update().filter(run=run, stage=stage).first()
     if found is None:
-        raise RunInputError("stage", f"run {run.pk} does not include stage {stage!r}")
+        raise FieldError("stage", f"run {run.pk} does not include stage {stage!r}")
     return found
 
 
@@ -259,10 +247,10 @@ def _refresh(run: Run) -> Run:
 def run_cancel(*, run: Run, by=None) -> Run:
     """Cancel a queued, running or blocked run. Queued and blocked stages are cancelled now; a
     running stage notices at its next heartbeat and stops. Records run.cancelled.
-    Raises RunStateError for a finished run."""
+    Raises StateError for a finished run."""
     locked = _locked(run)
     if locked.status not in (Run.Status.QUEUED, Run.Status.RUNNING, Run.Status.BLOCKED):
-        raise RunStateError(f"run {run.pk} is already {locked.status}; nothing to cancel")
+        raise StateError(f"run {run.pk} is already {locked.status}; nothing to cancel")
     reason = f"cancelled by {_who(by)}"
     now = timezone.now()
     Run.objects.filter(pk=run.pk).update(
@@ -282,11 +270,11 @@ def run_resume(*, run: Run, by=None) -> Run:
     """Continue a failed, cancelled or blocked run from its first unfinished stage. Stages
     that succeeded or were skipped are kept with their artifacts (never run or written
     again); every other stage goes back to queued with attempt 0. Records run.resumed and
-    dispatches the ready stages on commit. Raises RunStateError for a queued, running or
+    dispatches the ready stages on commit. Raises StateError for a queued, running or
     succeeded run."""
     locked = _locked(run)
     if locked.status not in (Run.Status.FAILED, Run.Status.CANCELLED, Run.Status.BLOCKED):
-        raise RunStateError(
+        raise StateError(
             f"run {run.pk} is {locked.status}; only failed, cancelled or blocked runs resume"
         )
     pending = StageRun.objects.filter(run=run).exclude(status__in=DONE_STATUSES)
@@ -333,11 +321,11 @@ def stage_approve(*, run: Run, stage: str, by=None) -> Run:
     """Accept a blocked stage anyway: its draft artifact (and patch) becomes the real
     artifact and the stage succeeds; with no valid draft artifact the stage is skipped
     ("approved without artifact by <user>"). Records stage.approved; the run goes on.
-    Raises RunStateError when the stage is not blocked, RunInputError for a bad stage."""
+    Raises StateError when the stage is not blocked, FieldError for a bad stage."""
     locked = _locked(run)
     row = _stage(locked, stage)
     if row.status != StageRun.Status.BLOCKED or locked.status != Run.Status.BLOCKED:
-        raise RunStateError(
+        raise StateError(
             f"stage {stage} of run {run.pk} is {row.status} (run {locked.status}); only a blocked stage can be approved"
         )
     who = _who(by)
@@ -369,20 +357,20 @@ def stage_retry(*, run: Run, stage: str, note: str, by=None) -> Run:
     """Run a blocked or failed stage again with a person's note (it goes into the stage's
     prompts). The stage goes back to queued with attempt 0; in a failed or cancelled run
     the other failed or cancelled stages are queued again too, so the run can finish.
-    Records stage.retried; the run goes on. Raises RunStateError / RunInputError."""
+    Records stage.retried; the run goes on. Raises StateError / FieldError."""
     locked = _locked(run)
     row = _stage(locked, stage)
     if row.status not in (StageRun.Status.BLOCKED, StageRun.Status.FAILED):
-        raise RunStateError(
+        raise StateError(
             f"stage {stage} of run {run.pk} is {row.status}; only a blocked or failed stage can be retried"
         )
     if locked.status not in (Run.Status.BLOCKED, Run.Status.FAILED):
-        raise RunStateError(
+        raise StateError(
             f"run {run.pk} is {locked.status}; only a blocked or failed run can retry a stage"
         )
     note = redact((note or "").strip())
     if len(note) > NOTE_MAX_CHARS:
-        raise RunInputError(
+        raise FieldError(
             "note", f"the note is {len(note):,} characters; the limit is {NOTE_MAX_CHARS:,}"
         )
     reset = {
@@ -413,10 +401,10 @@ def stage_retry(*, run: Run, stage: str, note: str, by=None) -> Run:
 @transaction.atomic
 def run_abort(*, run: Run, by=None) -> Run:
     """Give up on a blocked run: it is cancelled with a reason saying it was aborted, and its
-    blocked and queued stages are cancelled. Raises RunStateError unless the run is blocked."""
+    blocked and queued stages are cancelled. Raises StateError unless the run is blocked."""
     locked = _locked(run)
     if locked.status != Run.Status.BLOCKED:
-        raise RunStateError(f"run {run.pk} is {locked.status}; only a blocked run can be aborted")
+        raise StateError(f"run {run.pk} is {locked.status}; only a blocked run can be aborted")
     blocked = list(
         StageRun.objects.filter(run=run, status=StageRun.Status.BLOCKED).values_list(
             "stage", flat=True

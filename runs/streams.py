@@ -31,8 +31,8 @@ from rest_framework.views import APIView
 
 from runs.event_hub import HEARTBEAT, event_dict, hub
 from runs.events import FINAL_KINDS
-from runs.models import Run, RunEvent
-from runs.selectors import run_events_after, runs_visible_to
+from runs.models import Run
+from runs.selectors import run_events_after, run_last_event, runs_visible_to
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -178,7 +178,7 @@ class RunEventsApi(APIView):
     def _stream(self, request, run: Run, after: int):
         resume = _last_event_id(request)
         after = after if resume is None else resume
-        last = RunEvent.objects.filter(run_id=run.pk).order_by("-seq").values("seq", "kind").first()
+        last = run_last_event(run.pk)
         if run.is_finished and last is not None and last["kind"] in FINAL_KINDS:
             if after >= last["seq"]:
                 return Response(status=204)

@@ -14,24 +14,30 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db.models import Count, Prefetch, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from config_profiles.models import Profile
+from config_profiles.selectors import profile_names
 from runs import render as show
-from runs.artifacts_store import artifact_path
+from runs.artifacts_store import artifact_bytes
 from runs.forms import RunFilterForm, RunLaunchForm, StageRetryForm
-from runs.health import ServiceUnavailable, services_check
-from runs.models import Artifact, Run, RunEvent, StageRun
+from runs.health import services_check
+from runs.models import Artifact, Run, StageRun
 from runs.repo_health import repo_health, repos_targeted, reviews_outstanding
-from runs.selectors import runs_filtered, runs_visible_to
+from runs.selectors import (
+    run_artifacts,
+    run_live,
+    run_message_counts,
+    run_stages,
+    runs_filtered,
+    runs_page,
+    runs_visible_to,
+    stage_messages,
+)
 from runs.services import (
-    RunInputError,
-    RunStateError,
     run_abort,
     run_cancel,
     run_create,
@@ -41,6 +47,7 @@ from runs.services import (
     stage_retry,
 )
 from swarm.stages import PATCH_FILE, STAGE_NAMES
+from tekton_site.errors import FieldError, ServiceUnavailable, StateError
 
 PAGE_SIZE = 25
 # Fields the list and the strip need; the frozen config is read for the quorum only.
@@ -63,24 +70,11 @@ _STAGE_FIELDS = (
 
 
 def _profiles() -> list[str]:
-    return list(Profile.objects.order_by("name").values_list("name", flat=True))
+    return profile_names()
 
 
 def _cursor(run: Run) -> str:
     return f"{run.created_at.isoformat()},{run.pk}"
-
-
-def runs_page(runs: QuerySet[Run], before: tuple[Any, int] | None) -> tuple[list[Run], bool]:
-    """One keyset page of `runs`, newest first, strictly older than the `before` cursor
-    (created_at, id); with the stages prefetched in one query. Returns (runs, has_more)."""
-    if before is not None:
-        when, pk = before
-        runs = runs.filter(Q(created_at__lt=when) | Q(created_at=when, pk__lt=pk))
-    runs = runs.order_by("-created_at", "-id").prefetch_related(
-        Prefetch("stages", queryset=StageRun.objects.only(*_STAGE_FIELDS).order_by("position"))
-    )
-    page = list(runs[: PAGE_SIZE + 1])
-    return page[:PAGE_SIZE], len(page) > PAGE_SIZE
 
 
 def _run_rows(runs: list[Run]) -> list[dict[str, Any]]:
@@ -108,7 +102,7 @@ def _list_context(request: HttpRequest, launch_form: RunLaunchForm | None = None
         data = filters.cleaned_data
         runs = runs_filtered(runs, data)
         before = data.get("before")
-    page, has_more = runs_page(runs, before)
+    page, has_more = runs_page(runs, before, size=PAGE_SIZE, stage_fields=_STAGE_FIELDS)
     query = {k: v for k, v in request.GET.items() if k != "before" and v}
     known_repos = repos_targeted(visible)
     if launch_form is None:
@@ -159,7 +153,7 @@ def run_launch_view(request: HttpRequest) -> HttpResponse:
                 if request.htmx:
                     return HttpResponseClientRedirect(url)
                 return redirect(url)
-        except RunInputError as exc:
+        except FieldError as exc:
             form.add_service_error(exc.field, exc.message)
         except ServiceUnavailable as exc:
             form.add_error(None, exc.message)
@@ -178,16 +172,6 @@ def _launcher_extra(request: HttpRequest) -> dict[str, Any]:
 
 def _visible_run(request: HttpRequest, run_id: int) -> Run:
     return get_object_or_404(runs_visible_to(request.user), pk=run_id)
-
-
-def _message_counts(run_id: int) -> dict[str, int]:
-    rows = (
-        RunEvent.objects.filter(run_id=run_id, kind="stage.progress")
-        .values("stage")
-        .annotate(n=Count("id"))
-        .order_by()
-    )
-    return {row["stage"]: row["n"] for row in rows}
 
 
 def _default_stage(stages: list[StageRun]) -> str:
@@ -221,9 +205,7 @@ def run_live_context(run: Run, stages: list[StageRun], counts: dict[str, int]) -
 
 def run_live_load(run_id: int) -> tuple[Run, list[StageRun], dict[str, int]]:
     """The run (fresh), its stages and message counts: three queries."""
-    run = Run.objects.select_related("owner").get(pk=run_id)
-    stages = list(StageRun.objects.filter(run_id=run_id).order_by("position"))
-    return run, stages, _message_counts(run_id)
+    return run_live(run_id)
 
 
 TRANSCRIPT_LIMIT = 150  # agent messages of one stage shown on the run page
@@ -232,14 +214,13 @@ TRANSCRIPT_LIMIT = 150  # agent messages of one stage shown on the run page
 def _stage_panel_context(run: Run, stage: StageRun | None) -> dict[str, Any]:
     if stage is None:
         return {"panel": None}
-    messages = RunEvent.objects.filter(run_id=run.pk, kind="stage.progress", stage=stage.stage)
     # The newest messages of the stage, in order; a stage retried many times could otherwise
     # put thousands of messages on one page. The API serves the whole transcript.
-    events = list(messages.order_by("-seq")[: TRANSCRIPT_LIMIT + 1])[::-1]
+    events = stage_messages(run.pk, stage.stage, newest=TRANSCRIPT_LIMIT + 1)
     transcript_cut = len(events) > TRANSCRIPT_LIMIT
     if transcript_cut:
         events = events[1:]
-    artifacts = {a.kind: a for a in Artifact.objects.filter(run=run, stage=stage.stage)}
+    artifacts = {a.kind: a for a in run_artifacts(run.pk, stage.stage)}
     json_artifact = artifacts.get(Artifact.Kind.JSON)
     content = json_artifact.content if json_artifact else None
     draft = stage.draft if isinstance(stage.draft, dict) else {}
@@ -251,7 +232,7 @@ def _stage_panel_context(run: Run, stage: StageRun | None) -> dict[str, Any]:
     if patch is not None:
         patch.run = run
         try:
-            patch_text = artifact_path(patch).read_text(encoding="utf-8", errors="replace")
+            patch_text = artifact_bytes(patch).decode("utf-8", errors="replace")
         except (OSError, ValueError) as exc:
             patch_error = f"the patch file cannot be read: {exc.__class__.__name__}"
     elif is_draft and draft.get("patch"):
@@ -293,11 +274,11 @@ def run_detail_view(request: HttpRequest, run_id: int) -> HttpResponse:
     transcript, artifact, diff and, when blocked, the approve / retry / abort forms.
     htmx partials: #stage-panel, #stage-list, #run-header."""
     run = _visible_run(request, run_id)
-    stages = list(StageRun.objects.filter(run=run).order_by("position"))
+    stages = run_stages(run.pk)
     wanted = request.GET.get("stage") or _default_stage(stages)
     selected = next((s for s in stages if s.stage == wanted), None)
     context = {
-        **run_live_context(run, stages, _message_counts(run.pk)),
+        **run_live_context(run, stages, run_message_counts(run.pk)),
         **_stage_panel_context(run, selected),
         "selected": wanted,
         "unknown_stage": None if selected else wanted,
@@ -316,7 +297,7 @@ def _back(run: Run, stage: str = "") -> HttpResponse:
 def _act(request: HttpRequest, run: Run, done: str, fn, **kwargs) -> None:
     try:
         fn(run=run, by=request.user, **kwargs)
-    except (RunStateError, RunInputError) as exc:
+    except (StateError, FieldError) as exc:
         messages.error(request, str(exc))
     else:
         messages.success(request, done)

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import copy
 import functools
-import re
 from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from swarm.diffs import DiffInvalid, diff_paths
 from swarm.stages import STAGE_NAMES, UnknownStageError
 
 Confidence = Field(ge=0.0, le=1.0)
@@ -102,21 +102,6 @@ class BacklogArtifact(_Artifact):
 
 
 # --- 4 code -------------------------------------------------------------------------------
-_DIFF_TARGET = re.compile(r"^\+\+\+ (?:b/)?(.+?)\s*$", re.MULTILINE)
-_DIFF_SOURCE = re.compile(r"^--- (?:a/)?(.+?)\s*$", re.MULTILINE)
-
-
-def diff_paths(diff: str) -> list[str]:
-    """The paths a unified diff touches (new name, or old name for a deletion), in order."""
-    paths: list[str] = []
-    sources = _DIFF_SOURCE.findall(diff)
-    for i, target in enumerate(_DIFF_TARGET.findall(diff)):
-        path = target if target != "/dev/null" else (sources[i] if i < len(sources) else target)
-        if path not in paths:
-            paths.append(path)
-    return paths
-
-
 class CodeArtifact(_Artifact):
     diff: str  # unified diff text; empty only when files_changed is empty too
     files_changed: list[str]
@@ -133,7 +118,10 @@ class CodeArtifact(_Artifact):
             return self
         if "\n+++ " not in "\n" + self.diff or "@@" not in self.diff:
             raise ValueError("diff is not a unified diff (needs ---/+++ headers and @@ hunks)")
-        in_diff = set(diff_paths(self.diff))
+        try:
+            in_diff = set(diff_paths(self.diff))
+        except DiffInvalid as exc:
+            raise ValueError(str(exc)) from None
         if set(self.files_changed) != in_diff:
             raise ValueError(
                 f"files_changed {sorted(self.files_changed)} does not match the diff's files "

@@ -30,8 +30,6 @@ the events and the patch never carry a secret.
 from __future__ import annotations
 
 import asyncio
-import json
-import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -57,13 +55,13 @@ from swarm.context import (
 )
 from swarm.events import AgentMessage, EngineEvent, LlmCallDone
 from swarm.providers.base import Completion, CompletionRequest, Message
+from swarm.providers.jsontext import JsonTextError, json_from_text
 from swarm.redact import redact
 from swarm.repo import patch_check as git_patch_check
 from swarm.stages import DEBATER_ROLES, stage_get
 
 PatchCheck = Callable[[str, str], tuple[bool, str]]
 _EPS = 1e-9  # approval exactly at the quorum (2/3 from floats) must pass
-_FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
 
 
 class Completer(Protocol):
@@ -112,20 +110,13 @@ def _parse_json(completion: Completion) -> Any:
     """The JSON object an answer holds; ArtifactInvalid when there is none."""
     if isinstance(completion.parsed, dict):
         return completion.parsed
-    text = completion.text.strip()
-    if fenced := _FENCE.match(text):
-        text = fenced.group(1)
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        # Models sometimes wrap the object in a sentence; take the outermost braces.
-        start, end = text.find("{"), text.rfind("}")
-        if 0 <= start < end:
-            try:
-                return json.loads(text[start : end + 1])
-            except json.JSONDecodeError:
-                pass
-        raise ArtifactInvalid(f"answer is not JSON ({exc.msg} at position {exc.pos})") from None
+        value = json_from_text(completion.text)
+    except JsonTextError as exc:
+        raise ArtifactInvalid(str(exc)) from None
+    if not isinstance(value, dict):
+        raise ArtifactInvalid(f"answer is JSON but not an object (got {type(value).__name__})")
+    return value
 
 
 def _names(roles: list[str]) -> str:

@@ -198,7 +198,7 @@ _TRANSCRIPT = re.compile(
 def context_extract(messages: list[Message] | tuple[Message, ...]) -> dict[str, Any] | None:
     """The context block of the first user message that has one (None if absent)."""
     for m in messages:
-        if m.role == "user" and (found := _BLOCK.search(m.content)):
+        if m.role == "user" and (found := _BLOCK.search(m.text)):
             try:
                 data = json.loads(found.group(1))
             except json.JSONDecodeError:
@@ -209,7 +209,7 @@ def context_extract(messages: list[Message] | tuple[Message, ...]) -> dict[str, 
 
 def transcript_extract(messages: list[Message] | tuple[Message, ...]) -> list[dict[str, Any]]:
     for m in messages:
-        if m.role == "user" and (found := _TRANSCRIPT.search(m.content)):
+        if m.role == "user" and (found := _TRANSCRIPT.search(m.text)):
             try:
                 data = json.loads(found.group(1))
             except json.JSONDecodeError:

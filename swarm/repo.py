@@ -6,17 +6,16 @@ changes the repository.
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections import Counter
 from pathlib import Path, PurePosixPath
 
 from swarm.context import RepoFacts
+from swarm.git import GitError, git_run
 
 FILES_CAP = 500
 TEST_PATHS_CAP = 50
 README_CHARS = 1500
-GIT_TIMEOUT_S = 30.0
 
 _LANGUAGES = {
     ".py": "Python", ".pyi": "Python", ".js": "JavaScript", ".mjs": "JavaScript",
@@ -39,22 +38,10 @@ class RepoError(Exception):
 def _git(
     path: str | Path, *args: str, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    # LC_ALL=C keeps git's messages parseable; no prompt may ever wait for a person.
-    env = {**os.environ, "LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0"}
     try:
-        return subprocess.run(
-            ["git", "-c", "core.quotepath=off", *args],
-            cwd=str(path),
-            input=stdin,
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=GIT_TIMEOUT_S,
-        )
-    except FileNotFoundError as exc:
-        raise RepoError(f"cannot run git in {path}: {exc.strerror}") from None
-    except subprocess.TimeoutExpired:
-        raise RepoError(f"git {args[0]} timed out after {GIT_TIMEOUT_S:.0f}s in {path}") from None
+        return git_run(path, *args, stdin=stdin)
+    except GitError as exc:
+        raise RepoError(str(exc)) from None
 
 
 def _toplevel(path: Path) -> Path | None:
@@ -178,6 +165,12 @@ def repo_facts(path: str | Path) -> RepoFacts:
         test_paths=_test_paths(files),
         readme_excerpt=_readme(p),
     )
+
+
+def repo_head(path: str | Path) -> str | None:
+    """The commit HEAD points at, or None for a repository with no commit yet."""
+    proc = _git(path, "rev-parse", "-q", "--verify", "HEAD^{commit}")
+    return proc.stdout.strip() or None if proc.returncode == 0 else None
 
 
 def patch_check(repo_path: str | Path, diff: str) -> tuple[bool, str]:

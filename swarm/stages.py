@@ -170,6 +170,14 @@ def stage_dependencies(
     return tuple(d for d in stage_get(name).depends_on if d in selected)
 
 
-def stage_predecessors(name: str) -> tuple[str, ...]:
-    """Every stage before `name` in run order: the artifacts it may read."""
-    return STAGE_NAMES[: stage_get(name).index - 1]
+def stage_ancestors(name: str) -> tuple[str, ...]:
+    """The stages `name` depends on, directly or through them, in run order: the artifacts
+    it reads. threat's are code's and code's own (never review's, which runs beside it)."""
+    found: set[str] = set()
+    todo = list(stage_get(name).depends_on)
+    while todo:
+        dep = todo.pop()
+        if dep not in found:
+            found.add(dep)
+            todo.extend(stage_get(dep).depends_on)
+    return tuple(s for s in STAGE_NAMES if s in found)

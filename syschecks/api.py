@@ -17,9 +17,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from runs.selectors import run_repositories_recent
-from runs.serializers import ErrorSerializer
 from syschecks.registry import STATUSES
 from syschecks.services import checks_run, checks_summary
+from tekton_site.api_errors import ErrorSerializer
 
 CACHE_SECONDS = 30
 RECENT_RUNS = 50  # how far back to look for repositories

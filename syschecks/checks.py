@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 
+from swarm.git import GitMissing, GitTimeout, git_run
 from syschecks.registry import CheckContext, CheckResult, register
 
 # Every network probe gives up after this long, so a down service costs at most this.
@@ -447,15 +448,7 @@ def _nearest_existing(path: Path) -> Path | None:
 
 
 def _git(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0"}
-    return subprocess.run(
-        ["git", "-c", "core.quotepath=off", *args],
-        cwd=str(path),
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=GIT_TIMEOUT_S,
-    )
+    return git_run(path, *args, timeout=GIT_TIMEOUT_S)
 
 
 def _first_line(text: str) -> str:
@@ -516,13 +509,13 @@ def repository_result(raw_path: str) -> CheckResult:
                 f"git status failed in {path}: {_first_line(status.stderr)}",
                 "Repair the repository (git fsck) or give another path.",
             )
-    except subprocess.TimeoutExpired:
+    except GitTimeout:
         return result(
             "warn",
             f"git took longer than {GIT_TIMEOUT_S:g} s in {path}",
             "A very large or networked repository; runs still work but start slower.",
         )
-    except FileNotFoundError:
+    except GitMissing:
         return result("error", "git is not installed", "Install git (apt-get install git).")
     changed = [line for line in status.stdout.splitlines() if line.strip()]
     if changed:

@@ -2,7 +2,7 @@
 
 Every 4xx body is either {"errors": {"<field>": ["message", ...]}} (the request was wrong,
 field by field) or {"detail": "message", ...} (anything else). Service errors:
-RunInputError / ProfileError -> 400 naming the API's field, RunStateError -> 409,
+FieldError / FieldError -> 400 naming the API's field, StateError -> 409,
 ServiceUnavailable -> 503 {"detail", "service"}. An unexpected exception is logged and
 answered with a JSON 500, never a traceback.
 """
@@ -14,14 +14,12 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, JsonResponse
-from rest_framework import exceptions, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
-from config_profiles.services import ProfileError
-from runs.health import ServiceUnavailable
-from runs.services import RunInputError, RunStateError
 from swarm.redact import redact
+from tekton_site.errors import FieldError, ServiceUnavailable, StateError
 
 logger = logging.getLogger("tekton.api")
 
@@ -51,6 +49,41 @@ class LimitExceeded(exceptions.Throttled):
         self.maximum = maximum
 
 
+class ErrorSerializer(serializers.Serializer):
+    """Every error body: `errors` (field -> messages) for a wrong request, `detail`
+    otherwise; 429 adds `limit`, `max` and `retry_after`, 503 adds `service`."""
+
+    detail = serializers.CharField(required=False)
+    errors = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()), required=False
+    )
+    service = serializers.CharField(required=False)
+    limit = serializers.CharField(required=False)
+    max = serializers.IntegerField(required=False)
+    retry_after = serializers.IntegerField(required=False)
+
+
+# What each error status means, as the OpenAPI document says it; an API overrides the
+# wording of the ones whose meaning is its own (404: "no such profile").
+ERROR_TEXTS = {
+    400: "The request is wrong: `errors` names each field and its problem.",
+    401: "No credentials, or a wrong or revoked token.",
+    403: "Authenticated, but not allowed (staff only, or CSRF missing on a session write).",
+    404: "Not found, or not yours.",
+    409: "Not allowed in the current state.",
+    429: "A per-user limit was reached: `limit` says which; see the Retry-After header.",
+    503: "A service the request needs is down: `service` says which.",
+}
+
+
+def error_responses(*codes: int, texts: dict[int, str] | None = None) -> dict[int, Any]:
+    """The documented error answers of an operation, each with the ErrorSerializer shape."""
+    from drf_spectacular.utils import OpenApiResponse
+
+    wording = ERROR_TEXTS | (texts or {})
+    return {code: OpenApiResponse(ErrorSerializer, description=wording[code]) for code in codes}
+
+
 def field_errors(field: str, message: str) -> dict[str, Any]:
     return {"errors": {FIELD_NAMES.get(field, field): [redact(message)]}}
 
@@ -75,9 +108,9 @@ def _flatten(detail: Any, prefix: str = "") -> dict[str, list[str]]:
 
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    if isinstance(exc, RunInputError | ProfileError):
+    if isinstance(exc, FieldError | FieldError):
         return Response(field_errors(exc.field, exc.message), status=status.HTTP_400_BAD_REQUEST)
-    if isinstance(exc, RunStateError):
+    if isinstance(exc, StateError):
         return Response({"detail": redact(str(exc))}, status=status.HTTP_409_CONFLICT)
     if isinstance(exc, ServiceUnavailable):
         return Response(

@@ -7,6 +7,7 @@ PostgreSQL, REDIS_URL (or CELERY_BROKER_URL) selects Celery workers and channels
 """
 
 import os
+import re
 from pathlib import Path
 
 import dj_database_url
@@ -45,6 +46,16 @@ def env_float(name: str, default: float) -> float:
 
 
 DEBUG = env_bool("TEKTON_DEBUG", False)
+# Every name Tekton shares with other installations (branches, artifact folders, Redis
+# keys, the Celery queue, channel-layer groups, index collections) starts from this, so
+# two installations on one Redis, Milvus or data directory never see each other's data.
+# Letters, digits and underscores only: it must be valid in all of those.
+TEKTON_NAMESPACE = os.environ.get("TEKTON_NAMESPACE", "").strip() or "tekton"
+if not re.fullmatch(r"[a-z][a-z0-9_]{0,39}", TEKTON_NAMESPACE):
+    raise ImproperlyConfigured(
+        "TEKTON_NAMESPACE must be 1-40 lowercase letters, digits or underscores, starting "
+        f"with a letter; got {TEKTON_NAMESPACE!r}"
+    )
 TEKTON_DATA_DIR = Path(os.environ.get("TEKTON_DATA_DIR") or BASE_DIR / "var").resolve()
 
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
@@ -156,7 +167,7 @@ TEKTON_STAGE_MAX_ATTEMPTS = 3
 # Inline mode only: False runs dispatched stages synchronously in the caller's thread
 # (tests); True runs them in a background thread (the web process, the CLI).
 TEKTON_INLINE_THREADS = env_bool("TEKTON_INLINE_THREADS", True)
-TEKTON_QUEUE = os.environ.get("TEKTON_QUEUE", "tekton")
+TEKTON_QUEUE = os.environ.get("TEKTON_QUEUE") or TEKTON_NAMESPACE
 
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
@@ -175,7 +186,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     # Redelivery of a message whose worker died; the claim + heartbeat guard makes an
     # early redelivery of a live stage harmless, and the sweeper covers the rest.
     "visibility_timeout": env_int("TEKTON_VISIBILITY_TIMEOUT", 3600),
-    "global_keyprefix": os.environ.get("TEKTON_REDIS_PREFIX", "tekton:"),
+    "global_keyprefix": os.environ.get("TEKTON_REDIS_PREFIX") or f"{TEKTON_NAMESPACE}:",
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
@@ -183,7 +194,11 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": "tekton:asgi", "capacity": 1000},
+            "CONFIG": {
+                "hosts": [REDIS_URL],
+                "prefix": f"{TEKTON_NAMESPACE}:asgi",
+                "capacity": 1000,
+            },
         }
     }
 else:

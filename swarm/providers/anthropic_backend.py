@@ -1,7 +1,18 @@
 """Anthropic Messages API through the official `anthropic` SDK.
 
-Structured output is a forced tool call: the schema becomes the only tool's input_schema
-and tool_choice names it, so the answer arrives as an already-parsed tool input.
+Structured output is a forced tool call: the schema becomes the input_schema of an answer
+tool and tool_choice names it, so the answer arrives as an already-parsed tool input.
+With tools of the caller's on the request as well, the answer tool is one more tool and
+tool_choice is "any": the model either calls a real tool or gives its answer.
+
+Streaming (`request.on_delta`) goes through `messages.stream`: text deltas, and the
+answer tool's JSON as it is written, reach the callback; a stream that ends before
+`message_stop` is a ProviderTransientError, never a half answer.
+
+Cache hints put `cache_control: {"type": "ephemeral"}` breakpoints at the end of the
+system prompt and on the last message of the request's stable prefix; usage reports
+cache reads and writes, which Anthropic counts apart from `input_tokens` and Usage
+counts inside it.
 """
 
 from __future__ import annotations
@@ -16,17 +27,42 @@ from collections.abc import Mapping
 from typing import Any
 
 from swarm.providers.base import (
+    STOP_END,
+    STOP_MAX_TOKENS,
+    STOP_OTHER,
+    STOP_REFUSAL,
+    STOP_TOOL_CALLS,
     Completion,
     CompletionRequest,
+    Message,
     NoRouteError,
+    ProviderBadRequest,
     ProviderError,
     ProviderResponseError,
+    ProviderTransientError,
+    StreamDelta,
+    TextBlock,
+    ToolCall,
+    ToolResult,
     Usage,
+    tools_check,
 )
-from swarm.providers.retry import sdk_error_map
+from swarm.providers.capabilities import DEFAULT_STORE, Capabilities, CapabilityStore
+from swarm.providers.jsontext import json_from_text, schema_instruction
+from swarm.providers.retry import sdk_error_map, sdk_stream_error_map
+from swarm.providers.streaming import DeltaSink, StreamCallbackError
+from swarm.redact import redact
 
 DEFAULT_KEY_ENV = "ANTHROPIC_API_KEY"
 _TOOL_NAME_BAD = re.compile(r"[^A-Za-z0-9_-]")
+EPHEMERAL = {"type": "ephemeral"}
+_STOP_REASONS = {
+    "end_turn": STOP_END,
+    "stop_sequence": STOP_END,
+    "tool_use": STOP_TOOL_CALLS,
+    "max_tokens": STOP_MAX_TOKENS,
+    "refusal": STOP_REFUSAL,
+}
 
 
 def anthropic_model_id(model: str) -> str:
@@ -37,10 +73,54 @@ def anthropic_model_id(model: str) -> str:
     return re.sub(r"(\d)\.(\d)", r"\1-\2", model)
 
 
+def _content(message: Message) -> str | list[dict[str, Any]]:
+    if isinstance(message.content, str):
+        return message.content
+    # Anthropic wants a user turn's tool_result blocks before any text.
+    results = [b for b in message.content if isinstance(b, ToolResult)]
+    others = [b for b in message.content if not isinstance(b, ToolResult)]
+    blocks: list[dict[str, Any]] = []
+    for b in (*results, *others):
+        if isinstance(b, ToolResult):
+            block: dict[str, Any] = {
+                "type": "tool_result",
+                "tool_use_id": b.call_id,
+                "content": b.content,
+            }
+            if b.is_error:
+                block["is_error"] = True
+            blocks.append(block)
+        elif isinstance(b, ToolCall):
+            blocks.append({"type": "tool_use", "id": b.id, "name": b.name, "input": b.arguments})
+        elif isinstance(b, TextBlock) and b.text:  # the API refuses empty text blocks
+            blocks.append({"type": "text", "text": b.text})
+    return blocks
+
+
+def _with_breakpoint(content: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
+    blocks = [{"type": "text", "text": content}] if isinstance(content, str) else list(content)
+    if blocks:
+        blocks[-1] = {**blocks[-1], "cache_control": EPHEMERAL}
+    return blocks
+
+
+def _usage(raw: Any) -> Usage:
+    plain = getattr(raw, "input_tokens", 0) or 0
+    read = getattr(raw, "cache_read_input_tokens", 0) or 0
+    written = getattr(raw, "cache_creation_input_tokens", 0) or 0
+    return Usage(
+        input_tokens=plain + read + written,
+        output_tokens=getattr(raw, "output_tokens", 0) or 0,
+        cached_input_tokens=read,
+        cache_write_tokens=written,
+    )
+
+
 class AnthropicBackend:
     """`complete` calls POST /v1/messages once (no SDK retries) and maps failures onto the
     ProviderError hierarchy. The key is read from `env[key_env]` when the backend is
-    built and lives only inside the SDK client."""
+    built and lives only inside the SDK client. What it sends for structured output,
+    tools, streaming and cache hints follows `capabilities(model)` from the store."""
 
     name = "anthropic"
 
@@ -50,6 +130,7 @@ class AnthropicBackend:
         env: Mapping[str, str] | None = None,
         key_env: str = DEFAULT_KEY_ENV,
         base_url: str | None = None,
+        capabilities: CapabilityStore | None = None,
     ) -> None:
         import anthropic  # deferred: importing the SDK costs about a second
 
@@ -58,84 +139,213 @@ class AnthropicBackend:
         if not api_key:
             raise NoRouteError(f"the anthropic backend needs env var {key_env} (not set)")
         self._anthropic = anthropic
+        self.base_url = base_url or env.get("ANTHROPIC_BASE_URL") or None
+        self._store = DEFAULT_STORE if capabilities is None else capabilities
         self._client = anthropic.AsyncAnthropic(
-            api_key=api_key,
-            base_url=base_url or env.get("ANTHROPIC_BASE_URL") or None,
-            max_retries=0,
+            api_key=api_key, base_url=self.base_url, max_retries=0
         )
         # Recent SDK releases dropped `temperature` from messages.create (newer models fix
         # it); send it only to an SDK that still takes it.
-        create = anthropic.resources.messages.AsyncMessages.create
-        self._takes_temperature = "temperature" in inspect.signature(create).parameters
+        messages = anthropic.resources.messages.AsyncMessages
+        self._takes_temperature = {
+            "create": "temperature" in inspect.signature(messages.create).parameters,
+            "stream": "temperature" in inspect.signature(messages.stream).parameters,
+        }
+
+    def capabilities(self, model: str) -> Capabilities:
+        return self._store.get(self.name, anthropic_model_id(model), self.base_url)
 
     async def complete(self, request: CompletionRequest) -> Completion:
-        system = "\n\n".join(m.content for m in request.messages if m.role == "system")
-        messages = [
-            {"role": m.role, "content": m.content} for m in request.messages if m.role != "system"
-        ]
+        caps = self.capabilities(request.model)
+        if request.tools and not caps.tools:
+            raise ProviderBadRequest(f"anthropic: {request.model} has no tool calling here")
+        answer_tool = None
+        if request.json_schema is not None and caps.structured == "tool":
+            answer_tool = _TOOL_NAME_BAD.sub("_", request.schema_name)[:64] or "answer"
+        tools_check(request, reserved=answer_tool)
+        streaming = request.on_delta is not None and caps.streaming
+        kwargs = self._kwargs(request, caps, answer_tool)
+        if self._takes_temperature["stream" if streaming else "create"]:
+            kwargs["temperature"] = request.temperature
+
+        sink = DeltaSink(request.on_delta if streaming else None)
+        answer_json = DeltaSink(None)
+        started = time.monotonic()
+        try:
+            # The SDK timeout bounds each read; this bounds the whole call.
+            async with asyncio.timeout(request.timeout + 1.0):
+                if streaming:
+                    message = await self._stream(kwargs, sink, answer_json, answer_tool)
+                else:
+                    message = await self._client.messages.create(**kwargs)
+        except ProviderError:
+            raise
+        except StreamCallbackError as exc:
+            raise exc.original from None
+        except Exception as exc:
+            raise self._map_error(exc) from None
+        latency = time.monotonic() - started
+
+        completion = self._completion(
+            request, message, answer_tool, answer_json.text if streaming else "", latency
+        )
+        if request.on_delta is not None and not streaming and completion.text:
+            request.on_delta(StreamDelta(completion.text))
+        return completion
+
+    def _kwargs(
+        self, request: CompletionRequest, caps: Capabilities, answer_tool: str | None
+    ) -> dict[str, Any]:
+        prefix_end = request.cache_prefix if caps.cache == "breakpoints" else 0
+        system_parts = [m.text for m in request.messages if m.role == "system"]
+        if request.json_schema is not None and answer_tool is None:
+            system_parts.append(schema_instruction(request.json_schema))
+        system = "\n\n".join(p for p in system_parts if p)
+        last_in_prefix = max(
+            (i for i, m in enumerate(request.messages[:prefix_end]) if m.role != "system"),
+            default=None,
+        )
+        messages = []
+        for i, m in enumerate(request.messages):
+            if m.role == "system":
+                continue
+            content = _content(m)
+            if i == last_in_prefix:
+                content = _with_breakpoint(content)
+            messages.append({"role": m.role, "content": content})
         kwargs: dict[str, Any] = {
             "model": anthropic_model_id(request.model),
             "messages": messages,
             "max_tokens": request.max_tokens,
             "timeout": request.timeout,
         }
-        if self._takes_temperature:
-            kwargs["temperature"] = request.temperature
         if system:
-            kwargs["system"] = system
-        tool_name = _TOOL_NAME_BAD.sub("_", request.schema_name)[:64] or "answer"
-        if request.json_schema is not None:
-            kwargs["tools"] = [
+            cache_system = any(m.role == "system" for m in request.messages[:prefix_end])
+            kwargs["system"] = _with_breakpoint(system) if cache_system else system
+        tools = [
+            {"name": t.name, "description": t.description, "input_schema": t.input_schema}
+            for t in request.tools
+        ]
+        if answer_tool is not None:
+            tools.append(
                 {
-                    "name": tool_name,
+                    "name": answer_tool,
                     "description": f"Return the {request.schema_name} as this tool's input.",
                     "input_schema": request.json_schema,
                 }
-            ]
-            kwargs["tool_choice"] = {"type": "tool", "name": tool_name}
+            )
+        if tools:
+            kwargs["tools"] = tools
+        choice = request.tool_choice
+        if answer_tool is not None:
+            if not request.tools or choice == "none":
+                kwargs["tool_choice"] = {"type": "tool", "name": answer_tool}
+            elif choice in (None, "auto", "required"):
+                kwargs["tool_choice"] = {"type": "any"}  # a real tool, or the answer
+            else:
+                kwargs["tool_choice"] = {"type": "tool", "name": choice}
+        elif request.tools and choice is not None:
+            kwargs["tool_choice"] = {
+                "auto": {"type": "auto"},
+                "required": {"type": "any"},
+                "none": {"type": "none"},
+            }.get(choice, {"type": "tool", "name": choice})
+        return kwargs
 
-        started = time.monotonic()
-        try:
-            # The SDK timeout bounds each read; this bounds the whole call.
-            async with asyncio.timeout(request.timeout + 1.0):
-                message = await self._client.messages.create(**kwargs)
-        except ProviderError:
-            raise
-        except Exception as exc:
-            raise self._map_error(exc) from None
-        latency = time.monotonic() - started
+    async def _stream(
+        self,
+        kwargs: dict[str, Any],
+        sink: DeltaSink,
+        answer_json: DeltaSink,
+        answer_tool: str | None,
+    ) -> Any:
+        # Errors opening the stream (429, 529, 401...) carry their HTTP status and are
+        # mapped by the caller; errors once events flow mean the stream was cut.
+        async with self._client.messages.stream(**kwargs) as stream:
+            try:
+                names: dict[int, str | None] = {}
+                finished = False
+                async for event in stream:
+                    if event.type == "content_block_start":
+                        block = event.content_block
+                        names[event.index] = getattr(block, "name", None)
+                    elif event.type == "content_block_delta":
+                        delta = event.delta
+                        if delta.type == "text_delta":
+                            sink(delta.text)
+                        elif (
+                            delta.type == "input_json_delta"
+                            and answer_tool is not None
+                            and names.get(event.index) == answer_tool
+                        ):
+                            answer_json(delta.partial_json)
+                            sink(delta.partial_json)
+                    elif event.type == "message_stop":
+                        finished = True
+                if not finished:
+                    raise ProviderTransientError(
+                        "anthropic: stream ended before the answer was complete"
+                    )
+                return await stream.get_final_message()
+            except (ProviderError, StreamCallbackError):
+                raise
+            except Exception as exc:
+                raise sdk_stream_error_map(self.name, self._anthropic, exc) from None
 
-        usage = Usage(
-            input_tokens=getattr(message.usage, "input_tokens", 0) or 0,
-            output_tokens=getattr(message.usage, "output_tokens", 0) or 0,
-        )
-        blocks = list(message.content or [])
-        if request.json_schema is not None:
-            tool_inputs = [b.input for b in blocks if getattr(b, "type", "") == "tool_use"]
-            if not tool_inputs or not isinstance(tool_inputs[0], dict):
+    def _completion(
+        self,
+        request: CompletionRequest,
+        message: Any,
+        answer_tool: str | None,
+        streamed_json: str,
+        latency: float,
+    ) -> Completion:
+        texts: list[str] = []
+        calls: list[ToolCall] = []
+        answer: Any = None
+        for b in list(message.content or []):
+            kind = getattr(b, "type", "")
+            if kind == "text":
+                texts.append(b.text)
+            elif kind == "tool_use":
+                if answer_tool is not None and b.name == answer_tool:
+                    answer = b.input if answer is None else answer
+                else:
+                    calls.append(ToolCall(b.id, b.name, dict(b.input or {})))
+        stop = _STOP_REASONS.get(message.stop_reason or "", STOP_OTHER)
+        text = "".join(texts)
+        parsed: Any = None
+        if calls:
+            stop = STOP_TOOL_CALLS
+        elif answer_tool is not None:
+            if not isinstance(answer, dict):
                 raise ProviderResponseError(
-                    f"anthropic: asked for a {tool_name} tool call, got none "
+                    f"anthropic: asked for a {answer_tool} tool call, got none "
                     f"(stop_reason {message.stop_reason})"
                 )
-            parsed: Any = tool_inputs[0]
-            text = json.dumps(parsed, ensure_ascii=False)
-        else:
-            text = "".join(
-                getattr(b, "text", "") for b in blocks if getattr(b, "type", "") == "text"
+            parsed = answer
+            text = streamed_json or json.dumps(parsed, ensure_ascii=False)
+            if stop == STOP_TOOL_CALLS:
+                stop = STOP_END  # the answer tool's call is the answer, not a tool to run
+        elif not text:
+            raise ProviderResponseError(
+                f"anthropic: answer has no text (stop_reason {message.stop_reason})"
             )
-            if not text:
-                raise ProviderResponseError(
-                    f"anthropic: answer has no text (stop_reason {message.stop_reason})"
-                )
-            parsed = None
+        elif request.json_schema is not None:
+            try:
+                parsed = json_from_text(text)
+            except ValueError as exc:
+                raise ProviderResponseError(f"anthropic: {redact(str(exc))}") from None
         return Completion(
             text=text,
             parsed=parsed,
-            usage=usage,
+            usage=_usage(message.usage),
             cost_usd=0.0,
             latency_s=latency,
             provider=self.name,
             model=request.model,
+            tool_calls=tuple(calls),
+            stop_reason=stop,
         )
 
     async def aclose(self) -> None:

@@ -41,3 +41,10 @@ def json_from_text(text: str) -> Any:
         return value
     preview = stripped[:80].replace("\n", " ")
     raise JsonTextError(f"answer is not JSON (starts {preview!r})")
+
+
+def schema_instruction(schema: dict[str, Any]) -> str:
+    """The words that ask for JSON matching `schema` when a backend cannot enforce it."""
+    return "Answer with one JSON value only, no prose, matching this JSON Schema:\n" + json.dumps(
+        schema, ensure_ascii=False
+    )

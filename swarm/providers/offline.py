@@ -31,6 +31,9 @@ goal, the backlog and the repository facts. A new-file diff always passes `git a
 Latency: `latency_ms` (default: env TEKTON_OFFLINE_LATENCY_MS, else 0) is awaited with
 asyncio.sleep on every call, for benchmarks. Usage is estimated at 4 characters a token;
 cost is 0.
+
+Tools on the request are accepted and never called: the answer is the same as without
+them. With an on_delta callback the answer is streamed in a few pieces.
 """
 
 from __future__ import annotations
@@ -46,7 +49,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from swarm.prompts import context_extract, transcript_extract
-from swarm.providers.base import Completion, CompletionRequest, Usage
+from swarm.providers.base import (
+    Completion,
+    CompletionRequest,
+    Message,
+    StreamDelta,
+    Usage,
+    message_to_dict,
+)
+from swarm.providers.streaming import text_pieces
 from swarm.stages import STAGE_NAMES, stage_get
 
 LATENCY_ENV = "TEKTON_OFFLINE_LATENCY_MS"
@@ -78,6 +89,14 @@ def goal_markers(goal: str) -> dict[str, set[str]]:
 
 def _tokens(text: str) -> int:
     return max(1, len(text) // 4)
+
+
+def _content_text(message: Message) -> str:
+    # A plain message as it always was (the seed of old requests must not move); blocks
+    # as their canonical JSON.
+    if isinstance(message.content, str):
+        return message.content
+    return json.dumps(message_to_dict(message)["content"], sort_keys=True, ensure_ascii=False)
 
 
 def _short(text: str, n: int = 100) -> str:
@@ -393,7 +412,7 @@ class OfflineProvider:
         h = hashlib.sha256(request.model.encode())
         h.update(json.dumps(request.metadata, sort_keys=True, default=str).encode())
         for m in request.messages:
-            h.update(b"\0" + m.role.encode() + b"\0" + m.content.encode())
+            h.update(b"\0" + m.role.encode() + b"\0" + _content_text(m).encode())
         return int.from_bytes(h.digest()[:8], "big")
 
     def answer(self, request: CompletionRequest) -> dict[str, Any] | str:
@@ -413,7 +432,7 @@ class OfflineProvider:
             if kind == "mediator":
                 return _mediator(ctx, transcript_extract(request.messages), rng)
             return _artifact(ctx, rng)
-        last_user = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
+        last_user = next((m.text for m in reversed(request.messages) if m.role == "user"), "")
         return f"{_TAG} No model was called. Offline reply to: {_short(last_user, 200)}"
 
     async def complete(self, request: CompletionRequest) -> Completion:
@@ -423,11 +442,15 @@ class OfflineProvider:
         answer = self.answer(request)
         text = answer if isinstance(answer, str) else json.dumps(answer, ensure_ascii=False)
         parsed = answer if isinstance(answer, dict) and request.json_schema is not None else None
+        if request.on_delta is not None:
+            for piece in text_pieces(text):
+                request.on_delta(StreamDelta(piece))
+                await asyncio.sleep(0)  # a real stream: other tasks run between pieces
         return Completion(
             text=text,
             parsed=parsed,
             usage=Usage(
-                input_tokens=sum(_tokens(m.content) for m in request.messages),
+                input_tokens=sum(_tokens(_content_text(m)) for m in request.messages),
                 output_tokens=_tokens(text),
             ),
             cost_usd=0.0,

@@ -3,6 +3,10 @@
 The SDKs' own retries are switched off (max_retries=0) so this is the one retry policy,
 and the number of calls made is reported on the Completion (`attempts`) and, when every
 attempt failed, on the raised error (`error.attempts`).
+
+Streaming: each attempt's pieces reach the caller's on_delta stamped with the attempt's
+number, and a retry that follows streamed pieces first sends StreamDelta(restart=True), so
+a subscriber knows to drop the partial text of the failed attempt.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import dataclasses
 import datetime
 import email.utils
 import random
+import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -19,6 +24,7 @@ from typing import Any
 from swarm.providers.base import (
     Completion,
     CompletionRequest,
+    DeltaCallback,
     Provider,
     ProviderAuthError,
     ProviderBadRequest,
@@ -26,6 +32,7 @@ from swarm.providers.base import (
     ProviderResponseError,
     ProviderTimeout,
     ProviderTransientError,
+    StreamDelta,
 )
 from swarm.redact import redact
 
@@ -70,17 +77,43 @@ class RetryingProvider:
 
     async def complete(self, request: CompletionRequest) -> Completion:
         attempt = 0
+        stamp = _AttemptStamp(request.on_delta) if request.on_delta is not None else None
         while True:
             attempt += 1
+            call = request
+            if stamp is not None:
+                stamp.attempt = attempt
+                call = dataclasses.replace(request, on_delta=stamp)
             try:
-                completion = await self.inner.complete(request)
+                completion = await self.inner.complete(call)
             except ProviderError as exc:
                 exc.attempts = attempt  # type: ignore[attr-defined]
                 if not exc.retryable or attempt >= self.max_attempts:
                     raise
+                if stamp is not None:
+                    stamp.restart(attempt + 1)
                 await self._sleep(self.delay_for(attempt, exc.retry_after))
                 continue
             return dataclasses.replace(completion, attempts=attempt)
+
+
+class _AttemptStamp:
+    """The on_delta a backend gets: stamps each piece with the attempt it belongs to."""
+
+    def __init__(self, callback: DeltaCallback) -> None:
+        self.callback = callback
+        self.attempt = 1
+        self.streamed = False
+
+    def __call__(self, delta: StreamDelta) -> None:
+        if delta.text:
+            self.streamed = True
+        self.callback(dataclasses.replace(delta, attempt=self.attempt))
+
+    def restart(self, next_attempt: int) -> None:
+        if self.streamed:
+            self.streamed = False
+            self.callback(StreamDelta("", attempt=next_attempt, restart=True))
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
@@ -125,12 +158,35 @@ def error_for_status(
     return ProviderError(message, status=status, retry_after=retry_after)
 
 
+def _is_transport_error(exc: BaseException) -> bool:
+    # The SDKs let the HTTP client's own errors out of a stream being read (a connection
+    # reset, "incomplete chunked read"); both ship httpx2, some installs still httpx.
+    for name in ("httpx2", "httpx"):
+        module = sys.modules.get(name)
+        if module is not None and isinstance(exc, module.TransportError):
+            return True
+    return False
+
+
+def sdk_stream_error_map(backend: str, sdk: Any, exc: Exception) -> ProviderError:
+    """Map an exception raised while reading a stream that had started (HTTP 200 and
+    events flowing): a timeout stays a ProviderTimeout; a dropped connection, an error
+    event mid-stream or any other SDK error is a stream cut mid-answer, so transient."""
+    if isinstance(exc, TimeoutError | sdk.APITimeoutError):
+        return ProviderTimeout(f"{backend}: no answer within the timeout (stream)")
+    if isinstance(exc, sdk.APIError) or _is_transport_error(exc):
+        return ProviderTransientError(
+            f"{backend}: stream cut mid-answer: {redact(str(exc) or type(exc).__name__)[:200]}"
+        )
+    return sdk_error_map(backend, sdk, exc)
+
+
 def sdk_error_map(backend: str, sdk: Any, exc: Exception) -> ProviderError:
     """Map an exception of a Stainless-generated vendor SDK (anthropic, openai: the same
     exception classes) onto our hierarchy, so retries treat both vendors alike."""
     if isinstance(exc, TimeoutError | sdk.APITimeoutError):
         return ProviderTimeout(f"{backend}: no answer within the timeout")
-    if isinstance(exc, sdk.APIConnectionError):
+    if isinstance(exc, sdk.APIConnectionError) or _is_transport_error(exc):
         return ProviderTransientError(f"{backend}: connection failed: {redact(str(exc))[:200]}")
     if isinstance(exc, sdk.APIStatusError):
         return error_for_status(backend, exc.status_code, str(exc), exc.response.headers)

@@ -19,6 +19,10 @@ Modes (`backend_override`, else env TEKTON_LLM_BACKEND, default "auto"):
   (OpenRouter, Portkey, AIMLAPI: they serve every vendor's ids); with no gateway it
   raises NoRouteError naming the variable. A profile route is strict: its missing key
   is an error.
+
+What a model's backend can do (structured-output mode, tools, streaming, cache hints) is
+`capabilities(model)`, read from a CapabilityStore (swarm.providers.capabilities) that
+the backends consult too; `capability_refuse` marks a feature a server refused.
 """
 
 from __future__ import annotations
@@ -35,8 +39,14 @@ from typing import Any
 
 from swarm.providers.anthropic_backend import anthropic_model_id
 from swarm.providers.base import Completion, CompletionRequest, NoRouteError, Provider
+from swarm.providers.capabilities import (
+    DEFAULT_STORE,
+    Capabilities,
+    CapabilityStore,
+    capabilities_default,
+)
 from swarm.providers.cli_backends import ClaudeCliBackend, CodexCliBackend, cli_binary
-from swarm.providers.pricing import cost_usd
+from swarm.providers.pricing import usage_cost_usd
 from swarm.providers.replay import RecordingProvider, ReplayProvider
 from swarm.providers.retry import RetryingProvider
 
@@ -188,6 +198,7 @@ class Router:
         replay: ReplayProvider | None = None,
         record_path: str | None = None,
         retry_options: Mapping[str, Any] | None = None,
+        capability_store: CapabilityStore | None = None,
     ) -> None:
         self.routes = routes
         self.env = env
@@ -195,6 +206,7 @@ class Router:
         self.record_path = record_path
         self._replay = replay
         self._retry_options = dict(retry_options or {})
+        self.capability_store = DEFAULT_STORE if capability_store is None else capability_store
         # SDK clients hold connections bound to the event loop that opened them, and
         # Celery tasks or web threads each run their own loop: one backend set per loop.
         self._backends: weakref.WeakKeyDictionary[
@@ -283,9 +295,28 @@ class Router:
             key_header=route.get("key_header"),
         )
 
+    def capabilities(self, model: str) -> Capabilities:
+        """What the backend answering `model` can do: structured-output mode, tools,
+        streaming, cache hints. In replay mode, what the recorded backend could do (as
+        the cassette says). Raises NoRouteError like `resolve`; no network."""
+        info = self.resolve(model)
+        if info.backend == "replay":
+            recorded = self._replay.capabilities(model) if self._replay is not None else None
+            return recorded or capabilities_default("replay", model)
+        return self.capability_store.get(info.backend, info.upstream_model, info.base_url)
+
+    def capability_refuse(self, model: str, feature: str) -> Capabilities:
+        """Mark `feature` (a structured mode, "tools", "streaming", "cache") as refused by
+        the server answering `model`; returns the capabilities now in force for it."""
+        info = self.resolve(model)
+        return self.capability_store.refuse(
+            info.backend, info.upstream_model, info.base_url, feature
+        )
+
     def describe(self, model: str) -> str:
         """One line for --explain: "anthropic/claude-opus-4.1 -> anthropic (claude-opus-4-1,
-        key ANTHROPIC_API_KEY)", or "... -> no route: <reason>". Never raises."""
+        key ANTHROPIC_API_KEY) [structured tool, tools, streaming, cache breakpoints]", or
+        "... -> no route: <reason>". Never raises."""
         try:
             info = self.resolve(model)
         except NoRouteError as exc:
@@ -296,7 +327,8 @@ class Router:
         details = [info.upstream_model]
         if info.key_env:
             details.append(f"key {info.key_env}")
-        return f"{model} -> {info.backend}{where} ({', '.join(details)})"
+        caps = self.capabilities(model).summary()
+        return f"{model} -> {info.backend}{where} ({', '.join(details)}) [{caps}]"
 
     # --- calls -------------------------------------------------------------------------
     def provider_for(self, info: RouteInfo) -> Provider:
@@ -333,7 +365,10 @@ class Router:
             from swarm.providers.anthropic_backend import AnthropicBackend
 
             return AnthropicBackend(
-                env=self.env, key_env=info.key_env or "ANTHROPIC_API_KEY", base_url=info.base_url
+                env=self.env,
+                key_env=info.key_env or "ANTHROPIC_API_KEY",
+                base_url=info.base_url,
+                capabilities=self.capability_store,
             )
         if info.backend == "openai":
             from swarm.providers.openai_backend import OpenAIBackend
@@ -343,6 +378,7 @@ class Router:
                 key_env=info.key_env,
                 base_url=info.base_url,
                 key_header=info.key_header,
+                capabilities=self.capability_store,
             )
         if info.backend == "codex-cli":
             return CodexCliBackend(env=self.env)
@@ -363,14 +399,18 @@ class Router:
     async def complete(self, request: CompletionRequest) -> Completion:
         """Resolve `request.model`, call its backend with retries (RetryingProvider),
         append to the cassette when recording, and return the Completion under the
-        profile's model id with `cost_usd` filled from pricing when the backend left it 0.
+        profile's model id with `cost_usd` filled from pricing (cached input and cache
+        writes at their own prices) when the backend left it 0. Stream pieces reach
+        `request.on_delta` stamped with their attempt (see StreamDelta).
         Raises NoRouteError before any call, or the backend's last ProviderError."""
         info = self.resolve(request.model)
         provider: Provider = _Routed(
             RetryingProvider(self.provider_for(info), **self._retry_options), info
         )
         if self.record_path:
-            provider = RecordingProvider(provider, self.record_path)
+            provider = RecordingProvider(
+                provider, self.record_path, capabilities=self.capabilities(request.model)
+            )
         return await provider.complete(request)
 
 
@@ -389,9 +429,7 @@ class _Routed:
         completion = await self.inner.complete(wire)
         cost = completion.cost_usd
         if not cost and completion.provider not in ("offline", "replay"):
-            cost = cost_usd(
-                request.model, completion.usage.input_tokens, completion.usage.output_tokens
-            )
+            cost = usage_cost_usd(request.model, completion.usage)
         return dataclasses.replace(completion, model=request.model, cost_usd=cost)
 
 
@@ -403,12 +441,15 @@ def router_build(
     replay_path: str | None = None,
     record_path: str | None = None,
     retry_options: Mapping[str, Any] | None = None,
+    capability_store: CapabilityStore | None = None,
 ) -> Router:
     """A Router over the profile's `routes` (validated) then the built-in ones.
 
     `env` defaults to os.environ, read live. `retry_options` are RetryingProvider
-    keyword arguments (tests pass a recording `sleep`). Raises NoRouteError for an
-    unknown mode, bad routes, or replay mode without a readable cassette."""
+    keyword arguments (tests pass a recording `sleep`). `capability_store` defaults to
+    the process-wide one, so what one router learns of a server the next one knows.
+    Raises NoRouteError for an unknown mode, bad routes, or replay mode without a
+    readable cassette."""
     env = os.environ if env is None else env
     mode = (backend_override or env.get(MODE_ENV) or "auto").strip().lower()
     if mode not in MODES:
@@ -429,4 +470,5 @@ def router_build(
         replay=replay,
         record_path=record_path,
         retry_options=retry_options,
+        capability_store=capability_store,
     )

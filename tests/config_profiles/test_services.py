@@ -9,7 +9,6 @@ import pytest
 
 from config_profiles.models import DEFAULT_PROFILE_NAME, Profile
 from config_profiles.services import (
-    ProfileError,
     profile_copy,
     profile_create,
     profile_delete,
@@ -19,6 +18,7 @@ from config_profiles.services import (
     profile_validate,
 )
 from swarm.stages import ROLES, STAGE_NAMES
+from tekton_site.errors import FieldError
 
 pytestmark = pytest.mark.django_db
 
@@ -60,7 +60,7 @@ def test_migration_is_idempotent_when_profile_exists(default_profile):
 
 
 def test_profile_get_unknown_lists_profiles(default_profile):
-    with pytest.raises(ProfileError) as exc:
+    with pytest.raises(FieldError) as exc:
         profile_get(name="nope")
     assert exc.value.field == "profile"
     assert str(exc.value) == "unknown profile 'nope'; profiles: diamond-v5"
@@ -99,7 +99,7 @@ def test_profile_get_unknown_lists_profiles(default_profile):
     ],
 )
 def test_validate_names_the_field(data, field, words):
-    with pytest.raises(ProfileError) as exc:
+    with pytest.raises(FieldError) as exc:
         profile_validate(data)
     assert exc.value.field == field
     assert words in exc.value.message
@@ -107,7 +107,7 @@ def test_validate_names_the_field(data, field, words):
 
 def test_validate_refuses_a_key_value_as_key_env_without_echoing_it():
     secret = "sk-or-v1-abcdefghijklmnopqrstuvwxyz0123"
-    with pytest.raises(ProfileError) as exc:
+    with pytest.raises(FieldError) as exc:
         profile_validate({"routes": [{"match": "x-ai/*", "backend": "openai", "key_env": secret}]})
     assert exc.value.field == "routes"
     assert secret not in str(exc.value)
@@ -140,14 +140,14 @@ def test_create_update_copy_delete(default_profile):
         data={"name": "cheap", "stage_models": {"default": "openai/gpt-4o"}, "rounds": 1}
     )
     assert (p.name, p.rounds, p.quorum) == ("cheap", 1, pytest.approx(2 / 3))
-    with pytest.raises(ProfileError) as exc:
+    with pytest.raises(FieldError) as exc:
         profile_create(data={"name": "cheap", "stage_models": {"default": OPUS}})
     assert exc.value.field == "name"
 
     profile_update(profile=p, data={"threshold": 0.9, "consensus_free": ["code"]})
     p.refresh_from_db()
     assert (p.threshold, p.consensus_free) == (0.9, ["code"])
-    with pytest.raises(ProfileError) as exc:
+    with pytest.raises(FieldError) as exc:
         profile_update(profile=p, data={"quorum": 2})
     assert exc.value.field == "quorum"
     p.refresh_from_db()
@@ -161,10 +161,10 @@ def test_create_update_copy_delete(default_profile):
 
 
 def test_default_profile_cannot_be_deleted_or_renamed(default_profile):
-    with pytest.raises(ProfileError) as exc:
+    with pytest.raises(FieldError) as exc:
         profile_delete(profile=default_profile)
     assert exc.value.field == "profile"
-    with pytest.raises(ProfileError) as exc:
+    with pytest.raises(FieldError) as exc:
         profile_update(profile=default_profile, data={"name": "other"})
     assert exc.value.field == "name"
     assert Profile.objects.filter(name=DEFAULT_PROFILE_NAME).exists()
@@ -215,7 +215,7 @@ def test_resolve_model_override_fills_every_role(default_profile):
 
 def test_resolve_names_the_missing_key_variable_never_a_value(default_profile):
     key = "sk-proj-abcdefghijklmnopqrstuvwxyz"
-    with pytest.raises(ProfileError) as exc:
+    with pytest.raises(FieldError) as exc:
         profile_resolve(
             profile=default_profile,
             stages=["plan"],
@@ -237,7 +237,7 @@ def test_resolve_names_the_missing_key_variable_never_a_value(default_profile):
 )
 def test_resolve_errors_name_the_field(default_profile, kwargs, field):
     kwargs.setdefault("env", {"TEKTON_LLM_BACKEND": "offline"})
-    with pytest.raises(ProfileError) as exc:
+    with pytest.raises(FieldError) as exc:
         profile_resolve(profile=default_profile, stages=["plan"], **kwargs)
     assert exc.value.field == field
 

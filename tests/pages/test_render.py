@@ -145,3 +145,10 @@ def test_repo_health_reads_branch_changes_and_upstream(git_repo, tmp_path):
 def test_repo_health_reports_a_missing_directory(tmp_path):
     health = repo_health(tmp_path / "gone")
     assert health.error == "the directory does not exist any more" and not health.is_clean
+
+
+def test_an_unreadable_diff_is_still_shown_as_plain_lines():
+    (shown,) = diff_files("--- a/x\n+++ b/x\n@@ -1,5 +1,5 @@\n-<b>a</b>\n")
+    assert shown.path == "(unreadable diff)"
+    assert "Hunk is shorter than expected" in shown.lines[0].html
+    assert any("&lt;b&gt;a&lt;/b&gt;" in line.html for line in shown.lines)

@@ -7,7 +7,7 @@ from tests.runs.fake_engine import FakeEngine
 
 @pytest.fixture
 def fake_engine(monkeypatch):
-    """Replace the swarm engine inside runs.execution; configure via `.behaviour`."""
+    """Replace the swarm engine inside runs.engine_bridge; configure via `.behaviour`."""
     engine = FakeEngine()
-    monkeypatch.setattr("runs.execution.stage_run", engine)
+    monkeypatch.setattr("runs.engine_bridge.stage_run", engine)
     return engine

@@ -63,7 +63,7 @@ def test_full_offline_run_exits_0_with_artifacts_in_output(git_repo, tmp_path):
     assert code == 0, err
     run = Run.objects.get()
     assert run.status == Run.Status.SUCCEEDED
-    assert {p.name for p in out_dir.iterdir()} == ALL_FILES
+    assert {p.name for p in out_dir.iterdir() if p.name != ".tekton-run"} == ALL_FILES
     # Off a terminal: one plain line per event, ending with the final one.
     lines = [line for line in out.splitlines() if line.startswith(f"run {run.pk} #")]
     assert len(lines) == RunEvent.objects.filter(run=run).count()

@@ -9,7 +9,8 @@ from django.db.models import Sum
 
 from runs.artifacts_store import artifact_path
 from runs.dispatch import run_inline
-from runs.execution import stage_artifacts_write, stage_execute
+from runs.execution import stage_execute
+from runs.lifecycle import stage_artifacts_write
 from runs.models import Artifact, LlmCall, Run, RunEvent, StageRun
 from swarm.context import BudgetExceeded
 from swarm.providers.base import ProviderError, ProviderTransientError
@@ -126,10 +127,13 @@ def test_output_dir_gets_copies_and_summary(git_repo, fake_engine, tmp_path):
     Run.objects.filter(pk=run.pk).update(output_dir=str(out))
     run_inline(run.pk)
     assert sorted(p.name for p in out.iterdir()) == [
+        ".tekton-run",  # the folder is this run's: no other run writes into it
         "diamond_summary.json",
         "plan.json",
         "research.json",
     ]
+    run.refresh_from_db()
+    assert (out / ".tekton-run").read_text().strip() == str(run.uid)
     summary = json.loads((out / "diamond_summary.json").read_text())
     assert [s["stage"] for s in summary["stages"]] == ["plan", "research"]
     assert all(s["status"] == "succeeded" for s in summary["stages"])

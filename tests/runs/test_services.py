@@ -9,8 +9,6 @@ from django.utils import timezone
 from runs.artifacts_store import artifact_path
 from runs.models import Artifact, Run, RunEvent, StageRun
 from runs.services import (
-    RunInputError,
-    RunStateError,
     run_abort,
     run_cancel,
     run_create,
@@ -21,6 +19,7 @@ from runs.services import (
     stage_retry,
 )
 from swarm.providers.base import ProviderError
+from tekton_site.errors import FieldError, StateError
 from tests.factories import RunFactory
 
 pytestmark = pytest.mark.django_db
@@ -69,7 +68,7 @@ def stage_of(run, name):
 )
 def test_plan_rejects_bad_input(git_repo, kwargs, field, text):
     args = {"goal": "Add a health endpoint", "repo_path": str(git_repo), **kwargs}
-    with pytest.raises(RunInputError) as err:
+    with pytest.raises(FieldError) as err:
         run_plan(**args)
     assert err.value.field == field
     assert text in str(err.value)
@@ -77,17 +76,17 @@ def test_plan_rejects_bad_input(git_repo, kwargs, field, text):
 
 
 def test_plan_rejects_missing_outside_and_non_git_repositories(git_repo, tmp_path, settings):
-    with pytest.raises(RunInputError, match="does not exist") as err:
+    with pytest.raises(FieldError, match="does not exist") as err:
         run_plan(goal="g", repo_path=str(git_repo / "missing"))
     assert err.value.field == "repo_path"
     outside = tmp_path / "elsewhere"
     outside.mkdir()
-    with pytest.raises(RunInputError, match="outside the allowed roots") as err:
+    with pytest.raises(FieldError, match="outside the allowed roots") as err:
         run_plan(goal="g", repo_path=str(outside))
     assert str(settings.TEKTON_REPO_ROOTS[0]) in str(err.value)
     plain = settings.TEKTON_REPO_ROOTS[0] / "plain"
     plain.mkdir()
-    with pytest.raises(RunInputError, match="not a git repository"):
+    with pytest.raises(FieldError, match="not a git repository"):
         run_plan(goal="g", repo_path=str(plain))
 
 
@@ -96,7 +95,7 @@ def test_plan_resolves_symlinks_before_checking_roots(git_repo, tmp_path):
     link.symlink_to(git_repo)
     assert run_plan(goal="g", repo_path=str(link)).repo_path == str(git_repo.resolve())
     (git_repo / "escape").symlink_to(tmp_path)
-    with pytest.raises(RunInputError, match="outside"):
+    with pytest.raises(FieldError, match="outside"):
         run_plan(goal="g", repo_path=str(git_repo / "escape"))
 
 
@@ -175,9 +174,9 @@ def test_approve_without_draft_artifact_skips_the_stage(
 
 def test_approve_rejects_a_stage_that_is_not_blocked(create, fake_engine):
     run = create(stage_from="plan", stage_to="plan")
-    with pytest.raises(RunStateError, match="succeeded"):
+    with pytest.raises(StateError, match="succeeded"):
         stage_approve(run=run, stage="plan")
-    with pytest.raises(RunInputError, match="unknown stage"):
+    with pytest.raises(FieldError, match="unknown stage"):
         stage_approve(run=run, stage="nope")
 
 
@@ -227,7 +226,7 @@ def test_abort_cancels_a_blocked_run(create, fake_engine, user):
     assert {s.status for s in run.stages.all()} == {"cancelled"}
     last = RunEvent.objects.filter(run=run).last()
     assert (last.kind, last.payload["status"]) == ("run.cancelled", "cancelled")
-    with pytest.raises(RunStateError, match="only a blocked run"):
+    with pytest.raises(StateError, match="only a blocked run"):
         run_abort(run=run)
 
 
@@ -237,7 +236,7 @@ def test_cancel_queued_run_and_refuse_finished_one(git_repo, fake_engine, user):
     assert run.status == "cancelled" and run.reason == "cancelled by ada"
     assert set(run.stages.values_list("status", flat=True)) == {"cancelled"}
     assert RunEvent.objects.filter(run=run, kind="run.cancelled").count() == 1
-    with pytest.raises(RunStateError, match="already cancelled"):
+    with pytest.raises(StateError, match="already cancelled"):
         run_cancel(run=run)
 
 
@@ -256,7 +255,7 @@ def test_resume_reuses_finished_stages(create, fake_engine, django_capture_on_co
     assert stage_of(run, "research").attempt == 1
     resumed = RunEvent.objects.get(run=run, kind="run.resumed")
     assert resumed.payload["from_stage"] == "research"
-    with pytest.raises(RunStateError, match="succeeded"):
+    with pytest.raises(StateError, match="succeeded"):
         run_resume(run=run)
 
 

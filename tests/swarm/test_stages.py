@@ -8,9 +8,9 @@ from swarm.stages import (
     STAGE_NAMES,
     STAGES,
     UnknownStageError,
+    stage_ancestors,
     stage_dependencies,
     stage_get,
-    stage_predecessors,
     stage_range,
 )
 
@@ -52,9 +52,12 @@ def test_dependencies_only_count_selected_stages():
     assert stage_dependencies("threat", stage_range()) == ("code",)
 
 
-def test_predecessors_are_every_earlier_stage():
-    assert stage_predecessors("plan") == ()
-    assert stage_predecessors("code") == ("plan", "research", "plan_update")
+def test_ancestors_are_what_a_stage_depends_on_directly_or_through_others():
+    assert stage_ancestors("plan") == ()
+    assert stage_ancestors("code") == ("plan", "research", "plan_update")
+    assert stage_ancestors("threat") == ("plan", "research", "plan_update", "code")
+    assert "review" not in stage_ancestors("threat") and "threat" not in stage_ancestors("review")
+    assert stage_ancestors("release")[-3:] == ("threat", "integrate", "test_debug")
 
 
 def test_sequential_schedule_chains_every_stage_to_the_one_before():

@@ -233,9 +233,9 @@ class Command(TyperCommand):
     def _outcome(self, run_id: int) -> int:
         run = Run.objects.get(pk=run_id)
         if run.status == Run.Status.SUCCEEDED:
-            where = run.output_dir or str(
-                Path(run.config.get("artifact_root", "")) / f"run-{run.pk}"
-            )
+            from runs.artifacts_store import artifact_dir
+
+            where = run.output_dir or str(artifact_dir(run))
             self._out(f"run {run.pk} succeeded; artifacts in {redact(where)}")
             return EXIT_OK
         if run.status == Run.Status.BLOCKED:

@@ -2,12 +2,25 @@
 
 import asyncio
 import dataclasses
+import hashlib
 import json
 
 import pytest
 
-from swarm.providers.base import Message, ProviderError
+from swarm.providers import router_build
+from swarm.providers.base import (
+    STOP_END,
+    STOP_TOOL_CALLS,
+    Message,
+    ProviderError,
+    ToolCall,
+    ToolResult,
+    ToolSpec,
+    Usage,
+)
+from swarm.providers.capabilities import Capabilities, CapabilityStore
 from swarm.providers.replay import RecordingProvider, ReplayProvider, request_key
+from tests.fakes.llm_server import ok, tool_calls
 from tests.swarm.providers.conftest import PLAN_SCHEMA, ScriptedProvider, completion, make_request
 
 
@@ -126,3 +139,176 @@ async def test_failed_calls_are_not_recorded(tmp_path):
     with pytest.raises(ProviderError):
         await recorder.complete(make_request())
     assert not cassette.exists()
+
+
+# --- version 2: tools, streaming, cache usage --------------------------------------------
+
+READ_FILE = ToolSpec("read_file", "Read a file.", {"type": "object"})
+
+
+def v1_key(request):
+    """How version 1 cassettes computed their keys."""
+    material = {
+        "model": request.model,
+        "messages": [[m.role, m.content] for m in request.messages],
+        "json_schema": request.json_schema,
+    }
+    blob = json.dumps(material, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:32]
+
+
+def test_plain_requests_keep_their_version_1_key():
+    request = make_request("a/model", prompt="x", schema=PLAN_SCHEMA)
+    assert request_key(request) == v1_key(request)
+
+
+def test_key_depends_on_tools_and_tool_choice():
+    base = make_request("a/model")
+    with_tool = dataclasses.replace(base, tools=(READ_FILE,))
+    other_tool = dataclasses.replace(
+        base,
+        tools=(ToolSpec("read_file", "Read a file.", {"type": "object", "required": ["path"]}),),
+    )
+    forced = dataclasses.replace(with_tool, tool_choice="required")
+    keys = {request_key(r) for r in (base, with_tool, other_tool, forced)}
+    assert len(keys) == 4
+    # Cache hints and the stream callback do not change what the answer is.
+    assert request_key(with_tool) == request_key(
+        dataclasses.replace(with_tool, cache_prefix=1, cache_key="k", on_delta=print)
+    )
+
+
+def test_key_depends_on_tool_blocks():
+    call = ToolCall("c1", "read_file", {"path": "a.py"})
+    first = dataclasses.replace(
+        make_request(),
+        messages=(Message("assistant", (call,)), Message("user", (ToolResult("c1", "one"),))),
+    )
+    second = dataclasses.replace(
+        first, messages=(first.messages[0], Message("user", (ToolResult("c1", "two"),)))
+    )
+    assert request_key(first) != request_key(second)
+
+
+async def test_a_version_1_cassette_still_replays(tmp_path):
+    request = make_request("openai/gpt-4o", prompt="old")
+    cassette = tmp_path / "v1.jsonl"
+    line = {
+        "v": 1,
+        "key": v1_key(request),
+        "model": request.model,
+        "schema_name": "plan",
+        "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+        "json_schema": None,
+        "metadata": {},
+        "completion": {
+            "text": "from 2025",
+            "parsed": None,
+            "usage": {"input_tokens": 9, "output_tokens": 3},
+            "provider": "openai",
+            "model": "openai/gpt-4o",
+            "cost_usd": 0.0,
+            "latency_s": 0.1,
+            "attempts": 1,
+        },
+    }
+    cassette.write_text(json.dumps(line) + "\n")
+    replay = ReplayProvider(cassette)
+    result = await replay.complete(request)
+    assert result.text == "from 2025"
+    assert result.usage == Usage(9, 3)
+    assert (result.tool_calls, result.stop_reason) == ((), STOP_END)
+    assert replay.capabilities("openai/gpt-4o") is None
+
+
+async def test_cassette_carries_tool_calls_stop_reason_and_cache_usage(tmp_path):
+    cassette = tmp_path / "c.jsonl"
+    answer = dataclasses.replace(
+        completion("Reading."),
+        usage=Usage(1000, 20, cached_input_tokens=800, cache_write_tokens=100),
+        tool_calls=(ToolCall("c1", "read_file", {"path": "a.py"}),),
+        stop_reason=STOP_TOOL_CALLS,
+    )
+    caps = Capabilities("tool", True, True, "breakpoints")
+    recorder = RecordingProvider(ScriptedProvider(answer), cassette, capabilities=caps)
+    request = dataclasses.replace(
+        make_request("anthropic/claude-x"),
+        tools=(READ_FILE,),
+        cache_prefix=1,
+        on_delta=lambda d: None,
+    )
+    await recorder.complete(request)
+    [line] = read_lines(cassette)
+    assert line["v"] == 2
+    assert line["tools"] == [dataclasses.asdict(READ_FILE)]
+    assert line["streamed"] is True
+    assert line["cache_prefix"] == 1
+    assert line["capabilities"] == caps.as_dict()
+    assert line["completion"]["tool_calls"] == [
+        {"id": "c1", "name": "read_file", "arguments": {"path": "a.py"}}
+    ]
+    assert line["completion"]["stop_reason"] == "tool_calls"
+
+    replay = ReplayProvider(cassette)
+    again = await replay.complete(request)
+    assert again.tool_calls == answer.tool_calls
+    assert again.stop_reason == STOP_TOOL_CALLS
+    assert again.usage == answer.usage
+    assert replay.capabilities("anthropic/claude-x") == caps
+
+
+@pytest.mark.parametrize("vendor", ["anthropic", "openai"])
+async def test_record_then_replay_a_streamed_tool_calling_conversation(fake_llm, tmp_path, vendor):
+    cassette = tmp_path / "conversation.jsonl"
+    env = {
+        "PATH": "",
+        "ANTHROPIC_API_KEY": "sk-ant-test-0123456789abcdef",
+        "ANTHROPIC_BASE_URL": fake_llm.anthropic_base_url,
+        "OPENAI_API_KEY": "k",
+        "OPENAI_BASE_URL": fake_llm.openai_base_url,
+    }
+    model = "anthropic/claude-opus-4.1" if vendor == "anthropic" else "openai/gpt-4o"
+    fake_llm.script(
+        tool_calls(("read_file", {"path": "app/main.py"}), text="Let me read it."),
+        ok("It returns ok.", input_tokens=500, cached_tokens=400),
+    )
+
+    async def converse(router):
+        deltas = []
+        request = dataclasses.replace(
+            make_request(model, prompt="what does app/main.py do?"),
+            tools=(READ_FILE,),
+            cache_prefix=1,
+            on_delta=deltas.append,
+        )
+        first = await router.complete(request)
+        follow = dataclasses.replace(
+            request,
+            messages=(
+                *request.messages,
+                first.assistant_message(),
+                Message(
+                    "user",
+                    tuple(ToolResult(c.id, "def health(): return 'ok'") for c in first.tool_calls),
+                ),
+            ),
+        )
+        second = await router.complete(follow)
+        return first, second, "".join(d.text for d in deltas)
+
+    recorder = router_build(env=env, record_path=str(cassette), capability_store=CapabilityStore())
+    live = await converse(recorder)
+    await recorder.aclose()
+    assert len(fake_llm.requests) == 2
+    assert all(r.body["stream"] is True for r in fake_llm.requests)
+
+    replayer = router_build(env=env, backend_override="replay", replay_path=str(cassette))
+    assert replayer.capabilities(model) == recorder.capabilities(model)
+    replayed = await converse(replayer)
+    assert len(fake_llm.requests) == 2  # nothing went to the network
+    first, second, streamed_text = replayed
+    assert first.tool_calls == live[0].tool_calls and first.tool_calls
+    assert first.stop_reason == STOP_TOOL_CALLS
+    assert second.text == live[1].text == "It returns ok."
+    assert second.usage.cached_input_tokens == 400
+    assert streamed_text == live[2] == "Let me read it.It returns ok."

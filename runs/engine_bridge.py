@@ -1,0 +1,127 @@
+"""The bridge between a stage's database side and the async engine running it.
+
+The engine is async and Django's ORM refuses to run inside an event loop, so the engine
+runs in a helper thread with its own loop (asyncio.run) and hands its events over a
+queue.Queue; the calling thread records them in batches, heartbeats the stage while it
+runs, and tells the engine to stop when the run was cancelled or the lease was lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from runs.models import Run, StageRun
+from swarm.context import StageCancelled, StageConfig, StageInput, StageOutcome
+from swarm.debate import Completer, stage_run
+from swarm.events import EngineEvent
+from swarm.repo import patch_check
+
+logger = logging.getLogger("tekton.runs.engine_bridge")
+
+_END = object()  # what the engine thread puts on the queue when it is done
+
+
+class LeaseLost(Exception):
+    """This executor no longer owns the stage (the sweeper or a resume took it back)."""
+
+
+def stage_heartbeat(stage: StageRun, token: str) -> str:
+    """Refresh the stage's heartbeat while this claim owns it. Returns 'ok', 'lost'
+    (someone else owns the stage now) or 'cancelled' (the run was cancelled or failed)."""
+    owned = StageRun.objects.filter(
+        pk=stage.pk, status=StageRun.Status.RUNNING, claim=token
+    ).update(heartbeat_at=timezone.now())
+    if not owned:
+        return "lost"
+    status = Run.objects.filter(pk=stage.run_id).values_list("status", flat=True).first()
+    if status is None or status in (Run.Status.CANCELLED, Run.Status.FAILED):
+        return "cancelled"
+    return "ok"
+
+
+def engine_run(
+    *,
+    stage: StageRun,
+    token: str,
+    inp: StageInput,
+    cfg: StageConfig,
+    completer: Completer,
+    record: Callable[[list[EngineEvent]], None],
+) -> StageOutcome:
+    """Run the engine on one stage and return its outcome.
+
+    `record` gets the engine's events in batches, in this thread, as they come; batches
+    stop once the lease is lost (the new owner records its own). Raises LeaseLost,
+    StageCancelled (the run stopped), or whatever the engine raised.
+    """
+    inbox: queue.Queue[Any] = queue.Queue()
+    stop = threading.Event()
+    box: dict[str, Any] = {}
+
+    def engine_thread() -> None:
+        try:
+            box["outcome"] = asyncio.run(
+                stage_run(
+                    inp,
+                    cfg,
+                    completer=completer,
+                    emit=inbox.put,
+                    is_cancelled=stop.is_set,
+                    patch_check=patch_check,
+                )
+            )
+        except BaseException as exc:  # handed to the recording thread, which decides
+            box["error"] = exc
+        finally:
+            inbox.put(_END)
+
+    thread = threading.Thread(target=engine_thread, name=f"tekton-stage-{stage.pk}", daemon=True)
+    thread.start()
+    every = float(settings.TEKTON_HEARTBEAT_SECONDS)
+    last = time.monotonic()
+    state = "ok"
+    try:
+        while True:
+            wait = max(0.01, every - (time.monotonic() - last))
+            try:
+                item = inbox.get(timeout=wait)
+            except queue.Empty:
+                item = None
+            batch: list[Any] = []
+            while item is not None and item is not _END:
+                batch.append(item)
+                try:
+                    item = inbox.get_nowait()
+                except queue.Empty:
+                    item = None
+            if batch and state != "lost":
+                record(batch)
+            if item is _END:
+                break
+            if time.monotonic() - last >= every:
+                last = time.monotonic()
+                if state == "ok":
+                    state = stage_heartbeat(stage, token)
+                    if state != "ok":
+                        stop.set()  # the engine checks is_cancelled between calls
+    except BaseException:
+        stop.set()
+        thread.join()
+        raise
+    thread.join()
+    if state == "lost":
+        raise LeaseLost(f"stage {stage.pk} was taken over")
+    if state == "cancelled":
+        raise StageCancelled("the run was stopped")
+    if "error" in box:
+        raise box["error"]
+    return box["outcome"]

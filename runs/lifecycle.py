@@ -1,0 +1,195 @@
+"""The run lifecycle: which stages are ready, how a run advances when a stage finishes,
+how it fails, its summary, and writing a stage's artifacts.
+
+`services` (a person's actions), `dispatch` (what runs next) and `execution` (a stage's
+outcome) all move a run through these functions; none of them is reached sideways. Every
+function expects to run inside the caller's transaction where it says so.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.utils import timezone
+
+from runs import events
+from runs.artifacts_store import artifact_write
+from runs.models import Artifact, Run, StageRun
+from swarm.redact import redact
+from swarm.stages import PATCH_FILE, SUMMARY_FILE, stage_dependencies, stage_get
+
+logger = logging.getLogger("tekton.runs.lifecycle")
+
+DONE_STATUSES = (StageRun.Status.SUCCEEDED, StageRun.Status.SKIPPED)
+ACTIVE_RUN = (Run.Status.QUEUED, Run.Status.RUNNING)
+
+
+def _is_sequential(run: Run) -> bool:
+    # "schedule": "sequential" replays the predecessor's schedule (every call and every
+    # stage one after another); benchmarks compare against it.
+    return (run.config or {}).get("schedule") == "sequential"
+
+
+def ready_ids(run: Run) -> list[int]:
+    """Queued stages of `run` whose dependencies are done (whatever the run's status)."""
+    rows = list(StageRun.objects.filter(run_id=run.pk).values("id", "stage", "status"))
+    status = {r["stage"]: r["status"] for r in rows}
+    selected = [r["stage"] for r in rows]
+    return [
+        r["id"]
+        for r in rows
+        if r["status"] == StageRun.Status.QUEUED
+        and all(
+            status[d] in DONE_STATUSES
+            for d in stage_dependencies(r["stage"], selected, sequential=_is_sequential(run))
+        )
+    ]
+
+
+def stages_ready(*, run_id: int) -> list[int]:
+    """Queued stages of an active (queued/running) run whose dependencies are done."""
+    run = Run.objects.filter(pk=run_id).first()
+    if run is None or run.status not in ACTIVE_RUN:
+        return []
+    return ready_ids(run)
+
+
+def run_fail(*, run_id: int, reason: str) -> bool:
+    """Mark an unfinished run failed with `reason` and record run.failed. Idempotent."""
+    reason = redact(reason)
+    updated = Run.objects.filter(
+        pk=run_id, status__in=(Run.Status.QUEUED, Run.Status.RUNNING, Run.Status.BLOCKED)
+    ).update(status=Run.Status.FAILED, reason=reason, finished_at=timezone.now())
+    if updated:
+        events.event_record(
+            run_id=run_id, kind="run.failed", payload={"status": "failed", "reason": reason}
+        )
+    return bool(updated)
+
+
+def run_summary(run: Run) -> dict[str, Any]:
+    """diamond_summary.json: every stage's outcome and the run's totals."""
+    names: dict[str, list[str]] = {}
+    for a in Artifact.objects.filter(run=run).exclude(kind=Artifact.Kind.SUMMARY):
+        names.setdefault(a.stage, []).append(a.name)
+    stages = []
+    for s in StageRun.objects.filter(run=run).order_by("position"):
+        stages.append(
+            {
+                "stage": s.stage,
+                "position": s.position,
+                "status": s.status,
+                "attempt": s.attempt,
+                "confidence": s.confidence,
+                "approval": s.approval,
+                "votes": s.votes,
+                "reason": s.reason,
+                "artifacts": names.get(s.stage, []),
+                "input_tokens": s.input_tokens,
+                "output_tokens": s.output_tokens,
+                "cost_usd": float(s.cost_usd),
+                "duration_s": s.duration_s,
+            }
+        )
+    return {
+        "run_id": run.pk,
+        "run_uid": str(run.uid),
+        "run_name": run.name,
+        "base_commit": run.base_commit or None,
+        "goal": run.goal,
+        "repo_path": run.repo_path,
+        "profile": run.profile_name,
+        "status": run.status,
+        "reason": run.reason,
+        "stages": stages,
+        "totals": {
+            "input_tokens": run.input_tokens,
+            "output_tokens": run.output_tokens,
+            "total_tokens": run.total_tokens,
+            "cost_usd": float(run.cost_usd),
+            "duration_s": run.duration_s,
+        },
+        "offline": (run.config or {}).get("llm_backend") == "offline",
+    }
+
+
+def run_advance(*, run_id: int, after_stage: str | None = None) -> list[int]:
+    """After a stage finished: finish the run when every stage is done, else return the ready
+    stage ids (with `after_stage`: only those waiting on that stage, the ones it just made
+    ready; the others were dispatched before). Call inside a transaction that holds the run row (select_for_update), so two
+    stages finishing together cannot both miss (or both write) the run's end."""
+    run = Run.objects.get(pk=run_id)
+    statuses = list(StageRun.objects.filter(run_id=run_id).values_list("status", flat=True))
+    if statuses and all(s in DONE_STATUSES for s in statuses):
+        now = timezone.now()
+        reason = f"all {len(statuses)} stages finished"
+        updated = Run.objects.filter(pk=run_id, status__in=ACTIVE_RUN).update(
+            status=Run.Status.SUCCEEDED, reason=reason, finished_at=now
+        )
+        if updated:
+            run.refresh_from_db()
+            summary = run_summary(run)
+            artifact, created = artifact_write(
+                run=run, stage="", kind=Artifact.Kind.SUMMARY, name=SUMMARY_FILE, data=summary
+            )
+            if created:
+                _artifact_event(artifact)
+            events.event_record(
+                run_id=run_id,
+                kind="run.finished",
+                payload={"status": "succeeded", "reason": reason},
+            )
+        return []
+    if run.status not in ACTIVE_RUN:
+        return []
+    ready = ready_ids(run)
+    if after_stage is not None:
+        selected = list(StageRun.objects.filter(run_id=run_id).values_list("stage", flat=True))
+        waiting = {
+            pk
+            for pk, name in StageRun.objects.filter(pk__in=ready).values_list("pk", "stage")
+            if after_stage in stage_dependencies(name, selected, sequential=_is_sequential(run))
+        }
+        ready = [pk for pk in ready if pk in waiting]
+    # Dispatched now: keep the sweeper from taking them for a lost dispatch.
+    StageRun.objects.filter(pk__in=ready).update(updated_at=timezone.now())
+    return ready
+
+
+def _artifact_event(artifact: Artifact) -> None:
+    events.event_record(
+        run_id=artifact.run_id,
+        kind="artifact.created",
+        stage=artifact.stage,
+        payload={
+            "name": artifact.name,
+            "kind": artifact.kind,
+            "size": artifact.size,
+            "sha256": artifact.sha256,
+        },
+    )
+
+
+def stage_artifacts_write(
+    *, run: Run, stage: str, artifact: dict | None, patch: str | None
+) -> list[str]:
+    """Write a stage's JSON artifact (and code's diff.patch) once; returns the file names.
+    Records artifact.created for each file written now. Call inside a transaction."""
+    names = []
+    spec = stage_get(stage)
+    if artifact is not None:
+        row, created = artifact_write(
+            run=run, stage=stage, kind=Artifact.Kind.JSON, name=spec.artifact_file, data=artifact
+        )
+        names.append(row.name)
+        if created:
+            _artifact_event(row)
+    if patch:
+        row, created = artifact_write(
+            run=run, stage=stage, kind=Artifact.Kind.PATCH, name=PATCH_FILE, text=patch
+        )
+        names.append(row.name)
+        if created:
+            _artifact_event(row)
+    return names

@@ -1,0 +1,115 @@
+"""What a stage starts from: its input (goal, repository facts, the artifacts of the stages
+it depends on, lessons, a person's note), its configuration (models, consensus, what is
+left of the run's budgets) and the completer that answers its calls.
+
+Read-only: nothing here writes to the database.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import OrderedDict
+from typing import Any
+
+from runs.artifacts_store import artifact_read_json
+from runs.lessons import HistoryLessons
+from runs.models import Artifact, Run, StageRun
+from swarm.context import BudgetExceeded, RepoFacts, StageConfig, StageInput
+from swarm.providers.router import Router, router_build
+from swarm.repo import repo_facts
+from swarm.stages import stage_ancestors
+
+logger = logging.getLogger("tekton.runs.stage_inputs")
+
+_FACTS_CACHE: OrderedDict[tuple[int, str], RepoFacts] = OrderedDict()
+_FACTS_LOCK = threading.Lock()
+
+
+def run_repo_facts(run: Run) -> RepoFacts:
+    """The repository as the run first saw it, read once per run and process: a handful
+    of git subprocesses cost more than the rest of a stage's orchestration together."""
+    key = (run.pk, run.repo_path)
+    with _FACTS_LOCK:
+        facts = _FACTS_CACHE.get(key)
+    if facts is None:
+        facts = repo_facts(run.repo_path)
+        with _FACTS_LOCK:
+            _FACTS_CACHE[key] = facts
+            while len(_FACTS_CACHE) > 256:
+                _FACTS_CACHE.popitem(last=False)
+    return facts
+
+
+def stage_input_build(run: Run, stage: StageRun) -> StageInput:
+    """The engine's input for `stage`. It sees exactly the artifacts of the stages it
+    depends on (directly or through them): threat sees code and what code saw, never
+    review's, whichever of the two side-by-side stages finished first."""
+    prior: dict[str, dict[str, Any]] = {}
+    earlier = Artifact.objects.filter(
+        run=run, kind=Artifact.Kind.JSON, stage__in=stage_ancestors(stage.stage)
+    ).select_related("run")
+    for artifact in earlier:
+        data = artifact_read_json(artifact)
+        if data is not None:
+            prior[artifact.stage] = data
+    lessons = HistoryLessons(exclude_run_id=run.pk).lessons_for(
+        goal=run.goal, stage=stage.stage, repo_path=run.repo_path, limit=5
+    )
+    return StageInput(
+        stage=stage.stage,
+        goal=run.goal,
+        repo=run_repo_facts(run),
+        prior_artifacts=prior,
+        lessons=tuple(lessons),
+        note=stage.note,
+        attempt=stage.attempt,
+        run_id=run.pk,
+    )
+
+
+def stage_config_build(run: Run, stage: str) -> StageConfig:
+    """The stage's models and consensus settings, with what is left of the run's budgets.
+    Raises BudgetExceeded when a budget is already used up."""
+    config = run.config or {}
+    budget_tokens = int(config.get("budget_tokens") or 0)
+    budget_cost = float(config.get("budget_cost_usd") or 0)
+    left_tokens = left_cost = None
+    if budget_tokens:
+        left_tokens = budget_tokens - run.total_tokens
+        if left_tokens <= 0:
+            raise BudgetExceeded(
+                f"token budget of {budget_tokens} used up ({run.total_tokens} tokens spent)"
+            )
+    if budget_cost:
+        left_cost = budget_cost - float(run.cost_usd)
+        if left_cost <= 0:
+            raise BudgetExceeded(
+                f"cost budget of ${budget_cost:.2f} used up (${float(run.cost_usd):.4f} spent)"
+            )
+    models = (config.get("models") or {}).get(stage)
+    if not models:
+        raise ValueError(f"run {run.pk} has no models configured for stage {stage!r}")
+    return StageConfig(
+        models=dict(models),
+        rounds=int(config.get("rounds", 2)),
+        quorum=float(config.get("quorum", 2 / 3)),
+        threshold=float(config.get("threshold", 0.70)),
+        consensus_free=stage in (config.get("consensus_free") or []),
+        sequential=config.get("schedule") == "sequential",
+        budget_tokens=left_tokens,
+        budget_cost_usd=left_cost,
+    )
+
+
+def completer_build(config: dict[str, Any]) -> Router:
+    """The router that answers the stage's calls, from the run's frozen configuration and
+    the keys in this process's environment."""
+    return router_build(
+        routes=config.get("routes") or None,
+        env=dict(os.environ),
+        backend_override=config.get("llm_backend") or None,
+        replay_path=config.get("replay_path"),
+        record_path=config.get("record_path"),
+    )

@@ -1,0 +1,200 @@
+"""Prompt-cache hints on the wire in both protocols, cached usage read back, and priced."""
+
+import dataclasses
+
+import pytest
+
+from swarm.providers import router_build
+from swarm.providers.anthropic_backend import AnthropicBackend
+from swarm.providers.base import Message, Usage
+from swarm.providers.capabilities import CapabilityStore
+from swarm.providers.openai_backend import OpenAIBackend
+from swarm.providers.pricing import usage_cost_usd
+from tests.fakes.llm_server import ok
+from tests.swarm.providers.conftest import make_request
+
+EPHEMERAL = {"type": "ephemeral"}
+CONVERSATION = (
+    Message("system", "You are the skeptic. Long, stable instructions."),
+    Message("user", "The repository facts and the goal: stable for every round."),
+    Message("assistant", "Round 1 answer."),
+    Message("user", "Round 2: answer the others."),
+)
+
+
+def conversation(**kw):
+    return dataclasses.replace(make_request("test-model"), messages=CONVERSATION, **kw)
+
+
+@pytest.fixture
+def store():
+    return CapabilityStore()
+
+
+@pytest.fixture
+async def anthropic_backend(fake_llm, store):
+    backend = AnthropicBackend(
+        env={"ANTHROPIC_API_KEY": "sk-ant-test-0123456789abcdef"},
+        base_url=fake_llm.anthropic_base_url,
+        capabilities=store,
+    )
+    yield backend
+    await backend.aclose()
+
+
+@pytest.fixture
+async def openai_backend(fake_llm, store):
+    backend = OpenAIBackend(
+        env={"OPENAI_API_KEY": "k"}, base_url=fake_llm.openai_base_url, capabilities=store
+    )
+    yield backend
+    await backend.aclose()
+
+
+def openai_takes_cache_key(store, backend, model="test-model"):
+    """The fake server stands in for OpenAI itself, which takes prompt_cache_key."""
+    caps = store.get("openai", model, backend.base_url)
+    store.set("openai", model, backend.base_url, dataclasses.replace(caps, cache="key"))
+
+
+# --- Anthropic -------------------------------------------------------------------------
+
+
+async def test_anthropic_breakpoints_end_the_system_prompt_and_the_stable_prefix(
+    fake_llm, anthropic_backend
+):
+    await anthropic_backend.complete(conversation(cache_prefix=2))
+    body = fake_llm.requests[0].body
+    assert body["system"] == [
+        {"type": "text", "text": CONVERSATION[0].content, "cache_control": EPHEMERAL}
+    ]
+    assert body["messages"] == [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": CONVERSATION[1].content, "cache_control": EPHEMERAL}
+            ],
+        },
+        {"role": "assistant", "content": "Round 1 answer."},
+        {"role": "user", "content": "Round 2: answer the others."},
+    ]
+
+
+async def test_anthropic_prefix_of_only_the_system_prompt(fake_llm, anthropic_backend):
+    await anthropic_backend.complete(conversation(cache_prefix=1))
+    body = fake_llm.requests[0].body
+    assert body["system"][0]["cache_control"] == EPHEMERAL
+    assert all(isinstance(m["content"], str) for m in body["messages"])
+
+
+async def test_anthropic_without_hints_sends_no_breakpoint(fake_llm, anthropic_backend):
+    await anthropic_backend.complete(conversation())
+    body = fake_llm.requests[0].body
+    assert body["system"] == CONVERSATION[0].content
+    assert "cache_control" not in str(body)
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_anthropic_cache_reads_and_writes_come_back_inside_input_tokens(
+    fake_llm, anthropic_backend, streamed
+):
+    fake_llm.script(ok("hi", input_tokens=1000, cached_tokens=800, cache_write_tokens=150))
+    request = conversation(cache_prefix=2)
+    if streamed:
+        request = dataclasses.replace(request, on_delta=lambda d: None)
+    result = await anthropic_backend.complete(request)
+    # On the wire Anthropic said input_tokens=50 plus 800 read and 150 written.
+    usage = result.usage
+    assert usage == Usage(
+        input_tokens=1000, output_tokens=7, cached_input_tokens=800, cache_write_tokens=150
+    )
+    assert usage.uncached_input_tokens == 50
+
+
+# --- OpenAI ----------------------------------------------------------------------------
+
+
+async def test_openai_sends_the_cache_key_given(fake_llm, store, openai_backend):
+    openai_takes_cache_key(store, openai_backend)
+    await openai_backend.complete(conversation(cache_prefix=2, cache_key="run-7-plan-skeptic"))
+    assert fake_llm.requests[0].body["prompt_cache_key"] == "run-7-plan-skeptic"
+
+
+async def test_openai_derives_one_key_per_stable_prefix(fake_llm, store, openai_backend):
+    openai_takes_cache_key(store, openai_backend)
+    await openai_backend.complete(conversation(cache_prefix=2))
+    later_round = dataclasses.replace(
+        conversation(cache_prefix=2),
+        messages=(*CONVERSATION, Message("assistant", "r2"), Message("user", "Round 3.")),
+    )
+    await openai_backend.complete(later_round)
+    other_prefix = dataclasses.replace(
+        conversation(cache_prefix=2),
+        messages=(CONVERSATION[0], Message("user", "another goal"), *CONVERSATION[2:]),
+    )
+    await openai_backend.complete(other_prefix)
+    keys = [r.body["prompt_cache_key"] for r in fake_llm.requests]
+    assert keys[0] == keys[1]
+    assert keys[0] != keys[2]
+    assert keys[0].startswith("tekton-")
+
+
+async def test_openai_without_a_prefix_or_key_sends_none(fake_llm, store, openai_backend):
+    openai_takes_cache_key(store, openai_backend)
+    await openai_backend.complete(conversation())
+    assert "prompt_cache_key" not in fake_llm.requests[0].body
+
+
+async def test_compatible_servers_get_no_cache_key_by_default(fake_llm, openai_backend):
+    assert openai_backend.capabilities("test-model").cache == "none"
+    await openai_backend.complete(conversation(cache_prefix=2, cache_key="k1"))
+    assert "prompt_cache_key" not in fake_llm.requests[0].body
+
+
+async def test_an_sdk_without_the_parameter_sends_the_key_in_the_body(
+    fake_llm, store, openai_backend
+):
+    openai_takes_cache_key(store, openai_backend)
+    openai_backend._takes_cache_key = False  # as an SDK older than prompt_cache_key
+    await openai_backend.complete(conversation(cache_key="k2"))
+    assert fake_llm.requests[0].body["prompt_cache_key"] == "k2"
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_openai_cached_tokens_come_back(fake_llm, openai_backend, streamed):
+    fake_llm.script(ok("hi", input_tokens=1000, output_tokens=20, cached_tokens=768))
+    request = conversation()
+    if streamed:
+        request = dataclasses.replace(request, on_delta=lambda d: None)
+    result = await openai_backend.complete(request)
+    assert result.usage == Usage(input_tokens=1000, output_tokens=20, cached_input_tokens=768)
+
+
+# --- priced through the router -----------------------------------------------------------
+
+
+async def test_router_prices_cached_reads_and_writes_apart(fake_llm):
+    env = {
+        "PATH": "",
+        "ANTHROPIC_API_KEY": "sk-ant-test-0123456789abcdef",
+        "ANTHROPIC_BASE_URL": fake_llm.anthropic_base_url,
+        "OPENAI_API_KEY": "k",
+        "OPENAI_BASE_URL": fake_llm.openai_base_url,
+    }
+    router = router_build(env=env, capability_store=CapabilityStore())
+    fake_llm.script(
+        ok("a", input_tokens=1000, output_tokens=100, cached_tokens=800, cache_write_tokens=150),
+        ok("b", input_tokens=1000, output_tokens=500, cached_tokens=800),
+    )
+    claude = await router.complete(make_request("anthropic/claude-opus-4.1"))
+    gpt = await router.complete(make_request("openai/gpt-4o"))
+    await router.aclose()
+    # Opus 4.1: $15/M input, reads at 0.1x, writes at 1.25x, $75/M output.
+    assert claude.cost_usd == pytest.approx(
+        (50 * 15 + 800 * 1.5 + 150 * 18.75 + 100 * 75) / 1_000_000
+    )
+    # gpt-4o: $2.50/M input, $1.25/M cached, $10/M output.
+    assert gpt.cost_usd == pytest.approx((200 * 2.5 + 800 * 1.25 + 500 * 10) / 1_000_000)
+    assert claude.cost_usd == pytest.approx(
+        usage_cost_usd("anthropic/claude-opus-4.1", claude.usage)
+    )
