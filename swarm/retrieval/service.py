@@ -241,12 +241,6 @@ class Retrieval:
             "embedding_dim": dim,
             "embedding_error": embedding_error,
         }
-        pid = None
-        if store.uri is None:
-            from swarm.retrieval.server import local_server_info
-
-            running = local_server_info(store.data_dir)  # type: ignore[arg-type]
-            pid = running.pid if running else None
         try:
             collections = store.collections()
             recorded = store.recorded_model()
@@ -281,13 +275,23 @@ class Retrieval:
         except RetrievalUnavailable as exc:
             return RetrievalStatus(
                 **base, reachable=False, error=str(exc), collections=[], index_model=None,
-                index_dim=None, repos=[], server_pid=pid,
+                index_dim=None, repos=[], server_pid=self._server_pid(),
             )  # fmt: skip
         return RetrievalStatus(
             **base, reachable=True, error=None, collections=collections,
             index_model=recorded[0] if recorded else None,
-            index_dim=recorded[1] if recorded else None, repos=repo_status, server_pid=pid,
+            index_dim=recorded[1] if recorded else None, repos=repo_status,
+            server_pid=self._server_pid(),
         )  # fmt: skip
+
+    def _server_pid(self) -> int | None:
+        """The on-demand server's pid (looked up after the calls that may start it)."""
+        if self.store.uri is not None:
+            return None
+        from swarm.retrieval.server import local_server_info
+
+        running = local_server_info(self.store.data_dir)  # type: ignore[arg-type]
+        return running.pid if running else None
 
 
 @functools.lru_cache(maxsize=8)

@@ -88,6 +88,7 @@ def test_two_processes_start_one_server_and_share_its_index(tmp_path):
         assert local_server_ensure(data_dir) == server.uri
         query = {"repo": "a", "commit": a["commit"], "query": "apply a discount"}
         assert here.search_code(**query).hits[0].path == "billing/invoice.py"
+        assert here.status().server_pid == server.pid
 
         # A server that died degrades the next search, and the one after starts it again.
         local_server_stop(data_dir)
