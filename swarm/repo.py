@@ -59,7 +59,8 @@ def is_git_repo(path: str | Path) -> bool:
     return _toplevel(p) == p
 
 
-def _language(name: str) -> str | None:
+def language_of(name: str) -> str | None:
+    """The language of a file by its extension (`app/main.py` -> "Python"), None if unknown."""
     return _LANGUAGES.get(PurePosixPath(name).suffix.lower())
 
 
@@ -151,7 +152,7 @@ def repo_facts(path: str | Path) -> RepoFacts:
         raise RepoError(f"git ls-files failed in {str(p)!r}: {ls.stderr.strip()[:300]}")
     files = [f for f in ls.stdout.split("\0") if f]
 
-    languages = Counter(lang for f in files if (lang := _language(f)))
+    languages = Counter(lang for f in files if (lang := language_of(f)))
     return RepoFacts(
         path=str(p),
         branch=branch,

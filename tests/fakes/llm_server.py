@@ -1,6 +1,7 @@
 """A real HTTP server on 127.0.0.1 that speaks enough of two LLM wire protocols for the
-official SDKs: Anthropic Messages (POST /v1/messages) and OpenAI Chat Completions
-(POST /v1/chat/completions).
+official SDKs: Anthropic Messages (POST /v1/messages), OpenAI Chat Completions
+(POST /v1/chat/completions) and OpenAI Embeddings (POST /v1/embeddings: a deterministic
+hashed bag of words, so texts sharing words get close vectors).
 
 Each test scripts what the server answers with a queue of scenarios (`ok`, `status`,
 `slow`, `malformed`, `not_json`, `tool_calls`, `cut`, `llama_cpp`); when the queue is
@@ -18,9 +19,13 @@ shape: a scenario's `input_tokens` counts all input tokens, like swarm's Usage.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import hashlib
 import json
+import math
 import re
+import struct
 import threading
 import time
 from collections import deque
@@ -223,6 +228,8 @@ class FakeLlmServer:
                     answer = _anthropic_answer(scenario, body)
                 elif self.path.rstrip("/").endswith("/chat/completions"):
                     answer = _openai_answer(scenario, body)
+                elif self.path.rstrip("/").endswith("/embeddings"):
+                    answer = _embeddings_answer(scenario, body)
                 else:
                     answer = _Answer(
                         404, body=json.dumps({"error": f"no route {self.path}"}).encode()
@@ -573,3 +580,42 @@ def _openai_answer(scenario: Scenario, body: dict[str, Any]) -> _Answer:
         events.append(f"data: {json.dumps(usage_chunk)}\n\n")
     events.append("data: [DONE]\n\n")
     return _Answer(200, events=events)
+
+
+EMBEDDING_DIM = 32  # when the request asks for no `dimensions`
+
+
+def fake_embedding(text: str, dim: int = EMBEDDING_DIM) -> list[float]:
+    """Each lower-cased word adds 1 to a dimension chosen by its hash; unit length."""
+    vector = [0.0] * dim
+    for word in re.findall(r"\w+", text.lower()):
+        vector[int(hashlib.sha1(word.encode()).hexdigest(), 16) % dim] += 1.0
+    norm = math.sqrt(sum(x * x for x in vector)) or 1.0
+    return [x / norm for x in vector]
+
+
+def _embeddings_answer(scenario: Scenario, body: dict[str, Any]) -> _Answer:
+    if scenario.kind in ("status", "malformed"):
+        return _openai_answer(scenario, body)
+    texts = body.get("input") or []
+    texts = [texts] if isinstance(texts, str) else texts
+    dim = int(body.get("dimensions") or EMBEDDING_DIM)
+    if isinstance(scenario.payload, list):  # scripted vectors, as they are
+        vectors = scenario.payload
+    else:
+        vectors = [fake_embedding(str(t), dim) for t in texts]
+    if body.get("encoding_format") == "base64":  # what the SDK asks for: little-endian float32
+        encoded: list[Any] = [
+            base64.b64encode(struct.pack(f"<{len(v)}f", *v)).decode() for v in vectors
+        ]
+    else:
+        encoded = vectors
+    payload = {
+        "object": "list",
+        "model": body.get("model", "unknown"),
+        "data": [
+            {"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(encoded)
+        ],
+        "usage": {"prompt_tokens": scenario.input_tokens, "total_tokens": scenario.input_tokens},
+    }
+    return _Answer(200, body=json.dumps(payload).encode())
