@@ -418,8 +418,9 @@ _VALIDATORS = {name: Draft202012Validator(d.input_schema) for name, d in TOOL_DE
 class StageTools:
     """The tools of one stage over one workspace.
 
-    `workspace` is a Workspace (its path, base commit and git directory are used) or a
-    folder; `sandbox` runs run_command/run_tests (None: those answer that no sandbox is
+    `workspace` is a Workspace that exists (its path, base commit and git directory are
+    used, so git never reads the worktree's own `.git` file) or a plain checkout folder;
+    `sandbox` runs run_command/run_tests (None: those answer that no sandbox is
     available); `sandbox_root` is where the workspace appears inside the sandbox (default
     its own path); `test_command` is the repository's test command (argv list, or one
     shell string); `limits` is passed to `sandbox.run` as it is.
@@ -440,6 +441,11 @@ class StageTools:
         max_test_runs: int = MAX_TEST_RUNS_PER_STAGE,
     ) -> None:
         if isinstance(workspace, Workspace):
+            if not workspace.exists():
+                raise ValueError(
+                    f"the workspace {workspace.path} is missing or its .git file was changed; "
+                    "create or rebuild it first"
+                )
             self.root = workspace.path
             self.base = base or workspace.base
             self.git_dir = workspace.git_dir()

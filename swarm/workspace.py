@@ -321,13 +321,13 @@ class Workspace:
             top = _git(self.repo, "rev-parse", "--show-toplevel")
             if top.returncode != 0 or Path(top.stdout.strip()).resolve() != self.repo.resolve():
                 raise WorkspaceError(f"{self.repo} is not the top level of a git repository")
-            common = _git_ok(self.repo, "rev-parse", "--git-common-dir", what="git rev-parse")
-            path = Path(common.strip())
-            self._common = (path if path.is_absolute() else self.repo / path).resolve()
             if self.root.resolve().is_relative_to(self.repo.resolve()):
                 raise WorkspaceError(
                     f"the workspace folder {self.root} is inside the repository {self.repo}"
                 )
+            common = _git_ok(self.repo, "rev-parse", "--git-common-dir", what="git rev-parse")
+            path = Path(common.strip())
+            self._common = (path if path.is_absolute() else self.repo / path).resolve()
         return self._common
 
     @property

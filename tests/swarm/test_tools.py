@@ -539,3 +539,14 @@ def test_tools_never_change_the_users_checkout(ws):
         git(repo, "rev-parse", "HEAD"),
         git(repo, "stash", "list"),
     ) == before
+
+
+def test_tools_need_a_workspace_that_exists(ws, tmp_path):
+    missing = Workspace(
+        repo=ws.repo, base="HEAD", run_name="tekton/run-8-0000", root=tmp_path / "x"
+    )
+    with pytest.raises(ValueError, match="is missing or its .git file was changed"):
+        StageTools(workspace=missing, stage="code")
+    (ws.path / ".git").write_text("gitdir: /elsewhere\n")  # rewritten by a command
+    with pytest.raises(ValueError, match="its .git file was changed"):
+        StageTools(workspace=ws, stage="code")
