@@ -730,6 +730,15 @@ class ToolTurn:
             is_error = bool(failed and failed[0])
         except ToolFailure as exc:
             content, summary, is_error = f"error: {exc}", _short(f"error: {exc}"), True
+        except OSError as exc:  # the file system changed under the call
+            content, summary, is_error = f"error: {exc.strerror or exc}", "error: file system", True
+        except Exception:  # a bug here must not end the debate; the log keeps it
+            log.exception("tool %s failed", name)
+            content, summary, is_error = (
+                f"error: {name} failed inside Tekton",
+                "error: internal",
+                True,
+            )
         content = redact(bound(content, OUTPUT_MAX_CHARS))
         result = ToolResult(
             call_id=str(call.id),

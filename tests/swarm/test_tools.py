@@ -550,3 +550,14 @@ def test_tools_need_a_workspace_that_exists(ws, tmp_path):
     (ws.path / ".git").write_text("gitdir: /elsewhere\n")  # rewritten by a command
     with pytest.raises(ValueError, match="its .git file was changed"):
         StageTools(workspace=ws, stage="code")
+
+
+def test_a_failure_inside_a_tool_is_a_result_not_an_exception(ws, monkeypatch):
+    tools = stage_tools(ws)
+
+    def broken(**_):
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(tools, "_git_log", broken)
+    result = call(tools, "git_log")
+    assert result.is_error and result.content == "error: git_log failed inside Tekton"
