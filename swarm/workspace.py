@@ -15,6 +15,11 @@ Trust: the diff comes from a model and the worktree's files from sandboxed comma
 - the index of the worktree holds exactly base + applied patches (`git apply --index`),
   so what a command left behind in the files (caches, reports) is never committed.
 
+Checking out every file is most of the cost of a workspace (on a slow disk, seconds for
+10,000 files), so a finished run's worktree is kept as its repository's spare (one per
+repository) and the next run's workspace is that spare moved into place and reset to the
+new base: only the files that differ are written.
+
 All git calls go through `swarm.git.git_run` (scrubbed environment, no hooks, no
 fsmonitor). Mutating operations hold a per-workspace file lock, so two processes working
 on the same run do not interleave.
@@ -52,6 +57,7 @@ _AUTHOR_ENV = {
 # Checking out or resetting a large repository takes longer than git's default timeout.
 _SLOW_TIMEOUT_S = 600.0
 _STATE_DIR = ".tekton"  # under the root: one lock file and one state file per workspace
+_SPARE_DIR = "spare"  # under _STATE_DIR: one finished worktree per repository, for reuse
 # No two separators in a row, so "/" -> "--" names a folder and can be read back.
 _RUN_NAME = re.compile(
     r"^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*(?:/[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*)*$"
@@ -183,6 +189,18 @@ def _rmtree(path: Path) -> None:
                     with contextlib.suppress(OSError):
                         os.chmod(os.path.join(dirpath, d), 0o700)
             shutil.rmtree(path, ignore_errors=True)
+
+
+def _gitfile_names(worktree: Path, admin: Path) -> bool:
+    """The worktree's `.git` is a regular file naming `admin` (a sandboxed command could
+    have rewritten it to point at a planted git directory)."""
+    dotgit = worktree / ".git"
+    try:
+        content = dotgit.read_text() if dotgit.is_file() and not dotgit.is_symlink() else ""
+    except OSError:
+        return False
+    named = content.strip().removeprefix("gitdir:").strip()
+    return content.startswith("gitdir:") and os.path.realpath(named) == os.path.realpath(admin)
 
 
 def _sha256(text: str) -> str:
@@ -347,10 +365,13 @@ class Workspace:
     def git_dir(self) -> Path | None:
         """The worktree's own git directory, found from the repository's registration
         (`<common>/worktrees/<id>/gitdir` names the worktree's `.git` file), or None."""
+        return self._admin_for(self.path)
+
+    def _admin_for(self, path: Path) -> Path | None:
         admin_root = self.common_dir / "worktrees"
         if not admin_root.is_dir():
             return None
-        want = os.path.realpath(self.path / ".git")
+        want = os.path.realpath(path / ".git")
         for admin in admin_root.iterdir():
             try:
                 named = (admin / "gitdir").read_text().strip()
@@ -377,15 +398,7 @@ class Workspace:
         git_dir = self.git_dir()
         if git_dir is None or not self.path.is_dir():
             raise WorkspaceError(f"the workspace {self.path} does not exist; create or rebuild it")
-        dotgit = self.path / ".git"
-        try:
-            content = dotgit.read_text() if dotgit.is_file() and not dotgit.is_symlink() else ""
-        except OSError:
-            content = ""
-        named = content.strip().removeprefix("gitdir:").strip()
-        if not content.startswith("gitdir:") or os.path.realpath(named) != os.path.realpath(
-            git_dir
-        ):
+        if not _gitfile_names(self.path, git_dir):
             raise WorkspaceError(
                 f"the workspace's .git file was changed (it must name {git_dir}); rebuild it"
             )
@@ -473,6 +486,10 @@ class Workspace:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise WorkspaceError(_os_reason(exc, self.root)) from None
+        if self._take_spare(base):
+            self._state_write(base=base, patches=[], head=base, tree=self._tree_of(base))
+            log.info("workspace %s made from the spare at %s", self.branch, base[:12])
+            return
         proc = _git(
             self.repo,
             "-c",
@@ -503,18 +520,75 @@ class Workspace:
         log.info("workspace %s created at %s", self.branch, base[:12])
 
     def _discard(self) -> None:
-        """Remove whatever is at the path and this repository's registration of it. The
+        self._discard_at(self.path)
+        self._state_path.unlink(missing_ok=True)
+
+    def _discard_at(self, path: Path) -> None:
+        """Remove whatever is at `path` and this repository's registration of it. The
         registration is removed by path, never with a global `git worktree prune`, which
         would also drop the user's own worktrees on a disk that is not mounted."""
-        if self.path.exists() or self.path.is_symlink() or self.git_dir() is not None:
-            _git(self.repo, "worktree", "remove", "--force", "--force", str(self.path))
-            _rmtree(self.path)
-            if self.git_dir() is not None:
-                _git(self.repo, "worktree", "remove", "--force", "--force", str(self.path))
-            admin = self.git_dir()
+        if path.exists() or path.is_symlink() or self._admin_for(path) is not None:
+            _git(self.repo, "worktree", "remove", "--force", "--force", str(path))
+            _rmtree(path)
+            if self._admin_for(path) is not None:
+                _git(self.repo, "worktree", "remove", "--force", "--force", str(path))
+            admin = self._admin_for(path)
             if admin is not None:  # git refused: drop the registration like prune does
                 _rmtree(admin)
-        self._state_path.unlink(missing_ok=True)
+
+    # -- the spare: a finished run's worktree, kept for the next run of the repository --
+
+    @property
+    def spare_path(self) -> Path:
+        key = hashlib.sha256(str(self.common_dir).encode()).hexdigest()[:16]
+        return self.root / _STATE_DIR / _SPARE_DIR / key
+
+    @contextlib.contextmanager
+    def _spare_locked(self) -> Iterator[Path]:
+        spare = self.spare_path
+        try:
+            spare.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(spare.with_name(spare.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise WorkspaceError(_os_reason(exc, self.root)) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield spare
+        finally:
+            os.close(fd)
+
+    def _take_spare(self, base: str) -> bool:
+        """Move the repository's spare worktree to the path and reset it to `base`: only
+        the files that differ are written, instead of a full checkout. False (and the
+        spare gone) when there is none or it is not healthy."""
+        with self._spare_locked() as spare:
+            if not spare.exists():
+                return False
+            admin = self._admin_for(spare)
+            moved = (
+                admin is not None
+                and _gitfile_names(spare, admin)
+                and _git(self.repo, "worktree", "move", str(spare), str(self.path)).returncode == 0
+            )
+            if not moved:
+                self._discard_at(spare)
+                return False
+        try:
+            self._wgit_ok("reset", "-q", "--hard", base, what="git reset", timeout=_SLOW_TIMEOUT_S)
+            self._wgit_ok("clean", "-fdxq", what="git clean", timeout=_SLOW_TIMEOUT_S)
+        except WorkspaceError as exc:
+            log.warning("spare worktree for %s not reusable: %s", self.repo, exc)
+            self._discard()
+            return False
+        return True
+
+    def _give_spare(self) -> bool:
+        """Keep this worktree as the repository's spare, unless it already has one."""
+        with self._spare_locked() as spare:
+            if spare.exists() or not self.exists():
+                return False
+            moved = _git(self.repo, "worktree", "move", str(self.path), str(spare))
+            return moved.returncode == 0
 
     def rebuild(self, patches: Sequence[str] = ()) -> Path:
         """Make the worktree exactly base + `patches` (applied in order, each with plain
@@ -560,15 +634,21 @@ class Workspace:
                     )
         return self.path
 
-    def remove(self) -> None:
+    def remove(self, *, recycle: bool = True) -> None:
         """Remove the worktree and its registration (`git worktree remove --force`). The
-        branch stays: it is the deliverable. Idempotent."""
+        branch stays: it is the deliverable. Idempotent.
+
+        With `recycle`, the worktree becomes the repository's spare (one per repository,
+        under the root's `.tekton/spare/`), and the next run's `create` resets it to its
+        own base instead of checking out every file again: on a slow disk that is the
+        difference between seconds and a fraction of one for 10,000 files.
+        """
         with self._locked():
-            if self.repo.is_dir():
-                self._discard()
-            else:
+            if not self.repo.is_dir():
                 _rmtree(self.path)
-                self._state_path.unlink(missing_ok=True)
+            elif not (recycle and self._give_spare()):
+                self._discard()
+            self._state_path.unlink(missing_ok=True)
 
     # -- applying and committing --
 
@@ -810,38 +890,53 @@ def _owner_repo(worktree: Path) -> Path | None:
 
 
 def workspaces_prune(
-    root: str | Path, *, live: Iterable[str], repos: Iterable[str | Path] = ()
+    root: str | Path,
+    *,
+    live: Iterable[str],
+    repos: Iterable[str | Path] = (),
+    spares: bool = True,
 ) -> list[Path]:
-    """Remove the workspaces under `root` whose run name is not in `live`, and, in each of
+    """Remove the workspaces under `root` whose run name is not in `live`, the spares of
+    repositories that are gone (every spare when `spares` is False), and, in each of
     `repos`, the registrations of worktrees under `root` that are gone or not live (only
     those: the user's own worktrees are left alone). Branches stay. Returns the paths
     removed (folders and registrations)."""
     root = Path(root).absolute()
     keep = {_slug(name) for name in live}
+    state_dir = root / _STATE_DIR
+    spare_dir = state_dir / _SPARE_DIR
     removed: list[Path] = []
+
+    def drop(worktree: Path) -> None:
+        owner = _owner_repo(worktree)
+        if owner is not None and owner.is_dir():
+            _git(owner, "worktree", "remove", "--force", "--force", str(worktree))
+        _rmtree(worktree)
+        removed.append(worktree)
+
     if root.is_dir():
         for entry in sorted(root.iterdir()):
-            if entry.name == _STATE_DIR or entry.name in keep:
-                continue
+            if entry.name != _STATE_DIR and entry.name not in keep:
+                drop(entry)
+    if spare_dir.is_dir():
+        for entry in sorted(spare_dir.iterdir()):
+            if entry.name.endswith(".lock"):
+                continue  # a lock may be held right now; it is an empty file
             owner = _owner_repo(entry)
-            if owner is not None and owner.is_dir():
-                _git(owner, "worktree", "remove", "--force", "--force", str(entry))
-            _rmtree(entry)
-            removed.append(entry)
-        state_dir = root / _STATE_DIR
-        if state_dir.is_dir():
-            for f in state_dir.iterdir():
-                slug = next(
-                    (
-                        f.name[: -len(s)]
-                        for s in (".json.tmp", ".json", ".lock")
-                        if f.name.endswith(s)
-                    ),
-                    f.name,
-                )
-                if slug not in keep:
-                    f.unlink(missing_ok=True)
+            if not spares or owner is None or not owner.is_dir():
+                drop(entry)
+    if state_dir.is_dir():
+        for f in state_dir.iterdir():
+            if not f.is_file():
+                continue
+            slug = next(
+                (f.name[: -len(s)] for s in (".json.tmp", ".json", ".lock") if f.name.endswith(s)),
+                f.name,
+            )
+            if slug not in keep:
+                f.unlink(missing_ok=True)
     real_root = Path(os.path.realpath(root))
+    real_spares = Path(os.path.realpath(spare_dir))
     for repo in repos:
         repo = Path(repo)
         proc = _git(repo, "rev-parse", "--git-common-dir")
@@ -859,7 +954,9 @@ def workspaces_prune(
             worktree = dotgit.parent
             if not worktree.is_relative_to(real_root):
                 continue
-            if worktree.name in keep and worktree.is_dir():
+            is_live = worktree.parent == real_root and worktree.name in keep
+            is_spare = spares and worktree.parent == real_spares
+            if worktree.is_dir() and (is_live or is_spare):
                 continue
             _git(repo, "worktree", "remove", "--force", "--force", str(worktree))
             if admin.exists():
@@ -871,16 +968,19 @@ def workspaces_prune(
 
 @dataclass(frozen=True)
 class DiskUsage:
-    workspaces: int  # folders under the root (one per run)
+    workspaces: int  # run folders under the root
+    spares: int  # finished worktrees kept for the next run of their repository
     bytes: int  # allocated on disk, each file once, symbolic links not followed
 
 
 def workspaces_disk_usage(root: str | Path) -> DiskUsage:
-    """How many workspaces are under `root` and the disk they take."""
+    """How many workspaces and spares are under `root` and the disk they take."""
     root = Path(root)
     if not root.is_dir():
-        return DiskUsage(workspaces=0, bytes=0)
+        return DiskUsage(workspaces=0, spares=0, bytes=0)
     count = sum(1 for e in root.iterdir() if e.name != _STATE_DIR and e.is_dir())
+    spare_dir = root / _STATE_DIR / _SPARE_DIR
+    spares = sum(1 for e in spare_dir.iterdir() if e.is_dir()) if spare_dir.is_dir() else 0
     seen: set[tuple[int, int]] = set()
     total = 0
     for dirpath, dirnames, filenames in os.walk(root):
@@ -894,4 +994,4 @@ def workspaces_disk_usage(root: str | Path) -> DiskUsage:
                 continue
             seen.add(key)
             total += st.st_blocks * 512
-    return DiskUsage(workspaces=count, bytes=total)
+    return DiskUsage(workspaces=count, spares=spares, bytes=total)

@@ -428,6 +428,55 @@ def test_remove_keeps_the_branch(repo, root):
     assert not ws.path.exists() and str(ws.path) not in registered(repo)
     assert ws.branch_head() == head
     ws.remove()  # idempotent
+    assert workspaces_disk_usage(root).spares == 1  # kept for the next run
+
+
+def test_a_finished_runs_worktree_is_recycled_for_the_next_run(repo, root):
+    first = workspace(repo, root, "tekton/run-1-aaaa", base="HEAD~1")
+    first.create()
+    first.apply(CALC_DIFF)
+    head = first.commit("add mul").head_sha
+    (first.path / "junk.txt").write_text("left by a command\n")
+    (first.path / "README.md").write_text("scribbled\n")
+    inode = (first.path / "tests" / "test_calc.py").stat().st_ino
+    first.remove()
+    assert not first.path.exists() and first.spare_path.is_dir()
+    usage = workspaces_disk_usage(root)
+    assert (usage.workspaces, usage.spares) == (0, 1)
+    second = workspace(repo, root, "tekton/run-2-bbbb", base="HEAD")
+    second.create()
+    assert (second.path / "tests" / "test_calc.py").stat().st_ino == inode  # not checked out again
+    assert status(second.path) == "" and not (second.path / "junk.txt").exists()
+    assert git(second.path, "rev-parse", "HEAD").strip() == second.base
+    for name in ("README.md", "pkg/calc.py", "pkg/data.py"):
+        assert (second.path / name).read_text() == git(repo, "show", f"HEAD:{name}")
+    assert not first.spare_path.exists() and first.branch_head() == head
+    assert sorted(registered(repo)) == sorted([str(repo), str(second.path)])
+
+
+def test_one_spare_per_repository(repo, root):
+    runs = [workspace(repo, root, f"tekton/run-{i}-cccc") for i in (1, 2, 3)]
+    runs[0].create()
+    runs[1].create()
+    runs[0].remove()
+    runs[1].remove()  # the repository has a spare already: deleted
+    assert workspaces_disk_usage(root).spares == 1
+    assert sorted(registered(repo)) == sorted([str(repo), str(runs[0].spare_path)])
+    runs[2].create()  # takes the spare
+    runs[2].remove(recycle=False)
+    assert workspaces_disk_usage(root).spares == 0 and registered(repo) == [str(repo)]
+
+
+def test_a_tampered_spare_is_not_reused(repo, root, tmp_path):
+    first = workspace(repo, root, "tekton/run-1-dddd")
+    first.create()
+    first.remove()
+    (first.spare_path / ".git").write_text(f"gitdir: {tmp_path / 'planted'}\n")
+    second = workspace(repo, root, "tekton/run-2-dddd")
+    second.create()
+    assert second.exists() and status(second.path) == ""
+    assert not first.spare_path.exists()
+    assert sorted(registered(repo)) == sorted([str(repo), str(second.path)])
 
 
 def test_prune_removes_orphans_and_stale_registrations_only(repo, root, tmp_path):
@@ -438,14 +487,29 @@ def test_prune_removes_orphans_and_stale_registrations_only(repo, root, tmp_path
         ws.create()
     subprocess.run(["rm", "-rf", str(gone.path)], check=True)  # a worker lost its disk
     (root / "not-a-workspace").mkdir()
+    spare_of_gone_repo = tmp_path / "gone-repo"
+    python_repo(spare_of_gone_repo)
+    vanished = workspace(spare_of_gone_repo, root, "tekton/run-9-eeee")
+    vanished.create()
+    vanished.remove()
+    subprocess.run(["rm", "-rf", str(spare_of_gone_repo)], check=True)
+    kept = workspace(repo, root, "tekton/run-4-ffff")
+    kept.create()
+    kept.remove()
     users_own = tmp_path / "user-feature"
     git(repo, "worktree", "add", "-q", "--detach", str(users_own))
     subprocess.run(["rm", "-rf", str(users_own)], check=True)  # the user's, on a disk not mounted
     removed = workspaces_prune(root, live=["tekton/run-1-aaaa"], repos=[repo])
     assert orphan.path in removed and root / "not-a-workspace" in removed
+    assert vanished.spare_path in removed and kept.spare_path.is_dir()  # spares are kept
     assert live.exists() and not orphan.path.exists()
-    assert registered(repo) == [str(repo), str(live.path), str(users_own)]
-    assert sorted(p.name for p in (root / ".tekton").iterdir()) == [
+    assert sorted(registered(repo)) == sorted(
+        [str(repo), str(live.path), str(kept.spare_path), str(users_own)]
+    )
+    workspaces_prune(root, live=["tekton/run-1-aaaa"], repos=[repo], spares=False)
+    assert not kept.spare_path.exists()
+    assert sorted(registered(repo)) == sorted([str(repo), str(live.path), str(users_own)])
+    assert sorted(p.name for p in (root / ".tekton").iterdir() if p.is_file()) == [
         "tekton--run-1-aaaa.json",
         "tekton--run-1-aaaa.lock",
     ]
@@ -456,8 +520,8 @@ def test_disk_usage_counts_workspaces_and_bytes(repo, root):
     ws = workspace(repo, root)
     ws.create()
     usage = workspaces_disk_usage(root)
-    assert usage.workspaces == 1 and usage.bytes >= 4096 * 5
-    ws.remove()
+    assert usage.workspaces == 1 and usage.spares == 0 and usage.bytes >= 4096 * 5
+    ws.remove(recycle=False)
     assert workspaces_disk_usage(root).workspaces == 0
 
 
