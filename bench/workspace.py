@@ -31,7 +31,7 @@ from pathlib import Path
 
 from bench.common import doc_section_write, machine
 from swarm.git import git_run
-from swarm.workspace import Workspace
+from swarm.workspace import Workspace, workspaces_prune
 
 RUN = "tekton/run-1-bench0001"
 ENV = {
@@ -73,19 +73,6 @@ def make_repo(path: Path, files: int) -> Path:
     return path
 
 
-def timed(
-    fn: Callable[[], object], repeat: int, before: Callable[[], object] | None = None
-) -> list[float]:
-    out = []
-    for _ in range(repeat):
-        if before:
-            before()
-        start = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - start)
-    return out
-
-
 def fig(values: list[float]) -> dict[str, float]:
     return {
         "median": statistics.median(values),
@@ -106,78 +93,85 @@ def main(argv: list[str] | None = None) -> None:
 
     load_start = os.getloadavg()[0]
     tmp = Path(tempfile.mkdtemp(prefix="tekton-bench-ws-", dir=args.dir))
+    names = (
+        "create",
+        "single",
+        "floor",
+        "recycled",
+        "reuse",
+        "rebuild",
+        "same",
+        "recycle",
+        "remove",
+    )
+    times: dict[str, list[float]] = {name: [] for name in names}
+
+    def measure(name: str, fn: Callable[[], object]) -> None:
+        start = time.perf_counter()
+        fn()
+        times[name].append(time.perf_counter() - start)
+
     try:
         repo = make_repo(tmp / "repo", args.files)
         root = tmp / "data" / "workspaces"
         ws = Workspace(repo=repo, base="HEAD", run_name=RUN, root=root)
-        ws.create()
-        ws.remove(recycle=False)  # warm-up: objects and the lock folder exist from here on
-        create = timed(ws.create, args.repeat, before=lambda: ws.remove(recycle=False))
-        ws.remove(recycle=False)
-
-        single = tmp / "single"
-
-        def add_single() -> None:
-            git_run(repo, "-c", "checkout.workers=1", "worktree", "add", "-q", "--detach",
-                    str(single), "HEAD", check=True, timeout=600)  # fmt: skip
-
-        def drop_single() -> None:
-            git_run(repo, "worktree", "remove", "--force", str(single))
-
-        single_worker = timed(add_single, args.repeat, before=drop_single)
-        drop_single()
-
-        floor_dir = tmp / "floor"
-        floor = timed(
-            lambda: write_tree(floor_dir, args.files),
-            args.repeat,
-            before=lambda: shutil.rmtree(floor_dir, ignore_errors=True),
-        )
-
-        # Recycled: the previous run's worktree (at the commit before) becomes the spare,
-        # and the next run's create resets it to its own base.
+        # The run before, at the commit before: its finished worktree becomes the spare.
         previous = Workspace(repo=repo, base="HEAD~1", run_name="tekton/run-0-bench0000", root=root)
-
-        def leave_spare() -> None:
-            ws.remove()
-            previous.create()
-            previous.remove()
-
-        recycled = timed(ws.create, args.repeat, before=leave_spare)
-        ws.remove(recycle=False)
-
-        ws.create()
-        reuse = timed(ws.create, args.repeat)
+        single = tmp / "single"
+        floor_dir = tmp / "floor"
         patch = (
             "diff --git a/pkg000/mod00000.py b/pkg000/mod00000.py\n"
             "--- a/pkg000/mod00000.py\n+++ b/pkg000/mod00000.py\n"
             "@@ -1,3 +1,3 @@\n"
             '-"""Module 0."""\n+"""Module 0, changed."""\n \n VALUE = 0\n'
         )
-        rebuild = timed(lambda: ws.rebuild([patch]), args.repeat, before=lambda: ws.rebuild([]))
-        same = timed(lambda: ws.rebuild([patch]), args.repeat)
-        remove = timed(lambda: ws.remove(recycle=False), args.repeat, before=ws.create)
-        recycle = timed(ws.remove, args.repeat, before=ws.create)
+        ws.create()  # warm-up: objects in the page cache, the lock folder made
+        # Round robin: each repeat measures every operation once, so a burst of load from
+        # other work on the machine hits all of them alike.
+        for _ in range(args.repeat):
+            workspaces_prune(root, live=[], repos=[repo], spares=False)
+            measure("create", ws.create)
+            measure("single", lambda: git_run(
+                repo, "-c", "checkout.workers=1", "worktree", "add", "-q", "--detach",
+                str(single), "HEAD", check=True, timeout=600,
+            ))  # fmt: skip
+            git_run(repo, "worktree", "remove", "--force", str(single))
+            measure("floor", lambda: write_tree(floor_dir, args.files))
+            shutil.rmtree(floor_dir, ignore_errors=True)
+            ws.remove()
+            previous.create()
+            previous.remove()
+            measure("recycled", ws.create)
+            measure("reuse", ws.create)
+            measure("rebuild", lambda: ws.rebuild([patch]))
+            measure("same", lambda: ws.rebuild([patch]))
+            measure("recycle", ws.remove)
+            ws.create()
+            measure("remove", lambda: ws.remove(recycle=False))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     load_end = os.getloadavg()[0]
 
     rows = [
-        ("`Workspace.create()` from nothing (worktree add, parallel checkout)", create, "<= 1 s"),
-        ("`git worktree add` with one checkout worker", single_worker, ""),
-        (f"reference: Python writing the same {args.files:,} files one by one", floor, ""),
         (
-            "`create()` from the spare (the previous run's worktree, 20 files differ)",
-            recycled,
+            "`Workspace.create()` from nothing (worktree add, parallel checkout)",
+            times["create"],
             "<= 1 s",
         ),
-        ("`create()` on a healthy worktree (reuse)", reuse, ""),
-        ("`rebuild([patch])` from a clean workspace", rebuild, ""),
-        ("`rebuild([patch])` already in that state", same, ""),
-        ("`remove(recycle=False)`: worktree deleted", remove, ""),
-        ("`remove()`: worktree kept as the spare", recycle, ""),
+        ("`git worktree add` with one checkout worker", times["single"], ""),
+        (f"reference: Python writing the same {args.files:,} files one by one", times["floor"], ""),
+        (
+            "`create()` from the spare (the previous run's worktree, 20 files differ)",
+            times["recycled"],
+            "<= 1 s",
+        ),
+        ("`create()` on a healthy worktree (reuse)", times["reuse"], ""),
+        ("`rebuild([patch])` from the fresh workspace (clean + apply)", times["rebuild"], ""),
+        ("`rebuild([patch])` already in that state", times["same"], ""),
+        ("`remove()`: worktree kept as the spare", times["recycle"], ""),
+        ("`remove(recycle=False)`: worktree deleted", times["remove"], ""),
     ]
-    ratio = statistics.median(create) / statistics.median(floor)
+    ratio = statistics.median(times["create"]) / statistics.median(times["floor"])
     for label, values, _ in rows:
         f = fig(values)
         print(
@@ -194,22 +188,21 @@ def main(argv: list[str] | None = None) -> None:
 
 `uv run python -m bench.workspace --files {args.files} --repeat {args.repeat}` on {machine()};
 a repository of {args.files:,} Python files (100 per folder, about 20 lines each), the
-workspaces on the same disk as the repository ({args.repeat} timed repeats after one
-warm-up; times in ms).
+workspaces on the same disk as the repository; {args.repeat} rounds after one warm-up,
+each measuring every operation once in turn; times in ms.
 
 | operation | median | min | max | target |
 |---|---:|---:|---:|---|
 {table}
 
-A run's first workspace of a repository is a full checkout: against the reference it
-takes {ratio:.2f}x (the median `create()` from nothing over the median time one Python
-process needs to write the same files), so nearly all of it is the file system making
-{args.files:,} files, which git's parallel checkout spreads over the cores. Every later
-run of the repository starts from the spare a finished run left (`remove()` keeps one
-per repository): `git worktree move` plus `git reset --hard <base>` and `git clean -fdx`
-write only the files that differ and remove what commands left. Figures on a disk shared
-with other work move with its load: the 1-minute load average was {load_start:.2f} at the
-start and {load_end:.2f} at the end.
+A run's first workspace of a repository is a full checkout, bound by the file system
+making {args.files:,} files: git's parallel checkout takes {ratio:.2f}x the time one
+Python process needs to write the same files. Every later run of the repository starts
+from the spare a finished run left (`remove()` keeps one per repository): `git worktree
+move`, then `git reset --hard <base>` and `git clean -fdx`, which write only the files
+that differ and remove what commands left. The disk and the 2 cores are shared with other
+work, so the figures move with its load (note the spread between min and max): the
+1-minute load average was {load_start:.2f} at the start and {load_end:.2f} at the end.
 """
     if not args.no_write:
         doc_section_write("workspace", body)

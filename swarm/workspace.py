@@ -191,6 +191,18 @@ def _rmtree(path: Path) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
+def _worktree_remove(repo: Path, worktree: Path) -> None:
+    """`git worktree remove --force --force` (even a locked one); a failure or a timeout
+    (deleting 10,000 files on a busy disk can take long) is left to the caller's own
+    clean-up, which removes the folder and the registration itself."""
+    try:
+        git_run(
+            repo, "worktree", "remove", "--force", "--force", str(worktree), timeout=_SLOW_TIMEOUT_S
+        )
+    except GitError as exc:
+        log.warning("git worktree remove %s: %s", worktree, exc)
+
+
 def _gitfile_names(worktree: Path, admin: Path) -> bool:
     """The worktree's `.git` is a regular file naming `admin` (a sandboxed command could
     have rewritten it to point at a planted git directory)."""
@@ -528,10 +540,10 @@ class Workspace:
         registration is removed by path, never with a global `git worktree prune`, which
         would also drop the user's own worktrees on a disk that is not mounted."""
         if path.exists() or path.is_symlink() or self._admin_for(path) is not None:
-            _git(self.repo, "worktree", "remove", "--force", "--force", str(path))
+            _worktree_remove(self.repo, path)
             _rmtree(path)
             if self._admin_for(path) is not None:
-                _git(self.repo, "worktree", "remove", "--force", "--force", str(path))
+                _worktree_remove(self.repo, path)
             admin = self._admin_for(path)
             if admin is not None:  # git refused: drop the registration like prune does
                 _rmtree(admin)
@@ -898,19 +910,23 @@ def workspaces_prune(
 ) -> list[Path]:
     """Remove the workspaces under `root` whose run name is not in `live`, the spares of
     repositories that are gone (every spare when `spares` is False), and, in each of
-    `repos`, the registrations of worktrees under `root` that are gone or not live (only
-    those: the user's own worktrees are left alone). Branches stay. Returns the paths
-    removed (folders and registrations)."""
+    `repos` (the repositories Tekton knows), the registrations of worktrees under `root`
+    that are gone or not live (only those: the user's own worktrees are left alone).
+    Branches stay. Returns the paths removed (folders and registrations)."""
     root = Path(root).absolute()
     keep = {_slug(name) for name in live}
+    repos = [Path(r) for r in repos]
+    known = {os.path.realpath(r) for r in repos}
     state_dir = root / _STATE_DIR
     spare_dir = state_dir / _SPARE_DIR
     removed: list[Path] = []
 
     def drop(worktree: Path) -> None:
+        # git runs only in a repository the caller named: the `.git` file that names the
+        # owner is in a folder sandboxed commands could write.
         owner = _owner_repo(worktree)
-        if owner is not None and owner.is_dir():
-            _git(owner, "worktree", "remove", "--force", "--force", str(worktree))
+        if owner is not None and os.path.realpath(owner) in known:
+            _worktree_remove(owner, worktree)
         _rmtree(worktree)
         removed.append(worktree)
 
@@ -938,7 +954,6 @@ def workspaces_prune(
     real_root = Path(os.path.realpath(root))
     real_spares = Path(os.path.realpath(spare_dir))
     for repo in repos:
-        repo = Path(repo)
         proc = _git(repo, "rev-parse", "--git-common-dir")
         if proc.returncode != 0:
             continue
@@ -958,7 +973,7 @@ def workspaces_prune(
             is_spare = spares and worktree.parent == real_spares
             if worktree.is_dir() and (is_live or is_spare):
                 continue
-            _git(repo, "worktree", "remove", "--force", "--force", str(worktree))
+            _worktree_remove(repo, worktree)
             if admin.exists():
                 _rmtree(admin)
             _rmtree(worktree)
