@@ -107,6 +107,9 @@ def main(argv: list[str] | None = None) -> None:
     times: dict[str, list[float]] = {name: [] for name in names}
 
     def measure(name: str, fn: Callable[[], object]) -> None:
+        # Each operation starts with the previous one's writes on disk, so none pays for
+        # another's writeback.
+        os.sync()
         start = time.perf_counter()
         fn()
         times[name].append(time.perf_counter() - start)
@@ -189,7 +192,7 @@ def main(argv: list[str] | None = None) -> None:
 `uv run python -m bench.workspace --files {args.files} --repeat {args.repeat}` on {machine()};
 a repository of {args.files:,} Python files (100 per folder, about 20 lines each), the
 workspaces on the same disk as the repository; {args.repeat} rounds after one warm-up,
-each measuring every operation once in turn; times in ms.
+each measuring every operation once in turn, after a `sync`; times in ms.
 
 | operation | median | min | max | target |
 |---|---:|---:|---:|---|
