@@ -26,6 +26,14 @@ class Profile(models.Model):
     # Extra routes tried before the built-in ones: [{"match": "x-ai/*", "backend": "openai",
     #  "base_url": "...", "key_env": "OPENROUTER_API_KEY"}]. Keys are named, never stored.
     routes = models.JSONField(default=list, blank=True)
+    # Repository work: which role of which stage may call which tool ({stage: {role:
+    # [tool, ...]}}; {} = the defaults of swarm.tools), how many calls a debater's turn
+    # may make, how many test runs a stage may start, and the sandbox's limits
+    # ({"wall_s", "cpu_s", "processes", "memory_mb"}; {} = the defaults).
+    tool_grants = models.JSONField(default=dict, blank=True)
+    max_tool_calls = models.PositiveSmallIntegerField(default=8)
+    max_test_runs = models.PositiveSmallIntegerField(default=3)
+    sandbox_limits = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

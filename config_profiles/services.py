@@ -49,7 +49,14 @@ PROFILE_FIELDS = (
     "budget_cost_usd",
     "artifact_root",
     "routes",
+    "tool_grants",
+    "max_tool_calls",
+    "max_test_runs",
+    "sandbox_limits",
 )
+MAX_TOOL_CALLS = 50
+MAX_TEST_RUNS = 20
+SANDBOX_LIMIT_FIELDS = ("wall_s", "cpu_s", "processes", "memory_mb")
 
 _MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._:/+-]*$")
 _SLUG = re.compile(r"^[-a-zA-Z0-9_]+$")
@@ -245,7 +252,68 @@ def profile_validate(data: Mapping[str, Any]) -> dict[str, Any]:
         if not isinstance(root, str):
             raise FieldError("artifact_root", "artifact_root must be a path")
         out["artifact_root"] = root.strip()
+    if "tool_grants" in data:
+        out["tool_grants"] = _check_tool_grants(data["tool_grants"])
+    for field, top in (("max_tool_calls", MAX_TOOL_CALLS), ("max_test_runs", MAX_TEST_RUNS)):
+        if field in data:
+            value = data[field]
+            if isinstance(value, bool) or not isinstance(value, int | str):
+                raise FieldError(field, f"{field} must be a whole number 0..{top}")
+            try:
+                value = int(value)
+            except ValueError:
+                raise FieldError(field, f"{field} must be a whole number 0..{top}") from None
+            if not 0 <= value <= top:
+                raise FieldError(field, f"{field} must be between 0 and {top}, got {value}")
+            out[field] = value
+    if "sandbox_limits" in data:
+        out["sandbox_limits"] = _check_sandbox_limits(data["sandbox_limits"])
     return out
+
+
+def _check_tool_grants(grants: Any) -> dict[str, Any]:
+    """{} (the defaults) or {stage: {role: [tool, ...]}} naming known stages, roles and
+    tools; stored as given, resolved against the defaults when a run freezes it."""
+    from swarm.tools import tool_grants_check
+
+    if grants in (None, "", {}):
+        return {}
+    if not isinstance(grants, dict):
+        raise FieldError("tool_grants", "tool_grants must be an object {stage: {role: [tool]}}")
+    try:
+        tool_grants_check(grants)
+    except ValueError as exc:
+        raise FieldError("tool_grants", str(exc)) from None
+    return grants
+
+
+def _check_sandbox_limits(limits: Any) -> dict[str, Any]:
+    if limits in (None, "", {}):
+        return {}
+    if not isinstance(limits, dict):
+        raise FieldError("sandbox_limits", "sandbox_limits must be an object")
+    unknown = sorted(set(limits) - set(SANDBOX_LIMIT_FIELDS))
+    if unknown:
+        raise FieldError(
+            f"sandbox_limits.{unknown[0]}",
+            f"unknown sandbox limit {unknown[0]!r}; limits are: {', '.join(SANDBOX_LIMIT_FIELDS)}",
+        )
+    out: dict[str, Any] = {}
+    for name, value in limits.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise FieldError(f"sandbox_limits.{name}", f"{name} must be a positive number")
+        out[name] = int(value) if name in ("processes", "memory_mb") else float(value)
+    return out
+
+
+def sandbox_limits_resolve(limits: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A profile's sandbox limits over the defaults, as a run freezes them."""
+    from swarm.sandbox import SandboxLimits
+
+    defaults = SandboxLimits()
+    return {
+        name: (limits or {}).get(name, getattr(defaults, name)) for name in SANDBOX_LIMIT_FIELDS
+    }
 
 
 # --- reads and writes ---------------------------------------------------------------------
@@ -356,6 +424,7 @@ def profile_resolve(
     env: Mapping[str, str] | None = None,
     record_path: str | None = None,
     replay_path: str | None = None,
+    test_command: str | None = None,
 ) -> dict[str, Any]:
     """Freeze `profile` plus a run's choices into the JSON-ready `Run.config`.
 
@@ -425,4 +494,15 @@ def profile_resolve(
         "llm_backend": llm_backend,
         "record_path": str(Path(record_path).resolve()) if record_path else None,
         "replay_path": str(Path(replay_path).resolve()) if replay_path else None,
+        "tool_grants": _tool_grants_resolved(profile),
+        "max_tool_calls": int(profile.max_tool_calls),
+        "max_test_runs": int(profile.max_test_runs),
+        "sandbox_limits": sandbox_limits_resolve(profile.sandbox_limits),
+        "test_command": test_command,
     }
+
+
+def _tool_grants_resolved(profile: Profile) -> dict[str, dict[str, list[str]]]:
+    from swarm.tools import tool_grants_check
+
+    return tool_grants_check(profile.tool_grants or None)

@@ -20,7 +20,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from runs.models import Run, StageRun
-from swarm.context import StageCancelled, StageConfig, StageInput, StageOutcome
+from swarm.context import StageCancelled, StageConfig, StageInput, StageOutcome, StageWork
 from swarm.debate import Completer, stage_run
 from swarm.events import EngineEvent
 from swarm.repo import patch_check
@@ -56,6 +56,7 @@ def engine_run(
     cfg: StageConfig,
     completer: Completer,
     record: Callable[[list[EngineEvent]], None],
+    work: StageWork | None = None,
 ) -> StageOutcome:
     """Run the engine on one stage and return its outcome.
 
@@ -77,6 +78,7 @@ def engine_run(
                     emit=inbox.put,
                     is_cancelled=stop.is_set,
                     patch_check=patch_check,
+                    work=work,
                 )
             )
         except BaseException as exc:  # handed to the recording thread, which decides

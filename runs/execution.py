@@ -10,6 +10,7 @@ lifecycle (advance the run, or fail it).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 from typing import Any
@@ -25,8 +26,10 @@ from runs.lifecycle import ACTIVE_RUN, ready_ids, run_advance, run_fail, stage_a
 from runs.models import Run, StageRun
 from runs.recorder import StageRecorder, jsonable
 from runs.stage_inputs import completer_build, stage_config_build, stage_input_build
+from runs.stage_work import RunStageWork, StageWorkBlocked, stage_work_build
 from swarm.context import BudgetExceeded, StageCancelled, StageOutcome
 from swarm.redact import redact
+from swarm.workspace import WorkspaceError
 
 logger = logging.getLogger("tekton.runs.execution")
 
@@ -106,14 +109,52 @@ def _claim(stage_run_id: int, worker: str) -> tuple[StageRun, str] | None:
 # --- the engine ----------------------------------------------------------------------------
 def _engine(stage: StageRun, token: str, recorder: StageRecorder) -> StageOutcome:
     run = Run.objects.get(pk=stage.run_id)
-    return engine_run(
+    cfg = stage_config_build(run, stage.stage)
+    try:
+        work = stage_work_build(run, stage)
+    except StageWorkBlocked as exc:
+        return StageOutcome(status="blocked", reason=str(exc), artifact=None)
+    outcome = engine_run(
         stage=stage,
         token=token,
-        inp=stage_input_build(run, stage),
-        cfg=stage_config_build(run, stage.stage),
+        inp=stage_input_build(run, stage, work=work),
+        cfg=cfg,
         completer=completer_build(run.config or {}),
         record=recorder.record,
+        work=work,
     )
+    if work is not None:
+        work.records_write()
+    if stage.stage == "code" and work is not None:
+        outcome = _code_commit(run, work, outcome)
+    return outcome
+
+
+def _code_commit(run: Run, work: RunStageWork, outcome: StageOutcome) -> StageOutcome:
+    """A code stage that passed: its change committed on the run's branch, and the facts
+    (branch, base, head, the diff's sha256) in its artifact. One that ends blocked leaves
+    no branch behind that points at an earlier attempt's change."""
+    if outcome.status != "succeeded" or not (outcome.patch or "").strip():
+        if outcome.status != "succeeded":
+            _branch_drop(run, work)
+        return outcome
+    try:
+        facts = work.commit(outcome.patch)
+    except WorkspaceError as exc:
+        _branch_drop(run, work)
+        return dataclasses.replace(
+            outcome, status="blocked", reason=f"the change cannot be committed: {exc}"
+        )
+    Run.objects.filter(pk=run.pk).update(branch=facts["branch"], head_commit=facts["head"])
+    return dataclasses.replace(outcome, artifact={**(outcome.artifact or {}), "workspace": facts})
+
+
+def _branch_drop(run: Run, work: RunStageWork) -> None:
+    try:
+        work.workspace.branch_delete()
+    except WorkspaceError as exc:
+        logger.warning("run %s: branch not deleted: %s", run.pk, exc)
+    Run.objects.filter(pk=run.pk).update(branch="", head_commit="")
 
 
 # --- recording the result --------------------------------------------------------------------

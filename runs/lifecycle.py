@@ -11,11 +11,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.db import transaction
 from django.utils import timezone
 
 from runs import events
 from runs.artifacts_store import artifact_write
 from runs.models import Artifact, Run, StageRun
+from runs.stage_work import workspace_release
 from swarm.redact import redact
 from swarm.stages import PATCH_FILE, SUMMARY_FILE, stage_dependencies, stage_get
 
@@ -65,7 +67,20 @@ def run_fail(*, run_id: int, reason: str) -> bool:
         events.event_record(
             run_id=run_id, kind="run.failed", payload={"status": "failed", "reason": reason}
         )
+        run_ended(run_id)
     return bool(updated)
+
+
+def run_ended(run_id: int) -> None:
+    """Once the transaction that ended the run commits: remove its workspace (a blocked
+    run keeps its own; the branch always stays)."""
+
+    def release() -> None:
+        run = Run.objects.filter(pk=run_id).first()
+        if run is not None and run.is_finished:
+            workspace_release(run)
+
+    transaction.on_commit(release)
 
 
 def run_summary(run: Run) -> dict[str, Any]:
@@ -140,6 +155,7 @@ def run_advance(*, run_id: int, after_stage: str | None = None) -> list[int]:
                 kind="run.finished",
                 payload={"status": "succeeded", "reason": reason},
             )
+            run_ended(run_id)
         return []
     if run.status not in ACTIVE_RUN:
         return []

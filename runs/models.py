@@ -30,6 +30,10 @@ class Run(models.Model):
     # HEAD of the repository when the run was created: every stage works from it, whatever
     # happens to the checkout afterwards. "" for a repository with no commit yet.
     base_commit = models.CharField(max_length=64, blank=True, default="")
+    # Where the run's change is, once its code stage committed it: the branch (the run's
+    # name) in the target repository and the commit it points at.
+    branch = models.CharField(max_length=200, blank=True, default="")
+    head_commit = models.CharField(max_length=64, blank=True, default="")
     profile_name = models.CharField(max_length=100)
     # The resolved configuration at creation time: later profile edits never change a past run.
     config = models.JSONField(default=dict)
@@ -232,3 +236,33 @@ class LlmCall(models.Model):
 
     def __str__(self) -> str:
         return f"run {self.run_id} / {self.stage} / {self.role} r{self.round} ({self.model})"
+
+
+class TestRunRecord(models.Model):
+    """One measured run of a repository's tests (swarm.testing.TestRun as JSON): the record
+    of the evidence. A base commit's results are reused by (repository, commit, command)
+    across stages and runs; each run keeps its own rows (`reused` marks a copied one)."""
+
+    __test__ = False  # not a pytest class despite the name
+
+    class Kind(models.TextChoices):
+        BASE = "base"  # the run's base commit
+        BRANCH = "branch"  # base plus the code stage's change
+        STAGE = "stage"  # a run_tests call of an agent
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="test_runs")
+    stage = models.CharField(max_length=32)
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    repo_path = models.CharField(max_length=1024)
+    commit = models.CharField(max_length=64)
+    command_key = models.CharField(max_length=64)  # sha256 of the command and its setup
+    data = models.JSONField(default=dict)
+    reused = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run_id", "id"]
+        indexes = [models.Index(fields=["repo_path", "commit", "command_key", "kind"])]
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} / {self.stage} {self.kind} tests at {self.commit[:12]}"

@@ -19,7 +19,7 @@ from django.db.models import F
 from runs import events
 from runs.models import LlmCall, Run, StageRun
 from swarm.context import StageOutcome
-from swarm.events import AgentMessage, EngineEvent, LlmCallDone
+from swarm.events import AgentMessage, EngineEvent, LlmCallDone, ToolUsed
 from swarm.redact import redact
 
 logger = logging.getLogger("tekton.runs.recorder")
@@ -95,6 +95,10 @@ class StageRecorder:
                     "attempt": stage.attempt,
                 }
                 progress.append(("stage.progress", stage.stage, payload))
+            elif isinstance(item, ToolUsed):
+                payload = {**jsonable(item.payload()), "attempt": stage.attempt}
+                payload.pop("stage", None)
+                progress.append(("stage.tool", stage.stage, payload))
             elif isinstance(item, EngineEvent) and item.kind:
                 progress.append((item.kind, stage.stage, jsonable(item.payload())))
             else:

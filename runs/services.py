@@ -25,11 +25,13 @@ from runs.lifecycle import (
     ACTIVE_RUN,
     DONE_STATUSES,
     run_advance,
+    run_ended,
     run_fail,
     stage_artifacts_write,
     stages_ready,
 )
 from runs.models import Run, StageRun
+from runs.stage_work import code_change_commit
 from swarm.redact import redact
 from swarm.repo import repo_head
 from swarm.stages import ROLES, UnknownStageError, stage_dependencies, stage_get, stage_range
@@ -41,6 +43,8 @@ logger = logging.getLogger("tekton.runs.services")
 RunInputError, RunStateError = FieldError, StateError
 
 NOTE_MAX_CHARS = 8000
+TEST_COMMAND_MAX_CHARS = 2000
+IGNORED_CHANGES_MAX = 200  # uncommitted changes listed on the run
 
 
 @dataclass
@@ -51,12 +55,18 @@ class RunPlan:
     stages: list[str]
     config: dict[str, Any] = field(default_factory=dict)
     base_commit: str = ""  # HEAD when planned; "" for a repository with no commit
+    # What test_debug would run ({command, source, ...} of swarm.testing.TestCommand), or
+    # None with the reason in `test_problem`; the uncommitted changes the run ignores.
+    tests: dict[str, Any] | None = None
+    test_problem: str = ""
+    ignored_changes: list[str] = field(default_factory=list)
 
     def explain(self) -> dict[str, Any]:
         """What would run: stage order, dependencies, roles with models and backends."""
         cfg = self.config
         free = set(cfg.get("consensus_free") or [])
         backends = cfg.get("backends") or {}
+        grants = cfg.get("tool_grants") or {}
         stages = []
         for name in self.stages:
             models = (cfg.get("models") or {}).get(name) or {}
@@ -68,7 +78,11 @@ class RunPlan:
                     "depends_on": list(stage_dependencies(name, self.stages)),
                     "consensus_free": name in free,
                     "roles": {
-                        role: {"model": models.get(role), "backend": backends.get(models.get(role))}
+                        role: {
+                            "model": models.get(role),
+                            "backend": backends.get(models.get(role)),
+                            "tools": list(grants.get(name, {}).get(role, [])),
+                        }
                         for role in roles
                         if role in models
                     },
@@ -80,6 +94,15 @@ class RunPlan:
             "rounds": cfg.get("rounds"),
             "quorum": cfg.get("quorum"),
             "threshold": cfg.get("threshold"),
+            "max_tool_calls": cfg.get("max_tool_calls"),
+            "tests": {
+                "command": (self.tests or {}).get("command"),
+                "source": (self.tests or {}).get("source"),
+                "problem": self.test_problem,
+                "isolation": settings.TEKTON_SANDBOX,
+                "limits": cfg.get("sandbox_limits"),
+            },
+            "ignored_changes": list(self.ignored_changes),
             "stages": stages,
         }
 
@@ -128,13 +151,18 @@ def run_plan(
     consensus_free: list[str] | None = None,
     model: str | None = None,
     record_path: str | Path | None = None,
+    test_command: str | None = None,
 ) -> RunPlan:
     """Validate a run request and freeze its configuration. Writes nothing.
 
-    Raises FieldError with field goal, stage_from, stage_to, repo_path, profile, model,
-    consensus_free (or llm_backend) naming the mistake.
+    `test_command` overrides the repository's (`.tekton.toml`, or detection); with
+    TEKTON_SANDBOX=none a typed one is refused. Raises FieldError with field goal,
+    stage_from, stage_to, repo_path, profile, model, consensus_free, test_command (or
+    llm_backend) naming the mistake.
     """
     from config_profiles.services import profile_get, profile_resolve
+    from swarm.testing import TestCommandError, test_command_resolve
+    from swarm.workspace import checkout_changes
 
     goal = (goal or "").strip()
     if not goal:
@@ -154,6 +182,20 @@ def run_plan(
     except ValueError as exc:
         raise FieldError("stage_to", str(exc)) from None
     path = _repo_check(repo_path)
+    requested = (test_command or "").strip() or None
+    if requested is not None and len(requested) > TEST_COMMAND_MAX_CHARS:
+        raise FieldError(
+            "test_command", f"the test command is over {TEST_COMMAND_MAX_CHARS:,} characters"
+        )
+    tests, problem = None, ""
+    try:
+        tests = test_command_resolve(
+            path, requested, sandbox_mode=settings.TEKTON_SANDBOX
+        ).to_dict()
+    except TestCommandError as exc:
+        if requested is not None:
+            raise FieldError("test_command", str(exc)) from None
+        problem = str(exc)  # test_debug will block with it; the rest of the run can go on
     profile = profile_get(name=profile_name)
     config = profile_resolve(
         profile=profile,
@@ -161,14 +203,19 @@ def run_plan(
         model=model,
         consensus_free=list(consensus_free) if consensus_free else None,
         record_path=str(record_path) if record_path else None,
+        test_command=requested,
     )
+    ignored = [str(c) for c in checkout_changes(path)]
     return RunPlan(
         goal=goal,
         repo_path=str(path),
         profile_name=profile.name,
         stages=stages,
-        config=config,
+        config={**config, "ignored_changes": ignored[:IGNORED_CHANGES_MAX]},
         base_commit=repo_head(path) or "",
+        tests=tests,
+        test_problem=problem,
+        ignored_changes=ignored,
     )
 
 
@@ -184,6 +231,7 @@ def run_create(
     model: str | None = None,
     output_dir: str | Path | None = None,
     record_path: str | Path | None = None,
+    test_command: str | None = None,
     by=None,
     dispatch: bool = True,
 ) -> Run:
@@ -201,6 +249,7 @@ def run_create(
         consensus_free=consensus_free,
         model=model,
         record_path=record_path,
+        test_command=test_command,
     )
     out = str(output_dir_check(output_dir)) if output_dir else ""
     run = Run.objects.create(
@@ -262,6 +311,7 @@ def run_cancel(*, run: Run, by=None) -> Run:
     events.event_record(
         run_id=run.pk, kind="run.cancelled", payload={"status": "cancelled", "reason": reason}
     )
+    run_ended(run.pk)
     return _refresh(run)
 
 
@@ -331,6 +381,8 @@ def stage_approve(*, run: Run, stage: str, by=None) -> Run:
     who = _who(by)
     draft = row.draft or {}
     artifact = draft.get("artifact")
+    if artifact and stage == "code" and (draft.get("patch") or "").strip():
+        artifact = {**artifact, "workspace": code_change_commit(locked, draft["patch"])}
     if artifact:
         names = stage_artifacts_write(
             run=locked, stage=stage, artifact=artifact, patch=draft.get("patch")
@@ -421,6 +473,7 @@ def run_abort(*, run: Run, by=None) -> Run:
     events.event_record(
         run_id=run.pk, kind="run.cancelled", payload={"status": "cancelled", "reason": reason}
     )
+    run_ended(run.pk)
     return _refresh(run)
 
 

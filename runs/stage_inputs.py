@@ -7,6 +7,7 @@ Read-only: nothing here writes to the database.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -16,6 +17,7 @@ from typing import Any
 from runs.artifacts_store import artifact_read_json
 from runs.lessons import HistoryLessons
 from runs.models import Artifact, Run, StageRun
+from runs.stage_work import RunStageWork, code_files_text, stage_workspace_facts
 from swarm.context import BudgetExceeded, RepoFacts, StageConfig, StageInput
 from swarm.providers.router import Router, router_build
 from swarm.repo import repo_facts
@@ -42,10 +44,12 @@ def run_repo_facts(run: Run) -> RepoFacts:
     return facts
 
 
-def stage_input_build(run: Run, stage: StageRun) -> StageInput:
+def stage_input_build(run: Run, stage: StageRun, *, work: RunStageWork | None = None) -> StageInput:
     """The engine's input for `stage`. It sees exactly the artifacts of the stages it
     depends on (directly or through them): threat sees code and what code saw, never
-    review's, whichever of the two side-by-side stages finished first."""
+    review's, whichever of the two side-by-side stages finished first. With the stage's
+    repository work: the change's facts (after code) and, for code, the contents of the
+    files its backlog names."""
     prior: dict[str, dict[str, Any]] = {}
     earlier = Artifact.objects.filter(
         run=run, kind=Artifact.Kind.JSON, stage__in=stage_ancestors(stage.stage)
@@ -57,16 +61,33 @@ def stage_input_build(run: Run, stage: StageRun) -> StageInput:
     lessons = HistoryLessons(exclude_run_id=run.pk).lessons_for(
         goal=run.goal, stage=stage.stage, repo_path=run.repo_path, limit=5
     )
+    repo = run_repo_facts(run)
+    files_text = ""
+    if work is not None and stage.stage == "code":
+        files_text = code_files_text(work, paths_named(prior, repo.files))
     return StageInput(
         stage=stage.stage,
         goal=run.goal,
-        repo=run_repo_facts(run),
+        repo=repo,
         prior_artifacts=prior,
         lessons=tuple(lessons),
         note=stage.note,
         attempt=stage.attempt,
         run_id=run.pk,
+        workspace=stage_workspace_facts(run) if stage.stage != "code" else None,
+        files_text=files_text,
     )
+
+
+def paths_named(artifacts: dict[str, dict[str, Any]], files: tuple[str, ...]) -> list[str]:
+    """The repository's tracked files that the earlier artifacts (the backlog, the plan)
+    mention, backlog first, each once."""
+    order = ("plan_update", "research", "plan")
+    texts = [json.dumps(artifacts[name], ensure_ascii=False) for name in order if name in artifacts]
+    found: list[str] = []
+    for text in texts:
+        found += [f for f in files if f in text and f not in found]
+    return found
 
 
 def stage_config_build(run: Run, stage: str) -> StageConfig:

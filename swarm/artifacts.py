@@ -109,6 +109,9 @@ class CodeArtifact(_Artifact):
     tests_executed: list[str]
     risk_notes: list[str]
     confidence: float = Confidence
+    # Filled by Tekton once the change is committed, never asked of a model: the branch,
+    # base and head commits, the diff's sha256, how it applied.
+    workspace: dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def _files_match_diff(self) -> CodeArtifact:
@@ -169,6 +172,8 @@ class TestReportArtifact(_Artifact):
     coverage: dict[str, Any]
     flakes: list[str]
     confidence: float = Confidence
+    # Computed by Tekton from the tests it ran (base and branch), never asked of a model.
+    evidence: dict[str, Any] | None = None
     generated_at: str
 
     @field_validator("generated_at")
@@ -260,9 +265,18 @@ def _model_for(stage: str) -> type[BaseModel]:
 
 # Building a JSON Schema walks the whole model; a stage asks for the same ones ten times.
 # The cached copies are never handed out: callers get their own (they may edit them).
+# Fields Tekton fills from what it measured; the schema a model is given leaves them out.
+TEKTON_FILLED = ("workspace", "evidence")
+
+
 @functools.cache
 def _artifact_schema(stage: str) -> dict[str, Any]:
-    return _model_for(stage).model_json_schema()
+    schema = _model_for(stage).model_json_schema()
+    for name in TEKTON_FILLED:
+        schema.get("properties", {}).pop(name, None)
+        if name in schema.get("required", []):
+            schema["required"].remove(name)
+    return schema
 
 
 @functools.cache

@@ -58,6 +58,13 @@ class StageInput:
     note: str = ""  # a person's note when the stage is retried
     attempt: int = 1
     run_id: int | None = None
+    # Repository work the stage reasons over, all computed by Tekton, never by a model:
+    # the run's branch and how the code stage's change applied ({branch, base, head,
+    # applied, files, ...}), the test evidence once test_debug measured it, and the
+    # contents of the files the code stage is about to change.
+    workspace: dict[str, Any] | None = None
+    evidence: dict[str, Any] | None = None
+    files_text: str = ""
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,11 @@ class StageConfig:
     budget_cost_usd: float | None = None
     # Benchmarks only: run every call one after another, as the predecessor did.
     sequential: bool = False
+    # A debater's turn makes at most this many tool calls; then it must answer.
+    max_tool_calls: int = 8
+    # How many times a diff that does not apply goes back with the error before the
+    # stage blocks (like the mediator's repair).
+    apply_repairs: int = 1
 
 
 @dataclass(frozen=True)
@@ -103,6 +115,26 @@ class StageOutcome:
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
+
+
+class StageWork(Protocol):
+    """What a stage may do with the repository; the caller builds it (runs/stage_work.py)
+    and every method may be missing (None): the engine then does without.
+
+    - `tools`: the stage's tools (swarm.tools.StageTools: `.definitions`, `.turn(role)`).
+    - `apply_patch(diff) -> (ok, detail)`: apply the code stage's diff to the workspace
+      (blocking; the engine calls it in a thread).
+    - `test_evidence() -> dict`: test_debug runs the tests on the base and on the branch
+      and returns the evidence (swarm.testing.TestEvidence.to_dict(); blocking).
+    - `workdir`: where command-line backends run (the workspace), or None.
+    """
+
+    tools: Any
+    workdir: str | None
+
+    def apply_patch(self, diff: str) -> tuple[bool, str]: ...
+
+    def test_evidence(self) -> dict[str, Any]: ...
 
 
 class StageCancelled(Exception):

@@ -30,6 +30,7 @@ the events and the patch never carry a secret.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -51,9 +52,10 @@ from swarm.context import (
     StageConfig,
     StageInput,
     StageOutcome,
+    StageWork,
     Vote,
 )
-from swarm.events import AgentMessage, EngineEvent, LlmCallDone
+from swarm.events import AgentMessage, EngineEvent, LlmCallDone, ToolUsed
 from swarm.providers.base import Completion, CompletionRequest, Message
 from swarm.providers.jsontext import JsonTextError, json_from_text
 from swarm.redact import redact
@@ -78,19 +80,31 @@ async def stage_run(
     emit: Callable[[EngineEvent], None],
     is_cancelled: Callable[[], bool] = lambda: False,
     patch_check: PatchCheck | None = None,
+    work: StageWork | None = None,
 ) -> StageOutcome:
     """Run one stage and decide whether it passes.
 
-    Emits an AgentMessage per validated answer and an LlmCallDone per provider call
-    (failed calls too, with the redacted error). `patch_check(repo_path, diff)` checks a
-    code diff; None means swarm.repo.patch_check (`git apply --check`).
+    Emits an AgentMessage per validated answer, an LlmCallDone per provider call (failed
+    calls too, with the redacted error) and a ToolUsed per tool call. With `work` (the
+    stage's repository work, swarm.context.StageWork): the debaters and the mediator get
+    its tools through the backend's native tool calling (at most cfg.max_tool_calls per
+    turn, then they must answer); the code stage's diff is applied to the workspace, and
+    one that does not apply goes back with the error (cfg.apply_repairs times) before
+    the stage blocks; test_debug measures the evidence first, and its `ship` is the
+    debate's only where the evidence agrees (the evidence alone in consensus-free mode).
+    Without `work`, `patch_check(repo_path, diff)` checks a code diff (None means
+    swarm.repo.patch_check, `git apply --check`).
 
     Raises StageCancelled when is_cancelled() turns true between rounds, BudgetExceeded
     when the stage's spending reaches cfg.budget_tokens / cfg.budget_cost_usd before a
     call, ValueError for a bad configuration (no model for a role, quorum outside
     [0, 1], ...), and lets provider errors that survived the completer's retries through.
     """
-    runner = _StageRunner(inp, cfg, completer, emit, is_cancelled, patch_check or git_patch_check)
+    runner = _StageRunner(
+        inp, cfg, completer, emit, is_cancelled, patch_check or git_patch_check, work
+    )
+    if inp.stage == "test_debug":
+        await runner.evidence_gather()
     if cfg.consensus_free:
         return await runner.run_consensus_free()
     return await runner.run_debate()
@@ -147,10 +161,14 @@ class _StageRunner:
         emit: Callable[[EngineEvent], None],
         is_cancelled: Callable[[], bool],
         patch_check: PatchCheck,
+        work: StageWork | None = None,
     ):
         _config_check(inp, cfg)
         self.inp, self.cfg, self.completer = inp, cfg, completer
         self.emit, self.is_cancelled, self.patch_check = emit, is_cancelled, patch_check
+        self.work = work
+        self.tools = getattr(work, "tools", None)
+        self.evidence: dict[str, Any] | None = None
         self.stage = inp.stage
         self.input_tokens = self.output_tokens = 0
         self.cost_usd = 0.0
@@ -180,38 +198,22 @@ class _StageRunner:
                 f"had spent ${self.cost_usd:.4f} before the {role} call"
             )
 
-    async def _call(
-        self,
-        role: str,
-        rnd: int,
-        kind: str,
-        messages: list[Message],
-        schema: dict[str, Any],
-        schema_name: str,
-        repairs: str | None = None,
-    ) -> Completion:
+    def _tools_on(self, model: str) -> bool:
+        """Whether this model's calls get the stage's tools: there are tools, and the
+        backend serving it speaks tool calling (command-line backends do not)."""
+        if self.tools is None or not getattr(self.tools, "definitions", None):
+            return False
+        capabilities = getattr(self.completer, "capabilities", None)
+        if capabilities is None:
+            return False
+        try:
+            return bool(capabilities(model).tools)
+        except Exception:  # an unroutable model fails on its call, with its own reason
+            return False
+
+    async def _complete(self, role: str, rnd: int, request: CompletionRequest) -> Completion:
+        """One provider call, counted against the budget and reported as LlmCallDone."""
         self._budget_check(role)
-        model = self._model(role)
-        metadata: dict[str, Any] = {
-            "stage": self.stage,
-            "role": role,
-            "round": rnd,
-            "kind": kind,
-            "attempt": self.inp.attempt,
-            "run_id": self.inp.run_id,
-        }
-        if repairs:
-            metadata["repairs"] = repairs
-        request = CompletionRequest(
-            model=model,
-            messages=tuple(messages),
-            json_schema=schema,
-            schema_name=schema_name,
-            max_tokens=self.cfg.max_tokens,
-            temperature=self.cfg.temperature,
-            timeout=self.cfg.timeout,
-            metadata=metadata,
-        )
         started = time.monotonic()
         try:
             completion = await self.completer.complete(request)
@@ -222,7 +224,7 @@ class _StageRunner:
                     role=role,
                     round=rnd,
                     provider=str(getattr(exc, "provider", "") or self.fallback_provider),
-                    model=model,
+                    model=request.model,
                     input_tokens=0,
                     output_tokens=0,
                     cost_usd=0.0,
@@ -251,6 +253,64 @@ class _StageRunner:
         )
         return completion
 
+    async def _call(
+        self,
+        role: str,
+        rnd: int,
+        kind: str,
+        messages: list[Message],
+        schema: dict[str, Any],
+        schema_name: str,
+        repairs: str | None = None,
+    ) -> tuple[Completion, list[Message]]:
+        """Ask `role` and return its final answer with the whole conversation (tool calls
+        and their results included), so a repair continues from what the model saw."""
+        model = self._model(role)
+        metadata: dict[str, Any] = {
+            "stage": self.stage,
+            "role": role,
+            "round": rnd,
+            "kind": kind,
+            "attempt": self.inp.attempt,
+            "run_id": self.inp.run_id,
+        }
+        if repairs:
+            metadata["repairs"] = repairs
+        workdir = getattr(self.work, "workdir", None)
+        if workdir:
+            metadata["workdir"] = workdir
+        turn = self.tools.turn(role) if self._tools_on(model) else None
+        conversation = list(messages)
+        while True:
+            done = turn is not None and turn.calls >= self.cfg.max_tool_calls
+            request = CompletionRequest(
+                model=model,
+                messages=tuple(conversation),
+                json_schema=schema,
+                schema_name=schema_name,
+                max_tokens=self.cfg.max_tokens,
+                temperature=self.cfg.temperature,
+                timeout=self.cfg.timeout,
+                metadata=metadata,
+                # Every call of the stage carries the same definitions (one cacheable
+                # prefix); a turn that used its calls is told to answer instead.
+                tools=tuple(self.tools.definitions) if turn is not None else (),
+                tool_choice=("none" if done else None) if turn is not None else None,
+            )
+            completion = await self._complete(role, rnd, request)
+            if turn is None or not completion.tool_calls or done:
+                return completion, conversation
+            self._cancel_point()
+            results = await asyncio.to_thread(turn.call_all, completion.tool_calls)
+            for result in results:
+                self.emit(
+                    ToolUsed(stage=self.stage, role=role, round=rnd, **result.event_payload())
+                )
+            conversation += [
+                completion.assistant_message(),
+                Message("user", tuple(r.block() for r in results)),
+            ]
+
     async def _ask(
         self,
         role: str,
@@ -263,17 +323,36 @@ class _StageRunner:
     ) -> tuple[dict[str, Any] | None, str]:
         """Call, parse, redact, validate; on failure one repair call. (answer, "") or
         (None, the last validation error)."""
-        completion = await self._call(role, rnd, kind, messages, schema, schema_name)
+        answer, error, _ = await self._ask_once(
+            role, rnd, kind, messages, schema, schema_name, validate
+        )
+        return answer, error
+
+    async def _ask_once(
+        self,
+        role: str,
+        rnd: int,
+        kind: str,
+        messages: list[Message],
+        schema: dict[str, Any],
+        schema_name: str,
+        validate: Callable[[Any], dict[str, Any]],
+    ) -> tuple[dict[str, Any] | None, str, tuple[list[Message], str]]:
+        """_ask, also returning (the conversation before the last answer, that answer's
+        text): what a further repair continues from."""
+        completion, conversation = await self._call(role, rnd, kind, messages, schema, schema_name)
         try:
-            return validate(redact(_parse_json(completion))), ""
+            return validate(redact(_parse_json(completion))), "", (conversation, completion.text)
         except ArtifactInvalid as exc:
             error = str(exc)
-        repair = prompts.repair_messages(messages, bad_text=completion.text, error=error)
-        completion = await self._call(role, rnd, "repair", repair, schema, schema_name, kind)
+        repair = prompts.repair_messages(conversation, bad_text=completion.text, error=error)
+        completion, conversation = await self._call(
+            role, rnd, "repair", repair, schema, schema_name, kind
+        )
         try:
-            return validate(redact(_parse_json(completion))), ""
+            return validate(redact(_parse_json(completion))), "", (conversation, completion.text)
         except ArtifactInvalid as exc:
-            return None, str(exc)
+            return None, str(exc), (conversation, completion.text)
 
     def _agent_message(self, role: str, rnd: int, answer: dict[str, Any]) -> None:
         self.emit(
@@ -282,7 +361,9 @@ class _StageRunner:
             )
         )
 
-    def _patch_checks(self, artifact: dict[str, Any], *, empty_ok: bool) -> list[dict[str, Any]]:
+    async def _patch_checks(
+        self, artifact: dict[str, Any], *, empty_ok: bool
+    ) -> list[dict[str, Any]]:
         diff = artifact.get("diff") or ""
         if not diff.strip():
             if empty_ok:
@@ -290,8 +371,94 @@ class _StageRunner:
             return [
                 {"name": "patch_applies", "ok": False, "detail": "empty diff: nothing to check"}
             ]
-        ok, detail = self.patch_check(self.inp.repo.path, diff)
+        apply = getattr(self.work, "apply_patch", None)
+        if apply is not None:
+            ok, detail = await asyncio.to_thread(apply, diff)
+        else:
+            ok, detail = self.patch_check(self.inp.repo.path, diff)
         return [{"name": "patch_applies", "ok": bool(ok), "detail": redact(str(detail))[:1000]}]
+
+    async def _applied(
+        self,
+        role: str,
+        rnd: int,
+        artifact: dict[str, Any],
+        answer: dict[str, Any],
+        context: tuple[list[Message], str],
+        schema: dict[str, Any],
+        schema_name: str,
+        validate: Callable[[Any], dict[str, Any]],
+        *,
+        empty_ok: bool,
+    ) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+        """The code stage's diff applied to the workspace. A diff that does not apply goes
+        back to `role` with the apply error, at most cfg.apply_repairs times (only with a
+        workspace: a mere `git apply --check` gives the model nothing to read). Returns
+        (artifact, answer, checks) of the last attempt."""
+        checks = await self._patch_checks(artifact, empty_ok=empty_ok)
+        repairs = self.cfg.apply_repairs if getattr(self.work, "apply_patch", None) else 0
+        for _ in range(repairs):
+            if all(c["ok"] for c in checks):
+                break
+            self._cancel_point()
+            conversation, last_text = context
+            error = (
+                f"the diff does not apply to the repository at the base commit: "
+                f"{checks[0]['detail']}. Read the files as they are (with the tools, or from "
+                "the file contents you were given) and answer with the complete corrected "
+                "JSON, its diff made against them."
+            )
+            messages = prompts.repair_messages(conversation, bad_text=last_text, error=error)
+            fixed, _, context = await self._ask_once(
+                role, rnd, "apply_repair", messages, schema, schema_name, validate
+            )
+            if fixed is None:
+                break
+            answer = fixed
+            artifact = fixed["artifact"] if "artifact" in fixed else fixed
+            self._agent_message(role, rnd, fixed)
+            checks = await self._patch_checks(artifact, empty_ok=empty_ok)
+        return artifact, answer, checks
+
+    async def evidence_gather(self) -> None:
+        """test_debug: measure the tests first, so the debate argues over the evidence."""
+        gather = getattr(self.work, "test_evidence", None)
+        if gather is None:
+            return
+        self._cancel_point()
+        self.evidence = await asyncio.to_thread(gather)
+        self.inp = dataclasses.replace(self.inp, evidence=self.evidence)
+
+    def _evidence_fill(self, artifact: dict[str, Any], *, decide: bool) -> dict[str, Any]:
+        """test_debug's artifact with Tekton's evidence: `ship` only where the evidence
+        agrees (`decide`: the evidence alone, consensus-free), coverage measured."""
+        if self.stage != "test_debug" or self.evidence is None:
+            return artifact
+        ev = self.evidence
+        filled = dict(artifact)
+        filled["evidence"] = ev
+        filled["ship"] = bool(ev.get("ship")) and (decide or bool(artifact.get("ship")))
+        filled["coverage"] = {
+            "measured": ev.get("changed_coverage") is not None,
+            "changed_lines": ev.get("changed_coverage"),
+        }
+        filled["junit_path"] = None  # the runs' JUnit is stored with the run, not a path
+        return filled
+
+    def _tests_check(self, artifact: dict[str, Any]) -> list[dict[str, Any]]:
+        if self.stage != "test_debug":
+            return []
+        ev = self.evidence or {}
+        if artifact["ship"]:
+            detail = (
+                f"{len(ev.get('newly_passing') or [])} newly passing, none newly failing"
+                if ev
+                else "report says ship"
+            )
+            return [{"name": "ship", "ok": True, "detail": detail}]
+        reasons = "; ".join(ev.get("reasons") or []) if ev.get("reasons") else ""
+        detail = f"tests: {reasons}" if reasons else "report says no-ship"
+        return [{"name": "ship", "ok": False, "detail": detail}]
 
     def _outcome(self, **kw: Any) -> StageOutcome:
         return StageOutcome(
@@ -361,7 +528,7 @@ class _StageRunner:
             answer["artifact"] = artifact_validate(self.stage, answer["artifact"])
             return answer
 
-        answer, error = await self._ask(
+        answer, error, context = await self._ask_once(
             "mediator",
             mediator_round,
             "mediator",
@@ -401,8 +568,23 @@ class _StageRunner:
             reasons.append(f"review says block: {issues}")
         checks: list[dict[str, Any]] = []
         if self.stage == "code":
-            checks = self._patch_checks(artifact, empty_ok=True)
+            artifact, answer, checks = await self._applied(
+                "mediator",
+                mediator_round,
+                artifact,
+                answer,
+                context,
+                mediator_json_schema(self.stage),
+                "mediator_answer",
+                validate,
+                empty_ok=True,
+            )
+            confidence = answer["confidence"]
             reasons += [f"patch does not apply: {c['detail']}" for c in checks if not c["ok"]]
+        artifact = self._evidence_fill(artifact, decide=False)
+        if self.stage == "test_debug":
+            checks = self._tests_check(artifact)
+            reasons += [f"no ship: {c['detail']}" for c in checks if not c["ok"]]
 
         passed = not reasons
         summary = (
@@ -437,14 +619,9 @@ class _StageRunner:
         self._cancel_point()
         schema = artifact_json_schema(self.stage)
         messages = prompts.draft_messages(self.inp, artifact_schema=schema)
-        artifact, error = await self._ask(
-            "proponent",
-            0,
-            "draft",
-            messages,
-            schema,
-            f"{self.stage}_artifact",
-            lambda d: artifact_validate(self.stage, d),
+        validate = lambda d: artifact_validate(self.stage, d)  # noqa: E731
+        artifact, error, context = await self._ask_once(
+            "proponent", 0, "draft", messages, schema, f"{self.stage}_artifact", validate
         )
         if artifact is None:
             return self._outcome(
@@ -458,16 +635,20 @@ class _StageRunner:
             {"name": "schema", "ok": True, "detail": f"validates as the {self.stage} artifact"}
         ]
         if self.stage == "code":
-            checks += self._patch_checks(artifact, empty_ok=False)
-        if self.stage == "test_debug":
-            ship = artifact["ship"]
-            checks.append(
-                {
-                    "name": "ship",
-                    "ok": ship,
-                    "detail": "report says ship" if ship else "report says no-ship",
-                }
+            artifact, _, patch = await self._applied(
+                "proponent",
+                0,
+                artifact,
+                artifact,
+                context,
+                schema,
+                f"{self.stage}_artifact",
+                validate,
+                empty_ok=False,
             )
+            checks += patch
+        artifact = self._evidence_fill(artifact, decide=True)
+        checks += self._tests_check(artifact)
         failed = [c for c in checks if not c["ok"]]
         return self._outcome(
             status="blocked" if failed else "succeeded",

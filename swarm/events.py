@@ -48,3 +48,19 @@ class LlmCallDone(EngineEvent):
     # When the call ended (epoch seconds): the record may be written a little later.
     ended_at: float = field(default_factory=time.time)
     kind: str = field(init=False, default="llm.call")
+
+
+@dataclass(frozen=True)
+class ToolUsed(EngineEvent):
+    """One tool call an agent made; becomes a `stage.tool` event (recorded and shown)."""
+
+    stage: str
+    role: str
+    round: int
+    call_id: str
+    tool: str
+    arguments: dict[str, Any]  # redacted by the tool layer
+    summary: str  # one short line
+    duration_s: float
+    ok: bool
+    kind: str = field(init=False, default="stage.tool")

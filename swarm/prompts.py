@@ -65,6 +65,11 @@ def _context(inp: StageInput, *, role: str, round: int, label: Labeller) -> dict
         "prior_artifacts": inp.prior_artifacts,
         "lessons": [{"text": x.text, "source": x.source} for x in inp.lessons],
     }
+    # Measured by Tekton, not by a model: where the change is and what the tests said.
+    if inp.workspace:
+        ctx["workspace"] = inp.workspace
+    if inp.evidence:
+        ctx["test_evidence"] = inp.evidence
     return redact(ctx, labeller=label)
 
 
@@ -105,6 +110,11 @@ def _user(
         parts.append(
             "Lessons from earlier runs:\n"
             + "\n".join(f"- {_plain(x['text'])} ({_plain(x['source'])})" for x in ctx["lessons"])
+        )
+    if inp.files_text:
+        parts.append(
+            "The files this change is about, as they are at the run's base commit (read "
+            "others with the tools where you have them):\n" + _plain(inp.files_text)
         )
     parts.append(f"{CONTEXT_OPEN}\n{_dump(ctx)}\n{CONTEXT_CLOSE}")
     if transcript is not None:

@@ -202,6 +202,10 @@ def test_command_resolve(
     checkout_dir = Path(checkout) if checkout else repo
     venv_dir = Path(venv) if venv else checkout_dir / ".venv"
     has_venv = (venv_dir / "bin" / "python").exists()
+    if has_venv:
+        # A linked .venv is mounted at its real place: the link itself lives in the user's
+        # checkout, which the sandbox never shows (the workspace is mounted there).
+        venv_dir = venv_dir.resolve()
     readonly: tuple[str, ...] = ()
     has_pytest = has_coverage = False
     env: dict[str, str] = {}

@@ -38,6 +38,8 @@ from typing import Any, Protocol
 from jsonschema import Draft202012Validator
 
 from swarm.git import GitError, git_run
+from swarm.providers.base import ToolCall, ToolSpec
+from swarm.providers.base import ToolResult as ProviderToolResult
 from swarm.redact import redact
 from swarm.stages import DEBATER_ROLES, ROLES, STAGE_NAMES
 from swarm.workspace import Workspace
@@ -63,22 +65,9 @@ _REV = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_./^~@{}-]{0,199}$")
 # --- shapes -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ToolDef:
-    """One tool as the model sees it; maps 1:1 to Anthropic's tool and OpenAI's function."""
-
-    name: str
-    description: str
-    input_schema: dict[str, Any]  # JSON Schema of the arguments object
-
-
-@dataclass(frozen=True)
-class ToolCall:
-    """One call the model made. `arguments` is the parsed object or the raw JSON text."""
-
-    id: str
-    name: str
-    arguments: Mapping[str, Any] | str
+# A tool as the model sees it and a call the model made are the provider interface's own
+# ToolSpec and ToolCall (a call's `arguments` may also arrive as raw JSON text here).
+ToolDef = ToolSpec
 
 
 @dataclass(frozen=True)
@@ -92,6 +81,12 @@ class ToolResult:
     duration_s: float
     tool: str = ""
     arguments: dict[str, Any] = field(default_factory=dict)  # redacted
+
+    def block(self) -> ProviderToolResult:
+        """The result as the provider interface sends it back to the model."""
+        return ProviderToolResult(
+            call_id=self.call_id, content=self.content, is_error=self.is_error
+        )
 
     def event_payload(self) -> dict[str, Any]:
         """The `stage.tool` event's payload (the caller adds stage, role and round)."""

@@ -500,7 +500,7 @@ class Workspace:
             raise WorkspaceError(_os_reason(exc, self.root)) from None
         if self._take_spare(base):
             self._state_write(base=base, patches=[], head=base, tree=self._tree_of(base))
-            log.info("workspace %s made from the spare at %s", self.branch, base[:12])
+            log.debug("workspace %s made from the spare at %s", self.branch, base[:12])
             return
         proc = _git(
             self.repo,
@@ -529,7 +529,7 @@ class Workspace:
         except WorkspaceError:
             self._discard()
             raise
-        log.info("workspace %s created at %s", self.branch, base[:12])
+        log.debug("workspace %s created at %s", self.branch, base[:12])
 
     def _discard(self) -> None:
         self._discard_at(self.path)
@@ -774,7 +774,7 @@ class Workspace:
             self._state_write(base=base, patches=state.get("patches", []), head=sha, tree=tree)
         diff = self.diff_text()
         files = tuple(f.path for f in diff_parse(diff))
-        log.info("workspace %s committed %s", self.branch, sha[:12])
+        log.debug("workspace %s committed %s", self.branch, sha[:12])
         return CommitResult(
             branch=self.branch, base_sha=base, head_sha=sha, diff_sha256=_sha256(diff), files=files
         )

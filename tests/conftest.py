@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.pyvenv import venv_link
+
 
 @pytest.fixture(scope="session")
 def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, tmp_path_factory):
@@ -62,6 +64,7 @@ def git_repo(tekton_settings) -> Path:
     _git(path, "init", "-q", "-b", "main")
     _git(path, "add", ".")
     _git(path, "commit", "-q", "-m", "Initial commit")
+    venv_link(path)  # its tests run in the sandbox with pytest, as a real project's would
     return path
 
 

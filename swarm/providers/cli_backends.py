@@ -80,11 +80,23 @@ def render_prompt(request: CompletionRequest) -> str:
     return "\n\n".join(parts)
 
 
+# What a command-line backend's environment keeps of ours: enough to run and find its own
+# login, never another vendor's key, a database or broker URL, or Django's secret.
+_ENV_KEPT = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TERM", "TMPDIR",
+             "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "SSL_CERT_FILE",
+             "SSL_CERT_DIR", "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY")  # fmt: skip
+
+
 class _CliBackend(abc.ABC):
     name = ""
     binary_env = ""
     default_binary = ""
     vendor_prefixes: tuple[str, ...] = ()
+    key_envs: tuple[str, ...] = ()  # the variables this tool itself logs in with
+
+    def child_env(self) -> dict[str, str]:
+        """The scrubbed environment the tool runs with (its own key variables only)."""
+        return {k: v for k in (*_ENV_KEPT, *self.key_envs) if (v := self._env.get(k))}
 
     def __init__(self, *, env: Mapping[str, str] | None = None) -> None:
         self._env = os.environ if env is None else env
@@ -132,12 +144,17 @@ class _CliBackend(abc.ABC):
                 schema_file = os.path.join(tmp, "schema.json")
                 with open(schema_file, "w", encoding="utf-8") as fh:
                     json.dump(request.json_schema, fh)
+            # In a stage with a workspace the tool works there (it may read the code);
+            # elsewhere in an empty folder of its own, never in Tekton's checkout.
+            workdir = request.metadata.get("workdir")
+            cwd = workdir if isinstance(workdir, str) and os.path.isdir(workdir) else tmp
             try:
                 stdout, stderr, code = await self._run(
                     self.argv(request, schema_file, streaming=streaming),
                     render_prompt(request),
                     request.timeout,
                     (lambda line: self.stream_line(line, sink)) if streaming else None,
+                    cwd=cwd,
                 )
             except StreamCallbackError as exc:
                 raise exc.original from None
@@ -178,6 +195,8 @@ class _CliBackend(abc.ABC):
         prompt: str,
         timeout: float,
         on_line: Callable[[str], None] | None = None,
+        *,
+        cwd: str | None = None,
     ) -> tuple[str, str, int]:
         proc = await asyncio.create_subprocess_exec(
             *argv,
@@ -185,7 +204,8 @@ class _CliBackend(abc.ABC):
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             start_new_session=True,  # its own process group, so a kill reaches its helpers
-            env=dict(self._env),
+            env=self.child_env(),
+            cwd=cwd,
         )
         assert proc.stdin and proc.stdout and proc.stderr
 
@@ -244,6 +264,7 @@ class CodexCliBackend(_CliBackend):
     """
 
     name = "codex-cli"
+    key_envs = ("OPENAI_API_KEY", "CODEX_API_KEY", "CODEX_HOME")
     binary_env = "TEKTON_CODEX_BIN"
     default_binary = "codex"
     vendor_prefixes = ("openai/", "codex/")
@@ -310,6 +331,7 @@ class ClaudeCliBackend(_CliBackend):
     event a line, text deltas inside "stream_event" lines, the same result object last."""
 
     name = "claude-cli"
+    key_envs = ("ANTHROPIC_API_KEY", "CLAUDE_CONFIG_DIR")
     binary_env = "TEKTON_CLAUDE_BIN"
     default_binary = "claude"
     vendor_prefixes = ("claude-cli/", "anthropic/")

@@ -50,10 +50,12 @@ from typing import Any
 
 from swarm.prompts import context_extract, transcript_extract
 from swarm.providers.base import (
+    STOP_TOOL_CALLS,
     Completion,
     CompletionRequest,
     Message,
     StreamDelta,
+    ToolCall,
     Usage,
     message_to_dict,
 )
@@ -435,10 +437,58 @@ class OfflineProvider:
         last_user = next((m.text for m in reversed(request.messages) if m.role == "user"), "")
         return f"{_TAG} No model was called. Offline reply to: {_short(last_user, 200)}"
 
+    def tool_calls(self, request: CompletionRequest) -> tuple[ToolCall, ...]:
+        """The tools a proponent's opening turn calls when the request offers them, before
+        it answers: it lists the repository, reads the README and, in the code stage, runs
+        the tests (where run_tests is offered; the tool layer refuses what the role was not
+        granted). Once the conversation holds their results it answers as usual."""
+        offered = {t.name for t in request.tools}
+        meta = request.metadata
+        if (
+            not offered
+            or request.tool_choice == "none"
+            or meta.get("kind") not in ("debater", "draft")
+            or meta.get("role") != "proponent"
+            or int(meta.get("round") or 0) != 0
+            or any(m.tool_results for m in request.messages)
+        ):
+            return ()
+        stage = str(meta.get("stage") or "")
+        repo = (context_extract(request.messages) or {}).get("repo") or {}
+        files = [f for f in repo.get("files") or [] if isinstance(f, str)]
+        wanted: list[tuple[str, dict[str, Any]]] = []
+        if "list_files" in offered:
+            wanted.append(("list_files", {"path": "."}))
+        readme = next((f for f in files if f.lower().startswith("readme")), None)
+        if readme and "read_file" in offered:
+            wanted.append(("read_file", {"path": readme, "start_line": 1, "end_line": 40}))
+        if stage == "code" and "run_tests" in offered:
+            wanted.append(("run_tests", {}))
+        return tuple(
+            ToolCall(id=f"offline-{stage}-{i}", name=name, arguments=args)
+            for i, (name, args) in enumerate(wanted, start=1)
+        )
+
     async def complete(self, request: CompletionRequest) -> Completion:
         started = time.monotonic()
         if self.latency_ms:
             await asyncio.sleep(self.latency_ms / 1000)
+        calls = self.tool_calls(request)
+        if calls:
+            return Completion(
+                text="",
+                parsed=None,
+                usage=Usage(
+                    input_tokens=sum(_tokens(_content_text(m)) for m in request.messages),
+                    output_tokens=_tokens(json.dumps([c.arguments for c in calls])),
+                ),
+                cost_usd=0.0,
+                latency_s=time.monotonic() - started,
+                provider=self.name,
+                model=request.model,
+                tool_calls=calls,
+                stop_reason=STOP_TOOL_CALLS,
+            )
         answer = self.answer(request)
         text = answer if isinstance(answer, str) else json.dumps(answer, ensure_ascii=False)
         parsed = answer if isinstance(answer, dict) and request.json_schema is not None else None

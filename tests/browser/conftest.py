@@ -23,6 +23,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.pyvenv import venv_link
+
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -113,6 +115,7 @@ def tekton_server(tmp_path_factory, chromium_path) -> Iterator[LiveServer]:
     _git(repo, "init", "-q", "-b", "main")
     _git(repo, "add", ".")
     _git(repo, "commit", "-q", "-m", "Initial shop")
+    venv_link(repo)  # its tests run in the sandbox with pytest, as a real project's would
     (repo / "src" / "app.py").write_text("def total(prices):\n    return round(sum(prices), 2)\n")
 
     data = root / "data"

@@ -28,6 +28,10 @@ def _form_data(**overrides):
         "budget_cost_usd": "0",
         "artifact_root": "",
         "routes": "[]",
+        "tool_grants": "{}",
+        "max_tool_calls": 8,
+        "max_test_runs": 3,
+        "sandbox_limits": "{}",
     }
     data.update(overrides)
     return data
@@ -77,3 +81,20 @@ def test_admin_pages_render_and_default_cannot_be_deleted(admin_client):
     )
     assert response.status_code == 403
     assert Profile.objects.filter(name=DEFAULT_PROFILE_NAME).exists()
+
+
+def test_admin_form_refuses_a_tool_nobody_knows_beside_the_field():
+    grants = json.dumps({"code": {"skeptic": ["read_file", "rm_rf"]}})
+    form = ProfileAdminForm(data=_form_data(tool_grants=grants))
+    assert not form.is_valid()
+    assert "unknown tool 'rm_rf'" in form.errors["tool_grants"][0]
+
+
+def test_admin_form_saves_tool_grants_and_sandbox_limits():
+    grants = {"review": {"skeptic": ["read_file", "run_command"]}}
+    form = ProfileAdminForm(
+        data=_form_data(tool_grants=json.dumps(grants), sandbox_limits='{"wall_s": 120}')
+    )
+    assert form.is_valid(), form.errors
+    profile = form.save()
+    assert profile.tool_grants == grants and profile.sandbox_limits == {"wall_s": 120.0}

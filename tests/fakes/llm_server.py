@@ -29,6 +29,7 @@ import struct
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -160,6 +161,9 @@ class FakeLlmServer:
     host: str = "127.0.0.1"
     scenarios: deque[Scenario] = field(default_factory=deque)
     requests: list[ReceivedRequest] = field(default_factory=list)
+    # Answers when no scenario is queued: responder(path, body) -> Scenario (a scripted
+    # model that reads the request, e.g. tests/fakes/diamond.py).
+    responder: Callable[[str, dict[str, Any]], Scenario] | None = None
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -172,9 +176,13 @@ class FakeLlmServer:
         with self._lock:
             self.scenarios.extend(scenarios)
 
-    def _next(self) -> Scenario:
+    def _next(self, path: str = "", body: Any = None) -> Scenario:
         with self._lock:
-            return self.scenarios.popleft() if self.scenarios else ok()
+            if self.scenarios:
+                return self.scenarios.popleft()
+        if self.responder is not None:
+            return self.responder(path, body if isinstance(body, dict) else {})
+        return ok()
 
     def _record(self, req: ReceivedRequest) -> None:
         with self._lock:
@@ -219,7 +227,7 @@ class FakeLlmServer:
                         body=body,
                     )
                 )
-                scenario = server._next()
+                scenario = server._next(self.path, body)
                 if scenario.delay:
                     # An Event wait, not time.sleep, so stop() wakes sleeping handlers.
                     server._stopping.wait(scenario.delay)

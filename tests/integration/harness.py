@@ -25,6 +25,8 @@ import psycopg
 import redis
 from psycopg.rows import dict_row
 
+from tests.support.pyvenv import venv_link
+
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 MANAGE_PY = PROJECT_DIR / "manage.py"
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/tekton"
@@ -350,6 +352,7 @@ def make_git_repo(path: Path) -> Path:
         ["git", "commit", "-q", "-m", "initial"],
     ):
         subprocess.run(cmd, cwd=path, env=git_env, check=True, capture_output=True)
+    venv_link(path)  # its tests run in the sandbox with pytest, as a real project's would
     return path
 
 

@@ -48,7 +48,7 @@ class FakeEngine:
         return [inp.stage for inp, _ in self.calls]
 
     async def __call__(
-        self, inp, cfg, *, completer, emit, is_cancelled=lambda: False, patch_check=None
+        self, inp, cfg, *, completer, emit, is_cancelled=lambda: False, patch_check=None, work=None
     ):
         self.calls.append((inp, cfg))
         emit(

@@ -16,6 +16,7 @@ import pytest
 from django.conf import settings
 
 from tests.runs.test_cli import ALL_FILES  # the files a full run writes
+from tests.support.pyvenv import venv_link
 
 MANAGE = str(Path(settings.BASE_DIR) / "manage.py")
 DROP = (
@@ -78,9 +79,11 @@ def cli(tmp_path_factory) -> Cli:
     c.repo.mkdir()
     (c.repo / "README.md").write_text("# Sample\n")
     (c.repo / "app.py").write_text("def ok():\n    return True\n")
+    (c.repo / "test_app.py").write_text("from app import ok\n\n\ndef test_ok():\n    assert ok()\n")
     _git(c.repo, "init", "-q", "-b", "main")
     _git(c.repo, "add", ".")
     _git(c.repo, "commit", "-q", "-m", "init")
+    venv_link(c.repo)
     (root / "plain").mkdir()
     done = c("migrate", "-v", "0")
     assert done.returncode == 0, done.stderr

@@ -278,3 +278,39 @@ print(json.dumps({{"type": "turn.completed", "usage": {{}}}}))
     )
     assert result.text == big
     assert [d.text for d in deltas] == [big]
+
+
+async def test_a_cli_tool_runs_in_the_workspace_with_a_scrubbed_environment(tmp_path):
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    tool = fake_tool(
+        tmp_path,
+        "codex",
+        "ANSWER = json.dumps({'cwd': os.getcwd(), 'env': sorted(os.environ)})\n" + CODEX_EVENTS,
+    )
+    env = {
+        **env_for("TEKTON_CODEX_BIN", tool),
+        "OPENAI_API_KEY": "sk-its-own-key",
+        "ANTHROPIC_API_KEY": "sk-ant-someone-elses",
+        "DATABASE_URL": "postgres://u:p@db/tekton",
+        "DJANGO_SECRET_KEY": "not-for-tools",
+    }
+    request = dataclasses.replace(
+        make_request("codex/gpt-5-codex", schema={"type": "object"}),
+        metadata={"stage": "code", "role": "proponent", "round": 0, "workdir": str(workspace)},
+    )
+    seen = (await CodexCliBackend(env=env).complete(request)).parsed
+    assert seen["cwd"] == str(workspace)
+    assert "OPENAI_API_KEY" in seen["env"]  # the tool's own login
+    for leaked in ("ANTHROPIC_API_KEY", "DATABASE_URL", "DJANGO_SECRET_KEY", "TEKTON_CODEX_BIN"):
+        assert leaked not in seen["env"]
+
+
+async def test_without_a_workspace_a_cli_tool_runs_in_an_empty_folder(tmp_path):
+    tool = fake_tool(
+        tmp_path, "codex", "ANSWER = json.dumps({'files': os.listdir('.')})\n" + CODEX_EVENTS
+    )
+    result = await CodexCliBackend(env=env_for("TEKTON_CODEX_BIN", tool)).complete(
+        make_request("codex/gpt-5-codex", schema={"type": "object"})
+    )
+    assert result.parsed["files"] in ([], ["schema.json"])

@@ -1,0 +1,161 @@
+"""Repository-aware runs end to end: the real CLI, a real Celery worker, PostgreSQL and
+Redis, a scripted model behind the fake LLM server (it writes the code stage's diff), and
+the repository's own tests run in the sandbox on the base and on the branch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from swarm.sandbox import sandbox_probe
+from tests.fakes.diamond import DiamondResponder
+from tests.fakes.llm_server import FakeLlmServer
+from tests.integration.harness import Services, manage, wait_for
+from tests.support.pyvenv import venv_link
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(not sandbox_probe()[0], reason=f"no sandbox here: {sandbox_probe()[1]}"),
+]
+
+CORE = "def add(a, b):\n    return a - b\n\n\ndef sub(a, b):\n    return a - b\n"
+TESTS = (
+    "from calc.core import add, sub\n\n\n"
+    "def test_add():\n    assert add(2, 3) == 5\n\n\n"
+    "def test_sub():\n    assert sub(5, 3) == 2\n"
+)
+FIX = (
+    "diff --git a/calc/core.py b/calc/core.py\n--- a/calc/core.py\n+++ b/calc/core.py\n"
+    "@@ -1,5 +1,5 @@\n def add(a, b):\n-    return a - b\n+    return a + b\n \n \n def sub(a, b):\n"
+)
+BREAK = (
+    "diff --git a/calc/core.py b/calc/core.py\n--- a/calc/core.py\n+++ b/calc/core.py\n"
+    "@@ -3,4 +3,4 @@\n \n \n def sub(a, b):\n-    return a - b\n+    return b - a\n"
+)
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-c", "user.name=T", "-c", "user.email=t@t.invalid", *args],
+        cwd=repo, check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+
+
+def _state(repo: Path) -> tuple[str, ...]:
+    return tuple(
+        _git(repo, *args)
+        for args in (["status", "--porcelain"], ["stash", "list"], ["rev-parse", "HEAD"])
+    )
+
+
+def _calc(root: Path) -> Path:
+    repo = root / f"calc-{uuid.uuid4().hex[:6]}"
+    (repo / "calc").mkdir(parents=True)
+    (repo / "tests").mkdir()
+    (repo / "calc" / "__init__.py").write_text("")
+    (repo / "calc" / "core.py").write_text(CORE)
+    (repo / "tests" / "test_core.py").write_text(TESTS)
+    _git(repo, "init", "-q", "-b", "main")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-qm", "calc with a bug in add")
+    venv_link(repo)
+    return repo
+
+
+@pytest.fixture(scope="module")
+def model():
+    server = FakeLlmServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def scripted_profile(services: Services, model: FakeLlmServer) -> str:
+    """A profile whose models are all answered by the scripted model."""
+    code = (
+        "from config_profiles.models import Profile\n"
+        "from config_profiles.services import profile_copy, profile_update\n"
+        "p = profile_copy(profile=Profile.objects.get(name='diamond-v5'), name='scripted')\n"
+        f"profile_update(profile=p, data={{'rounds': 0, 'routes': [{{'match': '*/*', "
+        f"'backend': 'openai', 'base_url': '{model.openai_base_url}'}}]}})\n"
+    )
+    done = manage(["shell", "-c", code], env=services.env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return "scripted"
+
+
+def _run(services: Services, repo: Path, profile: str) -> dict:
+    goal = f"Fix add (it-{uuid.uuid4().hex[:8]})"
+    env = {**services.env, "TEKTON_LLM_BACKEND": "auto"}
+    started = manage(
+        ["tekton", "run", "--goal", goal, "--repo", str(repo), "--profile", profile, "--detach"],
+        env=env,
+        timeout=60,
+    )
+    assert started.returncode == 0, started.stderr
+    (row,) = services.query("SELECT id FROM runs_run WHERE goal = %s", (goal,))
+    return wait_for(
+        lambda: (
+            (r := services.query("SELECT * FROM runs_run WHERE id = %s", (row["id"],))[0])["status"]
+            in ("succeeded", "blocked", "failed")
+            and r
+        ),
+        timeout=240,
+        interval=0.3,
+        what="the run to end or block",
+    )
+
+
+def _report(services: Services, run_id: int) -> dict:
+    (stage,) = services.query(
+        "SELECT status, reason, draft FROM runs_stagerun WHERE run_id = %s AND stage = 'test_debug'",
+        (run_id,),
+    )
+    rows = services.query(
+        "SELECT content FROM runs_artifact WHERE run_id = %s AND stage = 'test_debug' "
+        "AND kind = 'json'",
+        (run_id,),
+    )
+    report = rows[0]["content"] if rows else (stage["draft"] or {}).get("artifact")
+    return {**stage, "report": report}
+
+
+def test_a_fix_and_a_break_through_the_cli_and_a_worker(
+    services, start_worker, model, scripted_profile
+):
+    start_worker(extra_env={"TEKTON_LLM_BACKEND": "auto"})
+
+    fixed_repo = _calc(services.repo_root)
+    before = _state(fixed_repo)
+    model.responder = DiamondResponder(FIX)
+    fixed = _run(services, fixed_repo, scripted_profile)
+    assert fixed["status"] == "succeeded", fixed["reason"]
+    evidence = _report(services, fixed["id"])["report"]["evidence"]
+    assert evidence["ship"] is True
+    assert evidence["newly_passing"] == ["tests/test_core.py::test_add"]
+    assert evidence["base"]["totals"] | {"errors": 0, "skipped": 0} == {
+        "tests": 2, "passed": 1, "failed": 1, "errors": 0, "skipped": 0,
+    }  # fmt: skip
+    assert (evidence["branch"]["totals"]["passed"], evidence["branch"]["totals"]["failed"]) == (
+        2,
+        0,
+    )
+    assert _git(fixed_repo, "rev-parse", fixed["branch"]).strip() == fixed["head_commit"]
+    assert _state(fixed_repo) == before
+
+    broken_repo = _calc(services.repo_root)
+    before = _state(broken_repo)
+    model.responder = DiamondResponder(BREAK)
+    broken = _run(services, broken_repo, scripted_profile)
+    assert broken["status"] == "blocked", broken["reason"]
+    report = _report(services, broken["id"])
+    assert report["status"] == "blocked" and "newly failing" in report["reason"]
+    assert report["report"]["ship"] is False
+    assert report["report"]["evidence"]["newly_failing"] == ["tests/test_core.py::test_sub"]
+    assert _state(broken_repo) == before
+    shown = manage(["tekton", "show", str(broken["id"]), "--json"], env=services.env, timeout=60)
+    assert shown.returncode == 0 and json.loads(shown.stdout)["status"] == "blocked"
