@@ -61,7 +61,9 @@ ALLOWED_HOSTS = [
 ]
 
 INSTALLED_APPS = [
-    "daphne",
+    # Before django.contrib.staticfiles: its runserver is Daphne's (ASGI), imported only
+    # when the server starts (see tekton_site/management/commands/runserver.py).
+    "tekton_site",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
