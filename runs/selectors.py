@@ -63,3 +63,49 @@ def runs_filtered(runs: QuerySet[Run], filters: dict[str, Any]) -> QuerySet[Run]
     if filters.get("created_before"):
         runs = runs.filter(created_at__lt=filters["created_before"])
     return runs
+
+
+# --- the command line (manage.py tekton) ---------------------------------------------------
+# Kept together at the end of the module, imports included, so this block merges apart
+# from the functions above.
+
+from django.db.models import Count, Q  # noqa: E402
+
+from runs.models import StageRun  # noqa: E402
+
+
+def run_status(run_id: int) -> str:
+    """A run's status alone; raises Run.DoesNotExist."""
+    return Run.objects.values_list("status", flat=True).get(pk=run_id)
+
+
+def run_has_stage_running(run_id: int) -> bool:
+    """Whether one of the run's stages is running now (in any process)."""
+    return StageRun.objects.filter(run_id=run_id, status=StageRun.Status.RUNNING).exists()
+
+
+def run_blocked_at(run: Run) -> tuple[str | None, str]:
+    """(stage, reason) of a blocked run: its blocked stage and that stage's reason, or
+    (None, the run's own reason) when no stage is marked blocked."""
+    blocked = (
+        StageRun.objects.filter(run=run, status=StageRun.Status.BLOCKED)
+        .values_list("stage", "reason")
+        .first()
+    )
+    if blocked is None:
+        return None, run.reason
+    return blocked[0], blocked[1]
+
+
+def runs_with_progress(user, *, status: str | None = None) -> QuerySet[Run]:
+    """runs_visible_to(user), newest first, each annotated with stages_total and
+    stages_done (succeeded or skipped); only runs in `status` when given."""
+    done = (StageRun.Status.SUCCEEDED, StageRun.Status.SKIPPED)
+    runs = runs_visible_to(user)
+    if status:
+        runs = runs.filter(status=status)
+    # Meta.ordering is ignored once the query aggregates: order explicitly.
+    return runs.annotate(
+        stages_total=Count("stages"),
+        stages_done=Count("stages", filter=Q(stages__status__in=done)),
+    ).order_by("-created_at", "-id")
