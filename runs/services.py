@@ -19,7 +19,6 @@ from django.db import transaction
 from django.utils import timezone
 
 from runs import events
-from runs.dispatch import stages_dispatch
 from runs.execution import (
     ACTIVE_RUN,
     DONE_STATUSES,
@@ -33,6 +32,15 @@ from swarm.redact import redact
 from swarm.stages import ROLES, UnknownStageError, stage_dependencies, stage_get, stage_range
 
 logger = logging.getLogger("tekton.runs.services")
+
+
+def stages_dispatch(stage_run_ids: list[int]) -> None:
+    """runs.dispatch.stages_dispatch, imported on first use."""
+    # runs.dispatch pulls in Celery and the engine, which run_plan (`tekton run --explain`) never needs.
+    from runs.dispatch import stages_dispatch as dispatch
+
+    dispatch(stage_run_ids)
+
 
 NOTE_MAX_CHARS = 8000
 
