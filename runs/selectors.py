@@ -74,9 +74,9 @@ from django.db.models import Count, Q  # noqa: E402
 from runs.models import StageRun  # noqa: E402
 
 
-def run_status(run_id: int) -> str:
-    """A run's status alone; raises Run.DoesNotExist."""
-    return Run.objects.values_list("status", flat=True).get(pk=run_id)
+def run_status(run_id: int) -> str | None:
+    """A run's status; None when the run is gone."""
+    return Run.objects.filter(pk=run_id).values_list("status", flat=True).first()
 
 
 def run_has_stage_running(run_id: int) -> bool:

@@ -210,6 +210,8 @@ class Command(TyperCommand):
                         continue
                 else:
                     status = run_status(run_id)
+                    if status is None:  # deleted meanwhile: _outcome says so
+                        break
                     if status == Run.Status.BLOCKED and not events:
                         break
                     if status in Run.FINISHED and not events:
