@@ -70,7 +70,9 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
-    "django_typer",
+    # django_typer is a library here, not an installed app: the app only adds
+    # `shellcompletion` and installs rich tracebacks, and importing it (typer and rich)
+    # made every manage.py command start slower, `help` included.
     "channels",
     "rest_framework",
     "drf_spectacular",
