@@ -24,6 +24,9 @@ from typing import Any
 from django.conf import settings
 from django.db import connections
 
+from runs.models import Run
+from runs.selectors import run_has_stage_running, run_status
+
 POLL_SECONDS = 0.2
 HANDSHAKE_OK = "ok"
 HANDSHAKE_ERROR = "error: "
@@ -42,9 +45,7 @@ def drive(run_id: int) -> None:
     run_inline returns when nothing is ready; a stage still running in another thread
     (a dispatcher thread, review beside threat) means more may become ready, so look again.
     """
-    from runs.dispatch import run_inline
-    from runs.models import Run
-    from runs.selectors import run_has_stage_running, run_status
+    from runs.dispatch import run_inline  # Celery and the engine: only when stages run here
 
     idle = 0
     while True:

@@ -23,10 +23,10 @@ stops following (exit 130).
 and also takes a comma-separated list (`--consensus-free code,test_debug`); click does
 not let an option swallow several space-separated values.
 
-Start-up: every import that only some subcommands need happens inside them (the
-services pull in the engine, Celery and the artifact schemas), and the subcommands that
-only read skip Django's system checks, which would import the URL configuration and
-with it DRF and drf-spectacular. tests/runs/test_cli_imports.py keeps it that way.
+Start-up: the services, and with them the engine, Celery and the artifact schemas, are
+imported only inside the subcommands that call them; the subcommands that only read skip
+Django's system checks, which would import the URL configuration and with it DRF and
+drf-spectacular. tests/runs/test_cli_imports.py keeps it that way.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 from django.core.management.base import CommandError
@@ -47,6 +47,7 @@ from django_typer.management import TyperCommand, command
 # typer vendors its own click; its usage errors are these classes, not the click package's.
 from typer._click.exceptions import NoArgsIsHelpError, UsageError
 
+from config_profiles.services import ProfileError
 from runs import cli_process
 from runs.cli_render import (
     FollowView,
@@ -58,10 +59,16 @@ from runs.cli_render import (
     unblock_hint,
 )
 from runs.models import Run
+from runs.selectors import (
+    run_blocked_at,
+    run_detail,
+    run_events_after,
+    run_get,
+    run_status,
+    runs_with_progress,
+)
 from swarm.redact import redact
-
-if TYPE_CHECKING:
-    from runs.cli_process import Worker
+from swarm.stages import UnknownStageError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BLOCKED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 MANAGE = "manage.py"
@@ -100,10 +107,8 @@ def reads_only(args: Sequence[str]) -> bool:
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    # Only evaluated when something was raised, so a read command never imports these.
-    from config_profiles.services import ProfileError
+    # Only evaluated when something was raised: a read command never imports the services.
     from runs.services import RunInputError, RunStateError
-    from swarm.stages import UnknownStageError
 
     return (RunInputError, RunStateError, ProfileError, UnknownStageError, Run.DoesNotExist)
 
@@ -171,8 +176,6 @@ class Command(TyperCommand):
             raise typer.Exit(EXIT_FAILED) from None
 
     def _run_get(self, run_id: int) -> Run:
-        from runs.selectors import run_get
-
         try:
             return run_get(run_id)
         except Run.DoesNotExist:
@@ -180,11 +183,9 @@ class Command(TyperCommand):
 
     # --- following ----------------------------------------------------------------------
 
-    def _follow(self, run_id: int, *, after_seq: int, worker: Worker | None) -> int:
+    def _follow(self, run_id: int, *, after_seq: int, worker: cli_process.Worker | None) -> int:
         """Show the run's events after `after_seq` until it ends, blocks or (inline) the
         worker stops; return the exit code for where the run got to."""
-        from runs.selectors import run_detail, run_events_after, run_status
-
         view = FollowView.for_run(run_detail(run_id))
         console = self._console()
         live = console.is_terminal
@@ -227,8 +228,6 @@ class Command(TyperCommand):
         return self._outcome(run_id)
 
     def _outcome(self, run_id: int) -> int:
-        from runs.selectors import run_blocked_at, run_get
-
         run = run_get(run_id)
         if run.status == Run.Status.SUCCEEDED:
             where = run.output_dir or str(
@@ -271,14 +270,13 @@ class Command(TyperCommand):
             code = self._interrupted(run.pk, worker)
         raise typer.Exit(code)
 
-    def _interrupted(self, run_id: int, worker: Worker | None) -> int:
+    def _interrupted(self, run_id: int, worker: cli_process.Worker | None) -> int:
         if worker is None:
             self._err(
                 f"stopped following; run {run_id} goes on in the workers "
                 f"(`{MANAGE} tekton show {run_id}`, `{MANAGE} tekton cancel {run_id}`)"
             )
             return EXIT_INTERRUPTED
-        from runs.selectors import run_get
         from runs.services import RunStateError, run_cancel
 
         try:
@@ -484,8 +482,6 @@ class Command(TyperCommand):
         ] = None,
         debug: DebugOpt = False,
     ) -> None:
-        from runs.selectors import runs_with_progress
-
         with self._errors(debug):
             if status is not None and status not in Run.Status.values:
                 raise UsageError(
@@ -520,8 +516,6 @@ class Command(TyperCommand):
         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON.")] = False,
         debug: DebugOpt = False,
     ) -> None:
-        from runs.selectors import run_detail
-
         with self._errors(debug):
             try:
                 run = run_detail(run_id)
