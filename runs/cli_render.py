@@ -9,15 +9,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from rich.console import Console, Group
-from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 from rich.text import Text
 
 from swarm.redact import redact
 from swarm.stages import DEBATER_ROLES, ROLES, STAGE_NAMES
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 FINAL_KINDS = ("run.finished", "run.failed", "run.cancelled")
 STATUS_STYLE = {
@@ -308,6 +310,9 @@ class FollowView:
     # -- the live display --
 
     def progress_start(self, console: Console) -> Progress:
+        # Only a follower on a terminal needs it; `runs` and `show` do not import it.
+        from rich.progress import BarColumn, Progress, TextColumn
+
         self.progress = Progress(
             TextColumn("{task.fields[position]:>2} {task.description:<12}"),
             BarColumn(bar_width=24),
