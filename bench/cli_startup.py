@@ -1,23 +1,29 @@
 """Issue 7, section 4: how long the command line takes to start.
 
-    uv run python -m bench.cli_startup [--repeat 7] [--save FILE] [--before FILE] [--no-write]
+    uv run python -m bench.cli_startup [--repeat 7] [--save FILE] [--before FILE]... [--no-write]
 
 Embedded mode: a throwaway TEKTON_DATA_DIR holding a migrated SQLite database with a few
 finished runs (offline backend, latency 0). Each command runs in a fresh
 `python manage.py ...` subprocess, `--repeat` times after one warm-up (so the page cache
-holds the files); the figures are the medians of the wall time (start to exit) and of
-the child's CPU time (user + system, from getrusage of the children). Nothing is asserted.
+holds the files), the commands taking turns; the figures are the medians of the wall
+time (start to exit) and of the child's CPU time (user + system, from getrusage of the
+children), with the 1-minute load average seen meanwhile. Nothing is asserted.
 
-`--save FILE` writes the figures as JSON; `--before FILE` shows such a file's figures
-beside the new ones (what the change replaced). The before figures are kept in the
-section (a JSON comment) so that a later run without `--before` still shows them.
+`--save FILE` writes the figures as JSON; `--before FILE` (repeatable) shows such files'
+figures beside the new ones (what the change replaced). The before figures are kept in
+the section (a JSON comment) so that a later run without `--before` still shows them.
+Each set of figures says whether the installed packages carried compiled bytecode: with
+PYTHONDONTWRITEBYTECODE set and none compiled, every start compiles them again, which
+costs more than everything else together.
 Targets: `runs`, `show`, `--help` <= 0.5 s and `run --explain` <= 1 s.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import os
 import re
 import resource
 import shutil
@@ -26,8 +32,9 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
-from bench.common import DOC_PATH, EmbeddedEnv, child, machine
+from bench.common import DOC_PATH, EmbeddedEnv, child, doc_section_write, machine
 from tests.integration.harness import MANAGE_PY, PROJECT_DIR
 
 SECTION = "cli_startup"
@@ -90,14 +97,22 @@ def measure(repeat: int) -> dict:
             )["run_id"]
             for i in range(RUNS)
         ]
+        argvs = {key: _argv(key, run_id=run_ids[-1], repo=str(env.repo)) for key, _, _ in COMMANDS}
+        for argv in argvs.values():
+            timed(argv, env.env)  # warm-up
+        # Round robin, so a change in the machine's load touches every command alike.
+        load = [os.getloadavg()[0]]
+        samples: dict[str, list[tuple[float, float]]] = {key: [] for key in argvs}
+        for _ in range(repeat):
+            for key, argv in argvs.items():
+                samples[key].append(timed(argv, env.env))
+            load.append(os.getloadavg()[0])
         figures = {}
         for key, label, _ in COMMANDS:
-            argv = _argv(key, run_id=run_ids[-1], repo=str(env.repo))
-            timed(argv, env.env)  # warm-up
-            samples = [timed(argv, env.env) for _ in range(repeat)]
             figures[key] = {
-                "wall_s": statistics.median(s[0] for s in samples),
-                "cpu_s": statistics.median(s[1] for s in samples),
+                "wall_s": statistics.median(w for w, _ in samples[key]),
+                "cpu_s": statistics.median(c for _, c in samples[key]),
+                "cpu_min_s": min(c for _, c in samples[key]),
             }
             print(
                 f"{label:<45} wall {figures[key]['wall_s']:.2f} s  cpu {figures[key]['cpu_s']:.2f} s",
@@ -105,7 +120,23 @@ def measure(repeat: int) -> dict:
             )
     finally:
         shutil.rmtree(env.root, ignore_errors=True)
-    return {"label": _revision(), "repeat": repeat, "runs": RUNS, "figures": figures}
+    return {
+        "label": _revision(),
+        "repeat": repeat,
+        "runs": RUNS,
+        "bytecode": _site_packages_compiled(),
+        "dont_write_bytecode": bool(os.environ.get("PYTHONDONTWRITEBYTECODE")),
+        "load": [round(min(load), 2), round(max(load), 2)],
+        "figures": figures,
+    }
+
+
+def _site_packages_compiled() -> bool:
+    """Whether the installed packages carry compiled bytecode (`uv sync --compile-bytecode`);
+    without it, and with PYTHONDONTWRITEBYTECODE set, every start compiles them again."""
+    import django
+
+    return Path(importlib.util.cache_from_source(django.__file__)).exists()
 
 
 def _revision() -> str:
@@ -121,11 +152,21 @@ def _revision() -> str:
     return proc.stdout.strip() + (" + local changes" if dirty else "")
 
 
-def _before_from_doc() -> dict | None:
+def _title(figures: dict) -> str:
+    compiled = "bytecode compiled" if figures.get("bytecode") else "no bytecode"
+    return f"{figures['label']}, {compiled}"
+
+
+def _before_from_doc() -> list[dict]:
     if not DOC_PATH.exists():
-        return None
-    found = re.search(r"<!-- cli_startup before: (\{.*?\}) -->", DOC_PATH.read_text())
-    return json.loads(found.group(1)) if found else None
+        return []
+    found = re.search(r"<!-- cli_startup before: (\[.*?\]) -->", DOC_PATH.read_text())
+    return json.loads(found.group(1)) if found else []
+
+
+def _load(figures: dict) -> str:
+    low, high = figures["load"]
+    return f"{low:.1f}" if round(low, 1) == round(high, 1) else f"{low:.1f} to {high:.1f}"
 
 
 def _cell(fig: dict | None) -> str:
@@ -134,31 +175,29 @@ def _cell(fig: dict | None) -> str:
     return f"{fig['wall_s']:.2f} s / {fig['cpu_s']:.2f} s"
 
 
-def render(after: dict, before: dict | None, argv_line: str) -> str:
+def render(after: dict, before: list[dict], argv_line: str) -> str:
     lines = [
         "## CLI start-up (issue 7, section 4)",
         "",
         f"`{argv_line}` on {machine()}; embedded mode (SQLite with {after['runs']} finished "
-        f"runs), each command in a fresh subprocess, median of {after['repeat']} after a "
-        "warm-up. Wall time is start to exit; CPU is the child's user + system time.",
+        f"runs), each command in a fresh `manage.py` process, median of {after['repeat']} after "
+        "a warm-up. Wall time is start to exit; CPU is the process's user + system time, "
+        "which other load on the machine disturbs less (1-minute load average while measuring: "
+        f"{_load(after)} on {os.cpu_count()} cores; the commands take turns, so a change in load "
+        "touches them alike). The least CPU time of the runs is the closest figure to an idle "
+        "machine's. Targets are wall times.",
         "",
+        "| command | "
+        + "".join(f"before ({_title(b)}), wall / CPU | " for b in before)
+        + f"now ({_title(after)}), wall / CPU | now, least CPU | target |",
+        "|---|" + "---|" * (len(before) + 3),
     ]
-    if before is not None:
-        lines += [
-            f"| command | before ({before['label']}), wall / CPU | now, wall / CPU | target (wall) |",
-            "|---|---|---|---|",
-        ]
-    else:
-        lines += ["| command | wall / CPU | target (wall) |", "|---|---|---|"]
     for key, label, target in COMMANDS:
-        now = f"**{_cell(after['figures'][key])}**"
-        goal = f"<= {target:g} s"
-        if before is not None:
-            lines.append(f"| `{label}` | {_cell(before['figures'].get(key))} | {now} | {goal} |")
-        else:
-            lines.append(f"| `{label}` | {now} | {goal} |")
-    lines += ["", f"Measured at {after['label']}."]
-    if before is not None:
+        cells = [_cell(b["figures"].get(key)) for b in before]
+        cells.append(f"**{_cell(after['figures'][key])}**")
+        cells.append(f"{after['figures'][key]['cpu_min_s']:.2f} s")
+        lines.append(f"| `{label}` | " + " | ".join(cells) + f" | <= {target:g} s |")
+    if before:
         lines += ["", f"<!-- cli_startup before: {json.dumps(before, sort_keys=True)} -->"]
     return "\n".join(lines)
 
@@ -167,7 +206,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--save", default=None, help="Write the figures to this JSON file.")
-    parser.add_argument("--before", default=None, help="Earlier figures (a --save file).")
+    parser.add_argument(
+        "--before",
+        action="append",
+        default=[],
+        help="Earlier figures (a --save file) to show beside; repeatable.",
+    )
     parser.add_argument("--no-write", action="store_true", help="Do not touch docs/benchmarks.md.")
     args = parser.parse_args()
     after = measure(args.repeat)
@@ -175,20 +219,17 @@ def main() -> None:
     if args.save:
         with open(args.save, "w") as out:
             json.dump(after, out, indent=2)
-    before = None
-    if args.before:
-        with open(args.before) as src:
-            before = json.load(src)
-    else:
+    before = []
+    for path in args.before:
+        with open(path) as src:
+            before.append(json.load(src))
+    if not args.before:
         before = _before_from_doc()
     print()
     for key, label, target in COMMANDS:
-        was = before["figures"].get(key) if before else None
-        was_text = f"   before {_cell(was)}" if was else ""
-        print(f"{label:<45} {_cell(after['figures'][key])}   target <= {target:g} s{was_text}")
+        was = "".join(f"   before ({_title(b)}) {_cell(b['figures'].get(key))}" for b in before)
+        print(f"{label:<45} {_cell(after['figures'][key])}   target <= {target:g} s{was}")
     if not args.no_write:
-        from bench.common import doc_section_write
-
         argv_line = "uv run python -m bench.cli_startup" + (
             f" --repeat {args.repeat}" if args.repeat != 7 else ""
         )
