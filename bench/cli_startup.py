@@ -1,6 +1,7 @@
 """Issue 7, section 4: how long the command line takes to start.
 
-    uv run python -m bench.cli_startup [--repeat 7] [--save FILE] [--before FILE]... [--no-write]
+    uv run python -m bench.cli_startup [--repeat 7] [--compare DIR] [--save FILE] [--before FILE]...
+        [--no-write]
 
 Embedded mode: a throwaway TEKTON_DATA_DIR holding a migrated SQLite database with a few
 finished runs (offline backend, latency 0). Each command runs in a fresh
@@ -9,9 +10,12 @@ holds the files), the commands taking turns; the figures are the medians of the 
 time (start to exit) and of the child's CPU time (user + system, from getrusage of the
 children), with the 1-minute load average seen meanwhile. Nothing is asserted.
 
-`--save FILE` writes the figures as JSON; `--before FILE` (repeatable) shows such files'
-figures beside the new ones (what the change replaced). The before figures are kept in
-the section (a JSON comment) so that a later run without `--before` still shows them.
+`--compare DIR` measures another checkout too (a `git worktree add DIR REV` of the revision
+before a change), in the same turns and on the same data, so both see the same load: the
+fairest before/after. `--save FILE` writes the figures as JSON; `--before FILE`
+(repeatable) shows such files' figures beside the new ones (what the change replaced).
+The before figures are kept in the section (a JSON comment) so that a later run without
+`--before` or `--compare` still shows them.
 Each set of figures says whether the installed packages carried compiled bytecode: with
 PYTHONDONTWRITEBYTECODE set and none compiled, every start compiles them again, which
 costs more than everything else together.
@@ -67,13 +71,13 @@ def _argv(key: str, *, run_id: int, repo: str) -> list[str]:
     }[key]
 
 
-def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """(wall s, cpu s) of one `manage.py ARGV` subprocess; raises when it fails."""
+def timed(argv: list[str], env: dict[str, str], project: Path = PROJECT_DIR) -> tuple[float, float]:
+    """(wall s, cpu s) of one `PROJECT/manage.py ARGV` subprocess; raises when it fails."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, str(MANAGE_PY), *argv],
-        cwd=PROJECT_DIR,
+        [sys.executable, str(project / MANAGE_PY.name), *argv],
+        cwd=project,
         env=env,
         capture_output=True,
         text=True,
@@ -87,7 +91,9 @@ def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
     return wall, cpu
 
 
-def measure(repeat: int) -> dict:
+def measure(repeat: int, projects: list[Path]) -> list[dict]:
+    """The figures of each checkout in `projects` (the first is this one), measured in the
+    same turns against the same data directory."""
     env = EmbeddedEnv.create(latency_ms=0)
     try:
         run_ids = [
@@ -98,37 +104,41 @@ def measure(repeat: int) -> dict:
             for i in range(RUNS)
         ]
         argvs = {key: _argv(key, run_id=run_ids[-1], repo=str(env.repo)) for key, _, _ in COMMANDS}
-        for argv in argvs.values():
-            timed(argv, env.env)  # warm-up
+        for project in projects:
+            for argv in argvs.values():
+                timed(argv, env.env, project)  # warm-up
         # Round robin, so a change in the machine's load touches every command alike.
         load = [os.getloadavg()[0]]
-        samples: dict[str, list[tuple[float, float]]] = {key: [] for key in argvs}
+        samples = {(p, key): [] for p in projects for key in argvs}
         for _ in range(repeat):
             for key, argv in argvs.items():
-                samples[key].append(timed(argv, env.env))
+                for project in projects:
+                    samples[project, key].append(timed(argv, env.env, project))
             load.append(os.getloadavg()[0])
-        figures = {}
-        for key, label, _ in COMMANDS:
-            figures[key] = {
-                "wall_s": statistics.median(w for w, _ in samples[key]),
-                "cpu_s": statistics.median(c for _, c in samples[key]),
-                "cpu_min_s": min(c for _, c in samples[key]),
-            }
-            print(
-                f"{label:<45} wall {figures[key]['wall_s']:.2f} s  cpu {figures[key]['cpu_s']:.2f} s",
-                flush=True,
-            )
     finally:
         shutil.rmtree(env.root, ignore_errors=True)
-    return {
-        "label": _revision(),
-        "repeat": repeat,
-        "runs": RUNS,
-        "bytecode": _site_packages_compiled(),
-        "dont_write_bytecode": bool(os.environ.get("PYTHONDONTWRITEBYTECODE")),
-        "load": [round(min(load), 2), round(max(load), 2)],
-        "figures": figures,
-    }
+    results = []
+    for project in projects:
+        figures = {}
+        for key, _, _ in COMMANDS:
+            runs = samples[project, key]
+            figures[key] = {
+                "wall_s": statistics.median(w for w, _ in runs),
+                "cpu_s": statistics.median(c for _, c in runs),
+                "cpu_min_s": min(c for _, c in runs),
+            }
+        results.append(
+            {
+                "label": _revision(project),
+                "repeat": repeat,
+                "runs": RUNS,
+                "bytecode": _site_packages_compiled(),
+                "dont_write_bytecode": bool(os.environ.get("PYTHONDONTWRITEBYTECODE")),
+                "load": [round(min(load), 2), round(max(load), 2)],
+                "figures": figures,
+            }
+        )
+    return results
 
 
 def _site_packages_compiled() -> bool:
@@ -139,13 +149,13 @@ def _site_packages_compiled() -> bool:
     return Path(importlib.util.cache_from_source(django.__file__)).exists()
 
 
-def _revision() -> str:
+def _revision(project: Path) -> str:
     proc = subprocess.run(
-        ["git", "log", "-1", "--format=%h %cs"], cwd=PROJECT_DIR, capture_output=True, text=True
+        ["git", "log", "-1", "--format=%h %cs"], cwd=project, capture_output=True, text=True
     )
     dirty = subprocess.run(
         ["git", "status", "--porcelain", "--untracked-files=no"],
-        cwd=PROJECT_DIR,
+        cwd=project,
         capture_output=True,
         text=True,
     ).stdout.strip()
@@ -154,7 +164,8 @@ def _revision() -> str:
 
 def _title(figures: dict) -> str:
     compiled = "bytecode compiled" if figures.get("bytecode") else "no bytecode"
-    return f"{figures['label']}, {compiled}"
+    same = ", in the same turns" if figures.get("alongside") else ""
+    return f"{figures['label']}, {compiled}{same}"
 
 
 def _before_from_doc() -> list[dict]:
@@ -212,10 +223,21 @@ def main() -> None:
         default=[],
         help="Earlier figures (a --save file) to show beside; repeatable.",
     )
+    parser.add_argument(
+        "--compare",
+        default=None,
+        help="Another checkout (e.g. a git worktree of the revision before a change) to measure "
+        "in the same turns; shown as a before column.",
+    )
     parser.add_argument("--no-write", action="store_true", help="Do not touch docs/benchmarks.md.")
     args = parser.parse_args()
-    after = measure(args.repeat)
-    after["measured_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    projects = [PROJECT_DIR] + ([Path(args.compare).resolve()] if args.compare else [])
+    after, *alongside = measure(args.repeat, projects)
+    stamp = datetime.now(UTC).isoformat(timespec="seconds")
+    for figures in (after, *alongside):
+        figures["measured_at"] = stamp
+    for figures in alongside:
+        figures["alongside"] = True
     if args.save:
         with open(args.save, "w") as out:
             json.dump(after, out, indent=2)
@@ -223,8 +245,9 @@ def main() -> None:
     for path in args.before:
         with open(path) as src:
             before.append(json.load(src))
-    if not args.before:
+    if not args.before and not alongside:
         before = _before_from_doc()
+    before += alongside
     print()
     for key, label, target in COMMANDS:
         was = "".join(f"   before ({_title(b)}) {_cell(b['figures'].get(key))}" for b in before)
