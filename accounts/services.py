@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import timedelta
+from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
@@ -110,3 +112,15 @@ def token_authenticate(*, raw: str) -> ApiToken | None:
         ).update(last_used_at=now)
         token.last_used_at = now
     return token
+
+
+@transaction.atomic
+def staff_user_ensure(*, username: str, password: str) -> tuple[Any, bool]:
+    """Make sure a login named `username` exists; returns (user, created). A new one is a
+    staff superuser with `password`; an existing user is returned unchanged (its password
+    and flags untouched)."""
+    users = get_user_model().objects
+    existing = users.filter(username=username).first()
+    if existing is not None:
+        return existing, False
+    return users.create_superuser(username=username, email="", password=password), True

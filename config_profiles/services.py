@@ -23,9 +23,6 @@ from config_profiles.models import DEFAULT_PROFILE_NAME, Profile
 from swarm.stages import ROLES, STAGE_NAMES
 from tekton_site.errors import FieldError
 
-# The older name, still imported by the CLI command.
-ProfileError = FieldError
-
 # Every key variable the built-in routes read. Used to ask the router "is there a route at
 # all?" independently of which keys happen to be set on this machine.
 KNOWN_KEY_ENVS = (

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from rich.console import Console, Group
-from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 from rich.text import Text
 
 from swarm.redact import redact
 from swarm.stages import DEBATER_ROLES, ROLES, STAGE_NAMES
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 FINAL_KINDS = ("run.finished", "run.failed", "run.cancelled")
 STATUS_STYLE = {
@@ -308,6 +310,9 @@ class FollowView:
     # -- the live display --
 
     def progress_start(self, console: Console) -> Progress:
+        # Only a follower on a terminal needs it; `runs` and `show` do not import it.
+        from rich.progress import BarColumn, Progress, TextColumn
+
         self.progress = Progress(
             TextColumn("{task.fields[position]:>2} {task.description:<12}"),
             BarColumn(bar_width=24),
@@ -425,46 +430,3 @@ def unblock_hint(run_id: int, stage: str | None, manage: str = "manage.py") -> s
         f'  {manage} tekton retry {run_id} {s} --note "what to change"\n'
         f"  {manage} tekton abort {run_id}"
     )
-
-
-_CHECK_STYLE = {"ok": "green", "warn": "yellow", "error": "bold red"}
-
-
-def checks_table(results: list[dict[str, Any]]) -> Table:
-    """The system checks: status, what was checked, what was found, what to do."""
-    table = Table(title="system checks", expand=False, show_lines=False)
-    table.add_column("status", no_wrap=True)
-    table.add_column("check", no_wrap=True)
-    table.add_column("detail")
-    table.add_column("hint")
-    for r in results:
-        status = r["status"]
-        table.add_row(
-            Text(status, style=_CHECK_STYLE.get(status, "")),
-            r["id"],
-            r["detail"],
-            r["hint"] if status != "ok" else "",
-        )
-    return table
-
-
-def tokens_table(tokens: list[dict[str, Any]]) -> Table:
-    table = Table(title="API tokens")
-    for col in ("id", "user", "name", "prefix", "created", "last used", "revoked"):
-        table.add_column(col)
-    for t in tokens:
-        table.add_row(
-            *(
-                str(t[k]) if t[k] is not None else "-"
-                for k in (
-                    "id",
-                    "user",
-                    "name",
-                    "prefix",
-                    "created_at",
-                    "last_used_at",
-                    "revoked_at",
-                )
-            )
-        )
-    return table

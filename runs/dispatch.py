@@ -39,6 +39,8 @@ def stages_dispatch(stage_run_ids: list[int]) -> None:
 
 def _dispatch_now(ids: list[int]) -> None:
     if settings.TEKTON_EXECUTION == "celery":
+        import tekton_site.celery  # noqa: F401  the configured app, not loaded at start-up
+
         for stage_run_id in ids:
             stage_execute_task.apply_async(args=[stage_run_id], queue=settings.TEKTON_QUEUE)
         return

@@ -17,7 +17,6 @@ from django.utils import timezone
 from runs import events
 from runs.artifacts_store import artifact_write
 from runs.models import Artifact, Run, StageRun
-from runs.stage_work import workspace_release
 from swarm.redact import redact
 from swarm.stages import PATCH_FILE, SUMMARY_FILE, stage_dependencies, stage_get
 
@@ -76,6 +75,8 @@ def run_ended(run_id: int) -> None:
     run keeps its own; the branch always stays)."""
 
     def release() -> None:
+        from runs.stage_work import workspace_release  # the workspace machinery: only here
+
         run = Run.objects.filter(pk=run_id).first()
         if run is not None and run.is_finished:
             workspace_release(run)

@@ -165,6 +165,9 @@ def run_last_seq(run_id: int) -> int:
     return RunEvent.objects.filter(run_id=run_id).aggregate(m=Max("seq"))["m"] or 0
 
 
+# --- the command line (manage.py tekton) ---------------------------------------------------
+
+
 def run_status(run_id: int) -> str | None:
     """A run's status; None when the run is gone."""
     return Run.objects.filter(pk=run_id).values_list("status", flat=True).first()
@@ -181,3 +184,35 @@ def runs_created_since(user, since: datetime, limit: int) -> list[datetime]:
         .order_by("-created_at")
         .values_list("created_at", flat=True)[:limit]
     )
+
+
+def run_has_stage_running(run_id: int) -> bool:
+    """Whether one of the run's stages is running now (in any process)."""
+    return StageRun.objects.filter(run_id=run_id, status=StageRun.Status.RUNNING).exists()
+
+
+def run_blocked_at(run: Run) -> tuple[str | None, str]:
+    """(stage, reason) of a blocked run: its blocked stage and that stage's reason, or
+    (None, the run's own reason) when no stage is marked blocked."""
+    blocked = (
+        StageRun.objects.filter(run=run, status=StageRun.Status.BLOCKED)
+        .values_list("stage", "reason")
+        .first()
+    )
+    if blocked is None:
+        return None, run.reason
+    return blocked[0], blocked[1]
+
+
+def runs_with_progress(user, *, status: str | None = None) -> QuerySet[Run]:
+    """runs_visible_to(user), newest first, each annotated with stages_total and
+    stages_done (succeeded or skipped); only runs in `status` when given."""
+    done = (StageRun.Status.SUCCEEDED, StageRun.Status.SKIPPED)
+    runs = runs_visible_to(user)
+    if status:
+        runs = runs.filter(status=status)
+    # Meta.ordering is ignored once the query aggregates: order explicitly.
+    return runs.annotate(
+        stages_total=Count("stages"),
+        stages_done=Count("stages", filter=Q(stages__status__in=done)),
+    ).order_by("-created_at", "-id")

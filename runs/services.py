@@ -20,7 +20,6 @@ from django.utils import timezone
 
 from runs import events
 from runs.artifacts_store import output_dir_check
-from runs.dispatch import stages_dispatch
 from runs.lifecycle import (
     ACTIVE_RUN,
     DONE_STATUSES,
@@ -31,7 +30,6 @@ from runs.lifecycle import (
     stages_ready,
 )
 from runs.models import Run, StageRun
-from runs.stage_work import code_change_commit
 from swarm.redact import redact
 from swarm.repo import repo_head
 from swarm.stages import ROLES, UnknownStageError, stage_dependencies, stage_get, stage_range
@@ -39,8 +37,14 @@ from tekton_site.errors import FieldError, StateError
 
 logger = logging.getLogger("tekton.runs.services")
 
-# Older names, still imported by the CLI command.
-RunInputError, RunStateError = FieldError, StateError
+
+def stages_dispatch(stage_run_ids: list[int]) -> None:
+    """runs.dispatch.stages_dispatch, imported on first use."""
+    # runs.dispatch pulls in Celery and the engine, which run_plan (`tekton run --explain`) never needs.
+    from runs.dispatch import stages_dispatch as dispatch
+
+    dispatch(stage_run_ids)
+
 
 NOTE_MAX_CHARS = 8000
 TEST_COMMAND_MAX_CHARS = 2000
@@ -382,6 +386,8 @@ def stage_approve(*, run: Run, stage: str, by=None) -> Run:
     draft = row.draft or {}
     artifact = draft.get("artifact")
     if artifact and stage == "code" and (draft.get("patch") or "").strip():
+        from runs.stage_work import code_change_commit  # git and the sandbox: only here
+
         artifact = {**artifact, "workspace": code_change_commit(locked, draft["patch"])}
     if artifact:
         names = stage_artifacts_write(

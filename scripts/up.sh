@@ -24,7 +24,10 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-uv sync --frozen --quiet
+# --compile-bytecode: where PYTHONDONTWRITEBYTECODE is set (as on the development machine)
+# Python caches nothing itself, and every manage.py start would compile Django and its
+# libraries again: seconds of CPU (docs/benchmarks.md, CLI start-up).
+uv sync --frozen --quiet --compile-bytecode
 uv run python manage.py migrate --noinput >/dev/null
 uv run python manage.py tekton user-ensure admin
 

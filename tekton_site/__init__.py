@@ -1,4 +1,3 @@
-# Load the Celery app whenever Django starts so that @shared_task binds to it.
-from tekton_site.celery import app as celery_app
-
-__all__ = ("celery_app",)
+# The Celery app lives in tekton_site.celery: `celery -A tekton_site` finds it there, and
+# runs.dispatch loads it before queueing a task. It is not imported here, so commands
+# that never queue a task do not pay for importing Celery.

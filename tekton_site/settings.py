@@ -72,14 +72,18 @@ ALLOWED_HOSTS = [
 ]
 
 INSTALLED_APPS = [
-    "daphne",
+    # Before django.contrib.staticfiles: its runserver is Daphne's (ASGI), imported only
+    # when the server starts (see tekton_site/management/commands/runserver.py).
+    "tekton_site",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
-    "django_typer",
+    # django_typer is a library here, not an installed app: the app only adds
+    # `shellcompletion` and installs rich tracebacks, and importing it (typer and rich)
+    # made every manage.py command start slower, `help` included.
     "channels",
     "rest_framework",
     "drf_spectacular",

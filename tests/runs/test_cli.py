@@ -19,6 +19,7 @@ from runs.cli_render import FollowView, console_for
 from runs.models import Run, RunEvent, StageRun
 from runs.services import run_cancel, run_create
 from swarm.stages import STAGE_NAMES
+from tests.cli import tekton
 
 pytestmark = pytest.mark.django_db(transaction=True)
 migration = importlib.import_module("config_profiles.migrations.0002_default_profile")
@@ -42,17 +43,6 @@ ALL_FILES = {
 def default_profile():
     # Transactional tests flush tables between tests, data migrations included.
     migration.create_default(apps, None)
-
-
-def tekton(*args: str) -> tuple[int, str, str]:
-    """Run the command; return (exit code, stdout, stderr)."""
-    out, err = StringIO(), StringIO()
-    try:
-        call_command("tekton", *args, stdout=out, stderr=err)
-    except CommandError as exc:
-        # From a terminal a usage error's message goes to stderr; call_command raises it.
-        return exc.returncode, out.getvalue(), err.getvalue() or str(exc)
-    return 0, out.getvalue(), err.getvalue()
 
 
 def test_full_offline_run_exits_0_with_artifacts_in_output(git_repo, tmp_path):
@@ -292,63 +282,3 @@ def test_follow_view_tracks_stage_state():
     view.apply(E(4, "run.cancelled", "", {"status": "cancelled", "reason": "aborted"}))
     assert view.final_kind == "run.cancelled" and view.rows["research"].status == "cancelled"
     assert StageRun.Status.BLOCKED == view.rows["plan"].status
-
-
-def test_check_prints_the_table_and_exits_1_on_an_error(git_repo, tmp_path, monkeypatch):
-    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-api03-SECRETVALUE1234567890")
-    code, out, _ = tekton("check", "--repo", str(git_repo), "--only", "providers")
-    assert code == 0
-    assert "ANTHROPIC_API_KEY is set" in out and "SECRETVALUE" not in out
-    code, out, _ = tekton("check", "--repo", str(tmp_path / "missing"), "--only", "repository")
-    assert code == 1
-    assert "error" in out
-
-
-def test_check_json_lists_every_check(git_repo):
-    code, out, _ = tekton("check", "--repo", str(git_repo), "--json")
-    data = json.loads(out)
-    ids = {c["id"] for c in data["checks"]}
-    assert {"db", "redis", "celery", "channels", "sandbox.artifact_root"} <= ids
-    assert f"repository:{git_repo}" in ids
-    assert sum(data["summary"].values()) == len(data["checks"])
-    assert code == (1 if data["summary"]["error"] else 0)
-
-
-def test_check_unknown_only_is_a_usage_error():
-    code, _, err = tekton("check", "--only", "nonsense")
-    assert code == 2 and "nonsense" in err
-
-
-def test_token_create_prints_it_once_on_the_last_line_and_stores_a_hash(django_user_model):
-    from accounts.models import ApiToken
-    from accounts.services import token_hash
-
-    django_user_model.objects.create_user("ada", password="x")
-    code, out, _ = tekton("token", "create", "ada", "--name", "ci")
-    assert code == 0
-    raw = out.strip().splitlines()[-1]
-    assert raw.startswith("tkn_")
-    token = ApiToken.objects.get()
-    assert token.token_hash == token_hash(raw) and raw not in str(token.__dict__)
-    code, out, _ = tekton("token", "list")
-    assert f"tkn_{token.prefix}" in out and raw not in out
-    code, out, _ = tekton("token", "revoke", f"tkn_{token.prefix}")
-    assert code == 0 and "revoked" in out
-    token.refresh_from_db()
-    assert token.revoked_at is not None
-
-
-def test_token_create_for_an_unknown_user_is_a_usage_error():
-    code, _, err = tekton("token", "create", "nobody")
-    assert code == 2 and "nobody" in err
-
-
-def test_user_ensure_creates_a_staff_login_once(django_user_model):
-    code, out, _ = tekton("user-ensure", "boss")
-    assert code == 0
-    password = out.split("password: ")[1].split()[0]
-    user = django_user_model.objects.get(username="boss")
-    assert user.is_staff and user.check_password(password)
-    code, out, _ = tekton("user-ensure", "boss")
-    assert code == 0 and "exists" in out and password not in out
-    assert django_user_model.objects.filter(username="boss").count() == 1

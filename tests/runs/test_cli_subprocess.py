@@ -211,3 +211,17 @@ def test_detach_returns_at_once_and_the_run_finishes_in_the_background(cli):
     while dict(cli.runs())[run_id] in ("queued", "running") and time.monotonic() < deadline:
         time.sleep(0.3)
     assert dict(cli.runs())[run_id] == "succeeded"
+
+
+def test_detached_retry_reports_ok_and_the_child_finishes_the_run(cli):
+    done = cli("tekton", "run", "--goal", "g [offline:block=review]", "--repo", str(cli.repo))
+    assert done.returncode == 3, done.stderr
+    run_id, _ = cli.runs()[-1]
+    done = cli("tekton", "retry", str(run_id), "review", "--note", "n", "--detach")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(run_id)
+    deadline = time.monotonic() + 90
+    while dict(cli.runs())[run_id] in ("queued", "running", "blocked"):
+        assert time.monotonic() < deadline, "the detached child did not finish the run"
+        time.sleep(0.3)
+    assert dict(cli.runs())[run_id] == "succeeded"  # a retry with a note gets past the block

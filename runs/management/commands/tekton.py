@@ -1,6 +1,10 @@
 """`manage.py tekton`: launch, follow and steer Diamond v5 runs from a terminal.
 
-Thin adapter: parse, one service (or selector) call, render (runs/cli_render.py).
+Thin adapter: parse, one service (or selector) call, render (runs/cli_render.py). Where
+the stages run (this process, a detached one) is runs/cli_process.py. Other apps add
+their subcommands as django-typer plugins (`token` and `user-ensure` from
+accounts/management/plugins/tekton.py, `check` from syschecks/management/plugins/tekton.py),
+so this stays one command group.
 
 Exit codes: 0 the run's last stage succeeded (or the command did what it was asked);
 1 the run failed or was cancelled, or an unexpected error; 2 a usage error (bad flag or
@@ -18,50 +22,55 @@ stops following (exit 130).
 `--consensus-free` is repeatable (`--consensus-free code --consensus-free test_debug`)
 and also takes a comma-separated list (`--consensus-free code,test_debug`); click does
 not let an option swallow several space-separated values.
+
+Start-up: the services, and with them the engine, Celery and the artifact schemas, are
+imported only inside the subcommands that call them; the subcommands that only read skip
+Django's system checks, which would import the URL configuration and with it DRF and
+drf-spectacular. tests/runs/test_cli_imports.py keeps it that way.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
-import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from django.conf import settings
 from django.core.management.base import CommandError
-from django.db import connections
-from django.db.models import Count, Q
-from django_typer.management import TyperCommand, command, group
+from django_typer.management import TyperCommand, command
 
 # typer vendors its own click; its usage errors are these classes, not the click package's.
 from typer._click.exceptions import NoArgsIsHelpError, UsageError
 
-from config_profiles.services import ProfileError
+from runs import cli_process
 from runs.cli_render import (
     FollowView,
-    checks_table,
     console_for,
     explain_renderable,
     run_detail_data,
     run_detail_renderable,
     runs_table,
-    tokens_table,
     unblock_hint,
 )
-from runs.models import Run, StageRun
+from runs.models import Run
+from runs.selectors import (
+    run_blocked_at,
+    run_detail,
+    run_events_after,
+    run_get,
+    run_status,
+    runs_with_progress,
+)
 from swarm.redact import redact
 from swarm.stages import UnknownStageError
+from tekton_site.errors import FieldError, StateError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BLOCKED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-POLL_SECONDS = 0.2
 MANAGE = "manage.py"
 
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Print the full traceback on errors.")]
@@ -72,56 +81,33 @@ DetachOpt = Annotated[
     ),
 ]
 
+# Subcommand paths that only read: Django's system checks are skipped for them, as
+# `requires_system_checks = []` does for a whole command. `run --explain` is one too.
+READ_ONLY = {("runs",), ("show",), ("check",), ("token", "list")}
+# The command's own options that take a value (the rest are flags).
+_VALUE_OPTIONS = {"--settings", "--pythonpath"}
+
+
+def reads_only(args: Sequence[str]) -> bool:
+    """Whether `manage.py tekton ARGS` only reads: READ_ONLY, or `run --explain` (which
+    `--resume` overrides: a resume runs)."""
+    words: list[str] = []
+    rest = list(args)
+    while rest and len(words) < 2:
+        arg = rest.pop(0)
+        if arg in _VALUE_OPTIONS:
+            rest = rest[1:]
+        elif not arg.startswith("-"):
+            words.append(arg)
+            if words == ["run"]:
+                return "--explain" in rest and "--resume" not in rest
+            if words[0] != "token":
+                break
+    return tuple(words) in READ_ONLY
+
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    from runs.services import RunInputError, RunStateError
-
-    return (RunInputError, RunStateError, ProfileError, UnknownStageError, Run.DoesNotExist)
-
-
-def _inline() -> bool:
-    return settings.TEKTON_EXECUTION == "inline"
-
-
-def _drive(run_id: int) -> None:
-    """Run the run's stages in this thread until nothing here can move it on.
-
-    run_inline returns when nothing is ready; a stage still running in another thread
-    (a dispatcher thread, review beside threat) means more may become ready, so look again.
-    """
-    from runs.dispatch import run_inline
-
-    idle = 0
-    while True:
-        run_inline(run_id)
-        status = Run.objects.values_list("status", flat=True).get(pk=run_id)
-        if status not in (Run.Status.QUEUED, Run.Status.RUNNING):
-            return
-        if StageRun.objects.filter(run_id=run_id, status=StageRun.Status.RUNNING).exists():
-            idle = 0
-        else:
-            idle += 1
-            if idle >= 3:  # nothing running and nothing ready: this process cannot help
-                return
-        time.sleep(POLL_SECONDS)
-
-
-class _Worker(threading.Thread):
-    """Runs `fn` in a daemon thread, keeps its exception for the main thread, and closes
-    the thread's own database connections (Django opens one per thread)."""
-
-    def __init__(self, fn: Callable[[], Any]):
-        super().__init__(name="tekton-inline", daemon=True)
-        self.fn = fn
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            self.fn()
-        except BaseException as err:  # handed to the main thread, which reports it
-            self.error = err
-        finally:
-            connections.close_all()
+    return (FieldError, StateError, UnknownStageError, Run.DoesNotExist)
 
 
 class Command(TyperCommand):
@@ -138,6 +124,16 @@ class Command(TyperCommand):
                 sys.exit(EXIT_USAGE)
             raise CommandError(message, returncode=EXIT_USAGE) from exc_val
         return super().__exit__(exc_type, exc_val, exc_tb)
+
+    def run_from_argv(self, argv):
+        self._reads_only = reads_only(argv[2:])
+        return super().run_from_argv(argv)
+
+    def execute(self, *args, **options):
+        # call_command skips the checks already; this covers the command line.
+        if getattr(self, "_reads_only", False):
+            options["skip_checks"] = True
+        return super().execute(*args, **options)
 
     # --- plumbing ---------------------------------------------------------------------
 
@@ -177,8 +173,6 @@ class Command(TyperCommand):
             raise typer.Exit(EXIT_FAILED) from None
 
     def _run_get(self, run_id: int) -> Run:
-        from runs.selectors import run_get
-
         try:
             return run_get(run_id)
         except Run.DoesNotExist:
@@ -186,11 +180,9 @@ class Command(TyperCommand):
 
     # --- following ----------------------------------------------------------------------
 
-    def _follow(self, run_id: int, *, after_seq: int, worker: _Worker | None) -> int:
+    def _follow(self, run_id: int, *, after_seq: int, worker: cli_process.Worker | None) -> int:
         """Show the run's events after `after_seq` until it ends, blocks or (inline) the
         worker stops; return the exit code for where the run got to."""
-        from runs.selectors import run_detail, run_events_after
-
         view = FollowView.for_run(run_detail(run_id))
         console = self._console()
         live = console.is_terminal
@@ -215,12 +207,14 @@ class Command(TyperCommand):
                         worker_done_seen = True
                         continue
                 else:
-                    status = Run.objects.values_list("status", flat=True).get(pk=run_id)
+                    status = run_status(run_id)
+                    if status is None:  # deleted meanwhile: _outcome says so
+                        break
                     if status == Run.Status.BLOCKED and not events:
                         break
                     if status in Run.FINISHED and not events:
                         break
-                time.sleep(POLL_SECONDS)
+                time.sleep(cli_process.POLL_SECONDS)
         finally:
             if progress is not None:
                 progress.stop()
@@ -231,7 +225,7 @@ class Command(TyperCommand):
         return self._outcome(run_id)
 
     def _outcome(self, run_id: int) -> int:
-        run = Run.objects.get(pk=run_id)
+        run = run_get(run_id)
         if run.status == Run.Status.SUCCEEDED:
             from runs.artifacts_store import artifact_dir
 
@@ -239,18 +233,7 @@ class Command(TyperCommand):
             self._out(f"run {run.pk} succeeded; artifacts in {redact(where)}")
             return EXIT_OK
         if run.status == Run.Status.BLOCKED:
-            stage = (
-                StageRun.objects.filter(run=run, status=StageRun.Status.BLOCKED)
-                .values_list("stage", flat=True)
-                .first()
-            )
-            reason = (
-                StageRun.objects.filter(run=run, stage=stage)
-                .values_list("reason", flat=True)
-                .first()
-                if stage
-                else run.reason
-            )
+            stage, reason = run_blocked_at(run)
             if reason:
                 self._err(f"blocked: {' '.join(reason.split())}")
             self._err(unblock_hint(run.pk, stage, MANAGE))
@@ -270,13 +253,13 @@ class Command(TyperCommand):
         """After a service queued work on `run`: follow it (running it here in inline mode)
         or, with detach, hand it to a detached process and return. Ends with typer.Exit."""
         if detach:
-            if _inline():
-                self._spawn_execute(run.pk)
+            if cli_process.is_inline():
+                cli_process.spawn_execute(run.pk)
             self._out(str(run.pk))
             raise typer.Exit(EXIT_OK)
         worker = None
-        if _inline():
-            worker = _Worker(start or (lambda: _drive(run.pk)))
+        if cli_process.is_inline():
+            worker = cli_process.Worker(start or (lambda: cli_process.drive(run.pk)))
             worker.start()
         try:
             code = self._follow(run.pk, after_seq=after_seq, worker=worker)
@@ -284,80 +267,38 @@ class Command(TyperCommand):
             code = self._interrupted(run.pk, worker)
         raise typer.Exit(code)
 
-    def _interrupted(self, run_id: int, worker: _Worker | None) -> int:
+    def _interrupted(self, run_id: int, worker: cli_process.Worker | None) -> int:
         if worker is None:
             self._err(
                 f"stopped following; run {run_id} goes on in the workers "
                 f"(`{MANAGE} tekton show {run_id}`, `{MANAGE} tekton cancel {run_id}`)"
             )
             return EXIT_INTERRUPTED
-        from runs.services import RunStateError, run_cancel
+        from runs.services import run_cancel
 
         try:
-            run_cancel(run=Run.objects.get(pk=run_id))
+            run_cancel(run=run_get(run_id))
             self._err(
                 f"interrupted: run {run_id} cancelled (resume it with `{MANAGE} tekton run --resume {run_id}`)"
             )
-        except RunStateError as err:
+        except StateError as err:
             self._err(f"interrupted: {err}")
         worker.join(timeout=15)
         return EXIT_FAILED
 
-    def _log_path(self, run_id: int, what: str) -> Path:
-        logs = Path(settings.TEKTON_DATA_DIR) / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        return logs / f"run-{run_id}-{what}.log"
-
-    def _execute_argv(self, run_id: int, *extra: str) -> list[str]:
-        return [
-            sys.executable,
-            str(Path(settings.BASE_DIR) / "manage.py"),
-            "tekton",
-            "execute",
-            str(run_id),
-            *extra,
-        ]
-
-    def _spawn_execute(self, run_id: int) -> None:
-        """Start `manage.py tekton execute RUN_ID` in its own session, so the run goes on
-        after this command (and its terminal) is gone. Its output goes to a log file."""
-        with open(self._log_path(run_id, "execute"), "ab") as log:
-            subprocess.Popen(
-                self._execute_argv(run_id),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-                close_fds=True,
-            )
-
-    def _detached_action(self, run_id: int, action: str, stage: str = "", note: str = "") -> None:
-        """Inline mode, --detach on approve/retry/resume: the service dispatches the next
-        stages in the calling process, so a detached child makes the call and runs them.
-        It reports the call's result on its first stdout line ("ok" / "error: ..."), and
-        this command exits with that (0 / 2) while the child goes on."""
-        argv = self._execute_argv(run_id, "--action", action, "--stage", stage, "--note", note)
-        with open(self._log_path(run_id, action), "ab") as log:
-            child = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=log,
-                start_new_session=True,
-                close_fds=True,
-                text=True,
-            )
-        assert child.stdout is not None
-        first = child.stdout.readline().strip()
-        child.stdout.close()
-        if first == "ok":
+    def _detached(self, run_id: int, action: str, stage: str, note: str) -> None:
+        """Hand approve/retry/resume to a detached process; exit with what it reported:
+        0 (the run id printed), 2 (it refused the action) or 1 (it stopped early)."""
+        first = cli_process.detached_action(run_id, action, stage, note)
+        if first == cli_process.HANDSHAKE_OK:
             self._out(str(run_id))
             raise typer.Exit(EXIT_OK)
-        if first.startswith("error: "):
+        if first.startswith(cli_process.HANDSHAKE_ERROR):
             self._err(first)
             raise typer.Exit(EXIT_USAGE)
         self._err(
-            f"error: the background process stopped early; see {self._log_path(run_id, action)}"
+            "error: the background process stopped early; "
+            f"see {cli_process.log_path(run_id, action)}"
         )
         raise typer.Exit(EXIT_FAILED)
 
@@ -373,8 +314,8 @@ class Command(TyperCommand):
     ) -> None:
         """approve / retry / resume: one service call, then follow (or detach)."""
         run = self._run_get(run_id)
-        if detach and _inline():
-            self._detached_action(run.pk, action, stage, note)
+        if detach and cli_process.is_inline():
+            self._detached(run.pk, action, stage, note)
         after = run.event_seq
         run = call(run)
         self._go(run, after_seq=after, detach=detach, start=None)
@@ -459,7 +400,9 @@ class Command(TyperCommand):
                 )
                 raise typer.Exit(EXIT_OK)
             run = services.run_create(
-                **kwargs, output_dir=str(output) if output else None, dispatch=not _inline()
+                **kwargs,
+                output_dir=str(output) if output else None,
+                dispatch=not cli_process.is_inline(),
             )
             if not detach:
                 self._out(f"run {run.pk} created ({len(run.config.get('stages', []))} stages)")
@@ -536,21 +479,11 @@ class Command(TyperCommand):
         ] = None,
         debug: DebugOpt = False,
     ) -> None:
-        from runs.selectors import runs_visible_to
-
         with self._errors(debug):
             if status is not None and status not in Run.Status.values:
                 raise UsageError(
                     f"unknown status {status!r}; statuses: {', '.join(Run.Status.values)}"
                 )
-            done = (StageRun.Status.SUCCEEDED, StageRun.Status.SKIPPED)
-            qs = runs_visible_to(None)
-            if status:
-                qs = qs.filter(status=status)
-            # Meta.ordering is ignored once the query aggregates: order explicitly.
-            qs = qs.annotate(
-                n_total=Count("stages"), n_done=Count("stages", filter=Q(stages__status__in=done))
-            ).order_by("-created_at", "-id")
             rows = [
                 {
                     "id": r.pk,
@@ -558,13 +491,13 @@ class Command(TyperCommand):
                     "goal": r.goal,
                     "repo_path": r.repo_path,
                     "profile_name": r.profile_name,
-                    "done": r.n_done,
-                    "total": r.n_total,
+                    "done": r.stages_done,
+                    "total": r.stages_total,
                     "tokens": r.total_tokens,
                     "cost_usd": r.cost_usd,
                     "created_at": r.created_at,
                 }
-                for r in qs[:limit]
+                for r in runs_with_progress(None, status=status)[:limit]
             ]
             if not rows:
                 self._out("no runs yet")
@@ -580,8 +513,6 @@ class Command(TyperCommand):
         as_json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON.")] = False,
         debug: DebugOpt = False,
     ) -> None:
-        from runs.selectors import run_detail
-
         with self._errors(debug):
             try:
                 run = run_detail(run_id)
@@ -614,164 +545,12 @@ class Command(TyperCommand):
         if action:
             if action not in calls:
                 raise UsageError(f"unknown action {action!r}")
-            # The parent reads one line: "ok" or "error: ..."; after it, stdout goes to
-            # the log (stderr) so a closed pipe can never break the run.
+            # The parent reads one line (runs/cli_process.py: the handshake).
             try:
                 calls[action](self._run_get(run_id))
             except _user_errors() as err:
-                print(f"error: {redact(str(err))}", flush=True)
+                cli_process.handshake_error(redact(str(err)))
                 raise typer.Exit(EXIT_USAGE) from None
-            print("ok", flush=True)
-            sys.stdout.flush()
-            os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-        _drive(run_id)
+            cli_process.handshake_ok()
+        cli_process.drive(run_id)
         raise typer.Exit(self._outcome(run_id))
-
-    # --- system checks and API tokens -------------------------------------------------
-
-    # Named checks_run: `check` is BaseCommand's own system-check hook, called on every run.
-    @command(
-        name="check",
-        help="Check credentials, services, repositories and sandbox guards; exit 1 on error.",
-    )
-    def checks_run(
-        self,
-        repo: Annotated[
-            list[Path] | None,
-            typer.Option(
-                "--repo", help="A repository to check (repeatable; default: those of recent runs)."
-            ),
-        ] = None,
-        only: Annotated[
-            list[str] | None, typer.Option("--only", help="A check id or category (repeatable).")
-        ] = None,
-        as_json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON.")] = False,
-        debug: DebugOpt = False,
-    ) -> None:
-        from runs.selectors import run_repositories_recent
-        from syschecks.services import checks_run, checks_summary
-
-        with self._errors(debug):
-            paths = [str(p) for p in repo] if repo else run_repositories_recent(None)
-            try:
-                found = checks_run(repo_paths=paths, only=only or None)
-            except ValueError as err:  # an unknown id in --only
-                raise UsageError(str(err)) from None
-            summary = checks_summary(found)
-            results = [r.as_dict() for r in found]
-            if as_json:
-                self._out(json.dumps({"summary": summary, "checks": results}, indent=2))
-            else:
-                self._console().print(checks_table(results))
-                self._out(f"{summary['ok']} ok, {summary['warn']} warn, {summary['error']} error")
-        if summary["error"]:
-            raise typer.Exit(EXIT_FAILED)
-
-    @group(help="API tokens: create (shown once), list, revoke.")
-    def token(self) -> None:
-        pass
-
-    @token.command(name="create", help="Create a token for USERNAME; the token is the last line.")
-    def token_create(
-        self,
-        username: Annotated[str, typer.Argument(help="An existing user.")],
-        name: Annotated[str, typer.Option("--name", help="What the token is for.")] = "",
-        debug: DebugOpt = False,
-    ) -> None:
-        from django.contrib.auth import get_user_model
-
-        from accounts.services import TokenError, token_create
-
-        with self._errors(debug):
-            user = get_user_model().objects.filter(username=username).first()
-            if user is None:
-                raise UsageError(f"no user named {username!r}")
-            try:
-                token, raw = token_create(user=user, name=name)
-            except TokenError as err:
-                raise UsageError(str(err)) from None
-            self._out(
-                f"token {token.pk} for {username} (prefix tkn_{token.prefix}); it is shown once:"
-            )
-            self._out(raw)
-
-    @token.command(name="list", help="List tokens (never their secrets).")
-    def token_list(
-        self,
-        username: Annotated[str | None, typer.Option("--user", help="Only this user's.")] = None,
-        debug: DebugOpt = False,
-    ) -> None:
-        from django.contrib.auth import get_user_model
-
-        from accounts.services import token_list
-
-        with self._errors(debug):
-            user = None
-            if username is not None:
-                user = get_user_model().objects.filter(username=username).first()
-                if user is None:
-                    raise UsageError(f"no user named {username!r}")
-            rows = [
-                {
-                    "id": t.pk,
-                    "user": t.user.get_username(),
-                    "name": t.name,
-                    "prefix": f"tkn_{t.prefix}",
-                    "created_at": t.created_at.strftime("%Y-%m-%d %H:%M"),
-                    "last_used_at": t.last_used_at and t.last_used_at.strftime("%Y-%m-%d %H:%M"),
-                    "revoked_at": t.revoked_at and t.revoked_at.strftime("%Y-%m-%d %H:%M"),
-                }
-                for t in token_list(user=user)
-            ]
-            if not rows:
-                self._out("no tokens")
-                return
-            self._console().print(tokens_table(rows))
-
-    @token.command(
-        name="revoke", help="Revoke a token by id or by its display prefix (tkn_ and 8 characters)."
-    )
-    def token_revoke(
-        self,
-        which: Annotated[str, typer.Argument(help="Token id or prefix.")],
-        debug: DebugOpt = False,
-    ) -> None:
-        from accounts.services import TokenError, token_revoke
-
-        with self._errors(debug):
-            try:
-                if which.isdigit():
-                    token = token_revoke(token_id=int(which))
-                else:
-                    token = token_revoke(prefix=which)
-            except TokenError as err:
-                raise UsageError(str(err)) from None
-            self._out(f"token {token.pk} (tkn_{token.prefix}) revoked")
-
-    @command(
-        name="user-ensure",
-        help="Make sure a staff login exists for the dashboard (its password is printed once).",
-    )
-    def user_ensure(
-        self,
-        username: Annotated[str, typer.Argument(help="The login name.")] = "admin",
-        debug: DebugOpt = False,
-    ) -> None:
-        import secrets
-
-        from django.contrib.auth import get_user_model
-
-        with self._errors(debug):
-            users = get_user_model().objects
-            if users.filter(username=username).exists():
-                self._out(
-                    f"login {username!r} exists (new password: manage.py changepassword {username})"
-                )
-                return
-            # From the environment when given, else generated and shown this one time.
-            password = os.environ.get("TEKTON_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
-            users.create_superuser(username=username, email="", password=password)
-            if os.environ.get("TEKTON_ADMIN_PASSWORD"):
-                self._out(f"created login {username!r} with the password in TEKTON_ADMIN_PASSWORD")
-            else:
-                self._out(f"created login {username!r}, password: {password}  (shown once)")

@@ -1,0 +1,2 @@
+"""django-typer plugins: syschecks' subcommands of other apps' commands (registered in
+syschecks.apps)."""

@@ -1,0 +1,149 @@
+"""The read commands stay light: run as real processes, they must not import the web
+stack, the worker stack or a vendor SDK, nor build the artifact schemas (issue 7,
+section 4). What a command imported is read from its own sys.modules when it exits."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from runs.management.commands.tekton import reads_only
+from tests.runs.test_cli_subprocess import Cli, _git
+
+MANAGE = str(Path(settings.BASE_DIR) / "manage.py")
+
+# Runs manage.py in this interpreter and, when it exits (sys.exit included), writes what
+# it imported to TEKTON_PROBE_OUT: every module, and every pydantic model class defined
+# outside pydantic (a model's schema is built when its class is created).
+PROBE = r"""
+import atexit, json, os, runpy, sys
+
+def _report():
+    models = []
+    main = sys.modules.get("pydantic.main")
+    if main is not None:
+        stack = list(main.BaseModel.__subclasses__())
+        while stack:
+            cls = stack.pop()
+            stack.extend(cls.__subclasses__())
+            if not cls.__module__.startswith("pydantic"):
+                models.append(f"{cls.__module__}.{cls.__qualname__}")
+    with open(os.environ["TEKTON_PROBE_OUT"], "w") as out:
+        json.dump({"modules": sorted(sys.modules), "pydantic_models": sorted(models)}, out)
+
+atexit.register(_report)
+manage = sys.argv[1]
+sys.path.insert(0, os.path.dirname(manage))
+sys.argv = [manage, *sys.argv[2:]]
+runpy.run_path(manage, run_name="__main__")
+"""
+
+WEB_AND_WORKERS = (
+    "daphne",
+    "twisted",
+    "rest_framework",
+    "drf_spectacular",
+    "channels_redis",
+    "celery",
+    "kombu",
+)
+VENDOR_SDKS = ("anthropic", "openai")
+# Django itself imports an installed app's package, its apps module and (from ready()) its
+# checks module when it sets up; anything beyond those is the stack.
+APP_SHELLS = {
+    "rest_framework",
+    "rest_framework.apps",
+    "rest_framework.checks",
+    "drf_spectacular",
+    "drf_spectacular.apps",
+    "drf_spectacular.checks",
+}
+
+
+@pytest.fixture(scope="module")
+def cli(tmp_path_factory) -> Cli:
+    root = tmp_path_factory.mktemp("cli-imports").resolve()
+    c = Cli(root)
+    c.repo.mkdir()
+    (c.repo / "README.md").write_text("# Sample\n")
+    _git(c.repo, "init", "-q", "-b", "main")
+    _git(c.repo, "add", ".")
+    _git(c.repo, "commit", "-q", "-m", "init")
+    done = c("migrate", "-v", "0")
+    assert done.returncode == 0, done.stderr
+    done = c("tekton", "run", "--goal", "g", "--repo", str(c.repo), "--to", "plan")
+    assert done.returncode == 0, done.stderr
+    return c
+
+
+def imported(cli: Cli, tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
+    out = tmp_path / "probe.json"
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, MANAGE, *args],
+        cwd=cli.root,
+        env={**cli.env, "TEKTON_PROBE_OUT": str(out)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return done, json.loads(out.read_text())
+
+
+def found(modules: list[str], packages: tuple[str, ...]) -> list[str]:
+    """The modules of `packages` that were imported, installed apps' shells aside."""
+    return sorted(m for m in modules if m.split(".")[0] in packages and m not in APP_SHELLS)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("tekton", "runs"), ("tekton", "show", "1"), ("tekton", "--help"), ("help",)],
+    ids=["runs", "show", "tekton --help", "help"],
+)
+def test_read_commands_import_no_web_worker_or_vendor_stack(cli, tmp_path, args):
+    done, seen = imported(cli, tmp_path, *args)
+    assert done.returncode == 0, done.stderr
+    assert found(seen["modules"], WEB_AND_WORKERS + VENDOR_SDKS) == []
+    assert seen["pydantic_models"] == []
+
+
+def test_explain_imports_no_vendor_sdk_and_no_asgi_server(cli, tmp_path):
+    done, seen = imported(
+        cli, tmp_path, "tekton", "run", "--goal", "g", "--repo", str(cli.repo), "--explain"
+    )
+    assert done.returncode == 0, done.stderr
+    assert "-> offline" in done.stdout
+    assert found(seen["modules"], ("daphne", "twisted") + VENDOR_SDKS) == []
+
+
+def test_a_write_command_still_runs_the_system_checks(cli, tmp_path):
+    # The checks load the URL configuration and with it DRF: that this shows up here
+    # proves both that writes keep Django's checks and that the probe sees imports.
+    done, seen = imported(cli, tmp_path, "tekton", "cancel", "424242")
+    assert done.returncode == 2 and "no run with id 424242" in done.stderr
+    assert "rest_framework.views" in found(seen["modules"], WEB_AND_WORKERS)
+
+
+@pytest.mark.parametrize(
+    ("args", "reads"),
+    [
+        (["runs", "--limit", "3"], True),
+        (["show", "4"], True),
+        (["--settings", "tekton_site.settings", "--no-color", "show", "4"], True),
+        (["check", "--json"], True),
+        (["token", "list"], True),
+        (["token", "create", "ada"], False),
+        (["run", "--goal", "g", "--explain"], True),
+        (["run", "--goal", "g"], False),
+        (["run", "--resume", "4", "--explain"], False),
+        (["approve", "4", "review"], False),
+        (["user-ensure"], False),
+        ([], False),
+    ],
+)
+def test_only_read_subcommands_skip_the_system_checks(args, reads):
+    assert reads_only(args) is reads
