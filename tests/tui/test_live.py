@@ -26,6 +26,7 @@ import pytest
 
 from tests.integration.harness import PROJECT_DIR, manage
 from tests.streams.live import AsgiServer, user_token
+from tests.support.pyvenv import venv_link
 from tui.app import TektonApp
 from tui.client import ApiClient
 from tui.screens.artifacts import ArtifactsScreen
@@ -89,9 +90,13 @@ def live(tmp_path_factory) -> Iterator[Live]:
     (repo / "src").mkdir(parents=True)
     (repo / "README.md").write_text("# Shop\n")
     (repo / "src" / "app.py").write_text("def total(prices):\n    return sum(prices)\n")
+    (repo / "test_app.py").write_text(
+        "from src.app import total\n\n\ndef test_total():\n    assert total([1, 2]) == 3\n"
+    )
     _git(repo, "init", "-q", "-b", "main")
     _git(repo, "add", ".")
     _git(repo, "commit", "-q", "-m", "Initial shop")
+    venv_link(repo)  # its tests run in the sandbox with pytest, as a real project's would
     env = {
         k: v
         for k, v in os.environ.items()
