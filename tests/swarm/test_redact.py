@@ -119,3 +119,21 @@ def test_a_generated_anthropic_key_never_survives(before, body, after):
 def test_redaction_is_idempotent(text):
     once = redact(text)
     assert redact(once) == once
+
+
+def test_digits_after_a_decimal_point_are_not_a_card():
+    # A Celery log line: the task's duration is not a card, however Luhn-lucky its digits.
+    line = "Task runs.tasks.stage_execute_task[ab12] succeeded in 0.4111111111111111s: None"
+    assert redact(line) == line
+    assert redact("took 12.5500000000000004 s") == "took 12.5500000000000004 s"
+
+
+def test_digits_inside_a_longer_token_are_not_a_card():
+    for text in ("sha 4111111111111111abc", "id-4111111111111111", "v4111111111111111"):
+        assert redact(text) == text
+
+
+def test_cards_in_groups_and_amex_are_still_found():
+    assert redact("amex 3782 822463 10005 ok") == "amex [CARD#1] ok"
+    assert redact("(4111111111111111)") == "([CARD#1])"
+    assert redact("card: 4111-1111-1111-1111.") == "card: [CARD#1]."
