@@ -93,7 +93,12 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Load-balancer probes by address and over plain HTTP: answered before the host check
+    # and the HTTPS redirect.
+    "tekton_site.health.HealthProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Static files from the application itself, in every mode (runserver, daphne, uvicorn).
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -287,7 +292,9 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = TEKTON_DATA_DIR / "staticfiles"
+STATIC_ROOT = Path(
+    os.environ.get("TEKTON_STATIC_ROOT") or TEKTON_DATA_DIR / "staticfiles"
+).resolve()
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
@@ -305,3 +312,44 @@ LOGGING = {
         "httpx": {"level": "WARNING"},
     },
 }
+
+# --- static files (WhiteNoise) -------------------------------------------------------------
+# Hashed, compressed copies made by `manage.py collectstatic` (scripts/up.sh, the tests and
+# deploys run it) and served by the application under any ASGI server, cached for a year.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+# Only the hashed names are kept (half the files to compress), and source maps are left
+# uncompressed: they are the bulk of the bytes and only a developer's tools read them.
+WHITENOISE_KEEP_ONLY_HASHED_FILES = True
+WHITENOISE_SKIP_COMPRESS_EXTENSIONS = (
+    "jpg",
+    "jpeg",
+    "png",
+    "gif",
+    "webp",
+    "zip",
+    "gz",
+    "tgz",
+    "bz2",
+    "tbz",
+    "xz",
+    "br",
+    "swf",
+    "flv",
+    "woff",
+    "woff2",
+    "3gp",
+    "3gpp",
+    "asf",
+    "avi",
+    "m4v",
+    "mov",
+    "mp4",
+    "mpeg",
+    "mpg",
+    "webm",
+    "wmv",
+    "map",
+)

@@ -1,5 +1,4 @@
 from django.contrib import admin
-from django.http import JsonResponse
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
@@ -17,16 +16,13 @@ from runs.api import (
     StageRetryApi,
 )
 from syschecks.api import SystemChecksApi
+from tekton_site.health import healthz, readyz
 
 try:
     # Built alongside this module (the event streams); the API works without it.
     from runs.streams import RunEventsApi
 except ImportError:  # pragma: no cover - only while runs/streams.py is not there yet
     RunEventsApi = None
-
-
-def healthz(request):
-    return JsonResponse({"status": "ok"})
 
 
 api_urlpatterns = [
@@ -72,6 +68,7 @@ if RunEventsApi is not None:
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),
     *api_urlpatterns,
     path("", include("tekton_site.urls_pages")),
 ]

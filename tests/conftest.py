@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -19,6 +20,20 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, t
         db.setdefault("TEST", {})["NAME"] = str(
             tmp_path_factory.mktemp("db") / "test-tekton.sqlite3"
         )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def collected_static():
+    """Pages name their CSS and JavaScript by hashed names from collectstatic's manifest, as
+    in production: collect once (cached per checkout; see harness.static_root)."""
+    from django.conf import settings
+
+    from tests.integration.harness import static_root
+
+    root = static_root()
+    settings.STATIC_ROOT = root
+    os.environ["TEKTON_STATIC_ROOT"] = str(root)
+    return root
 
 
 @pytest.fixture(autouse=True)
