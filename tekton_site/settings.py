@@ -90,6 +90,7 @@ INSTALLED_APPS = [
     "config_profiles",
     "runs",
     "syschecks",
+    "notifications",
 ]
 
 MIDDLEWARE = [
@@ -353,3 +354,33 @@ WHITENOISE_SKIP_COMPRESS_EXTENSIONS = (
     "wmv",
     "map",
 )
+
+# --- notifications (webhooks and e-mail) --------------------------------------------------
+# Links in notifications point here: the address people open the dashboard at.
+TEKTON_PUBLIC_URL = (os.environ.get("TEKTON_PUBLIC_URL") or "http://127.0.0.1:8000").rstrip("/")
+# Fernet key(s) that encrypt webhook signing secrets; comma-separated for rotation (the
+# first encrypts, any decrypts). Without one, webhooks cannot be created.
+TEKTON_WEBHOOK_KEYS = [
+    k.strip() for k in os.environ.get("TEKTON_WEBHOOK_KEY", "").split(",") if k.strip()
+]
+# Hooks may call only public addresses unless this is true (a receiver on the LAN).
+TEKTON_WEBHOOK_ALLOW_PRIVATE = env_bool("TEKTON_WEBHOOK_ALLOW_PRIVATE", False)
+TEKTON_WEBHOOK_TIMEOUT_S = env_float("TEKTON_WEBHOOK_TIMEOUT_S", 10.0)
+TEKTON_WEBHOOK_MAX_ATTEMPTS = env_int("TEKTON_WEBHOOK_MAX_ATTEMPTS", 6)
+TEKTON_WEBHOOK_RETRY_BASE_S = env_float("TEKTON_WEBHOOK_RETRY_BASE_S", 30.0)
+# A hook whose deliveries failed this many times in a row is paused (0: never).
+TEKTON_WEBHOOK_PAUSE_AFTER = env_int("TEKTON_WEBHOOK_PAUSE_AFTER", 5)
+# E-mail notifications go through Django's e-mail backend: SMTP when a host is set.
+EMAIL_HOST = os.environ.get("TEKTON_EMAIL_HOST", "")
+EMAIL_PORT = env_int("TEKTON_EMAIL_PORT", 587)
+EMAIL_HOST_USER = os.environ.get("TEKTON_EMAIL_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("TEKTON_EMAIL_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("TEKTON_EMAIL_TLS", True)
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = os.environ.get("TEKTON_EMAIL_FROM", "tekton@localhost")
+EMAIL_BACKEND = os.environ.get("TEKTON_EMAIL_BACKEND") or (
+    "django.core.mail.backends.smtp.EmailBackend"
+    if EMAIL_HOST
+    else "django.core.mail.backends.dummy.EmailBackend"
+)
+TEKTON_EMAIL_ENABLED = bool(EMAIL_HOST or os.environ.get("TEKTON_EMAIL_BACKEND"))

@@ -3,6 +3,13 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from config_profiles.api import ProfileDetailApi, ProfileListCreateApi
+from notifications.api import (
+    HookDeliveriesApi,
+    HookDetailApi,
+    HookListCreateApi,
+    HookPauseApi,
+    HookResumeApi,
+)
 from runs.api import (
     RunArtifactDownloadApi,
     RunArtifactListApi,
@@ -57,6 +64,13 @@ api_urlpatterns = [
     path("api/config/profiles/", ProfileListCreateApi.as_view(), name="profile-list"),
     path("api/config/profiles/<str:name>/", ProfileDetailApi.as_view(), name="profile-detail"),
     path("api/system/checks/", SystemChecksApi.as_view(), name="system-checks"),
+    path("api/hooks/", HookListCreateApi.as_view(), name="hook-list"),
+    path("api/hooks/<int:hook_id>/", HookDetailApi.as_view(), name="hook-detail"),
+    path("api/hooks/<int:hook_id>/pause/", HookPauseApi.as_view(), name="hook-pause"),
+    path("api/hooks/<int:hook_id>/resume/", HookResumeApi.as_view(), name="hook-resume"),
+    path(
+        "api/hooks/<int:hook_id>/deliveries/", HookDeliveriesApi.as_view(), name="hook-deliveries"
+    ),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

@@ -53,6 +53,48 @@ def tekton_settings(settings, tmp_path, monkeypatch):
     return settings
 
 
+# Names the tests may resolve; anything else does not resolve, so no test asks DNS.
+TEST_HOSTS = {
+    "localhost": "127.0.0.1",
+    "receiver.test": "127.0.0.1",
+    "public.example": "93.184.216.34",
+}
+
+
+def _test_getaddrinfo(host, port, *args, **kwargs):
+    import ipaddress
+    import socket
+
+    try:
+        ip = str(ipaddress.ip_address(str(host).strip("[]")))
+    except ValueError:
+        ip = TEST_HOSTS.get(str(host))
+        if ip is None:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known") from None
+    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    return [(family, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (ip, port))]
+
+
+@pytest.fixture(autouse=True)
+def hooks_stay_on_loopback(monkeypatch):
+    """Hook URLs resolve from TEST_HOSTS only, and a delivery goes nowhere but loopback:
+    whatever a test (or the schema fuzzer) creates, nothing leaves this machine."""
+    import ipaddress
+
+    from notifications import sending, urlcheck
+
+    monkeypatch.setattr(urlcheck, "getaddrinfo", _test_getaddrinfo)
+    real = sending.url_check
+
+    def loopback_only(url):
+        target = real(url)
+        if not ipaddress.ip_address(target.address).is_loopback:
+            raise urlcheck.UrlRefused(f"tests deliver to loopback only, not {target.address}")
+        return target
+
+    monkeypatch.setattr(sending, "url_check", loopback_only)
+
+
 def _git(path: Path, *args: str) -> None:
     subprocess.run(
         ["git", "-c", "user.name=Tekton Tests", "-c", "user.email=tests@tekton.invalid", *args],
