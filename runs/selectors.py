@@ -181,3 +181,21 @@ def runs_created_since(user, since: datetime, limit: int) -> list[datetime]:
         .order_by("-created_at")
         .values_list("created_at", flat=True)[:limit]
     )
+
+
+def runs_count_by_status() -> dict[str, int]:
+    """Every status with its number of runs (0 included). One query."""
+    counts = dict.fromkeys(Run.Status.values, 0)
+    for row in Run.objects.order_by().values("status").annotate(n=Count("id")):
+        counts[row["status"]] = row["n"]
+    return counts
+
+
+def stages_blocked_since() -> list[datetime]:
+    """When each stage now waiting for a person (blocked, in a blocked run) blocked. One
+    query."""
+    return list(
+        StageRun.objects.filter(status=StageRun.Status.BLOCKED, run__status=Run.Status.BLOCKED)
+        .exclude(finished_at=None)
+        .values_list("finished_at", flat=True)
+    )

@@ -15,6 +15,10 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from runs.routing import websocket_urlpatterns  # noqa: E402
+from tekton_site.metrics import exporter_start  # noqa: E402
+
+# With TEKTON_METRICS_PORT, this process's metrics also on a bound port (no token there).
+exporter_start(with_database=True)
 
 application = ProtocolTypeRouter(
     {

@@ -68,6 +68,10 @@ def sweeper_start(
 def _on_worker_ready(sender=None, **kwargs) -> None:
     _sweeper_stop.clear()
     sweeper_start()
+    from tekton_site.metrics import exporter_start
+
+    # This worker process's own metrics (LLM calls, stage outcomes it recorded).
+    exporter_start(with_database=False)
 
 
 @worker_shutdown.connect

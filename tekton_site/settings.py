@@ -91,9 +91,12 @@ INSTALLED_APPS = [
     "runs",
     "syschecks",
     "notifications",
+    "django_prometheus",
 ]
 
 MIDDLEWARE = [
+    # Request counts and latencies for /metrics (django-prometheus): first and last.
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     # Load-balancer probes by address and over plain HTTP: answered before the host check
     # and the HTTPS redirect.
     "tekton_site.health.HealthProbeMiddleware",
@@ -108,6 +111,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "tekton_site.csp.ContentSecurityPolicyMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "tekton_site.urls"
@@ -384,3 +388,13 @@ EMAIL_BACKEND = os.environ.get("TEKTON_EMAIL_BACKEND") or (
     else "django.core.mail.backends.dummy.EmailBackend"
 )
 TEKTON_EMAIL_ENABLED = bool(EMAIL_HOST or os.environ.get("TEKTON_EMAIL_BACKEND"))
+
+# --- metrics (Prometheus) ---------------------------------------------------------------------
+# /metrics on the web process answers only with `Authorization: Bearer <token>`; unset, it
+# is off (404). TEKTON_METRICS_PORT makes a process (a worker, or the web process) serve
+# its metrics on its own port, bound to TEKTON_METRICS_ADDR (loopback by default).
+TEKTON_METRICS_TOKEN = os.environ.get("TEKTON_METRICS_TOKEN", "")
+TEKTON_METRICS_ADDR = os.environ.get("TEKTON_METRICS_ADDR") or "127.0.0.1"
+TEKTON_METRICS_PORT = env_int("TEKTON_METRICS_PORT", 0)
+# django-prometheus would read the migration table at start-up; the deploy runs them.
+PROMETHEUS_EXPORT_MIGRATIONS = False

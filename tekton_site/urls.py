@@ -24,6 +24,7 @@ from runs.api import (
 )
 from syschecks.api import SystemChecksApi
 from tekton_site.health import healthz, readyz
+from tekton_site.metrics import metrics_view
 
 try:
     # Built alongside this module (the event streams); the API works without it.
@@ -83,6 +84,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
+    path("metrics", metrics_view, name="metrics"),
     *api_urlpatterns,
     path("", include("tekton_site.urls_pages")),
 ]
