@@ -34,7 +34,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from swarm import prompts
+from swarm import prompts, telemetry
 from swarm.artifacts import (
     ArtifactInvalid,
     DebaterAnswer,
@@ -213,9 +213,11 @@ class _StageRunner:
             metadata=metadata,
         )
         started = time.monotonic()
+        span = telemetry.llm_span_start(request)
         try:
             completion = await self.completer.complete(request)
         except Exception as exc:
+            telemetry.llm_span_end(span, error=exc, provider=self.fallback_provider)
             self.emit(
                 LlmCallDone(
                     stage=self.stage,
@@ -232,6 +234,7 @@ class _StageRunner:
                 )
             )
             raise
+        telemetry.llm_span_end(span, completion=completion)
         self.input_tokens += completion.usage.input_tokens
         self.output_tokens += completion.usage.output_tokens
         self.cost_usd += completion.cost_usd
@@ -251,6 +254,7 @@ class _StageRunner:
         )
         return completion
 
+    @telemetry.agent_turn
     async def _ask(
         self,
         role: str,

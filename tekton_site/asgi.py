@@ -4,9 +4,15 @@ ALLOWED_HOSTS)."""
 
 import os
 
+import django
 from django.core.asgi import get_asgi_application
 
+from tekton_site.tracing import tracing_setup
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tekton_site.settings")
+django.setup(set_prefix=False)
+# Tracing (when OTEL_* asks for it) before Django builds its handler: it adds middleware.
+tracing_setup(service_name="tekton-web", instrument_django=True)
 # Set up Django before anything imports models (the routing below does).
 django_asgi_app = get_asgi_application()
 

@@ -12,7 +12,7 @@ import os
 import threading
 
 from celery import Celery
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import worker_init, worker_ready, worker_shutdown
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tekton_site.settings")
 
@@ -62,6 +62,14 @@ def sweeper_start(
     )
     thread.start()
     return thread
+
+
+@worker_init.connect
+def _on_worker_init(sender=None, **kwargs) -> None:
+    from tekton_site.tracing import tracing_setup
+
+    # The task messages carry the publisher's trace context; this side continues it.
+    tracing_setup(service_name="tekton-worker", instrument_django=False)
 
 
 @worker_ready.connect

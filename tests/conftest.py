@@ -132,3 +132,28 @@ def staff_user(django_user_model):
     return django_user_model.objects.create_user(
         username="grace", password="pw-for-tests-only", is_staff=True
     )
+
+
+@pytest.fixture
+def otel_spans():
+    """An SDK tracer provider with an in-memory exporter for one test (the process's
+    provider is the no-op one otherwise); yields the exporter."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.util._once import Once
+
+    from tekton_site.tracing import RunIdGenerator
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(id_generator=RunIdGenerator())
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    # The API sets its global provider once per process; tests put theirs in and take it out.
+    trace._TRACER_PROVIDER_SET_ONCE = Once()
+    trace._TRACER_PROVIDER = None
+    trace.set_tracer_provider(provider)
+    yield exporter
+    provider.shutdown()
+    trace._TRACER_PROVIDER_SET_ONCE = Once()
+    trace._TRACER_PROVIDER = None
