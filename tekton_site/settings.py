@@ -6,6 +6,7 @@ PostgreSQL, REDIS_URL (or CELERY_BROKER_URL) selects Celery workers and channels
 `.env.example` lists every variable.
 """
 
+import json
 import os
 import re
 from pathlib import Path
@@ -325,6 +326,52 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
+
+# --- artifact storage ------------------------------------------------------------------------
+# Artifacts, patches and test outputs go through Django's storage API (STORAGES["artifacts"],
+# runs.artifacts_store): files under TEKTON_ARTIFACT_ROOT by default; "s3" for S3 and
+# compatible servers (TEKTON_S3_*; credentials the AWS way: AWS_ACCESS_KEY_ID, an instance
+# role, ...); or any storage class path (storages.backends.gcloud.GoogleCloudStorage,
+# storages.backends.azure_storage.AzureStorage) with TEKTON_ARTIFACT_STORAGE_OPTIONS (JSON).
+_artifact_backend = (os.environ.get("TEKTON_ARTIFACT_STORAGE") or "filesystem").strip()
+try:
+    _artifact_options = json.loads(os.environ.get("TEKTON_ARTIFACT_STORAGE_OPTIONS") or "{}")
+except ValueError as exc:
+    raise ImproperlyConfigured(f"TEKTON_ARTIFACT_STORAGE_OPTIONS is not JSON: {exc}") from None
+if not isinstance(_artifact_options, dict):
+    raise ImproperlyConfigured("TEKTON_ARTIFACT_STORAGE_OPTIONS must be a JSON object")
+if _artifact_backend == "filesystem":
+    STORAGES["artifacts"] = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {
+            "location": str(TEKTON_ARTIFACT_ROOT),
+            "allow_overwrite": True,
+            **_artifact_options,
+        },
+    }
+elif _artifact_backend == "s3":
+    if not os.environ.get("TEKTON_S3_BUCKET"):
+        raise ImproperlyConfigured("TEKTON_ARTIFACT_STORAGE=s3 needs TEKTON_S3_BUCKET")
+    _s3 = {
+        "bucket_name": os.environ["TEKTON_S3_BUCKET"],
+        "endpoint_url": os.environ.get("TEKTON_S3_ENDPOINT_URL") or None,
+        "region_name": os.environ.get("TEKTON_S3_REGION") or None,
+        # S3-compatible servers (MinIO, Ceph, moto) want path-style addresses.
+        "addressing_style": "path" if os.environ.get("TEKTON_S3_ENDPOINT_URL") else None,
+        "file_overwrite": True,
+        "default_acl": None,
+    }
+    STORAGES["artifacts"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {**{k: v for k, v in _s3.items() if v is not None}, **_artifact_options},
+    }
+elif "." in _artifact_backend:
+    STORAGES["artifacts"] = {"BACKEND": _artifact_backend, "OPTIONS": _artifact_options}
+else:
+    raise ImproperlyConfigured(
+        "TEKTON_ARTIFACT_STORAGE must be filesystem, s3 or a storage class path, "
+        f"got {_artifact_backend!r}"
+    )
 # Only the hashed names are kept (half the files to compress), and source maps are left
 # uncompressed: they are the bulk of the bytes and only a developer's tools read them.
 WHITENOISE_KEEP_ONLY_HASHED_FILES = True

@@ -157,3 +157,40 @@ def otel_spans():
     provider.shutdown()
     trace._TRACER_PROVIDER_SET_ONCE = Once()
     trace._TRACER_PROVIDER = None
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3 server on loopback for the session: an S3-compatible endpoint URL that
+    subprocesses reach too. Credentials are any strings."""
+    from moto.server import ThreadedMotoServer
+
+    from tests.streams.live import free_port
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+S3_ENV = {
+    "AWS_ACCESS_KEY_ID": "tekton-tests",
+    "AWS_SECRET_ACCESS_KEY": "tekton-tests-secret",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+@pytest.fixture
+def s3_bucket(s3_server, monkeypatch):
+    """A fresh bucket on the moto server; returns (endpoint URL, bucket name, boto3 client)."""
+    import uuid
+
+    import boto3
+
+    for name, value in S3_ENV.items():
+        monkeypatch.setenv(name, value)
+    client = boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1")
+    bucket = f"tekton-{uuid.uuid4().hex[:10]}"
+    client.create_bucket(Bucket=bucket)
+    return s3_server, bucket, client
