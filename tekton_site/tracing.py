@@ -98,10 +98,17 @@ def tracing_setup(*, service_name: str, instrument_django: bool) -> bool:
     )
     CeleryInstrumentor().instrument()
     if instrument_django:
+        from django.conf import settings
         from opentelemetry.instrumentation.django import DjangoInstrumentor
 
         # /healthz, /readyz and /metrics are polled all day: no trace for them.
         DjangoInstrumentor().instrument(excluded_urls="healthz,readyz,metrics,static/")
+        # The instrumentation's middleware (put first) reads the request's host; the probes
+        # are answered before any host check, so they go back in front of it.
+        probe = "tekton_site.health.HealthProbeMiddleware"
+        if probe in settings.MIDDLEWARE:
+            settings.MIDDLEWARE.remove(probe)
+            settings.MIDDLEWARE.insert(0, probe)
     from runs import tracing as run_tracing
 
     run_tracing.receivers_connect()
