@@ -121,6 +121,9 @@ def tekton_server(tmp_path_factory, chromium_path) -> Iterator[LiveServer]:
     env = _clean_env(
         TEKTON_DATA_DIR=str(data),
         TEKTON_STATIC_ROOT=str(static_root()),
+        # Webhooks can be created (the key) to a receiver on loopback (allowed here only).
+        TEKTON_WEBHOOK_KEY="qd1RY2ayYEO8yFVrKZPe9gLzCtwq2Mvo2jTYwaXvhmw=",
+        TEKTON_WEBHOOK_ALLOW_PRIVATE="true",
         TEKTON_REPO_ROOTS=str(repos),
         TEKTON_LLM_BACKEND="offline",
         TEKTON_OFFLINE_LATENCY_MS="30",
