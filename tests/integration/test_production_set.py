@@ -148,7 +148,10 @@ def test_a_workers_artifacts_are_in_s3_and_downloaded_through_the_web(prod, fini
         assert answer.status_code == 200
         assert answer.content == stored, row["name"]
     # Nothing went to a local artifact folder: the bucket is the only copy.
-    assert not list((prod.services.data_dir / "artifacts").rglob("*.json"))
+    uid = prod.services.query("SELECT uid FROM runs_run WHERE id = %s", (run_id,))[0]["uid"]
+    folder = f"run-{run_id}-{uuid.UUID(str(uid)).hex[:8]}"
+    assert not list((prod.services.data_dir / "artifacts").rglob(folder))
+    assert any(row["path"].split("/")[1] == folder for row in rows)
 
 
 def test_spans_arrive_linked_from_the_web_request_to_the_workers(prod, finished_run):
