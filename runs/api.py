@@ -28,7 +28,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from runs import serializers as s
-from runs.artifacts_store import artifact_bytes
+from runs.artifacts_store import artifact_bytes, artifact_open
 from runs.health import services_check
 from runs.models import Run, RunEvent, StageRun
 from runs.render import transcript_rounds
@@ -340,7 +340,8 @@ class RunArtifactDownloadApi(APIView):
         operation_id="runs_artifacts_download",
         summary="Download one artifact file of the run",
         description="Only files recorded for this run and lying under its artifact root; "
-        "any other name (another run's file, a path) is 404.",
+        "any other name (another run's file, a path) is 404. Streamed from the artifact "
+        "storage (files, S3, ...), or from the database record when the file is missing.",
         responses={
             (200, "application/json"): OpenApiResponse(
                 OpenApiTypes.OBJECT, description="a JSON artifact"
@@ -358,14 +359,22 @@ class RunArtifactDownloadApi(APIView):
             raise exceptions.NotFound(f"run {run.pk} has no artifact {name[:200]!r}")
         artifact.run = run
         try:
-            body = artifact_bytes(artifact)  # the record; a file only for rows older than it
+            # Streamed from the artifact storage (whichever machine wrote it); the key
+            # must be a plain path under the run's artifact root.
+            body = artifact_open(artifact)
         except ValueError:
             raise exceptions.NotFound(f"run {run.pk} has no artifact {name[:200]!r}") from None
         except OSError:
-            raise exceptions.NotFound(f"the file of artifact {artifact.name} is missing") from None
+            # Not in the storage (lost, or never copied): the database record is the artifact.
+            try:
+                body = io.BytesIO(artifact_bytes(artifact))
+            except (OSError, ValueError):
+                raise exceptions.NotFound(
+                    f"the file of artifact {artifact.name} is missing"
+                ) from None
         content_type = ARTIFACT_CONTENT_TYPES.get(Path(name).suffix, "application/octet-stream")
         return FileResponse(
-            io.BytesIO(body), as_attachment=True, filename=artifact.name, content_type=content_type
+            body, as_attachment=True, filename=artifact.name, content_type=content_type
         )
 
 

@@ -1,11 +1,17 @@
 """Artifacts: one row each (the record: its JSON or text is in the database) and a file copy
-under `<artifact_root>/<namespace>/run-<id>-<short uid>/<name>`, plus a copy in the run's
-output folder when it has one.
+in the artifact storage under `<namespace>/run-<id>-<short uid>/<name>`.
+
+The storage is Django's storage API (the STORAGES alias "artifacts"): files under the
+run's artifact root by default, or any django-storages backend (S3 and compatible, GCS,
+Azure) set by TEKTON_ARTIFACT_STORAGE, so a worker on one machine writes what the web
+process on another serves, and what the CLI downloads into an `--output` folder
+(`artifacts_export`). On a shared backend a profile's artifact root becomes a key prefix.
 
 An artifact is written once: `(run, stage, kind)` is unique, and a second write of the
-same artifact returns the existing row without touching the file. A folder belongs to one
-run: its `.tekton-run` file holds the run's uid, and a folder that holds another run's
-uid is never written into (two databases sharing a data directory both have a run 1).
+same artifact returns the existing row without touching the file. A folder (a key prefix)
+belongs to one run: its `.tekton-run` object holds the run's uid, and a folder that holds
+another run's uid is never written into (two databases sharing a data directory or a
+bucket both have a run 1).
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import FileSystemStorage, Storage, storages
 from django.db import IntegrityError, transaction
 
 from runs.models import Artifact, Run
@@ -145,7 +153,6 @@ def artifact_write(
         body = ""
         stored = redact(data)
         content = json_bytes(stored)
-    folder = artifact_dir(run)
     try:
         with transaction.atomic():
             artifact = Artifact.objects.create(
@@ -153,7 +160,7 @@ def artifact_write(
                 stage=stage,
                 kind=kind,
                 name=name,
-                path=(folder / name).relative_to(artifact_root(run)).as_posix(),
+                path=f"{run_folder_key(run)}/{name}",
                 sha256=hashlib.sha256(content).hexdigest(),
                 size=len(content),
                 content=stored,
@@ -162,9 +169,11 @@ def artifact_write(
     except IntegrityError:
         # Another writer won the unique (run, stage, kind): theirs is the artifact.
         return Artifact.objects.get(run=run, stage=stage, kind=kind), False
-    folder_claim(folder, run)
-    _write_atomic(folder / name, content)
-    output_copy(run=run, name=name, content=content)
+    run_file_put(run=run, name=name, content=content)
+    if settings.TEKTON_EXECUTION == "inline":
+        # The process executing is the CLI's own, so its disk is the person's: copy now.
+        # Workers never write an output folder: the CLI downloads (artifacts_export).
+        output_copy(run=run, name=name, content=content)
     return artifact, True
 
 
@@ -181,13 +190,15 @@ def output_copy(*, run: Run, name: str, content: bytes) -> None:
 
 
 def artifact_bytes(artifact: Artifact) -> bytes:
-    """An artifact's bytes as its file holds them, from the database record; from the file
-    only for rows written before the record held the text."""
+    """An artifact's bytes as its file holds them, from the database record; from the
+    storage only for rows written before the record held the text."""
     if artifact.content is not None:
         return json_bytes(artifact.content)
     if artifact.text:
         return artifact.text.encode("utf-8")
-    return artifact_path(artifact).read_bytes()
+    storage, key = artifact_storage_key(artifact)
+    with storage.open(key, "rb") as fh:
+        return fh.read()
 
 
 def artifact_read_json(artifact: Artifact) -> dict[str, Any] | None:
@@ -195,7 +206,132 @@ def artifact_read_json(artifact: Artifact) -> dict[str, Any] | None:
     if artifact.content is not None:
         return artifact.content
     try:
-        return json.loads(artifact_path(artifact).read_text(encoding="utf-8"))
+        return json.loads(artifact_bytes(artifact).decode("utf-8"))
     except (OSError, ValueError) as exc:
         logger.warning("artifact %s unreadable: %s", artifact.pk, exc)
         return None
+
+
+# --- the storage -----------------------------------------------------------------------------
+def run_storage(run: Run) -> tuple[Storage, str]:
+    """(storage, key prefix) of a run's artifacts. A filesystem storage is rooted at the
+    run's artifact root (frozen in its config); a shared backend is one bucket, where a
+    profile's own artifact root becomes a prefix ("" for TEKTON_ARTIFACT_ROOT)."""
+    base = storages["artifacts"]
+    root = artifact_root(run)
+    if isinstance(base, FileSystemStorage):
+        if Path(base.location).resolve() == root:
+            return base, ""
+        return FileSystemStorage(location=str(root), allow_overwrite=True), ""
+    if root == Path(settings.TEKTON_ARTIFACT_ROOT).expanduser().resolve():
+        return base, ""
+    data = Path(settings.TEKTON_DATA_DIR).resolve()
+    prefix = root.relative_to(data).as_posix() if root.is_relative_to(data) else root.as_posix()
+    return base, prefix.strip("/") + "/"
+
+
+def run_folder_key(run: Run) -> str:
+    """The run's folder, relative to its artifact root: `<namespace>/run-<id>-<uid8>`."""
+    return f"{run.namespace}/{run.slug}"
+
+
+def _key_check(key: str) -> str:
+    parts = key.split("/")
+    if not key or key.startswith("/") or "\\" in key or any(p in ("", ".", "..") for p in parts):
+        raise ValueError(f"artifact key {key[:200]!r} is not a plain relative path")
+    return key
+
+
+def artifact_storage_key(artifact: Artifact) -> tuple[Storage, str]:
+    """Where an artifact's file is: (storage, key). Raises ValueError for a recorded path
+    that is not a plain relative path under the artifact root (the path check)."""
+    storage, prefix = run_storage(artifact.run)
+    return storage, prefix + _key_check(artifact.path)
+
+
+def artifact_open(artifact: Artifact):
+    """The artifact's file, opened for reading from the storage (streamed in chunks by a
+    FileResponse). Raises ValueError (bad path), OSError or FileNotFoundError."""
+    storage, key = artifact_storage_key(artifact)
+    return storage.open(key, "rb")
+
+
+def _put(storage: Storage, key: str, content: bytes) -> None:
+    # Replace, whatever the backend's own rule for an existing name (a rolled-back attempt
+    # may have left one): save() must not pick "name_x7Yz" instead.
+    if storage.exists(key):
+        storage.delete(key)
+    saved = storage.save(key, ContentFile(content))
+    if saved != key:
+        raise OSError(f"the storage saved {key} as {saved}")
+
+
+def storage_claim(storage: Storage, folder: str, run: Run) -> None:
+    """Make the key prefix `folder` the run's (its OWNER_FILE object holds the run's uid),
+    or check that it already is. Raises FolderTaken when it belongs to another run, or
+    holds artifact files of a run that left no owner object. After writing the owner
+    object it is read back, so of two runs racing for one prefix the loser sees the
+    winner's uid (on a backend that overwrites) or a renamed copy (on one that does not)."""
+    marker = f"{folder}/{OWNER_FILE}"
+    mine = str(run.uid)
+    if storage.exists(marker):
+        with storage.open(marker, "rb") as fh:
+            theirs = fh.read().decode("utf-8").strip()
+        if theirs != mine:
+            raise FolderTaken(f"{folder} holds the artifacts of another run ({theirs})")
+        return
+    try:
+        _dirs, files = storage.listdir(folder)
+    except (FileNotFoundError, NotADirectoryError):
+        files = []
+    foreign = sorted(name for name in files if name in ARTIFACT_NAMES)
+    if foreign:
+        raise FolderTaken(f"{folder} already holds artifact files ({', '.join(foreign)})")
+    saved = storage.save(marker, ContentFile((mine + "\n").encode("utf-8")))
+    if saved != marker:
+        storage.delete(saved)
+        raise FolderTaken(f"{folder} was claimed by another run at the same moment")
+    with storage.open(marker, "rb") as fh:
+        if fh.read().decode("utf-8").strip() != mine:
+            raise FolderTaken(f"{folder} was claimed by another run at the same moment")
+
+
+def run_file_put(*, run: Run, name: str, content: bytes) -> str:
+    """Write one file of the run (an artifact, a patch, a test output) into its folder in
+    the artifact storage, claiming the folder first; returns the key. Raises FolderTaken,
+    ValueError (a bad name) and the storage's own errors."""
+    storage, prefix = run_storage(run)
+    folder = prefix + run_folder_key(run)
+    storage_claim(storage, folder, run)
+    key = f"{folder}/{_safe_name(name)}"
+    _put(storage, key, content)
+    return key
+
+
+def artifacts_export(*, run: Run, folder: str | Path) -> list[Path]:
+    """Download every artifact of the run from the storage into `folder` (a person's
+    `--output` folder, on the machine that calls this), which is claimed for the run like
+    any artifact folder. Files are written whole (write, then rename) and rewritten when
+    called again, so it may run after every stage or once at the end. Returns the files
+    written. Raises FolderTaken when `folder` is another run's."""
+    out = Path(str(folder)).expanduser().resolve()
+    folder_claim(out, run)
+    written = []
+    for artifact in Artifact.objects.filter(run=run).order_by("id"):
+        artifact.run = run
+        try:
+            with artifact_open(artifact) as fh:
+                content = fh.read()
+        except (OSError, ValueError) as exc:
+            # The record is the artifact: a file missing from the storage is still served.
+            logger.warning(
+                "run %s: %s not in the storage (%s); exporting the record",
+                run.pk,
+                artifact.name,
+                exc,
+            )
+            content = artifact_bytes(artifact)
+        target = out / _safe_name(artifact.name)
+        _write_atomic(target, content)
+        written.append(target)
+    return written

@@ -9,6 +9,7 @@ runs, and tells the engine to stop when the run was cancelled or the lease was l
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import queue
 import threading
@@ -20,6 +21,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from runs.models import Run, StageRun
+from runs.tracing import stage_span, stage_span_outcome
 from swarm.context import StageCancelled, StageConfig, StageInput, StageOutcome, StageWork
 from swarm.debate import Completer, stage_run
 from swarm.events import EngineEvent
@@ -62,8 +64,34 @@ def engine_run(
 
     `record` gets the engine's events in batches, in this thread, as they come; batches
     stop once the lease is lost (the new owner records its own). Raises LeaseLost,
-    StageCancelled (the run stopped), or whatever the engine raised.
+    StageCancelled (the run stopped), or whatever the engine raised. The attempt is one
+    span (runs.tracing.stage_span), parent of the engine's spans.
     """
+    run = Run.objects.get(pk=stage.run_id)
+    with stage_span(stage, run) as span:
+        outcome = _engine_run(
+            stage=stage,
+            token=token,
+            inp=inp,
+            cfg=cfg,
+            completer=completer,
+            record=record,
+            work=work,
+        )
+        stage_span_outcome(span, outcome)
+    return outcome
+
+
+def _engine_run(
+    *,
+    stage: StageRun,
+    token: str,
+    inp: StageInput,
+    cfg: StageConfig,
+    completer: Completer,
+    record: Callable[[list[EngineEvent]], None],
+    work: StageWork | None,
+) -> StageOutcome:
     inbox: queue.Queue[Any] = queue.Queue()
     stop = threading.Event()
     box: dict[str, Any] = {}
@@ -86,7 +114,13 @@ def engine_run(
         finally:
             inbox.put(_END)
 
-    thread = threading.Thread(target=engine_thread, name=f"tekton-stage-{stage.pk}", daemon=True)
+    # The engine thread runs in a copy of this context: its spans are the stage span's.
+    thread = threading.Thread(
+        target=contextvars.copy_context().run,
+        args=(engine_thread,),
+        name=f"tekton-stage-{stage.pk}",
+        daemon=True,
+    )
     thread.start()
     every = float(settings.TEKTON_HEARTBEAT_SECONDS)
     last = time.monotonic()

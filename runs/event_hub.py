@@ -290,6 +290,9 @@ class RunEventHub:
     def feed_count(self) -> int:
         return len(self._feeds)
 
+    def subscribers_total(self) -> int:
+        return sum(len(feed.subscribers) for feed in list(self._feeds.values()))
+
     def subscriber_count(self, run_id: int) -> int:
         feed = self._feeds.get(run_id)
         return len(feed.subscribers) if feed else 0
@@ -329,3 +332,9 @@ def hub() -> RunEventHub:
     if found is None:
         found = _hubs[loop] = RunEventHub()
     return found
+
+
+def subscribers_total() -> int:
+    """Event-stream subscribers (SSE and WebSocket) of every loop in this process; read
+    from another thread by the metrics scrape."""
+    return sum(h.subscribers_total() for h in list(_hubs.values()))

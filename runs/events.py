@@ -13,6 +13,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 from django.db.models import F
+from django.dispatch import Signal
 
 from runs.models import Run, RunEvent
 from swarm.redact import redact
@@ -20,6 +21,13 @@ from swarm.redact import redact
 logger = logging.getLogger("tekton.runs.events")
 
 FINAL_KINDS = ("run.finished", "run.failed", "run.cancelled")
+
+# Sent inside the recording transaction with the new rows (`events`, in seq order), so a
+# receiver's writes (notification deliveries) commit or roll back with the events, and
+# its side effects wait for the commit (transaction.on_commit). A receiver must write in
+# its own savepoint and must not raise for its own failures; a raising receiver is logged
+# and the events are recorded all the same.
+events_recorded = Signal()
 
 
 def run_group(run_id: int) -> str:
@@ -65,6 +73,9 @@ def events_record(
             )
             for i, (kind, stage, payload) in enumerate(items)
         )
+        for receiver, result in events_recorded.send_robust(sender=RunEvent, events=rows):
+            if isinstance(result, Exception):
+                logger.warning("events receiver %r failed: %s", receiver, redact(str(result)))
         transaction.on_commit(lambda: events_publish(rows))
     return rows
 

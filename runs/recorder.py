@@ -16,7 +16,7 @@ from typing import Any
 from django.db import transaction
 from django.db.models import F
 
-from runs import events
+from runs import events, metrics
 from runs.models import LlmCall, Run, StageRun
 from swarm.context import StageOutcome
 from swarm.events import AgentMessage, EngineEvent, LlmCallDone, ToolUsed
@@ -58,6 +58,7 @@ class StageRecorder:
         order, one seq bump) and one token-tally update. A batch is whatever the engine
         had emitted by the time the recording thread looked, so nothing waits for it."""
         stage = self.stage
+        metrics.llm_calls_observe(items)
         calls: list[LlmCall] = []
         progress: list[tuple[str, str, dict[str, Any] | None]] = []
         tokens_in = tokens_out = 0

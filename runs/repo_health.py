@@ -213,3 +213,57 @@ def reviews_outstanding(runs: QuerySet[Run]) -> list[Review]:
             )
         )
     return out
+
+
+@dataclass
+class RecordedRun:
+    """What a run recorded about a repository, readable on any host: its branch name
+    (`<namespace>/run-<id>-<uid8>`), the base commit it froze, its status and, once
+    test_debug ran, whether its test evidence says ship."""
+
+    run_id: int
+    branch: str
+    base_commit: str
+    status: str
+    goal: str
+    created_at: object
+    ship: bool | None = None
+    test_summary: str = ""
+
+
+def runs_recorded(
+    runs: QuerySet[Run], paths: list[str], *, per_repo: int = 5
+) -> dict[str, list[RecordedRun]]:
+    """The newest runs of each repository in `paths` among `runs`, with their test
+    reports: what the workers recorded, so the page needs no checkout on this host. Two
+    queries."""
+    out: dict[str, list[RecordedRun]] = {p: [] for p in paths}
+    picked: list[Run] = []
+    for run in runs.filter(repo_path__in=paths).order_by("-created_at", "-id")[
+        : per_repo * max(1, len(paths)) * 4
+    ]:
+        if len(out[run.repo_path]) < per_repo:
+            out[run.repo_path].append(
+                RecordedRun(
+                    run_id=run.pk,
+                    branch=run.name,
+                    base_commit=run.base_commit[:12],
+                    status=run.status,
+                    goal=run.goal,
+                    created_at=run.created_at,
+                )
+            )
+            picked.append(run)
+    reports = {
+        a.run_id: a.content
+        for a in Artifact.objects.filter(
+            run__in=[r.pk for r in picked], stage="test_debug", kind=Artifact.Kind.JSON
+        ).only("run_id", "content")
+    }
+    for rows in out.values():
+        for row in rows:
+            report = reports.get(row.run_id)
+            if isinstance(report, dict):
+                row.ship = bool(report.get("ship"))
+                row.test_summary = str(report.get("summary") or "")[:300]
+    return out

@@ -216,3 +216,21 @@ def runs_with_progress(user, *, status: str | None = None) -> QuerySet[Run]:
         stages_total=Count("stages"),
         stages_done=Count("stages", filter=Q(stages__status__in=done)),
     ).order_by("-created_at", "-id")
+
+
+def runs_count_by_status() -> dict[str, int]:
+    """Every status with its number of runs (0 included). One query."""
+    counts = dict.fromkeys(Run.Status.values, 0)
+    for row in Run.objects.order_by().values("status").annotate(n=Count("id")):
+        counts[row["status"]] = row["n"]
+    return counts
+
+
+def stages_blocked_since() -> list[datetime]:
+    """When each stage now waiting for a person (blocked, in a blocked run) blocked. One
+    query."""
+    return list(
+        StageRun.objects.filter(status=StageRun.Status.BLOCKED, run__status=Run.Status.BLOCKED)
+        .exclude(finished_at=None)
+        .values_list("finished_at", flat=True)
+    )

@@ -26,7 +26,7 @@ from runs.artifacts_store import artifact_bytes
 from runs.forms import RunFilterForm, RunLaunchForm, StageRetryForm
 from runs.health import services_check
 from runs.models import Artifact, Run, StageRun
-from runs.repo_health import repo_health, repos_targeted, reviews_outstanding
+from runs.repo_health import repo_health, repos_targeted, reviews_outstanding, runs_recorded
 from runs.selectors import (
     run_artifacts,
     run_live,
@@ -362,16 +362,21 @@ def stage_abort_view(request: HttpRequest, run_id: int, stage: str) -> HttpRespo
 @login_required
 def repo_health_view(request: HttpRequest) -> HttpResponse:
     """`/repo/`: per repository that the person's runs targeted (under TEKTON_REPO_ROOTS):
-    git status, branch, ahead/behind, recent commits, working-tree diff summary, and the
-    outstanding reviews, each linking to its run."""
+    git status, branch, ahead/behind, recent commits, working-tree diff summary (when the
+    checkout is on this host), the runs' recorded branches, base commits and test
+    evidence (always), and the outstanding reviews, each linking to its run."""
     visible = runs_visible_to(request.user)
     reviews = reviews_outstanding(visible)
+    paths = repos_targeted(visible)
+    recorded = runs_recorded(visible, paths)
     repos = []
-    for path in repos_targeted(visible):
+    for path in paths:
         repos.append(
             {
                 "health": repo_health(path),
                 "reviews": [r for r in reviews if r.repo_path == path],
+                # What the runs recorded (the workers may be on other hosts than this one).
+                "recorded": recorded.get(path, []),
             }
         )
     listed = {r["health"].path for r in repos}

@@ -29,6 +29,12 @@ done
 # libraries again: seconds of CPU (docs/benchmarks.md, CLI start-up).
 uv sync --frozen --quiet --compile-bytecode
 uv run python manage.py migrate --noinput >/dev/null
+# Hashed, compressed static files for WhiteNoise; again only when a source is newer.
+manifest="${TEKTON_STATIC_ROOT:-${TEKTON_DATA_DIR:-var}/staticfiles}/staticfiles.json"
+if [ ! -f "$manifest" ] || [ -n "$(find static uv.lock tekton_site/settings.py -newer "$manifest" -print -quit)" ]; then
+  echo "Collecting static files ..."
+  uv run python manage.py collectstatic --noinput -v0
+fi
 uv run python manage.py tekton user-ensure admin
 
 if [ "$first_run" = 1 ]; then
@@ -38,4 +44,4 @@ if [ "$first_run" = 1 ]; then
 fi
 
 echo "Dashboard: http://127.0.0.1:${port}/  (log in as admin; Ctrl-C stops the server)"
-exec uv run python manage.py runserver --insecure "127.0.0.1:${port}"
+exec uv run python manage.py runserver "127.0.0.1:${port}"

@@ -35,7 +35,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from swarm import prompts
+from swarm import prompts, telemetry
 from swarm.artifacts import (
     ArtifactInvalid,
     DebaterAnswer,
@@ -215,9 +215,11 @@ class _StageRunner:
         """One provider call, counted against the budget and reported as LlmCallDone."""
         self._budget_check(role)
         started = time.monotonic()
+        span = telemetry.llm_span_start(request)
         try:
             completion = await self.completer.complete(request)
         except Exception as exc:
+            telemetry.llm_span_end(span, error=exc, provider=self.fallback_provider)
             self.emit(
                 LlmCallDone(
                     stage=self.stage,
@@ -234,6 +236,7 @@ class _StageRunner:
                 )
             )
             raise
+        telemetry.llm_span_end(span, completion=completion)
         self.input_tokens += completion.usage.input_tokens
         self.output_tokens += completion.usage.output_tokens
         self.cost_usd += completion.cost_usd
@@ -301,7 +304,10 @@ class _StageRunner:
             if turn is None or not completion.tool_calls or done:
                 return completion, conversation
             self._cancel_point()
-            results = await asyncio.to_thread(turn.call_all, completion.tool_calls)
+            results = []
+            for call in completion.tool_calls:
+                with telemetry.tool_span(call.name, call.id, dict(call.arguments or {})):
+                    results.append(await asyncio.to_thread(turn.call, call))
             for result in results:
                 self.emit(
                     ToolUsed(stage=self.stage, role=role, round=rnd, **result.event_payload())
@@ -328,6 +334,7 @@ class _StageRunner:
         )
         return answer, error
 
+    @telemetry.agent_turn
     async def _ask_once(
         self,
         role: str,

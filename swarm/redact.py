@@ -40,9 +40,7 @@ _ASSIGNMENT = re.compile(
 # split by single spaces or dashes (4-4-4-4, Amex's 4-6-5), and passes the Luhn check.
 # Digits after a decimal point or inside a longer token (a duration "0.1234567890123s",
 # a hash, an id) are not one.
-_CARD = re.compile(
-    r"(?<![\w.,-])(?:\d{13,19}|\d{4,6}(?:[ -]\d{4,6}){2,3})(?![\w-]|[.,]\d)"
-)
+_CARD = re.compile(r"(?<![\w.,-])(?:\d{13,19}|\d{4,6}(?:[ -]\d{4,6}){2,3})(?![\w-]|[.,]\d)")
 # The lookarounds refuse a match inside a longer run of digit groups, so a 16-digit
 # number written in fours (a non-Luhn "card") is not taken for a phone number.
 _PHONE = re.compile(

@@ -4,9 +4,15 @@ ALLOWED_HOSTS)."""
 
 import os
 
+import django
 from django.core.asgi import get_asgi_application
 
+from tekton_site.tracing import tracing_setup
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tekton_site.settings")
+django.setup(set_prefix=False)
+# Tracing (when OTEL_* asks for it) before Django builds its handler: it adds middleware.
+tracing_setup(service_name="tekton-web", instrument_django=True)
 # Set up Django before anything imports models (the routing below does).
 django_asgi_app = get_asgi_application()
 
@@ -15,6 +21,10 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from runs.routing import websocket_urlpatterns  # noqa: E402
+from tekton_site.metrics import exporter_start  # noqa: E402
+
+# With TEKTON_METRICS_PORT, this process's metrics also on a bound port (no token there).
+exporter_start(with_database=True)
 
 application = ProtocolTypeRouter(
     {

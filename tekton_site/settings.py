@@ -6,6 +6,7 @@ PostgreSQL, REDIS_URL (or CELERY_BROKER_URL) selects Celery workers and channels
 `.env.example` lists every variable.
 """
 
+import json
 import os
 import re
 from pathlib import Path
@@ -94,10 +95,19 @@ INSTALLED_APPS = [
     "config_profiles",
     "runs",
     "syschecks",
+    "notifications",
+    "django_prometheus",
 ]
 
 MIDDLEWARE = [
+    # Request counts and latencies for /metrics (django-prometheus): first and last.
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    # Load-balancer probes by address and over plain HTTP: answered before the host check
+    # and the HTTPS redirect.
+    "tekton_site.health.HealthProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Static files from the application itself, in every mode (runserver, daphne, uvicorn).
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -106,6 +116,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "tekton_site.csp.ContentSecurityPolicyMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "tekton_site.urls"
@@ -301,7 +312,9 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = TEKTON_DATA_DIR / "staticfiles"
+STATIC_ROOT = Path(
+    os.environ.get("TEKTON_STATIC_ROOT") or TEKTON_DATA_DIR / "staticfiles"
+).resolve()
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
@@ -319,3 +332,130 @@ LOGGING = {
         "httpx": {"level": "WARNING"},
     },
 }
+
+# --- static files (WhiteNoise) -------------------------------------------------------------
+# Hashed, compressed copies made by `manage.py collectstatic` (scripts/up.sh, the tests and
+# deploys run it) and served by the application under any ASGI server, cached for a year.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+
+# --- artifact storage ------------------------------------------------------------------------
+# Artifacts, patches and test outputs go through Django's storage API (STORAGES["artifacts"],
+# runs.artifacts_store): files under TEKTON_ARTIFACT_ROOT by default; "s3" for S3 and
+# compatible servers (TEKTON_S3_*; credentials the AWS way: AWS_ACCESS_KEY_ID, an instance
+# role, ...); or any storage class path (storages.backends.gcloud.GoogleCloudStorage,
+# storages.backends.azure_storage.AzureStorage) with TEKTON_ARTIFACT_STORAGE_OPTIONS (JSON).
+_artifact_backend = (os.environ.get("TEKTON_ARTIFACT_STORAGE") or "filesystem").strip()
+try:
+    _artifact_options = json.loads(os.environ.get("TEKTON_ARTIFACT_STORAGE_OPTIONS") or "{}")
+except ValueError as exc:
+    raise ImproperlyConfigured(f"TEKTON_ARTIFACT_STORAGE_OPTIONS is not JSON: {exc}") from None
+if not isinstance(_artifact_options, dict):
+    raise ImproperlyConfigured("TEKTON_ARTIFACT_STORAGE_OPTIONS must be a JSON object")
+if _artifact_backend == "filesystem":
+    STORAGES["artifacts"] = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {
+            "location": str(TEKTON_ARTIFACT_ROOT),
+            "allow_overwrite": True,
+            **_artifact_options,
+        },
+    }
+elif _artifact_backend == "s3":
+    if not os.environ.get("TEKTON_S3_BUCKET"):
+        raise ImproperlyConfigured("TEKTON_ARTIFACT_STORAGE=s3 needs TEKTON_S3_BUCKET")
+    _s3 = {
+        "bucket_name": os.environ["TEKTON_S3_BUCKET"],
+        "endpoint_url": os.environ.get("TEKTON_S3_ENDPOINT_URL") or None,
+        "region_name": os.environ.get("TEKTON_S3_REGION") or None,
+        # S3-compatible servers (MinIO, Ceph, moto) want path-style addresses.
+        "addressing_style": "path" if os.environ.get("TEKTON_S3_ENDPOINT_URL") else None,
+        "file_overwrite": True,
+        "default_acl": None,
+    }
+    STORAGES["artifacts"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {**{k: v for k, v in _s3.items() if v is not None}, **_artifact_options},
+    }
+elif "." in _artifact_backend:
+    STORAGES["artifacts"] = {"BACKEND": _artifact_backend, "OPTIONS": _artifact_options}
+else:
+    raise ImproperlyConfigured(
+        "TEKTON_ARTIFACT_STORAGE must be filesystem, s3 or a storage class path, "
+        f"got {_artifact_backend!r}"
+    )
+# Only the hashed names are kept (half the files to compress), and source maps are left
+# uncompressed: they are the bulk of the bytes and only a developer's tools read them.
+WHITENOISE_KEEP_ONLY_HASHED_FILES = True
+WHITENOISE_SKIP_COMPRESS_EXTENSIONS = (
+    "jpg",
+    "jpeg",
+    "png",
+    "gif",
+    "webp",
+    "zip",
+    "gz",
+    "tgz",
+    "bz2",
+    "tbz",
+    "xz",
+    "br",
+    "swf",
+    "flv",
+    "woff",
+    "woff2",
+    "3gp",
+    "3gpp",
+    "asf",
+    "avi",
+    "m4v",
+    "mov",
+    "mp4",
+    "mpeg",
+    "mpg",
+    "webm",
+    "wmv",
+    "map",
+)
+
+# --- notifications (webhooks and e-mail) --------------------------------------------------
+# Links in notifications point here: the address people open the dashboard at.
+TEKTON_PUBLIC_URL = (os.environ.get("TEKTON_PUBLIC_URL") or "http://127.0.0.1:8000").rstrip("/")
+# Fernet key(s) that encrypt webhook signing secrets; comma-separated for rotation (the
+# first encrypts, any decrypts). Without one, webhooks cannot be created.
+TEKTON_WEBHOOK_KEYS = [
+    k.strip() for k in os.environ.get("TEKTON_WEBHOOK_KEY", "").split(",") if k.strip()
+]
+# Hooks may call only public addresses unless this is true (a receiver on the LAN).
+TEKTON_WEBHOOK_ALLOW_PRIVATE = env_bool("TEKTON_WEBHOOK_ALLOW_PRIVATE", False)
+TEKTON_WEBHOOK_TIMEOUT_S = env_float("TEKTON_WEBHOOK_TIMEOUT_S", 10.0)
+TEKTON_WEBHOOK_MAX_ATTEMPTS = env_int("TEKTON_WEBHOOK_MAX_ATTEMPTS", 6)
+TEKTON_WEBHOOK_RETRY_BASE_S = env_float("TEKTON_WEBHOOK_RETRY_BASE_S", 30.0)
+# A hook whose deliveries failed this many times in a row is paused (0: never).
+TEKTON_WEBHOOK_PAUSE_AFTER = env_int("TEKTON_WEBHOOK_PAUSE_AFTER", 5)
+# E-mail notifications go through Django's e-mail backend: SMTP when a host is set.
+EMAIL_HOST = os.environ.get("TEKTON_EMAIL_HOST", "")
+EMAIL_PORT = env_int("TEKTON_EMAIL_PORT", 587)
+EMAIL_HOST_USER = os.environ.get("TEKTON_EMAIL_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("TEKTON_EMAIL_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("TEKTON_EMAIL_TLS", True)
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = os.environ.get("TEKTON_EMAIL_FROM", "tekton@localhost")
+EMAIL_BACKEND = os.environ.get("TEKTON_EMAIL_BACKEND") or (
+    "django.core.mail.backends.smtp.EmailBackend"
+    if EMAIL_HOST
+    else "django.core.mail.backends.dummy.EmailBackend"
+)
+TEKTON_EMAIL_ENABLED = bool(EMAIL_HOST or os.environ.get("TEKTON_EMAIL_BACKEND"))
+
+# --- metrics (Prometheus) ---------------------------------------------------------------------
+# /metrics on the web process answers only with `Authorization: Bearer <token>`; unset, it
+# is off (404). TEKTON_METRICS_PORT makes a process (a worker, or the web process) serve
+# its metrics on its own port, bound to TEKTON_METRICS_ADDR (loopback by default).
+TEKTON_METRICS_TOKEN = os.environ.get("TEKTON_METRICS_TOKEN", "")
+TEKTON_METRICS_ADDR = os.environ.get("TEKTON_METRICS_ADDR") or "127.0.0.1"
+TEKTON_METRICS_PORT = env_int("TEKTON_METRICS_PORT", 0)
+# django-prometheus would read the migration table at start-up; the deploy runs them.
+PROMETHEUS_EXPORT_MIGRATIONS = False

@@ -1,9 +1,15 @@
 from django.contrib import admin
-from django.http import JsonResponse
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from config_profiles.api import ProfileDetailApi, ProfileListCreateApi
+from notifications.api import (
+    HookDeliveriesApi,
+    HookDetailApi,
+    HookListCreateApi,
+    HookPauseApi,
+    HookResumeApi,
+)
 from runs.api import (
     RunArtifactDownloadApi,
     RunArtifactListApi,
@@ -17,16 +23,14 @@ from runs.api import (
     StageRetryApi,
 )
 from syschecks.api import SystemChecksApi
+from tekton_site.health import healthz, readyz
+from tekton_site.metrics import metrics_view
 
 try:
     # Built alongside this module (the event streams); the API works without it.
     from runs.streams import RunEventsApi
 except ImportError:  # pragma: no cover - only while runs/streams.py is not there yet
     RunEventsApi = None
-
-
-def healthz(request):
-    return JsonResponse({"status": "ok"})
 
 
 api_urlpatterns = [
@@ -61,6 +65,13 @@ api_urlpatterns = [
     path("api/config/profiles/", ProfileListCreateApi.as_view(), name="profile-list"),
     path("api/config/profiles/<str:name>/", ProfileDetailApi.as_view(), name="profile-detail"),
     path("api/system/checks/", SystemChecksApi.as_view(), name="system-checks"),
+    path("api/hooks/", HookListCreateApi.as_view(), name="hook-list"),
+    path("api/hooks/<int:hook_id>/", HookDetailApi.as_view(), name="hook-detail"),
+    path("api/hooks/<int:hook_id>/pause/", HookPauseApi.as_view(), name="hook-pause"),
+    path("api/hooks/<int:hook_id>/resume/", HookResumeApi.as_view(), name="hook-resume"),
+    path(
+        "api/hooks/<int:hook_id>/deliveries/", HookDeliveriesApi.as_view(), name="hook-deliveries"
+    ),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]
@@ -72,6 +83,8 @@ if RunEventsApi is not None:
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),
+    path("metrics", metrics_view, name="metrics"),
     *api_urlpatterns,
     path("", include("tekton_site.urls_pages")),
 ]

@@ -5,6 +5,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from config_profiles import views as profile_views
+from notifications import views as hook_views
 from runs import views as run_views
 from syschecks import views as check_views
 
@@ -39,6 +40,11 @@ urlpatterns = [
     ),
     path("config/<str:name>/copy/", profile_views.profile_copy_view, name="profile-page-copy"),
     path("system/checks/", check_views.checks_view, name="checks-page"),
+    path("hooks/", hook_views.hooks_view, name="hooks-page"),
+    path("hooks/new/", hook_views.hook_create_view, name="hook-page-create"),
+    path("hooks/<int:hook_id>/pause/", hook_views.hook_pause_view, name="hook-page-pause"),
+    path("hooks/<int:hook_id>/resume/", hook_views.hook_resume_view, name="hook-page-resume"),
+    path("hooks/<int:hook_id>/delete/", hook_views.hook_delete_view, name="hook-page-delete"),
     path(
         "accounts/login/",
         auth_views.LoginView.as_view(template_name="registration/login.html"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -23,6 +24,20 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, t
         )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def collected_static():
+    """Pages name their CSS and JavaScript by hashed names from collectstatic's manifest, as
+    in production: collect once (cached per checkout; see harness.static_root)."""
+    from django.conf import settings
+
+    from tests.integration.harness import static_root
+
+    root = static_root()
+    settings.STATIC_ROOT = root
+    os.environ["TEKTON_STATIC_ROOT"] = str(root)
+    return root
+
+
 @pytest.fixture(autouse=True)
 def tekton_settings(settings, tmp_path, monkeypatch):
     """Embedded mode, synchronous inline execution, in-memory channel layer, tmp roots."""
@@ -38,6 +53,48 @@ def tekton_settings(settings, tmp_path, monkeypatch):
     monkeypatch.setenv("TEKTON_LLM_BACKEND", "offline")
     monkeypatch.delenv("TEKTON_OFFLINE_LATENCY_MS", raising=False)
     return settings
+
+
+# Names the tests may resolve; anything else does not resolve, so no test asks DNS.
+TEST_HOSTS = {
+    "localhost": "127.0.0.1",
+    "receiver.test": "127.0.0.1",
+    "public.example": "93.184.216.34",
+}
+
+
+def _test_getaddrinfo(host, port, *args, **kwargs):
+    import ipaddress
+    import socket
+
+    try:
+        ip = str(ipaddress.ip_address(str(host).strip("[]")))
+    except ValueError:
+        ip = TEST_HOSTS.get(str(host))
+        if ip is None:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known") from None
+    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    return [(family, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (ip, port))]
+
+
+@pytest.fixture(autouse=True)
+def hooks_stay_on_loopback(monkeypatch):
+    """Hook URLs resolve from TEST_HOSTS only, and a delivery goes nowhere but loopback:
+    whatever a test (or the schema fuzzer) creates, nothing leaves this machine."""
+    import ipaddress
+
+    from notifications import sending, urlcheck
+
+    monkeypatch.setattr(urlcheck, "getaddrinfo", _test_getaddrinfo)
+    real = sending.url_check
+
+    def loopback_only(url):
+        target = real(url)
+        if not ipaddress.ip_address(target.address).is_loopback:
+            raise urlcheck.UrlRefused(f"tests deliver to loopback only, not {target.address}")
+        return target
+
+    monkeypatch.setattr(sending, "url_check", loopback_only)
 
 
 def _git(path: Path, *args: str) -> None:
@@ -78,3 +135,65 @@ def staff_user(django_user_model):
     return django_user_model.objects.create_user(
         username="grace", password="pw-for-tests-only", is_staff=True
     )
+
+
+@pytest.fixture
+def otel_spans():
+    """An SDK tracer provider with an in-memory exporter for one test (the process's
+    provider is the no-op one otherwise); yields the exporter."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.util._once import Once
+
+    from tekton_site.tracing import RunIdGenerator
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(id_generator=RunIdGenerator())
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    # The API sets its global provider once per process; tests put theirs in and take it out.
+    trace._TRACER_PROVIDER_SET_ONCE = Once()
+    trace._TRACER_PROVIDER = None
+    trace.set_tracer_provider(provider)
+    yield exporter
+    provider.shutdown()
+    trace._TRACER_PROVIDER_SET_ONCE = Once()
+    trace._TRACER_PROVIDER = None
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3 server on loopback for the session: an S3-compatible endpoint URL that
+    subprocesses reach too. Credentials are any strings."""
+    from moto.server import ThreadedMotoServer
+
+    from tests.streams.live import free_port
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+S3_ENV = {
+    "AWS_ACCESS_KEY_ID": "tekton-tests",
+    "AWS_SECRET_ACCESS_KEY": "tekton-tests-secret",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+@pytest.fixture
+def s3_bucket(s3_server, monkeypatch):
+    """A fresh bucket on the moto server; returns (endpoint URL, bucket name, boto3 client)."""
+    import uuid
+
+    import boto3
+
+    for name, value in S3_ENV.items():
+        monkeypatch.setenv(name, value)
+    client = boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1")
+    bucket = f"tekton-{uuid.uuid4().hex[:10]}"
+    client.create_bucket(Bucket=bucket)
+    return s3_server, bucket, client

@@ -26,7 +26,8 @@ MIN_CASES = 1000
 # 400, because acceptance depends on the server's state, not on the request's shape: the
 # repository must exist under TEKTON_REPO_ROOTS and be git, a model needs a route, a
 # profile name must be free, a note must not be only spaces, a check id must be
-# registered, a cursor must be one the server issued. For these operations only, 400 joins the statuses a schema-valid request
+# registered, a cursor must be one the server issued, a hook URL must resolve to an allowed
+# address. For these operations only, 400 joins the statuses a schema-valid request
 # may get; every check stays on, and a 5xx or an undocumented answer still fails.
 STATE_DEPENDENT = [
     "runs_list",
@@ -36,6 +37,7 @@ STATE_DEPENDENT = [
     "profiles_update",
     "profiles_partial_update",
     "system_checks_run",
+    "hooks_create",
 ]
 CONFIG = "\n".join(
     f"""

@@ -23,6 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.integration.harness import static_root
 from tests.support.pyvenv import venv_link
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
@@ -121,6 +122,10 @@ def tekton_server(tmp_path_factory, chromium_path) -> Iterator[LiveServer]:
     data = root / "data"
     env = _clean_env(
         TEKTON_DATA_DIR=str(data),
+        TEKTON_STATIC_ROOT=str(static_root()),
+        # Webhooks can be created (the key) to a receiver on loopback (allowed here only).
+        TEKTON_WEBHOOK_KEY="qd1RY2ayYEO8yFVrKZPe9gLzCtwq2Mvo2jTYwaXvhmw=",
+        TEKTON_WEBHOOK_ALLOW_PRIVATE="true",
         TEKTON_REPO_ROOTS=str(repos),
         TEKTON_LLM_BACKEND="offline",
         TEKTON_OFFLINE_LATENCY_MS="30",
@@ -145,9 +150,10 @@ def tekton_server(tmp_path_factory, chromium_path) -> Iterator[LiveServer]:
     port = _free_port()
     log_path = root / "server.log"
     log = open(log_path, "wb")  # noqa: SIM115 - closed below
-    # Daphne's runserver: ASGI (HTTP + WebSocket) and, with --insecure, the static files.
+    # runserver (ASGI: HTTP + WebSocket) without --insecure: WhiteNoise serves the static
+    # files, from the collected, hashed names, as under a production server.
     proc = subprocess.Popen(
-        [*manage, "runserver", "--noreload", "--insecure", f"127.0.0.1:{port}"],
+        [*manage, "runserver", "--noreload", f"127.0.0.1:{port}"],
         cwd=PROJECT_DIR,
         env=env,
         stdout=log,

@@ -226,3 +226,24 @@ def test_a_dropped_connection_resumes_from_the_last_applied_seq(browser, tekton_
         expect(page.locator("#run-header .status")).to_have_text("Succeeded")
     finally:
         context.close()
+
+
+def test_webhooks_page_creates_a_hook_and_shows_its_secret_once(page, tekton_server):
+    login(page, tekton_server)
+    page.get_by_role("link", name="Webhooks").click()
+    expect(page.get_by_role("heading", name="Webhooks", exact=True)).to_be_visible()
+    page.get_by_label("Name").fill("On-call <b>pager</b>")
+    page.get_by_label("Webhook URL").fill("http://127.0.0.1:9/tekton")
+    page.get_by_label("stage.blocked").check()
+    page.get_by_role("button", name="Create hook").click()
+    secret = page.locator("code.secret")
+    expect(secret).to_have_text(re.compile(r"^whsec_\S{40,}$"))
+    value = secret.inner_text()
+    # Escaped, not markup; the htmx swap kept the page (no reload).
+    expect(page.locator("table.plain")).to_contain_text("On-call <b>pager</b>")
+    screenshot(page, "webhooks")
+    page.reload()
+    expect(page.locator("code.secret")).to_have_count(0)
+    assert value not in page.content()
+    page.get_by_role("button", name="Pause").click()
+    expect(page.locator(".form-errors")).to_contain_text("is paused: paused by its owner")

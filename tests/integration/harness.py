@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -31,6 +32,60 @@ PROJECT_DIR = Path(__file__).resolve().parents[2]
 MANAGE_PY = PROJECT_DIR / "manage.py"
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/tekton"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
+
+
+STATIC_CACHE = PROJECT_DIR / "var" / "test-static"
+
+
+def _static_sources_digest() -> str:
+    # What the collected files depend on: our static files, the locked packages (whose
+    # apps ship static files too) and the settings (storage, WhiteNoise options).
+    digest = hashlib.sha256()
+    for path in sorted((PROJECT_DIR / "static").rglob("*")):
+        if path.is_file():
+            st = path.stat()
+            digest.update(
+                f"{path.relative_to(PROJECT_DIR)}:{st.st_size}:{st.st_mtime_ns}\n".encode()
+            )
+    for name in ("uv.lock", "tekton_site/settings.py"):
+        digest.update((PROJECT_DIR / name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def static_root() -> Path:
+    """A STATIC_ROOT with `collectstatic` run (hashed, compressed names, as deployed),
+    shared by every test process and server of this checkout and collected again only when
+    the static sources, the packages or the settings change. Safe for parallel runs: each
+    collects into its own folder and renames it into place."""
+    target = STATIC_CACHE / _static_sources_digest()
+    if (target / "staticfiles.json").exists():
+        return target
+    STATIC_CACHE.mkdir(parents=True, exist_ok=True)
+    scratch = STATIC_CACHE / f".{target.name}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(_STRIPPED_PREFIXES) and k not in _STRIPPED_NAMES
+    }
+    env.update(TEKTON_STATIC_ROOT=str(scratch), TEKTON_DATA_DIR=str(scratch / "data"))
+    proc = manage(["collectstatic", "--noinput", "-v0"], env=env, timeout=300)
+    if proc.returncode != 0:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise RuntimeError(f"collectstatic failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    shutil.rmtree(scratch / "data", ignore_errors=True)
+    try:
+        scratch.rename(target)
+    except OSError:  # another process got there first: theirs is the same
+        shutil.rmtree(scratch, ignore_errors=True)
+    for old in STATIC_CACHE.iterdir():
+        # Folders of earlier sources, left a day ago or more.
+        if (
+            old != target
+            and not old.name.startswith(".")
+            and time.time() - old.stat().st_mtime > 86400
+        ):
+            shutil.rmtree(old, ignore_errors=True)
+    return target
 
 
 def services_database_url() -> str:
@@ -158,6 +213,7 @@ class Services:
                 "TEKTON_DATA_DIR": str(self.data_dir),
                 "TEKTON_ARTIFACT_ROOT": str(self.data_dir / "artifacts"),
                 "TEKTON_REPO_ROOTS": str(self.repo_root),
+                "TEKTON_STATIC_ROOT": str(static_root()),
                 "TEKTON_LLM_BACKEND": "offline",
                 "TEKTON_HEARTBEAT_SECONDS": "1",
                 "TEKTON_STAGE_LEASE_SECONDS": "6",

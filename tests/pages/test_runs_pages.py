@@ -377,3 +377,17 @@ def test_run_page_shows_the_newest_messages_of_a_long_transcript(client_for, use
     assert _queries(client, f"/runs/{run.pk}/?stage=plan") == _queries(
         client, f"/runs/{RunFactory(owner=user).pk}/?stage=plan"
     )
+
+
+def test_repo_page_shows_what_runs_recorded_without_a_checkout_here(client_for, user, settings):
+    # The workers had the repository; this web host does not.
+    path = str(settings.TEKTON_REPO_ROOTS[0] / "elsewhere")
+    run = RunFactory(owner=user, repo_path=path, base_commit="a1b2c3d4e5f6a7b8", status="succeeded")
+    Artifact.objects.create(
+        run=run, stage="test_debug", kind="json", name="test_report.json", path="x", sha256="0",
+        size=1, content={"ship": False, "summary": "2 tests newly failing"},
+    )  # fmt: skip
+    page = client_for(user).get("/repo/").content.decode()
+    assert "No checkout of this repository on the web host" in page
+    assert run.name in page and "a1b2c3d4e5f6" in page
+    assert "no ship" in page and "2 tests newly failing" in page

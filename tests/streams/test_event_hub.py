@@ -112,3 +112,15 @@ async def test_a_stalled_subscriber_drops_its_queue_and_rereads(user, make_run, 
             if item is not event_hub.HEARTBEAT:
                 events.append(item["seq"])
     assert events == [2, 3, 4, 5, 6]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_subscribers_total_counts_every_stream_of_the_process(user, make_run):
+    # What the metrics scrape reports as tekton_event_stream_subscribers.
+    one = await sync_to_async(make_run)(user, ["run.started"])
+    two = await sync_to_async(make_run)(user, ["run.started"])
+    hub = event_hub.hub()
+    before = event_hub.subscribers_total()
+    async with hub.subscribe(one.pk), hub.subscribe(one.pk), hub.subscribe(two.pk):
+        assert event_hub.subscribers_total() - before == 3
+    assert event_hub.subscribers_total() == before
