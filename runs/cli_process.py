@@ -12,6 +12,7 @@ parent may go away (and close the pipe) while the stages run on.
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -32,6 +33,46 @@ HANDSHAKE_OK = "ok"
 HANDSHAKE_ERROR = "error: "
 # drive() gives up after this many polls with nothing running and nothing ready.
 IDLE_POLLS = 3
+
+
+class OneLineFormatter(logging.Formatter):
+    """A log record as one line for a person's terminal: the message and, for an error
+    with an exception, its type and first line; the traceback is in the log file."""
+
+    def __init__(self, log_file: Path):
+        super().__init__("%(levelname)s %(message)s")
+        self.log_file = log_file
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = f"{record.levelname.lower()}: {record.getMessage()}"
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            first = (str(exc).strip().splitlines() or [""])[0]
+            line += f": {type(exc).__name__}" + (f": {first}" if first else "")
+            line += f" (traceback in {self.log_file})"
+        return " ".join(line.split())
+
+
+def cli_logging(debug: bool) -> Path:
+    """Set up logging for a command a person typed: one line per problem on the terminal,
+    every record in full (tracebacks included) in `<data dir>/logs/cli.log`; with
+    `debug`, tracebacks on the terminal too. Returns the log file. Idempotent."""
+    from swarm.redact import RedactingFilter
+
+    log_file = Path(settings.TEKTON_DATA_DIR) / "logs" / "cli.log"
+    root = logging.getLogger()
+    if not any(getattr(h, "tekton_cli", False) for h in root.handlers):
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        to_file = logging.FileHandler(log_file, encoding="utf-8")
+        to_file.tekton_cli = True  # type: ignore[attr-defined]
+        to_file.addFilter(RedactingFilter())
+        to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        to_file.setLevel(logging.INFO)
+        root.addHandler(to_file)
+    for handler in root.handlers:
+        if type(handler) is logging.StreamHandler and not debug:
+            handler.setFormatter(OneLineFormatter(log_file))
+    return log_file
 
 
 def is_inline() -> bool:

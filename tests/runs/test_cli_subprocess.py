@@ -225,3 +225,32 @@ def test_detached_retry_reports_ok_and_the_child_finishes_the_run(cli):
         assert time.monotonic() < deadline, "the detached child did not finish the run"
         time.sleep(0.3)
     assert dict(cli.runs())[run_id] == "succeeded"  # a retry with a note gets past the block
+
+
+def test_a_failing_provider_is_one_line_per_failure_and_the_traceback_goes_to_the_log(cli):
+    from tests.fakes.llm_server import FakeLlmServer, status
+
+    server = FakeLlmServer().start()
+    try:
+        for _ in range(12):
+            server.script(status(401, message="invalid x-api-key"))
+        env = {
+            "TEKTON_LLM_BACKEND": "auto",
+            "ANTHROPIC_API_KEY": "sk-ant-api03-not-a-real-key-0123456789abcdef",
+            "ANTHROPIC_BASE_URL": server.anthropic_base_url,
+        }
+        done = cli(
+            "tekton", "run", "--goal", "Fail fast", "--repo", str(cli.repo), "--to", "plan",
+            "--model", "anthropic/claude-opus-4.1", env=env,
+        )  # fmt: skip
+    finally:
+        server.stop()
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr and "Traceback" not in done.stdout
+    failures = [line for line in done.stderr.splitlines() if " / plan attempt " in line]
+    assert len(failures) == 3  # one line per failed attempt, then the run's own line
+    assert "failed after 3 attempts" in done.stderr.splitlines()[-1]
+    assert "ProviderAuthError" in failures[0] and "HTTP 401" in failures[0]
+    assert "sk-ant-api03" not in done.stderr
+    log = (cli.data / "logs" / "cli.log").read_text()
+    assert "Traceback" in log and "sk-ant-api03" not in log

@@ -150,7 +150,9 @@ class Command(TyperCommand):
 
     @contextmanager
     def _errors(self, debug: bool) -> Iterator[None]:
-        """Turn what can go wrong into one line on stderr and an exit code."""
+        """Turn what can go wrong into one line on stderr and an exit code; what the
+        stages log reaches the terminal as one line each (cli_process.cli_logging)."""
+        cli_process.cli_logging(debug)
         try:
             yield
         except (typer.Exit, UsageError, KeyboardInterrupt):
