@@ -12,11 +12,12 @@ import logging
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Count
 from django.utils import timezone
 
 from runs import events
 from runs.artifacts_store import artifact_write
-from runs.models import Artifact, Run, StageRun
+from runs.models import Artifact, LlmCall, Run, StageRun
 from swarm.redact import redact
 from swarm.stages import PATCH_FILE, SUMMARY_FILE, stage_dependencies, stage_get
 
@@ -89,6 +90,17 @@ def run_summary(run: Run) -> dict[str, Any]:
     names: dict[str, list[str]] = {}
     for a in Artifact.objects.filter(run=run).exclude(kind=Artifact.Kind.SUMMARY):
         names.setdefault(a.stage, []).append(a.name)
+    # Which backend answered each stage's calls, from the calls themselves (the mode the
+    # run was configured with says only what it asked for: "auto" may well be offline).
+    answered: dict[str, dict[str, int]] = {}
+    rows = (
+        LlmCall.objects.filter(run=run, error="")
+        .values("stage", "provider")
+        .annotate(n=Count("id"))
+        .order_by("stage", "provider")
+    )
+    for row in rows:
+        answered.setdefault(row["stage"], {})[row["provider"]] = row["n"]
     stages = []
     for s in StageRun.objects.filter(run=run).order_by("position"):
         stages.append(
@@ -102,6 +114,8 @@ def run_summary(run: Run) -> dict[str, Any]:
                 "votes": s.votes,
                 "reason": s.reason,
                 "artifacts": names.get(s.stage, []),
+                "answered_by": answered.get(s.stage, {}),
+                "offline": _only_offline(answered.get(s.stage, {})),
                 "input_tokens": s.input_tokens,
                 "output_tokens": s.output_tokens,
                 "cost_usd": float(s.cost_usd),
@@ -126,8 +140,22 @@ def run_summary(run: Run) -> dict[str, Any]:
             "cost_usd": float(run.cost_usd),
             "duration_s": run.duration_s,
         },
-        "offline": (run.config or {}).get("llm_backend") == "offline",
+        "answered_by": _calls_by_provider(answered),
+        "offline": _only_offline(_calls_by_provider(answered)),
     }
+
+
+def _calls_by_provider(answered: dict[str, dict[str, int]]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for providers in answered.values():
+        for provider, n in providers.items():
+            total[provider] = total.get(provider, 0) + n
+    return dict(sorted(total.items()))
+
+
+def _only_offline(providers: dict[str, int]) -> bool:
+    """True when calls were made and the offline backend answered every one."""
+    return bool(providers) and set(providers) == {"offline"}
 
 
 def run_advance(*, run_id: int, after_stage: str | None = None) -> list[int]:

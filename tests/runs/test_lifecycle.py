@@ -77,3 +77,20 @@ def test_a_stages_artifacts_are_written_once(git_repo):
     stage_artifacts_write(run=run, stage="code", artifact={"x": 2}, patch=patch + "+b\n")
     assert Artifact.objects.get(run=run, kind=Artifact.Kind.JSON).content == {"x": 1}
     assert RunEvent.objects.filter(run=run, kind="artifact.created").count() == 2
+
+
+def test_the_summary_says_what_answered_each_stage_not_what_was_asked(git_repo, monkeypatch):
+    from runs.dispatch import run_inline
+    from runs.services import run_create
+
+    monkeypatch.setenv("TEKTON_LLM_BACKEND", "auto")  # no key set: auto answers offline
+    run = run_create(goal="g", repo_path=git_repo, stage_to="research", dispatch=False)
+    assert run.config["llm_backend"] == "auto"
+    run_inline(run.pk)
+    summary = Artifact.objects.get(run=run, kind=Artifact.Kind.SUMMARY).content
+    assert summary["offline"] is True
+    assert set(summary["answered_by"]) == {"offline"}
+    assert [(s["stage"], s["offline"], set(s["answered_by"])) for s in summary["stages"]] == [
+        ("plan", True, {"offline"}),
+        ("research", True, {"offline"}),
+    ]
