@@ -324,9 +324,15 @@ def run_resume(*, run: Run, by=None) -> Run:
     """Continue a failed, cancelled or blocked run from its first unfinished stage. Stages
     that succeeded or were skipped are kept with their artifacts (never run or written
     again); every other stage goes back to queued with attempt 0. Records run.resumed and
-    dispatches the ready stages on commit. Raises StateError for a queued, running or
-    succeeded run."""
+    dispatches the ready stages on commit.
+
+    A queued or running run resumes only when it is orphaned (the process that ran it
+    died): the lease rule of the sweeper applies, so its stages whose heartbeat is older
+    than TEKTON_STAGE_LEASE_SECONDS are requeued and its ready stages dispatched again.
+    Raises StateError for a succeeded run, or a running one whose stage is alive."""
     locked = _locked(run)
+    if locked.status in ACTIVE_RUN:
+        return _run_orphan_resume(locked, by)
     if locked.status not in (Run.Status.FAILED, Run.Status.CANCELLED, Run.Status.BLOCKED):
         raise StateError(
             f"run {run.pk} is {locked.status}; only failed, cancelled or blocked runs resume"
@@ -357,6 +363,40 @@ def run_resume(*, run: Run, by=None) -> Run:
         run_advance(run_id=run.pk)
     else:
         stages_dispatch(stages_ready(run_id=run.pk))
+    return _refresh(run)
+
+
+def _run_orphan_resume(run: Run, by) -> Run:
+    now = timezone.now()
+    lease = float(settings.TEKTON_STAGE_LEASE_SECONDS)
+    alive = (
+        StageRun.objects.filter(
+            run=run,
+            status=StageRun.Status.RUNNING,
+            heartbeat_at__gte=now - timedelta(seconds=lease),
+        )
+        .values_list("stage", "heartbeat_at")
+        .first()
+    )
+    if alive is not None:
+        ago = (now - alive[1]).total_seconds()
+        raise StateError(
+            f"run {run.pk} is {run.status}: stage {alive[0]} is alive (heartbeat {ago:.0f} s "
+            f"ago); a stage is taken for orphaned after {lease:.0f} s of silence"
+        )
+    runs_requeue_stale(now=now, run_id=run.pk, lease_s=0)
+    first = (
+        StageRun.objects.filter(run=run, status=StageRun.Status.QUEUED)
+        .order_by("position")
+        .values_list("stage", flat=True)
+        .first()
+    )
+    events.event_record(
+        run_id=run.pk,
+        kind="run.resumed",
+        stage=first or "",
+        payload={"from_stage": first, "by": _who(by), "orphaned": True},
+    )
     return _refresh(run)
 
 
@@ -483,7 +523,9 @@ def run_abort(*, run: Run, by=None) -> Run:
     return _refresh(run)
 
 
-def runs_requeue_stale(*, now: datetime | None = None) -> int:
+def runs_requeue_stale(
+    *, now: datetime | None = None, run_id: int | None = None, lease_s: float | None = None
+) -> int:
     """The sweeper. Returns how many stages it sent back to be run.
 
     - RUNNING stages whose heartbeat is older than TEKTON_STAGE_LEASE_SECONDS (their worker
@@ -493,14 +535,20 @@ def runs_requeue_stale(*, now: datetime | None = None) -> int:
     - QUEUED, ready stages of a queued/running run untouched for longer than the lease (a
       lost dispatch): dispatched again.
     Every change is a conditional update, so any number of sweepers may run at once.
+    `run_id` limits the sweep to one run; `lease_s` replaces the lease (a resume of an
+    orphaned run takes every stage as lost). Every mode sweeps: Celery workers, and in
+    embedded mode the web process (tekton_site/asgi.py) and a resume.
     """
     now = now or timezone.now()
-    cutoff = now - timedelta(seconds=float(settings.TEKTON_STAGE_LEASE_SECONDS))
+    lease = float(settings.TEKTON_STAGE_LEASE_SECONDS if lease_s is None else lease_s)
+    cutoff = now - timedelta(seconds=lease)
     max_attempts = settings.TEKTON_STAGE_MAX_ATTEMPTS
     count = 0
     stale = StageRun.objects.filter(
         status=StageRun.Status.RUNNING, heartbeat_at__lt=cutoff
     ).select_related("run")
+    if run_id is not None:
+        stale = stale.filter(run_id=run_id)
     for stage in stale:
         with transaction.atomic():
             Run.objects.select_for_update().filter(
@@ -560,7 +608,10 @@ def runs_requeue_stale(*, now: datetime | None = None) -> int:
                 count += 1
     lost = StageRun.objects.filter(
         status=StageRun.Status.QUEUED, updated_at__lt=cutoff, run__status__in=ACTIVE_RUN
-    ).values_list("run_id", "pk")
+    )
+    if run_id is not None:
+        lost = lost.filter(run_id=run_id)
+    lost = lost.values_list("run_id", "pk")
     by_run: dict[int, set[int]] = {}
     for run_id, pk in lost:
         by_run.setdefault(run_id, set()).add(pk)

@@ -5,6 +5,7 @@ ALLOWED_HOSTS)."""
 import os
 
 import django
+from django.conf import settings
 from django.core.asgi import get_asgi_application
 
 from tekton_site.tracing import tracing_setup
@@ -25,6 +26,13 @@ from tekton_site.metrics import exporter_start  # noqa: E402
 
 # With TEKTON_METRICS_PORT, this process's metrics also on a bound port (no token there).
 exporter_start(with_database=True)
+
+# Embedded mode: this process executes stages (in threads), so it also sweeps for stages
+# whose process died, under the same lease rule as Celery workers.
+if settings.TEKTON_EXECUTION == "inline":
+    from tekton_site.sweeper import sweeper_start  # noqa: E402
+
+    sweeper_start()
 
 application = ProtocolTypeRouter(
     {

@@ -300,3 +300,28 @@ def test_sweeper_redispatches_a_lost_dispatch(settings, mocker):
     StageRun.objects.filter(run=run).update(updated_at=old)
     assert runs_requeue_stale(now=now) == 1
     dispatch.assert_called_once_with([stage_of(run, "plan").pk])  # research is not ready
+
+
+def test_an_orphaned_running_run_resumes_under_the_lease_rule(
+    git_repo, settings, django_capture_on_commit_callbacks
+):
+    run = run_create(goal="g", repo_path=git_repo, stage_to="research", dispatch=False)
+    plan = StageRun.objects.get(run=run, stage="plan")
+    # The process that ran it died mid-stage (embedded mode: no worker sweeps for it).
+    Run.objects.filter(pk=run.pk).update(status=Run.Status.RUNNING)
+    StageRun.objects.filter(pk=plan.pk).update(
+        status=StageRun.Status.RUNNING, attempt=1, claim="dead", heartbeat_at=timezone.now()
+    )
+    with pytest.raises(StateError, match="stage plan is alive"):
+        run_resume(run=run)
+    StageRun.objects.filter(pk=plan.pk).update(
+        heartbeat_at=timezone.now() - timedelta(seconds=settings.TEKTON_STAGE_LEASE_SECONDS + 1)
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        run_resume(run=run)  # dispatched on commit, run inline here
+    run.refresh_from_db()
+    assert run.status == "succeeded"
+    plan.refresh_from_db()
+    assert plan.attempt == 2  # the orphaned attempt counts
+    kinds = list(RunEvent.objects.filter(run=run).values_list("kind", flat=True))
+    assert "stage.retried" in kinds and "run.resumed" in kinds

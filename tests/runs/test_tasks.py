@@ -4,9 +4,10 @@ import threading
 
 import pytest
 
+import tekton_site.celery  # noqa: F401  (the app a worker loads: the tasks bind to it)
 from runs.models import Run, StageRun
 from runs.tasks import stage_execute_task
-from tekton_site.celery import sweeper_loop
+from tekton_site.sweeper import sweeper_loop
 from tests.factories import RunFactory
 
 pytestmark = pytest.mark.django_db
