@@ -12,3 +12,11 @@ def profiles_all() -> list[Profile]:
 
 def profile_names() -> list[str]:
     return list(Profile.objects.order_by("name").values_list("name", flat=True))
+
+
+def profiles_in_use(names: list[str]) -> list[Profile]:
+    """The default profile and the profiles named in `names` (those recent runs used)."""
+    from config_profiles.models import DEFAULT_PROFILE_NAME
+
+    wanted = {DEFAULT_PROFILE_NAME, *names}
+    return list(Profile.objects.filter(name__in=wanted).order_by("name"))

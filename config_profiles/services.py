@@ -403,6 +403,29 @@ def profile_models(profile: Profile, stage: str, model: str | None = None) -> di
     return {role: per_stage.get(role) or default for role in ROLES}
 
 
+def profile_unservable(
+    profile: Profile, env: Mapping[str, str] | None = None
+) -> list[tuple[str, str, str, str]]:
+    """(stage, role, model, why) for every role of `profile` no backend can serve with
+    the keys and tools of `env` (default: this process's environment). Writes nothing."""
+    from swarm.providers.base import NoRouteError
+    from swarm.providers.router import router_build
+
+    env = os.environ if env is None else env
+    try:
+        router = router_build(routes=list(profile.routes or []), env=env)
+    except NoRouteError as err:
+        return [("*", "*", "*", str(err))]
+    problems = []
+    for stage in STAGE_NAMES:
+        for role, model_id in profile_models(profile, stage).items():
+            try:
+                router.resolve(model_id or "")
+            except NoRouteError as err:
+                problems.append((stage, role, model_id or "(none)", str(err)))
+    return problems
+
+
 def _artifact_root(profile: Profile) -> str:
     if not profile.artifact_root:
         return str(Path(settings.TEKTON_ARTIFACT_ROOT).resolve())

@@ -57,6 +57,12 @@ def run_detail(run_id: int) -> Run:
     )
 
 
+def run_profiles_recent(*, runs: int = 200) -> list[str]:
+    """The profiles the newest runs used, each once."""
+    names = Run.objects.order_by("-created_at", "-id").values_list("profile_name", flat=True)
+    return list(dict.fromkeys(names[:runs]))
+
+
 def run_repositories_recent(user, *, runs: int = 50, limit: int = 10) -> list[str]:
     """The distinct repositories of the user's most recent runs, newest first."""
     paths = runs_visible_to(user).order_by("-created_at", "-id").values_list("repo_path", flat=True)

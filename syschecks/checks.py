@@ -117,7 +117,8 @@ def check_provider_keys(ctx: CheckContext) -> list[CheckResult]:
                 status="ok",
                 detail=f"{variable} is set"
                 if is_set
-                else f"{variable} is missing: models routed to {backend} are unavailable",
+                else f"{variable} is not set: {backend} serves no model here "
+                "(the profile check says which roles that leaves without a backend)",
                 hint=""
                 if is_set
                 else f"Export {variable} in the environment of the web process and the "
@@ -142,6 +143,50 @@ def check_provider_keys(ctx: CheckContext) -> list[CheckResult]:
             + " for real model answers; offline runs are labelled as such.",
         )
     return [summary, *results]
+
+
+@register(
+    id="provider.profiles",
+    title="Models of the profiles in use",
+    category="providers",
+    uses_database=True,
+)
+def check_profile_models(ctx: CheckContext) -> list[CheckResult]:
+    """An error per profile in use (the default and those recent runs used) with models no
+    backend can serve here, naming the stages and roles affected."""
+    from config_profiles.selectors import profiles_in_use
+    from config_profiles.services import profile_unservable
+    from runs.selectors import run_profiles_recent
+
+    results = []
+    for profile in profiles_in_use(run_profiles_recent()):
+        problems = profile_unservable(profile)
+        rid = f"provider.profile:{profile.name}"
+        if not problems:
+            results.append(
+                CheckResult(
+                    id=rid,
+                    title=f"Profile {profile.name}",
+                    status="ok",
+                    detail=f"every model of profile {profile.name} has a backend here",
+                )
+            )
+            continue
+        roles = ", ".join(f"{stage}.{role} ({model})" for stage, role, model, _ in problems[:12])
+        more = f" and {len(problems) - 12} more" if len(problems) > 12 else ""
+        reasons = sorted({why for *_, why in problems})
+        results.append(
+            CheckResult(
+                id=rid,
+                title=f"Profile {profile.name}",
+                status="error",
+                detail=f"profile {profile.name}: no backend serves {roles}{more}; "
+                + "; ".join(reasons[:3]),
+                hint="Set the key variable named above, point the roles at models a set key "
+                "serves (Profiles page), or unset every key to run offline.",
+            )
+        )
+    return results
 
 
 @register(id="provider.cli", title="Codex and Claude command-line tools", category="providers")

@@ -36,9 +36,9 @@ def test_provider_keys_report_set_or_missing_and_never_the_value(monkeypatch):
     found = by_id(results)
     assert found["provider.anthropic"].detail == "ANTHROPIC_API_KEY is set"
     assert found["provider.portkey"].detail == "PORTKEY_API_KEY is set"
-    assert "missing" in found["provider.openai"].detail
+    assert "not set" in found["provider.openai"].detail
     assert "OPENAI_API_KEY" in found["provider.openai"].hint
-    assert "missing" in found["provider.openrouter"].detail
+    assert "not set" in found["provider.openrouter"].detail
     assert found["provider.keys"].status == "ok"
     assert found["provider.keys"].detail.startswith(f"2 of {len(PROVIDER_KEY_VARIABLES)}")
 
@@ -47,6 +47,26 @@ def test_provider_keys_report_set_or_missing_and_never_the_value(monkeypatch):
         # Not the value, nor any recognisable slice of it.
         for start in range(0, len(secret) - 8):
             assert secret[start : start + 8] not in everything
+
+
+@pytest.mark.django_db
+def test_a_profile_in_use_whose_models_cannot_be_served_is_an_error_naming_the_roles(
+    monkeypatch,
+):
+    monkeypatch.delenv("TEKTON_LLM_BACKEND", raising=False)
+    for variable in PROVIDER_KEY_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", FAKE_ANTHROPIC)  # a key: no offline fallback
+    found = by_id(checks_run(only=["provider.profiles"]))
+    row = found["provider.profile:diamond-v5"]
+    assert row.status == "error"
+    assert "plan.proponent (openai/gpt-4o)" in row.detail
+    assert "code.proponent (x-ai/grok-2-mini)" in row.detail
+    assert "OPENAI_API_KEY" in row.detail and "review.skeptic" not in row.detail
+    monkeypatch.setenv("OPENROUTER_API_KEY", "sk-or-v1-" + "0" * 64)  # a gateway serves all
+    assert (
+        by_id(checks_run(only=["provider.profiles"]))["provider.profile:diamond-v5"].status == "ok"
+    )
 
 
 def test_no_provider_key_warns_that_offline_answers_everything(monkeypatch):
@@ -58,7 +78,7 @@ def test_no_provider_key_warns_that_offline_answers_everything(monkeypatch):
     assert found["provider.keys"].status == "warn"
     assert "offline backend answers every model" in found["provider.keys"].detail
     assert "ANTHROPIC_API_KEY" in found["provider.keys"].hint
-    assert "missing" in found["provider.openai"].detail
+    assert "not set" in found["provider.openai"].detail
 
 
 def test_forced_offline_backend_is_ok_without_keys(monkeypatch):
