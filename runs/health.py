@@ -55,8 +55,24 @@ _workers_seen_at = 0.0
 _workers_lock = threading.Lock()
 
 
+def queue_workers(app, conn, *, timeout_s: float) -> tuple[list[str], list[str]]:
+    """(workers that consume TEKTON_QUEUE, every worker that answered), by asking each
+    worker for its queues: a worker of another application (or of another Tekton with its
+    own queue) on the same broker answers a ping too, but would never run these stages."""
+    try:
+        replies = app.control.inspect(timeout=timeout_s, connection=conn).active_queues() or {}
+    except Exception:
+        replies = {}
+    consuming = sorted(
+        name
+        for name, queues in replies.items()
+        if any(q.get("name") == settings.TEKTON_QUEUE for q in queues or [])
+    )
+    return consuming, sorted(replies)
+
+
 def workers_check(*, timeout_s: float = 1.0) -> None:
-    """In celery mode, make sure at least one worker answers a ping (remembered for
+    """In celery mode, make sure at least one worker consumes TEKTON_QUEUE (remembered for
     WORKERS_SEEN_TTL_S); raise ServiceUnavailable("workers", ...) when none does."""
     global _workers_seen_at
     if settings.TEKTON_EXECUTION != "celery":
@@ -68,13 +84,15 @@ def workers_check(*, timeout_s: float = 1.0) -> None:
 
     try:
         with app.connection_for_write(settings.CELERY_BROKER_URL) as conn:
-            replies = app.control.ping(timeout=timeout_s, connection=conn)
+            consuming, answered = queue_workers(app, conn, timeout_s=timeout_s)
     except Exception:
-        replies = []
-    if not replies:
+        consuming, answered = [], []
+    if not consuming:
+        others = f" ({len(answered)} other worker(s) answered, on other queues)" if answered else ""
         raise ServiceUnavailable(
             "workers",
-            "no Celery worker answered; start one with `celery -A tekton_site worker`",
+            f"no Celery worker consumes the queue {settings.TEKTON_QUEUE!r}{others}; start one "
+            "with `celery -A tekton_site worker` and the same TEKTON_QUEUE / TEKTON_NAMESPACE",
         )
     with _workers_lock:
         _workers_seen_at = time.monotonic()

@@ -339,16 +339,24 @@ def check_celery(ctx: CheckContext) -> CheckResult:
                 f"{_error_line(exc, _url_password(broker))}",
                 hint="Start the broker (Redis) or fix CELERY_BROKER_URL / REDIS_URL.",
             )
-        replies = app.control.ping(timeout=CELERY_PING_TIMEOUT_S, connection=conn)
+        from runs.health import queue_workers
+
+        names, answered = queue_workers(app, conn, timeout_s=CELERY_PING_TIMEOUT_S)
     finally:
         conn.release()
-    names = sorted(name for reply in replies or [] for name in reply)
     if not names:
+        others = (
+            f"; {len(answered)} worker(s) answered but consume other queues"
+            if answered
+            else ""
+        )
         return CheckResult(
             status="error",
-            detail=f"no worker answered a ping within {CELERY_PING_TIMEOUT_S:g} s (broker {shown})",
+            detail=f"no worker consumes the queue {settings.TEKTON_QUEUE!r} (broker {shown})"
+            + others,
             hint="Start a worker: `celery -A tekton_site worker` with the same environment "
-            "as the web process; queued stages wait until one runs.",
+            "(TEKTON_QUEUE, TEKTON_NAMESPACE) as the web process; queued stages wait until "
+            "one runs.",
         )
     shown_names = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
     return CheckResult(status="ok", detail=f"{len(names)} worker(s) answered: {shown_names}")

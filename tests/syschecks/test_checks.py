@@ -213,7 +213,7 @@ def test_celery_with_no_worker_says_how_to_start_one(settings, local_redis):
     (result,) = checks_run(only=["celery"])
     assert time.monotonic() - started < 3
     assert result.status == "error"
-    assert "no worker answered" in result.detail
+    assert "no worker consumes the queue" in result.detail
     assert "celery -A tekton_site worker" in result.hint
 
 
