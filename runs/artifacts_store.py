@@ -33,6 +33,7 @@ from runs.models import Artifact, Run
 from swarm.redact import redact
 from swarm.stages import PATCH_FILE, STAGES, SUMMARY_FILE
 from tekton_site.errors import FieldError
+from tekton_site.paths import path_typed
 
 logger = logging.getLogger("tekton.runs.artifacts")
 
@@ -114,7 +115,7 @@ def folder_claim(folder: Path, run: Run) -> None:
 def output_dir_check(path: str | Path) -> Path:
     """The resolved output folder a person asked for, created if missing. Raises
     FieldError("output_dir") when it cannot be created or is another run's."""
-    out = Path(str(path)).expanduser().resolve()
+    out = path_typed(path, field="output_dir", what="output folder")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

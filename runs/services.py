@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import getpass
 import logging
+import os
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -34,6 +35,7 @@ from swarm.redact import redact
 from swarm.repo import repo_head
 from swarm.stages import ROLES, UnknownStageError, stage_dependencies, stage_get, stage_range
 from tekton_site.errors import FieldError, StateError
+from tekton_site.paths import path_exists, path_typed
 
 logger = logging.getLogger("tekton.runs.services")
 
@@ -129,10 +131,9 @@ def _repo_check(repo_path: str | Path) -> Path:
 
     if not str(repo_path or "").strip():
         raise FieldError("repo_path", "a repository path is required")
-    raw = Path(str(repo_path)).expanduser()
-    if not raw.exists():
-        raise FieldError("repo_path", f"repository {raw} does not exist")
-    path = raw.resolve()
+    path = path_typed(repo_path, field="repo_path", what="repository")
+    if not path_exists(path, field="repo_path", what="repository"):
+        raise FieldError("repo_path", f"repository {path} does not exist")
     roots = [Path(r).expanduser().resolve() for r in settings.TEKTON_REPO_ROOTS]
     if not any(path == root or path.is_relative_to(root) for root in roots):
         listed = ", ".join(str(r) for r in roots) or "(none configured)"
@@ -142,6 +143,22 @@ def _repo_check(repo_path: str | Path) -> Path:
         )
     if not path.is_dir() or not is_git_repo(path):
         raise FieldError("repo_path", f"{path} is not a git repository")
+    return path
+
+
+def _record_path_check(raw: str | Path) -> Path:
+    """A cassette to record into: a file whose folder exists or can be made."""
+    path = path_typed(raw, field="record_path", what="cassette")
+    if path_exists(path, field="record_path", what="cassette") and path.is_dir():
+        raise FieldError("record_path", f"the cassette {path} is a folder; name a file")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FieldError(
+            "record_path", f"cannot create the cassette's folder {path.parent}: {exc.strerror}"
+        ) from None
+    if not os.access(path.parent, os.W_OK):
+        raise FieldError("record_path", f"the cassette's folder {path.parent} is not writable")
     return path
 
 
@@ -186,6 +203,8 @@ def run_plan(
     except ValueError as exc:
         raise FieldError("stage_to", str(exc)) from None
     path = _repo_check(repo_path)
+    if record_path:
+        record_path = _record_path_check(record_path)
     requested = (test_command or "").strip() or None
     if requested is not None and len(requested) > TEST_COMMAND_MAX_CHARS:
         raise FieldError(
@@ -383,6 +402,20 @@ def _run_orphan_resume(run: Run, by) -> Run:
         raise StateError(
             f"run {run.pk} is {run.status}: stage {alive[0]} is alive (heartbeat {ago:.0f} s "
             f"ago); a stage is taken for orphaned after {lease:.0f} s of silence"
+        )
+    # A ready stage sent within the lease is still on its way to a worker, not lost.
+    waiting = (
+        StageRun.objects.filter(
+            pk__in=stages_ready(run_id=run.pk), updated_at__gte=now - timedelta(seconds=lease)
+        )
+        .values_list("stage", "updated_at")
+        .first()
+    )
+    if waiting is not None:
+        ago = (now - waiting[1]).total_seconds()
+        raise StateError(
+            f"run {run.pk} is {run.status}: stage {waiting[0]} was queued {ago:.0f} s ago and "
+            f"waits for a worker; a stage is taken for lost after {lease:.0f} s"
         )
     runs_requeue_stale(now=now, run_id=run.pk, lease_s=0)
     first = (

@@ -105,6 +105,26 @@ def test_create_rejects_a_repository_that_is_not_git(api, git_repo, no_dispatch)
     assert "not a git repository" in response.json()["errors"]["repo"][0]
 
 
+@pytest.mark.parametrize(
+    ("repo", "fragment"),
+    [
+        ("/tmp/" + "a" * 300, "has a component of 300 bytes; the limit is 255"),
+        ("/" + "/".join(["b" * 200] * 5), "does not exist"),
+        ("/tmp/x\x00y", "Null characters are not allowed"),  # DRF's own words
+        ("x" * 5000, "no more than 1024 characters"),
+    ],
+)
+def test_create_rejects_a_path_the_filesystem_cannot_take(
+    api, git_repo, no_dispatch, repo, fragment
+):
+    for explain in (True, False):
+        body = {**create_body(git_repo), "repo": repo, "explain": explain}
+        response = api.post("/api/runs/", body, format="json")
+        assert response.status_code == 400, response.content
+        assert fragment in " ".join(response.json()["errors"]["repo"])
+    assert Run.objects.count() == 0
+
+
 def test_create_rejects_missing_fields_and_malformed_json(api, no_dispatch):
     response = api.post("/api/runs/", {}, format="json")
     assert response.status_code == 400

@@ -282,3 +282,17 @@ def test_follow_view_tracks_stage_state():
     view.apply(E(4, "run.cancelled", "", {"status": "cancelled", "reason": "aborted"}))
     assert view.final_kind == "run.cancelled" and view.rows["research"].status == "cancelled"
     assert StageRun.Status.BLOCKED == view.rows["plan"].status
+
+
+def test_paths_the_filesystem_cannot_take_are_usage_errors(git_repo, tmp_path):
+    long = str(tmp_path / ("a" * 300))
+    for args, fragment in (
+        (["--repo", long], "component of 300 bytes"),
+        (["--repo", str(git_repo), "--output", long], "component of 300 bytes"),
+        (["--repo", str(git_repo), "--record", str(tmp_path)], "is a folder; name a file"),
+    ):
+        code, out, err = tekton("run", "--goal", "g", *args)
+        assert code == 2, (args, err)
+        assert fragment in err and "Traceback" not in err
+        assert len(err.strip().splitlines()) == 1
+    assert not Run.objects.exists()
