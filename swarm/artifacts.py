@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import functools
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -263,12 +263,54 @@ def _model_for(stage: str) -> type[BaseModel]:
         ) from None
 
 
+# Facts Tekton measures or computes rather than asks of a model (REQUIREMENTS: a constraint
+# the validator checks is either in the model's schema or filled by artifact_complete):
+# the schema a model is given leaves these out.
+TEKTON_FILLED = ("workspace", "evidence", "generated_at", "files_changed", "chosen")
+
+# What no JSON Schema can say and Tekton cannot compute: the diff must parse. A model that
+# writes a broken diff gets the repair round (and the patch check), never a silent fix.
+UNSAYABLE = {"code": {"diff": "must be a unified diff whose files the change touches"}}
+
+
+def artifact_complete(stage: str, data: Any, *, now: datetime | None = None) -> Any:
+    """A model's artifact with what Tekton fills in, ready for artifact_validate.
+
+    Drops what a model must not claim (workspace, evidence: Tekton's own measurements) and
+    fills what a schema cannot constrain: `generated_at` is the time Tekton received the
+    report, `files_changed` the diff's own paths, research's `chosen` the option the model
+    named when it named one, else the first (options come best first), and plan_update's
+    dependencies on no item are dropped. Anything that is not an object is left for
+    artifact_validate to refuse.
+    """
+    if not isinstance(data, dict):
+        return data
+    filled = {k: v for k, v in data.items() if k not in ("workspace", "evidence")}
+    if stage == "test_debug":
+        filled["generated_at"] = (now or datetime.now(UTC)).isoformat(timespec="seconds")
+    elif stage == "code" and isinstance(filled.get("diff"), str):
+        try:
+            filled["files_changed"] = diff_paths(filled["diff"]) if filled["diff"].strip() else []
+        except DiffInvalid:
+            pass  # artifact_validate names the broken diff
+    elif stage == "research" and isinstance(filled.get("options"), list):
+        names = [o.get("name") for o in filled["options"] if isinstance(o, dict)]
+        if filled.get("chosen") not in names and names:
+            filled["chosen"] = names[0]
+    elif stage == "plan_update" and isinstance(filled.get("items"), list):
+        items = [i for i in filled["items"] if isinstance(i, dict)]
+        ids = {i.get("item_id") for i in items}
+        filled["items"] = [
+            {**i, "dependencies": [d for d in i["dependencies"] if d in ids]}
+            if isinstance(i.get("dependencies"), list)
+            else i
+            for i in items
+        ]
+    return filled
+
+
 # Building a JSON Schema walks the whole model; a stage asks for the same ones ten times.
 # The cached copies are never handed out: callers get their own (they may edit them).
-# Fields Tekton fills from what it measured; the schema a model is given leaves them out.
-TEKTON_FILLED = ("workspace", "evidence")
-
-
 @functools.cache
 def _artifact_schema(stage: str) -> dict[str, Any]:
     schema = _model_for(stage).model_json_schema()
@@ -276,6 +318,14 @@ def _artifact_schema(stage: str) -> dict[str, Any]:
         schema.get("properties", {}).pop(name, None)
         if name in schema.get("required", []):
             schema["required"].remove(name)
+    if stage == "research":
+        schema["properties"]["options"]["description"] = (
+            "best first: the first option is the one chosen"
+        )
+    if stage == "code":
+        schema["properties"]["diff"]["description"] = (
+            "a unified diff (---/+++ headers, @@ hunks) against the workspace, or empty"
+        )
     return schema
 
 

@@ -41,6 +41,7 @@ from swarm.artifacts import (
     DebaterAnswer,
     MediatorAnswer,
     answer_validate,
+    artifact_complete,
     artifact_json_schema,
     artifact_validate,
     debater_json_schema,
@@ -532,7 +533,9 @@ class _StageRunner:
 
         def validate(data: Any) -> dict[str, Any]:
             answer = answer_validate(MediatorAnswer, data, what="mediator answer")
-            answer["artifact"] = artifact_validate(self.stage, answer["artifact"])
+            answer["artifact"] = artifact_validate(
+                self.stage, artifact_complete(self.stage, answer["artifact"])
+            )
             return answer
 
         answer, error, context = await self._ask_once(
@@ -626,7 +629,7 @@ class _StageRunner:
         self._cancel_point()
         schema = artifact_json_schema(self.stage)
         messages = prompts.draft_messages(self.inp, artifact_schema=schema)
-        validate = lambda d: artifact_validate(self.stage, d)  # noqa: E731
+        validate = lambda d: artifact_validate(self.stage, artifact_complete(self.stage, d))  # noqa: E731
         artifact, error, context = await self._ask_once(
             "proponent", 0, "draft", messages, schema, f"{self.stage}_artifact", validate
         )
