@@ -20,6 +20,7 @@ from pygments.util import ClassNotFound
 
 from swarm.artifacts import ARTIFACT_MODELS
 from swarm.diffs import DiffInvalid, diff_parse
+from swarm.stages import ROLES
 
 # Fields shown elsewhere on the page (the diff has its own view) or as a badge.
 _HIDDEN_FIELDS = {"diff", "offline"}
@@ -57,7 +58,7 @@ class Section:
     """One field of an artifact, shaped for the template.
 
     kind: "text" (value: str), "list" (items: [str]), "table" (columns, rows: [[str]]),
-    "pairs" (items: [(label, str)]), "confidence" (value: str percent, number: float).
+    "pairs" (items: [(label, str)]), "confidence" (value: str "0.81", number: float).
     """
 
     key: str
@@ -73,7 +74,7 @@ class Section:
 def _section(key: str, value: Any) -> Section:
     label = label_for(key)
     if key == "confidence" and isinstance(value, int | float) and not isinstance(value, bool):
-        return Section(key, label, "confidence", value=f"{value:.0%}", number=float(value))
+        return Section(key, label, "confidence", value=fmt_score(value), number=float(value))
     if isinstance(value, list):
         if value and all(isinstance(v, dict) for v in value):
             columns: list[str] = []
@@ -167,6 +168,9 @@ def as_strings(value: Any) -> list[str]:
     return [_scalar(value)]
 
 
+_ROLE_ORDER = {role: i for i, role in enumerate(ROLES)}
+
+
 def transcript_rounds(events: list[Any]) -> list[Round]:
     """A stage's `stage.progress` events grouped by (attempt, round), in order: the opening
     round, the debate rounds, then the mediator. `events` are RunEvents of one stage.
@@ -204,6 +208,9 @@ def transcript_rounds(events: list[Any]) -> list[Round]:
             kind = "opening"
         else:
             kind = "debate"
+        # In the roles' order, not in the order the concurrent calls happened to finish, so
+        # every round reads the same way across.
+        messages.sort(key=lambda m: (_ROLE_ORDER.get(m.role, len(_ROLE_ORDER)), m.seq))
         rounds.append(Round(attempt=attempt, number=number, kind=kind, messages=messages))
     return rounds
 
@@ -383,8 +390,10 @@ def fmt_ago(when: Any, now: Any = None) -> str:
     return f"{days} day{'s' if days != 1 else ''} ago"
 
 
-def fmt_percent(value: float | None) -> str:
-    return "–" if value is None else f"{value:.0%}"
+def fmt_score(value: float | None) -> str:
+    """Scores, quorums and thresholds read one way on every page: 0.81, as the stage's
+    reason and the engine's checks print them."""
+    return "–" if value is None else f"{value:.2f}"
 
 
 @dataclass
@@ -399,6 +408,8 @@ class StageView:
     duration: str = "–"
     confidence: str = "–"
     approval: str = "–"
+    quorum: str = "–"  # the run's, as the timeline says "quorum 0.45 of 0.67"
+    threshold: str = "–"
     quorum_passed: bool | None = None  # weighted approval >= the run's quorum
     threshold_passed: bool | None = None  # mediator confidence >= the run's threshold
     messages: int = 0
@@ -443,8 +454,10 @@ def stage_views(run: Any, stages: list[Any], messages: dict[str, int] | None = N
                 duration=fmt_duration(row.duration_s)
                 if row.finished_at
                 else ("running" if row.status == "running" else "–"),
-                confidence=fmt_percent(row.confidence),
-                approval=fmt_percent(approval),
+                confidence=fmt_score(row.confidence),
+                approval=fmt_score(approval),
+                quorum=fmt_score(quorum),
+                threshold=fmt_score(threshold),
                 quorum_passed=None
                 if approval is None or quorum is None
                 else approval >= quorum - 1e-9,

@@ -8,6 +8,7 @@ a repository that cannot be read comes back with `error` set instead of raising.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -160,6 +161,49 @@ def repos_targeted(runs: QuerySet[Run]) -> list[str]:
         if path not in seen and _under_roots(path):
             seen[path] = None
     return list(seen)
+
+
+# A root may be a home directory: look two levels down at most, a bounded number of entries.
+_SCAN_DEPTH = 2
+_SCAN_MAX_ENTRIES = 500
+
+
+def repos_under_roots(*, limit: int = 50) -> list[str]:
+    """Git repositories at or below TEKTON_REPO_ROOTS (two levels down at most; hidden
+    folders skipped), sorted by path, at most `limit`."""
+    found: list[str] = []
+
+    def visit(folder: Path, depth: int) -> None:
+        if (folder / ".git").exists():
+            found.append(str(folder))
+            return  # a repository's own folders hold no other repository worth offering
+        if depth >= _SCAN_DEPTH:
+            return
+        try:
+            with os.scandir(folder) as entries:
+                children = [
+                    Path(e.path)
+                    for _, e in zip(range(_SCAN_MAX_ENTRIES), entries, strict=False)
+                    if not e.name.startswith(".") and e.is_dir(follow_symlinks=False)
+                ]
+        except OSError:
+            return  # unreadable: nothing to offer from there
+        for child in sorted(children):
+            visit(child, depth + 1)
+
+    for root in settings.TEKTON_REPO_ROOTS:
+        visit(Path(root).expanduser().resolve(), 0)
+    return sorted(dict.fromkeys(found))[:limit]
+
+
+def repos_suggested(runs: QuerySet[Run]) -> list[dict[str, str]]:
+    """What the launcher offers: the repositories `runs` targeted, most recent first (the
+    first is the default), then the allowed roots' other repositories."""
+    recent = repos_targeted(runs)
+    rest = [p for p in repos_under_roots() if p not in recent]
+    return [{"path": p, "label": "used recently"} for p in recent] + [
+        {"path": p, "label": "under an allowed root"} for p in rest
+    ]
 
 
 @dataclass

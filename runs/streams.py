@@ -21,7 +21,6 @@ from django.conf import settings
 from django.db import connection
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.permissions import IsAuthenticated
@@ -121,6 +120,49 @@ class RunEventsPageSerializer(serializers.Serializer):
     run_status = serializers.ChoiceField(choices=Run.Status.choices)
 
 
+# Each Server-Sent Event, as a client parses it (OpenAPI 3.0 reads a text/event-stream
+# schema as one event's): the data is a RunEvent, or an Error body for `event: error`.
+SSE_KIND_PATTERN = r"^[a-z_]+\.[a-z_]+$"
+SSE_EVENT_SCHEMA: dict[str, Any] = {
+    "oneOf": [
+        {
+            "type": "object",
+            "required": ["id", "event", "data"],
+            "properties": {
+                "id": {
+                    "type": "string",
+                    "pattern": "^[0-9]+$",
+                    "description": "The event's seq; send the last one as Last-Event-ID.",
+                },
+                "event": {
+                    "type": "string",
+                    "pattern": SSE_KIND_PATTERN,
+                    "description": "The event's kind: run.started, stage.finished, ...",
+                },
+                "data": {
+                    "type": "string",
+                    "contentMediaType": "application/json",
+                    "contentSchema": {"$ref": "#/components/schemas/RunEvent"},
+                },
+                "retry": {"type": "integer", "minimum": 0},
+            },
+        },
+        {
+            "type": "object",
+            "required": ["event", "data"],
+            "properties": {
+                "event": {"type": "string", "enum": ["error"]},
+                "data": {
+                    "type": "string",
+                    "contentMediaType": "application/json",
+                    "contentSchema": {"$ref": "#/components/schemas/Error"},
+                },
+            },
+        },
+    ]
+}
+
+
 class RunEventsApi(APIView):
     """A run's events: SSE with `Accept: text/event-stream`, a JSON page otherwise."""
 
@@ -143,9 +185,10 @@ class RunEventsApi(APIView):
         responses={
             (200, "application/json"): RunEventsPageSerializer,
             (200, "text/event-stream"): OpenApiResponse(
-                OpenApiTypes.STR,
-                description="`id: <seq>`, `event: <kind>`, `data: <event JSON>` per event, "
-                "`: heartbeat` comments; ends after the run's final event.",
+                SSE_EVENT_SCHEMA,
+                description="One schema per event: `id: <seq>`, `event: <kind>`, `data: <event "
+                "JSON>`; `: heartbeat` comments between them; ends after the run's final event "
+                "(or after TEKTON_SSE_MAX_SECONDS: reconnect with Last-Event-ID).",
             ),
             (204, "text/event-stream"): OpenApiResponse(
                 description="The run is finished and nothing is left after the resume point."

@@ -26,7 +26,13 @@ from runs.artifacts_store import artifact_bytes
 from runs.forms import RunFilterForm, RunLaunchForm, StageRetryForm
 from runs.health import services_check
 from runs.models import Artifact, Run, StageRun
-from runs.repo_health import repo_health, repos_targeted, reviews_outstanding, runs_recorded
+from runs.repo_health import (
+    repo_health,
+    repos_suggested,
+    repos_targeted,
+    reviews_outstanding,
+    runs_recorded,
+)
 from runs.selectors import (
     run_artifacts,
     run_live,
@@ -104,9 +110,9 @@ def _list_context(request: HttpRequest, launch_form: RunLaunchForm | None = None
         before = data.get("before")
     page, has_more = runs_page(runs, before, size=PAGE_SIZE, stage_fields=_STAGE_FIELDS)
     query = {k: v for k, v in request.GET.items() if k != "before" and v}
-    known_repos = repos_targeted(visible)
+    known_repos = repos_suggested(visible)
     if launch_form is None:
-        initial = {"repo_path": known_repos[0] if known_repos else ""}
+        initial = {"repo_path": known_repos[0]["path"] if known_repos else ""}
         launch_form = RunLaunchForm(profiles=profiles, initial=initial)
     return {
         "filters": filters,
@@ -164,7 +170,7 @@ def run_launch_view(request: HttpRequest) -> HttpResponse:
 
 
 def _launcher_extra(request: HttpRequest) -> dict[str, Any]:
-    return {"known_repos": repos_targeted(runs_visible_to(request.user))}
+    return {"known_repos": repos_suggested(runs_visible_to(request.user))}
 
 
 # --- one run ------------------------------------------------------------------------------

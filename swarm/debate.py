@@ -591,7 +591,8 @@ class _StageRunner:
             )
             confidence = answer["confidence"]
             reasons += [f"patch does not apply: {c['detail']}" for c in checks if not c["ok"]]
-        artifact = self._evidence_fill(artifact, decide=False)
+        # One confidence per stage: the one checked against the threshold is the artifact's.
+        artifact = {**self._evidence_fill(artifact, decide=False), "confidence": confidence}
         if self.stage == "test_debug":
             checks = self._tests_check(artifact)
             reasons += [f"no ship: {c['detail']}" for c in checks if not c["ok"]]

@@ -390,7 +390,9 @@ def _mediator(ctx: _Ctx, transcript: list[dict[str, Any]], rng: random.Random) -
     return {
         "artifact": _artifact(ctx, rng),
         "status": "revise" if dissent and ctx.blocked else "approve",
-        "rationale": f"{_TAG} reconciled {len(transcript)} answers over {rounds + 1} round(s)",
+        # Said as the page shows them: the opening, then the debate rounds.
+        "rationale": f"{_TAG} reconciled {len(transcript)} answers: the opening"
+        + (f" and {rounds} debate round{'s' if rounds != 1 else ''}" if rounds else ""),
         "dissent": dissent,
         "risks": [f"{_TAG} {r}" for r in _pick(rng, _STAGE_RISKS[ctx.stage], 2)],
         "checklist": [f"{_TAG} artifact validates against the {ctx.stage} schema"],

@@ -81,7 +81,10 @@ def test_launch_watch_live_and_read_a_stage(page, tekton_server):
 
 def test_blocked_run_is_approved_from_the_page_and_finishes(page, tekton_server):
     login(page, tekton_server)
-    run_id = _launch(page, tekton_server, "Harden the checkout [offline:block=review]")
+    # A long unbroken token in the goal reaches every agent's words (the offline backend
+    # quotes it): it must wrap inside its transcript card.
+    token = "https://example.test/" + "x" * 180
+    run_id = _launch(page, tekton_server, f"Harden the checkout {token} [offline:block=review]")
     expect(page.locator("#stage-row-review")).to_have_class(
         re.compile("step-blocked"), timeout=FINAL_TIMEOUT
     )
@@ -89,6 +92,18 @@ def test_blocked_run_is_approved_from_the_page_and_finishes(page, tekton_server)
     page.locator("#stage-row-review a").click()
     expect(page.locator("#stage-panel")).to_contain_text("This stage is blocked and waits for you")
     expect(page.locator("#stage-panel .reason")).to_contain_text("quorum")
+    expect(page.locator("#stage-row-review")).to_contain_text(
+        re.compile(r"quorum 0\.\d\d of 0\.67")
+    )
+    overflowing = page.evaluate(
+        "[...document.querySelectorAll('article.msg')]"
+        ".filter(el => el.scrollWidth > el.clientWidth + 1).length"
+    )
+    assert page.locator("article.msg").count() == 10 and overflowing == 0
+    # One confidence: the timeline's is the artifact's.
+    timeline = page.locator("#stage-row-review").inner_text()
+    conf = re.search(r"conf\. (0\.\d\d)", timeline).group(1)
+    expect(page.locator("#artifact meter")).to_have_attribute("value", re.compile(conf))
     screenshot(page, "run-blocked")
 
     page.get_by_role("button", name="Approve anyway").click()

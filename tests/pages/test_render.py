@@ -80,7 +80,7 @@ def test_artifact_sections_follow_the_schema_and_keep_extras():
     options = sections[0]
     assert options.kind == "table" and options.columns == ["Name", "Pros", "Cons", "Links"]
     assert options.rows == [["A", "fast", "none", "none"]]
-    assert sections[5].kind == "confidence" and sections[5].value == "82%"
+    assert sections[5].kind == "confidence" and sections[5].value == "0.82"
 
 
 class _Event:
@@ -97,8 +97,10 @@ class _Event:
 
 def test_transcript_groups_rounds_in_order_with_the_mediator_last():
     events = [
-        _Event(1, "proponent", 0, position="draft", self_confidence=0.9),
+        # Finished in this order (concurrent calls); shown in the roles' order.
+        _Event(1, "pragmatist", 0, position="fine"),
         _Event(2, "skeptic", 0, position="risky", vote={"approve": False, "reason": "no"}),
+        _Event(6, "proponent", 0, position="draft", self_confidence=0.9),
         _Event(3, "proponent", 1, position="better"),
         _Event(4, "mediator", 2, rationale="merged", confidence=0.8),
         _Event(5, "proponent", 0, attempt=2, position="again"),
@@ -110,6 +112,7 @@ def test_transcript_groups_rounds_in_order_with_the_mediator_last():
         (1, "Mediator"),
         (2, "Opening"),
     ]
+    assert [m.role for m in rounds[0].messages] == ["proponent", "skeptic", "pragmatist"]
     assert rounds[0].messages[1].vote == {"approve": False, "reason": "no"}
     assert rounds[2].messages[0].position == "merged"
     assert rounds[2].messages[0].self_confidence == 0.8

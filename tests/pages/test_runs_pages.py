@@ -114,6 +114,28 @@ def test_launcher_shows_service_errors_beside_the_field(
     assert Run.objects.count() == 0
 
 
+def test_launcher_offers_the_recent_repositories_then_the_roots_ones_defaulting_to_the_last(
+    client_for, user, settings, tmp_path
+):
+    for repo in ("alpha", "team/beta", "team/gamma", ".hidden/delta", "deep/er/epsilon"):
+        (tmp_path / repo / ".git").mkdir(parents=True)
+    settings.TEKTON_REPO_ROOTS = [tmp_path]
+    page = client_for(user).get("/").content.decode()
+    datalist = page[page.index('<datalist id="known-repos">') : page.index("</datalist>")]
+    offered = [line.split('"')[1] for line in datalist.split("<option value=")[1:]]
+    assert offered == [str(tmp_path / r) for r in ("alpha", "team/beta", "team/gamma")]
+    assert f'value="{tmp_path / "alpha"}"' in page.split('name="repo_path"')[1][:400]
+
+    RunFactory(owner=user, repo_path=str(tmp_path / "team/gamma"))
+    RunFactory(owner=UserFactory(), repo_path=str(tmp_path / "team/beta"))  # not this user's
+    page = client_for(user).get("/").content.decode()
+    datalist = page[page.index('<datalist id="known-repos">') : page.index("</datalist>")]
+    offered = [line.split('"')[1] for line in datalist.split("<option value=")[1:]]
+    assert offered[0] == str(tmp_path / "team/gamma") and 'label="used recently"' in datalist
+    assert sorted(offered[1:]) == [str(tmp_path / "alpha"), str(tmp_path / "team/beta")]
+    assert f'value="{tmp_path / "team/gamma"}"' in page.split('name="repo_path"')[1][:400]
+
+
 def test_explain_shows_the_plan_and_creates_nothing(client_for, user, git_repo):
     response = client_for(user).post(
         "/runs/new/",
@@ -126,7 +148,7 @@ def test_explain_shows_the_plan_and_creates_nothing(client_for, user, git_repo):
     assert "What will run" in page and "Nothing has been created" in page
     assert "<strong>code</strong>" in page and "<strong>review</strong>" in page
     assert "<strong>plan</strong>" not in page
-    assert "quorum 0.6667" in page and "threshold 0.7" in page
+    assert "quorum 0.67" in page and "threshold 0.70" in page  # as the stage reasons say them
     assert "<html" not in page  # the launcher partial only
     assert Run.objects.count() == 0 and StageRun.objects.count() == 0
 

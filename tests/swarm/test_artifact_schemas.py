@@ -11,9 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis_jsonschema import from_schema
 
 from swarm.artifacts import (
-    ArtifactInvalid,
     TEKTON_FILLED,
     UNSAYABLE,
+    ArtifactInvalid,
     DebaterAnswer,
     MediatorAnswer,
     answer_validate,

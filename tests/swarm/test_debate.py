@@ -70,8 +70,8 @@ async def test_quorum_failure_blocks_and_names_the_no_voters(facts):
     assert out.status == "blocked"
     assert out.approval == pytest.approx(expected)
     assert out.reason == f"quorum {expected:.2f} < 0.67 (skeptic and pragmatist voted no)"
-    # The draft survives for "approve anyway".
-    assert out.artifact == {**valid_artifacts()["plan"], "offline": False}
+    # The draft survives for "approve anyway", with the mediator's confidence.
+    assert out.artifact == {**valid_artifacts()["plan"], "offline": False, "confidence": 0.85}
 
 
 async def test_only_the_last_round_vote_counts(facts):
@@ -101,6 +101,14 @@ async def test_low_mediator_confidence_blocks(facts):
     assert out.status == "blocked"
     assert out.reason == "confidence 0.55 < threshold 0.70"
     assert out.confidence == 0.55
+
+
+async def test_the_artifact_carries_the_confidence_checked_against_the_threshold(facts):
+    artifact = {**valid_artifacts()["plan"], "confidence": 0.99}
+    out, _ = await run(
+        facts, by_kind(mediator=lambda n: mediator_answer(artifact, confidence=0.55))
+    )
+    assert out.confidence == out.artifact["confidence"] == 0.55
 
 
 async def test_review_that_says_block_blocks_the_stage(facts):
@@ -336,7 +344,9 @@ async def test_events_for_every_answer_and_every_call(facts):
     assert len(messages) == 3 * 3 + 1
     assert len(calls) == len(completer.requests)
     assert [m.round for m in messages if m.role == "mediator"] == [3]
-    assert messages[-1].answer["artifact"] == out.artifact
+    # The transcript keeps the mediator's words; the artifact takes its checked confidence.
+    said = messages[-1].answer
+    assert {**said["artifact"], "confidence": said["confidence"]} == out.artifact
     assert out.input_tokens == sum(c.input_tokens for c in calls) == 100 * len(calls)
     assert out.cost_usd == pytest.approx(0.001 * len(calls))
     assert {c.provider for c in calls} == {"scripted"}
