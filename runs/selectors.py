@@ -10,7 +10,7 @@ from typing import Any
 
 from django.db.models import Count, Max, Prefetch, Q, QuerySet
 
-from runs.models import Artifact, Run, RunEvent, StageRun
+from runs.models import Artifact, Run, RunEvent, StageRun, TestRunRecord
 
 
 def runs_visible_to(user) -> QuerySet[Run]:
@@ -240,3 +240,65 @@ def stages_blocked_since() -> list[datetime]:
         .exclude(finished_at=None)
         .values_list("finished_at", flat=True)
     )
+
+
+# --- delivery: the change, its test evidence, the review -------------------------------------
+
+
+def run_test_evidence(run_id: int) -> dict[str, Any] | None:
+    """The test evidence Tekton measured for a run (the `evidence` of its test_debug
+    artifact), or None before test_debug wrote one. One query."""
+    content = (
+        Artifact.objects.filter(run_id=run_id, stage="test_debug", kind=Artifact.Kind.JSON)
+        .values_list("content", flat=True)
+        .first()
+    )
+    evidence = content.get("evidence") if isinstance(content, dict) else None
+    return evidence if isinstance(evidence, dict) else None
+
+
+def run_test_records(run_id: int) -> list[TestRunRecord]:
+    """Every measured test run of a run (base, branch, agents' run_tests), oldest first."""
+    return list(TestRunRecord.objects.filter(run_id=run_id).order_by("id"))
+
+
+def runs_delivery_facts(run_ids: list[int]) -> dict[int, dict[str, Any]]:
+    """Per run: its test evidence (`evidence`, or None) and its review verdict (`review`:
+    the review artifact's status, approve / revise / block, or ""). One query."""
+    out: dict[int, dict[str, Any]] = {pk: {"evidence": None, "review": ""} for pk in run_ids}
+    rows = Artifact.objects.filter(
+        run_id__in=run_ids, stage__in=("review", "test_debug"), kind=Artifact.Kind.JSON
+    ).values_list("run_id", "stage", "content")
+    for run_id, stage, content in rows:
+        if not isinstance(content, dict):
+            continue
+        if stage == "review":
+            out[run_id]["review"] = str(content.get("status") or "")
+        elif isinstance(content.get("evidence"), dict):
+            out[run_id]["evidence"] = content["evidence"]
+    return out
+
+
+def runs_named(user, names: list[str]) -> dict[str, Run]:
+    """The runs visible to `user` among branch names `<namespace>/run-<id>-<uid8>` of this
+    database's namespace, by name (a name whose uid is not the run's is left out). One
+    query."""
+    wanted: dict[int, str] = {}
+    for name in names:
+        namespace, _, slug = name.partition("/")
+        parts = slug.split("-")
+        if len(parts) == 3 and parts[0] == "run" and parts[1].isdigit():
+            wanted[int(parts[1])] = name
+    found = runs_visible_to(user).filter(pk__in=list(wanted))
+    return {run.name: run for run in found if wanted.get(run.pk) == run.name}
+
+
+def runs_workspace_owners() -> tuple[list[str], list[str]]:
+    """(the names of runs that may still use their workspace: queued, running or blocked,
+    every repository a run targeted). Two queries."""
+    live = Run.objects.exclude(status__in=Run.FINISHED).values_list("namespace", "id", "uid")
+    names = [f"{ns}/run-{pk}-{uid.hex[:8]}" for ns, pk, uid in live]
+    repos = list(
+        Run.objects.order_by().values_list("repo_path", flat=True).distinct().exclude(repo_path="")
+    )
+    return names, repos
