@@ -69,6 +69,14 @@ def explain_renderable(explain: dict[str, Any], *, goal: str, repo_path: str) ->
         f"profile: {explain['profile']}   rounds: {explain['rounds']} (+ opening round)   ",
         f"quorum: {float(explain['quorum']):.4g}   threshold: {float(explain['threshold']):.2f}",
     )
+    tests = explain.get("tests") or {}
+    if tests:
+        found = (
+            f"{cut(redact(str(tests['command'])), 200)} (from {tests.get('source')})"
+            if tests.get("command")
+            else f"none: {cut(redact(str(tests.get('problem') or 'not found')), 200)}"
+        )
+        header.append(f"\ntests: {found}   isolation: {tests.get('isolation')}")
     table = Table(title="stages", show_lines=False, expand=False)
     table.add_column("#", justify="right")
     table.add_column("stage", no_wrap=True)
