@@ -327,7 +327,7 @@ class OpenBranch:
     newly_failing: int = 0
     newly_passing: int = 0
     tests: int | None = None
-    review: str = ""  # the review artifact's status: approve / revise / block, or ""
+    review: str = ""  # the review artifact's status: ok / revise / block, or ""
 
 
 def repo_run_branches(user, repo_path: str) -> tuple[list[OpenBranch], str]:

@@ -264,7 +264,7 @@ def run_test_records(run_id: int) -> list[TestRunRecord]:
 
 def runs_delivery_facts(run_ids: list[int]) -> dict[int, dict[str, Any]]:
     """Per run: its test evidence (`evidence`, or None) and its review verdict (`review`:
-    the review artifact's status, approve / revise / block, or ""). One query."""
+    the review artifact's status, ok / revise / block, or ""). One query."""
     out: dict[int, dict[str, Any]] = {pk: {"evidence": None, "review": ""} for pk in run_ids}
     rows = Artifact.objects.filter(
         run_id__in=run_ids, stage__in=("review", "test_debug"), kind=Artifact.Kind.JSON

@@ -136,7 +136,7 @@ def test_open_branches_are_matched_to_runs_and_merged_ones_drop_out(delivered_ru
     other = UserFactory()
     second = deliver(
         RunFactory(owner=other, repo_path=str(git_repo), base_commit=delivered_run.base_commit),
-        review="approve",
+        review="ok",
     )
     # A run branch of no run here (another database, same namespace).
     _git(git_repo, "branch", "tekton/run-999-deadbeef", delivered_run.branch)
@@ -154,7 +154,7 @@ def test_open_branches_are_matched_to_runs_and_merged_ones_drop_out(delivered_ru
         delivered_run.branch,
         "tekton/run-999-deadbeef",
     ]
-    assert rows[0].review == "approve" and rows[2].run is None
+    assert rows[0].review == "ok" and rows[2].run is None
     _git(git_repo, "merge", "-q", "--no-edit", second.branch)
     rows, _ = repo_run_branches(staff, str(git_repo))
     assert second.branch not in [r.name for r in rows]
