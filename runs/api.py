@@ -208,6 +208,7 @@ class RunListCreateApi(APIView):
             "stage_to": data["to"],
             "consensus_free": list(data.get("consensus_free") or []) or None,
             "model": data.get("model") or None,
+            "test_command": data.get("test_command"),
         }
         if data["explain"]:
             plan = run_plan(**args)

@@ -22,7 +22,12 @@ from typing import IO, Any
 from django.conf import settings
 
 from runs.models import Run, TestRunRecord
-from runs.selectors import run_test_evidence, run_test_records, runs_delivery_facts, runs_named
+from runs.selectors import (
+    evidence_summary,
+    run_test_records,
+    runs_delivery_facts,
+    runs_named,
+)
 from runs.stage_work import run_patch, run_workspace
 from swarm.git import GitError, git_out
 from swarm.redact import redact
@@ -182,55 +187,6 @@ def run_bundle_open(run: Run) -> IO[bytes]:
 
 _CHANGES = ("newly_failing", "newly_passing", "still_failing", "removed", "added", "unchanged")
 _BAD = ("failed", "error")
-
-
-def evidence_summary(evidence: dict[str, Any] | None) -> dict[str, Any] | None:
-    """What a person (or a client) needs to judge the change from the measured evidence:
-    ship and why not, base and branch totals, newly failing and passing tests, the
-    coverage of the changed lines, the command and the isolation. None before
-    test_debug measured anything."""
-    if not isinstance(evidence, dict):
-        return None
-
-    def side(name: str) -> dict[str, Any]:
-        data = evidence.get(name) if isinstance(evidence.get(name), dict) else {}
-        return {
-            "totals": dict(data.get("totals") or {}),
-            "exit_code": data.get("exit_code"),
-            "timed_out": bool(data.get("timed_out")),
-            "duration_s": data.get("duration_s"),
-            "evidence": bool(data.get("evidence")),
-        }
-
-    coverage = evidence.get("changed_coverage")
-    command = evidence.get("command") if isinstance(evidence.get("command"), dict) else {}
-    return {
-        "ship": bool(evidence.get("ship")),
-        "reasons": [str(r) for r in evidence.get("reasons") or []],
-        "command": command.get("command"),
-        "command_source": command.get("source"),
-        "base": side("base"),
-        "branch": side("branch"),
-        "newly_failing": [str(t) for t in evidence.get("newly_failing") or []],
-        "newly_passing": [str(t) for t in evidence.get("newly_passing") or []],
-        "still_failing": [str(t) for t in evidence.get("still_failing") or []],
-        "changed_coverage": (
-            {
-                "measurable": coverage.get("measurable"),
-                "covered": coverage.get("covered"),
-                "percent": coverage.get("percent"),
-                "files": coverage.get("files") or {},
-            }
-            if isinstance(coverage, dict)
-            else None
-        ),
-        "isolation": dict(evidence.get("isolation") or {}),
-        "hints": [str(h) for h in evidence.get("hints") or []],
-    }
-
-
-def run_evidence_summary(run: Run) -> dict[str, Any] | None:
-    return evidence_summary(run_test_evidence(run.pk))
 
 
 def _change(base: str | None, branch: str | None) -> str:

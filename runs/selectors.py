@@ -257,6 +257,55 @@ def run_test_evidence(run_id: int) -> dict[str, Any] | None:
     return evidence if isinstance(evidence, dict) else None
 
 
+def evidence_summary(evidence: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What a person (or a client) needs to judge the change from the measured evidence:
+    ship and why not, base and branch totals, newly failing and passing tests, the
+    coverage of the changed lines, the command and the isolation. None before
+    test_debug measured anything."""
+    if not isinstance(evidence, dict):
+        return None
+
+    def side(name: str) -> dict[str, Any]:
+        data = evidence.get(name) if isinstance(evidence.get(name), dict) else {}
+        return {
+            "totals": dict(data.get("totals") or {}),
+            "exit_code": data.get("exit_code"),
+            "timed_out": bool(data.get("timed_out")),
+            "duration_s": data.get("duration_s"),
+            "evidence": bool(data.get("evidence")),
+        }
+
+    coverage = evidence.get("changed_coverage")
+    command = evidence.get("command") if isinstance(evidence.get("command"), dict) else {}
+    return {
+        "ship": bool(evidence.get("ship")),
+        "reasons": [str(r) for r in evidence.get("reasons") or []],
+        "command": command.get("command"),
+        "command_source": command.get("source"),
+        "base": side("base"),
+        "branch": side("branch"),
+        "newly_failing": [str(t) for t in evidence.get("newly_failing") or []],
+        "newly_passing": [str(t) for t in evidence.get("newly_passing") or []],
+        "still_failing": [str(t) for t in evidence.get("still_failing") or []],
+        "changed_coverage": (
+            {
+                "measurable": coverage.get("measurable"),
+                "covered": coverage.get("covered"),
+                "percent": coverage.get("percent"),
+                "files": coverage.get("files") or {},
+            }
+            if isinstance(coverage, dict)
+            else None
+        ),
+        "isolation": dict(evidence.get("isolation") or {}),
+        "hints": [str(h) for h in evidence.get("hints") or []],
+    }
+
+
+def run_evidence_summary(run: Run) -> dict[str, Any] | None:
+    return evidence_summary(run_test_evidence(run.pk))
+
+
 def run_test_records(run_id: int) -> list[TestRunRecord]:
     """Every measured test run of a run (base, branch, agents' run_tests), oldest first."""
     return list(TestRunRecord.objects.filter(run_id=run_id).order_by("id"))

@@ -53,6 +53,15 @@ class RunCreateInputSerializer(serializers.Serializer):
         error_messages={"invalid": "a model id is vendor/model"},
         help_text="one vendor/model id for every role of every stage",
     )
+    test_command = serializers.CharField(
+        max_length=2000,
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="the repository's test command for this run (a shell line run in the "
+        "sandbox), instead of .tekton.toml's or the detected one; refused under "
+        "TEKTON_SANDBOX=none",
+    )
     explain = serializers.BooleanField(
         default=False, help_text="answer 200 with the plan and create nothing"
     )
@@ -282,7 +291,7 @@ class RunDetailSerializer(RunSerializer):
 
     @extend_schema_field(TestEvidenceSummarySerializer(allow_null=True))
     def get_tests(self, run: Run) -> dict | None:
-        from runs.delivery import run_evidence_summary
+        from runs.selectors import run_evidence_summary
 
         return run_evidence_summary(run)
 
@@ -358,6 +367,15 @@ class ExplainStageSerializer(serializers.Serializer):
     )
 
 
+class ExplainTestsSerializer(serializers.Serializer):
+    command = serializers.CharField(allow_null=True, help_text="what test_debug will run")
+    source = serializers.CharField(allow_null=True, help_text="request, .tekton.toml or detected")
+    problem = serializers.CharField(
+        allow_blank=True, help_text="why no command was found (test_debug will block)"
+    )
+    isolation = serializers.CharField(help_text="bwrap, or none when an operator turned it off")
+
+
 class ExplainSerializer(serializers.Serializer):
     goal = serializers.CharField()
     repo = serializers.CharField()
@@ -365,6 +383,7 @@ class ExplainSerializer(serializers.Serializer):
     rounds = serializers.IntegerField()
     quorum = serializers.FloatField()
     threshold = serializers.FloatField()
+    tests = ExplainTestsSerializer()
     stages = ExplainStageSerializer(many=True)
 
 

@@ -24,18 +24,14 @@ from django_htmx.http import HttpResponseClientRedirect
 from config_profiles.selectors import profile_names
 from runs import render as show
 from runs.artifacts_store import artifact_bytes
-from runs.delivery import (
-    repo_run_branches,
-    run_delivery,
-    run_evidence_summary,
-    run_test_results,
-)
+from runs.delivery import repo_run_branches, run_delivery, run_test_results
 from runs.forms import RunFilterForm, RunLaunchForm, StageRetryForm
 from runs.health import services_check
 from runs.models import Artifact, Run, StageRun
 from runs.repo_health import repo_health, repos_targeted, reviews_outstanding, runs_recorded
 from runs.selectors import (
     run_artifacts,
+    run_evidence_summary,
     run_live,
     run_message_counts,
     run_stages,

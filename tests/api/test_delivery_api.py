@@ -86,3 +86,29 @@ def test_downloads_are_404_without_a_change_or_for_another_user(api, delivered_r
     for what in ("tests", "patch", "bundle"):
         assert mallory.get(f"/api/runs/{delivered_run.pk}/{what}/").status_code == 404
     assert Path(delivered_run.repo_path).is_dir()
+
+
+def test_a_run_request_may_name_its_test_command(api, git_repo, no_dispatch):
+    from runs.models import Run
+
+    body = {"goal": "g", "repo": str(git_repo), "test_command": "python -m pytest -q tests"}
+    explained = api.post("/api/runs/", {**body, "explain": True}, format="json").json()
+    assert explained["tests"]["command"] == "python -m pytest -q tests"
+    assert explained["tests"]["source"] == "request" and explained["tests"]["isolation"] == "bwrap"
+    created = api.post("/api/runs/", body, format="json")
+    assert created.status_code == 201
+    assert Run.objects.get(pk=created.json()["id"]).config["test_command"] == body["test_command"]
+    detected = api.post(
+        "/api/runs/", {**body, "test_command": None, "explain": True}, format="json"
+    )
+    assert detected.json()["tests"]["source"] == "detected"
+
+
+def test_a_test_command_with_control_characters_is_refused(api, git_repo):
+    response = api.post(
+        "/api/runs/",
+        {"goal": "g", "repo": str(git_repo), "test_command": "pytest\x1b[2J -x", "explain": True},
+        format="json",
+    )
+    assert response.status_code == 400
+    assert "control characters" in str(response.json())

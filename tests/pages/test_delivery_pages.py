@@ -73,3 +73,16 @@ def test_repository_page_lists_open_run_branches_as_outstanding_reviews(
     assert f'href="/runs/{delivered_run.pk}/"' in page
     assert "no ship" in page and "review: revise" in page
     assert other.branch not in page  # another user's run does not exist for them
+
+
+def test_launcher_takes_a_test_command_and_explain_shows_it(client_for, user, git_repo):
+    client = client_for(user)
+    form = {"goal": "g", "repo_path": str(git_repo), "stage_from": "plan", "stage_to": "release"}
+    page = client.post(
+        "/runs/new/", {**form, "test_command": "make check", "action": "explain"}
+    ).content.decode()
+    assert 'name="test_command"' in page
+    assert "Tests: <code>make check</code>" in page and "(request)" in page
+    response = client.post("/runs/new/", {**form, "test_command": "make check"})
+    assert response.status_code == 302
+    assert Run.objects.get().config["test_command"] == "make check"

@@ -68,3 +68,21 @@ def test_workspaces_prune_removes_orphans_and_keeps_live_runs(git_repo, tmp_path
     assert not orphan.exists() and run_workspace(live).exists()
     code, out, _ = tekton("workspaces", "prune")
     assert "nothing to prune" in out
+
+
+def test_show_gives_the_branch_how_to_take_it_and_the_test_evidence(delivered_run):
+    import json
+
+    run = delivered_run
+    code, out, err = tekton("show", str(run.pk))
+    assert code == 0, err
+    flat = " ".join(out.split())
+    assert f"branch {run.branch} (base {run.base_commit[:12]}, head {run.head_commit[:12]})" in flat
+    assert f"git merge {run.branch}" in flat and f"git diff {run.base_commit}..{run.branch}" in flat
+    assert "tests: no ship (1 test(s) newly failing)" in flat
+    assert "newly failing: tests.test_app::test_mul" in flat
+    assert "changed lines covered: 1 of 2 (50.0%)" in flat
+    code, out, _ = tekton("show", str(run.pk), "--json")
+    data = json.loads(out)
+    assert data["branch"] == run.branch and data["head_commit"] == run.head_commit
+    assert data["tests"]["newly_passing"] == ["tests.test_app::test_sub"]

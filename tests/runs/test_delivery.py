@@ -13,11 +13,11 @@ from runs.delivery import (
     repo_run_branches,
     run_bundle_open,
     run_delivery,
-    run_evidence_summary,
     run_patch_text,
     run_test_results,
 )
 from runs.models import Run
+from runs.selectors import run_evidence_summary
 from runs.stage_work import run_workspace
 from tests.factories import RunFactory, UserFactory
 from tests.support.delivery import FIX, deliver, head_of

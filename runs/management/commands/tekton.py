@@ -62,6 +62,7 @@ from runs.selectors import (
     run_blocked_at,
     run_detail,
     run_events_after,
+    run_evidence_summary,
     run_get,
     run_status,
     runs_with_progress,
@@ -529,7 +530,7 @@ class Command(TyperCommand):
                 run = run_detail(run_id)
             except Run.DoesNotExist:
                 raise Run.DoesNotExist(f"no run with id {run_id}") from None
-            data = run_detail_data(run)
+            data = run_detail_data(run, tests=run_evidence_summary(run))
             if as_json:
                 self._out(json.dumps(data, indent=2, default=str))
             else:
