@@ -29,6 +29,14 @@ from rest_framework.views import APIView
 
 from runs import serializers as s
 from runs.artifacts_store import artifact_bytes, artifact_open
+from runs.delivery import (
+    DeliveryUnavailable,
+    bundle_filename,
+    patch_filename,
+    run_bundle_open,
+    run_patch_text,
+    run_test_results,
+)
 from runs.health import services_check
 from runs.models import Run, RunEvent, StageRun
 from runs.render import transcript_rounds
@@ -200,6 +208,7 @@ class RunListCreateApi(APIView):
             "stage_to": data["to"],
             "consensus_free": list(data.get("consensus_free") or []) or None,
             "model": data.get("model") or None,
+            "test_command": data.get("test_command"),
         }
         if data["explain"]:
             plan = run_plan(**args)
@@ -440,3 +449,83 @@ class RunTranscriptApi(APIView):
             raise exceptions.NotFound(f"run {run.pk} does not include stage {wanted!r}")
         transcript = transcript_build(run, stages, events)
         return Response(s.TranscriptSerializer(transcript).data)
+
+
+class RunTestsApi(APIView):
+    @extend_schema(
+        operation_id="runs_tests",
+        summary="Every test's outcome on the base and on the branch (complete, not paged)",
+        description="From the runs test_debug measured in the sandbox: one result per test "
+        "id with its base and branch outcome and what changed; `change` narrows them. "
+        "`runs` lists every measured test run (base, branch, agents' run_tests). Before "
+        "test_debug ran, `measured` is false and the lists are empty.",
+        parameters=[s.TestResultsFilterSerializer],
+        responses={200: s.TestResultsSerializer, **error_responses(400, 401, 404)},
+    )
+    def get(self, request, run_id: int):
+        query = s.TestResultsFilterSerializer(data=request.query_params.dict())
+        query.is_valid(raise_exception=True)
+        run = run_for(request, run_id)
+        results = run_test_results(run, change=query.validated_data.get("change"))
+        return Response(s.TestResultsSerializer(results).data)
+
+
+class _DownloadApi(APIView):
+    def perform_content_negotiation(self, request, force=False):
+        # The file is served as what it is, whatever the Accept header asked for.
+        return super().perform_content_negotiation(request, force=True)
+
+
+class RunPatchApi(_DownloadApi):
+    @extend_schema(
+        operation_id="runs_patch",
+        summary="The run's change as a patch: git diff <base>..<branch>",
+        description="From the repository when the branch is there, else the code stage's "
+        "stored diff (so a web host without the checkout serves it too). Apply it with "
+        "`git apply`. 404 when the run has no change.",
+        responses={
+            (200, "text/x-diff"): OpenApiResponse(OpenApiTypes.STR, description="a unified diff"),
+            **error_responses(401, 404),
+        },
+    )
+    def get(self, request, run_id: int):
+        run = run_for(request, run_id)
+        try:
+            text, _source = run_patch_text(run)
+        except DeliveryUnavailable as exc:
+            raise exceptions.NotFound(str(exc)) from None
+        return FileResponse(
+            io.BytesIO(text.encode("utf-8")),
+            as_attachment=True,
+            filename=patch_filename(run),
+            content_type="text/x-diff",
+        )
+
+
+class RunBundleApi(_DownloadApi):
+    @extend_schema(
+        operation_id="runs_bundle",
+        summary="The run's branch as a git bundle (prerequisite: the base commit)",
+        description="Made on request from the repository with `git bundle create`; in a "
+        "clone that has the base commit: `git fetch <file> <branch>:<branch>`. Nothing is "
+        "pushed anywhere. 404 when the run has no branch or the repository is not on this "
+        "host (download the patch then).",
+        responses={
+            (200, "application/octet-stream"): OpenApiResponse(
+                OpenApiTypes.BINARY, description="a git bundle (v2)"
+            ),
+            **error_responses(401, 404),
+        },
+    )
+    def get(self, request, run_id: int):
+        run = run_for(request, run_id)
+        try:
+            handle = run_bundle_open(run)
+        except DeliveryUnavailable as exc:
+            raise exceptions.NotFound(str(exc)) from None
+        return FileResponse(
+            handle,
+            as_attachment=True,
+            filename=bundle_filename(run),
+            content_type="application/octet-stream",
+        )

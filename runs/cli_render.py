@@ -69,6 +69,14 @@ def explain_renderable(explain: dict[str, Any], *, goal: str, repo_path: str) ->
         f"profile: {explain['profile']}   rounds: {explain['rounds']} (+ opening round)   ",
         f"quorum: {float(explain['quorum']):.4g}   threshold: {float(explain['threshold']):.2f}",
     )
+    tests = explain.get("tests") or {}
+    if tests:
+        found = (
+            f"{cut(redact(str(tests['command'])), 200)} (from {tests.get('source')})"
+            if tests.get("command")
+            else f"none: {cut(redact(str(tests.get('problem') or 'not found')), 200)}"
+        )
+        header.append(f"\ntests: {found}   isolation: {tests.get('isolation')}")
     table = Table(title="stages", show_lines=False, expand=False)
     table.add_column("#", justify="right")
     table.add_column("stage", no_wrap=True)
@@ -129,8 +137,10 @@ def runs_table(rows: list[dict[str, Any]]) -> Table:
     return table
 
 
-def run_detail_data(run: Any) -> dict[str, Any]:
-    """A run with its stages and artifacts as JSON-ready data (`show --json`)."""
+def run_detail_data(run: Any, tests: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A run with its stages and artifacts, its branch and (`tests`, from
+    runs.selectors.run_evidence_summary) its test evidence as JSON-ready data
+    (`show --json`)."""
     root = Path(run.config.get("artifact_root") or ".")
     stages = []
     for s in run.stages.all():
@@ -180,6 +190,10 @@ def run_detail_data(run: Any) -> dict[str, Any]:
             "started_at": run.started_at.isoformat() if run.started_at else None,
             "finished_at": run.finished_at.isoformat() if run.finished_at else None,
             "duration_s": run.duration_s,
+            "branch": run.branch or None,
+            "base_commit": run.base_commit or None,
+            "head_commit": run.head_commit or None,
+            "tests": tests,
             "config": {
                 k: run.config.get(k)
                 for k in (
@@ -250,7 +264,57 @@ def run_detail_renderable(data: dict[str, Any]) -> Group:
     parts: list[Any] = [header, stages]
     if data["artifacts"]:
         parts.append(artifacts)
+    change = _change_text(data)
+    if change is not None:
+        parts.append(change)
     return Group(*parts)
+
+
+def _totals_text(side: dict[str, Any]) -> str:
+    t = side.get("totals") or {}
+    if side.get("timed_out"):
+        return "timed out"
+    return (
+        f"{t.get('tests', 0)} tests, {t.get('passed', 0)} passed, {t.get('failed', 0)} failed, "
+        f"{t.get('errors', 0)} errors, {t.get('skipped', 0)} skipped"
+    )
+
+
+def _change_text(data: dict[str, Any]) -> Text | None:
+    """The branch, how to take it, and the test evidence, for `show`."""
+    branch, base, tests = data.get("branch"), data.get("base_commit"), data.get("tests")
+    if not branch and not tests:
+        return None
+    text = Text()
+    if branch:
+        text.append("change: ", style="bold")
+        text.append(
+            f"branch {branch} (base {str(base)[:12]}, head {str(data['head_commit'])[:12]})"
+        )
+        text.append(f"\n  git diff {base}..{branch}\n  git merge {branch}")
+    if tests:
+        text.append("\ntests: " if branch else "tests: ", style="bold")
+        text.append(
+            "ship" if tests["ship"] else "no ship", style="green" if tests["ship"] else "red"
+        )
+        if tests["reasons"]:
+            text.append(f" ({'; '.join(tests['reasons'])})")
+        text.append(f"\n  base:   {_totals_text(tests['base'])}")
+        text.append(f"\n  branch: {_totals_text(tests['branch'])}")
+        for label in ("newly_failing", "newly_passing"):
+            names = tests[label]
+            if names:
+                shown = ", ".join(names[:10]) + (
+                    f" and {len(names) - 10} more" if len(names) > 10 else ""
+                )
+                text.append(f"\n  {label.replace('_', ' ')}: {shown}")
+        coverage = tests.get("changed_coverage")
+        if coverage and coverage.get("measurable"):
+            text.append(
+                f"\n  changed lines covered: {coverage['covered']} of {coverage['measurable']} "
+                f"({coverage['percent']}%)"
+            )
+    return text
 
 
 # --- following a run ------------------------------------------------------------------------

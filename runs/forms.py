@@ -22,6 +22,7 @@ ERROR_FIELDS = {
     "stage_to": "stage_to",
     "model": "model",
     "consensus_free": "consensus_free",
+    "test_command": "test_command",
 }
 
 
@@ -50,6 +51,14 @@ class RunLaunchForm(forms.Form):
         widget=forms.TextInput(attrs={"placeholder": "vendor/model, e.g. offline/test"}),
         help_text="One model for every agent; leave blank to use the profile.",
     )
+    test_command = forms.CharField(
+        label="Test command",
+        required=False,
+        max_length=2000,
+        widget=forms.TextInput(attrs={"placeholder": "e.g. python -m pytest -q tests"}),
+        help_text="Instead of the repository's .tekton.toml or detected one; runs in the "
+        "sandbox. Leave blank to use the repository's.",
+    )
 
     def __init__(self, *args, profiles: list[str], **kwargs):
         super().__init__(*args, **kwargs)
@@ -65,6 +74,7 @@ class RunLaunchForm(forms.Form):
             "stage_to": data.get("stage_to") or "release",
             "consensus_free": list(data.get("consensus_free") or []) or None,
             "model": (data.get("model") or "").strip() or None,
+            "test_command": (data.get("test_command") or "").strip() or None,
         }
 
     def add_service_error(self, field: str, message: str) -> None:

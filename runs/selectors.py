@@ -10,7 +10,7 @@ from typing import Any
 
 from django.db.models import Count, Max, Prefetch, Q, QuerySet
 
-from runs.models import Artifact, Run, RunEvent, StageRun
+from runs.models import Artifact, Run, RunEvent, StageRun, TestRunRecord
 
 
 def runs_visible_to(user) -> QuerySet[Run]:
@@ -240,3 +240,114 @@ def stages_blocked_since() -> list[datetime]:
         .exclude(finished_at=None)
         .values_list("finished_at", flat=True)
     )
+
+
+# --- delivery: the change, its test evidence, the review -------------------------------------
+
+
+def run_test_evidence(run_id: int) -> dict[str, Any] | None:
+    """The test evidence Tekton measured for a run (the `evidence` of its test_debug
+    artifact), or None before test_debug wrote one. One query."""
+    content = (
+        Artifact.objects.filter(run_id=run_id, stage="test_debug", kind=Artifact.Kind.JSON)
+        .values_list("content", flat=True)
+        .first()
+    )
+    evidence = content.get("evidence") if isinstance(content, dict) else None
+    return evidence if isinstance(evidence, dict) else None
+
+
+def evidence_summary(evidence: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What a person (or a client) needs to judge the change from the measured evidence:
+    ship and why not, base and branch totals, newly failing and passing tests, the
+    coverage of the changed lines, the command and the isolation. None before
+    test_debug measured anything."""
+    if not isinstance(evidence, dict):
+        return None
+
+    def side(name: str) -> dict[str, Any]:
+        data = evidence.get(name) if isinstance(evidence.get(name), dict) else {}
+        return {
+            "totals": dict(data.get("totals") or {}),
+            "exit_code": data.get("exit_code"),
+            "timed_out": bool(data.get("timed_out")),
+            "duration_s": data.get("duration_s"),
+            "evidence": bool(data.get("evidence")),
+        }
+
+    coverage = evidence.get("changed_coverage")
+    command = evidence.get("command") if isinstance(evidence.get("command"), dict) else {}
+    return {
+        "ship": bool(evidence.get("ship")),
+        "reasons": [str(r) for r in evidence.get("reasons") or []],
+        "command": command.get("command"),
+        "command_source": command.get("source"),
+        "base": side("base"),
+        "branch": side("branch"),
+        "newly_failing": [str(t) for t in evidence.get("newly_failing") or []],
+        "newly_passing": [str(t) for t in evidence.get("newly_passing") or []],
+        "still_failing": [str(t) for t in evidence.get("still_failing") or []],
+        "changed_coverage": (
+            {
+                "measurable": coverage.get("measurable"),
+                "covered": coverage.get("covered"),
+                "percent": coverage.get("percent"),
+                "files": coverage.get("files") or {},
+            }
+            if isinstance(coverage, dict)
+            else None
+        ),
+        "isolation": dict(evidence.get("isolation") or {}),
+        "hints": [str(h) for h in evidence.get("hints") or []],
+    }
+
+
+def run_evidence_summary(run: Run) -> dict[str, Any] | None:
+    return evidence_summary(run_test_evidence(run.pk))
+
+
+def run_test_records(run_id: int) -> list[TestRunRecord]:
+    """Every measured test run of a run (base, branch, agents' run_tests), oldest first."""
+    return list(TestRunRecord.objects.filter(run_id=run_id).order_by("id"))
+
+
+def runs_delivery_facts(run_ids: list[int]) -> dict[int, dict[str, Any]]:
+    """Per run: its test evidence (`evidence`, or None) and its review verdict (`review`:
+    the review artifact's status, ok / revise / block, or ""). One query."""
+    out: dict[int, dict[str, Any]] = {pk: {"evidence": None, "review": ""} for pk in run_ids}
+    rows = Artifact.objects.filter(
+        run_id__in=run_ids, stage__in=("review", "test_debug"), kind=Artifact.Kind.JSON
+    ).values_list("run_id", "stage", "content")
+    for run_id, stage, content in rows:
+        if not isinstance(content, dict):
+            continue
+        if stage == "review":
+            out[run_id]["review"] = str(content.get("status") or "")
+        elif isinstance(content.get("evidence"), dict):
+            out[run_id]["evidence"] = content["evidence"]
+    return out
+
+
+def runs_named(user, names: list[str]) -> dict[str, Run]:
+    """The runs visible to `user` among branch names `<namespace>/run-<id>-<uid8>` of this
+    database's namespace, by name (a name whose uid is not the run's is left out). One
+    query."""
+    wanted: dict[int, str] = {}
+    for name in names:
+        namespace, _, slug = name.partition("/")
+        parts = slug.split("-")
+        if len(parts) == 3 and parts[0] == "run" and parts[1].isdigit():
+            wanted[int(parts[1])] = name
+    found = runs_visible_to(user).filter(pk__in=list(wanted))
+    return {run.name: run for run in found if wanted.get(run.pk) == run.name}
+
+
+def runs_workspace_owners() -> tuple[list[str], list[str]]:
+    """(the names of runs that may still use their workspace: queued, running or blocked,
+    every repository a run targeted). Two queries."""
+    live = Run.objects.exclude(status__in=Run.FINISHED).values_list("namespace", "id", "uid")
+    names = [f"{ns}/run-{pk}-{uid.hex[:8]}" for ns, pk, uid in live]
+    repos = list(
+        Run.objects.order_by().values_list("repo_path", flat=True).distinct().exclude(repo_path="")
+    )
+    return names, repos

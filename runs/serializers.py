@@ -4,6 +4,7 @@ schema says what is accepted); the services check everything else."""
 from __future__ import annotations
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from runs.models import Artifact, Run, StageRun
@@ -51,6 +52,15 @@ class RunCreateInputSerializer(serializers.Serializer):
         default=None,
         error_messages={"invalid": "a model id is vendor/model"},
         help_text="one vendor/model id for every role of every stage",
+    )
+    test_command = serializers.CharField(
+        max_length=2000,
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="the repository's test command for this run (a shell line run in the "
+        "sandbox), instead of .tekton.toml's or the detected one; refused under "
+        "TEKTON_SANDBOX=none",
     )
     explain = serializers.BooleanField(
         default=False, help_text="answer 200 with the plan and create nothing"
@@ -114,11 +124,21 @@ class RunSerializer(serializers.ModelSerializer):
             "total_tokens",
             "cost_usd",
             "duration_s",
+            "branch",
+            "base_commit",
+            "head_commit",
             "created_at",
             "started_at",
             "finished_at",
         ]
         read_only_fields = fields
+        extra_kwargs = {
+            "branch": {
+                "help_text": "the run's branch in the repository once its change is committed"
+            },
+            "base_commit": {"help_text": "HEAD of the repository when the run was created"},
+            "head_commit": {"help_text": "the commit the run's branch points at"},
+        }
 
     def get_fields(self):
         return _rename(super().get_fields(), {"stage_from": "from", "stage_to": "to"})
@@ -172,15 +192,158 @@ class ArtifactSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class WorkspaceSerializer(serializers.Serializer):
+    path = serializers.CharField(allow_null=True, help_text="the run's worktree (on the workers)")
+    state = serializers.ChoiceField(
+        choices=["present", "removed", "none", "unavailable"],
+        help_text="present: the worktree exists here; removed: the run has none now (finished "
+        "or not started); none: the repository had no commit; unavailable: the repository is "
+        "not on this host",
+    )
+
+
+class RunDeliveryCommandsSerializer(serializers.Serializer):
+    diff = serializers.CharField(required=False, help_text="git diff <base>..<branch>")
+    merge = serializers.CharField(required=False, help_text="git merge <branch>")
+    fetch_bundle = serializers.CharField(
+        required=False, help_text="take the branch from the downloaded bundle"
+    )
+
+
+class RunDeliverySerializer(serializers.Serializer):
+    branch = serializers.CharField(allow_null=True)
+    base_commit = serializers.CharField(allow_null=True)
+    head_commit = serializers.CharField(allow_null=True)
+    workspace = WorkspaceSerializer()
+    branch_in_git = serializers.BooleanField(
+        allow_null=True, help_text="the branch exists in the repository (null: not on this host)"
+    )
+    branch_head = serializers.CharField(allow_null=True, help_text="the branch's commit in git")
+    has_change = serializers.BooleanField(help_text="a patch can be downloaded")
+    can_bundle = serializers.BooleanField(help_text="a git bundle can be downloaded")
+    commands = RunDeliveryCommandsSerializer()
+
+
+class TestSideSerializer(serializers.Serializer):
+    totals = serializers.DictField(
+        child=serializers.IntegerField(), help_text="tests, passed, failed, errors, skipped"
+    )
+    exit_code = serializers.IntegerField(allow_null=True)
+    timed_out = serializers.BooleanField()
+    duration_s = serializers.FloatField(allow_null=True)
+    evidence = serializers.BooleanField(help_text="false: the run proves nothing (see reasons)")
+
+
+class ChangedCoverageSerializer(serializers.Serializer):
+    measurable = serializers.IntegerField(allow_null=True)
+    covered = serializers.IntegerField(allow_null=True)
+    percent = serializers.FloatField(allow_null=True)
+    files = serializers.DictField(child=serializers.JSONField())
+
+
+class TestEvidenceSummarySerializer(serializers.Serializer):
+    ship = serializers.BooleanField()
+    reasons = serializers.ListField(child=serializers.CharField(allow_blank=True))
+    command = serializers.CharField(allow_null=True)
+    command_source = serializers.CharField(allow_null=True)
+    base = TestSideSerializer()
+    branch = TestSideSerializer()
+    newly_failing = serializers.ListField(child=serializers.CharField())
+    newly_passing = serializers.ListField(child=serializers.CharField())
+    still_failing = serializers.ListField(child=serializers.CharField())
+    changed_coverage = ChangedCoverageSerializer(
+        allow_null=True, help_text="coverage of the lines the change added or changed"
+    )
+    isolation = serializers.DictField(child=serializers.JSONField())
+    hints = serializers.ListField(child=serializers.CharField())
+
+
 class RunDetailSerializer(RunSerializer):
     stages = StageSerializer(many=True)
     artifacts = ArtifactSerializer(many=True)
     config = serializers.JSONField(help_text="the configuration frozen when the run was created")
     last_event_seq = serializers.IntegerField(source="event_seq")
+    delivery = serializers.SerializerMethodField(
+        help_text="the branch, its base and head, the workspace, and how to take the change"
+    )
+    tests = serializers.SerializerMethodField(
+        help_text="the test evidence Tekton measured (null before test_debug); "
+        "per-test results at /api/runs/{id}/tests/"
+    )
 
     class Meta(RunSerializer.Meta):
-        fields = [*RunSerializer.Meta.fields, "last_event_seq", "config", "stages", "artifacts"]
+        fields = [
+            *RunSerializer.Meta.fields,
+            "last_event_seq",
+            "config",
+            "delivery",
+            "tests",
+            "stages",
+            "artifacts",
+        ]
         read_only_fields = fields
+
+    @extend_schema_field(RunDeliverySerializer)
+    def get_delivery(self, run: Run) -> dict:
+        from runs.delivery import run_delivery
+
+        return run_delivery(run).to_dict()
+
+    @extend_schema_field(TestEvidenceSummarySerializer(allow_null=True))
+    def get_tests(self, run: Run) -> dict | None:
+        from runs.selectors import run_evidence_summary
+
+        return run_evidence_summary(run)
+
+
+class TestResultSerializer(serializers.Serializer):
+    test = serializers.CharField(help_text="the JUnit test id (classname::name)")
+    base = serializers.CharField(allow_null=True, help_text="outcome on the base commit")
+    branch = serializers.CharField(allow_null=True, help_text="outcome on the branch")
+    change = serializers.ChoiceField(
+        choices=["newly_failing", "newly_passing", "still_failing", "removed", "added", "unchanged"]
+    )
+    message = serializers.CharField(allow_blank=True, help_text="the failure message, redacted")
+
+
+class TestRecordSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=["base", "branch", "stage"])
+    stage = serializers.CharField()
+    commit = serializers.CharField(allow_null=True)
+    reused = serializers.BooleanField(help_text="copied from an earlier run of the same base")
+    command = serializers.CharField(allow_null=True)
+    exit_code = serializers.IntegerField(allow_null=True)
+    timed_out = serializers.BooleanField()
+    duration_s = serializers.FloatField(allow_null=True)
+    totals = serializers.DictField(child=serializers.IntegerField())
+    evidence = serializers.BooleanField()
+    reasons = serializers.ListField(child=serializers.CharField(allow_blank=True))
+    created_at = serializers.DateTimeField()
+
+
+class TestResultsSerializer(serializers.Serializer):
+    run = serializers.IntegerField()
+    measured = serializers.BooleanField(help_text="false: test_debug has not measured yet")
+    base_commit = serializers.CharField(allow_null=True)
+    head_commit = serializers.CharField(allow_null=True)
+    count = serializers.IntegerField(help_text="the number of results (complete, not paged)")
+    results = TestResultSerializer(many=True)
+    runs = TestRecordSerializer(many=True, help_text="every measured test run, oldest first")
+
+
+class TestResultsFilterSerializer(serializers.Serializer):
+    change = serializers.ChoiceField(
+        choices=[
+            "newly_failing",
+            "newly_passing",
+            "still_failing",
+            "removed",
+            "added",
+            "unchanged",
+        ],
+        required=False,
+        help_text="only the tests whose outcome changed so",
+    )
 
 
 class RunPageSerializer(serializers.Serializer):
@@ -204,6 +367,15 @@ class ExplainStageSerializer(serializers.Serializer):
     )
 
 
+class ExplainTestsSerializer(serializers.Serializer):
+    command = serializers.CharField(allow_null=True, help_text="what test_debug will run")
+    source = serializers.CharField(allow_null=True, help_text="request, .tekton.toml or detected")
+    problem = serializers.CharField(
+        allow_blank=True, help_text="why no command was found (test_debug will block)"
+    )
+    isolation = serializers.CharField(help_text="bwrap, or none when an operator turned it off")
+
+
 class ExplainSerializer(serializers.Serializer):
     goal = serializers.CharField()
     repo = serializers.CharField()
@@ -211,6 +383,7 @@ class ExplainSerializer(serializers.Serializer):
     rounds = serializers.IntegerField()
     quorum = serializers.FloatField()
     threshold = serializers.FloatField()
+    tests = ExplainTestsSerializer()
     stages = ExplainStageSerializer(many=True)
 
 

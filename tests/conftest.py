@@ -197,3 +197,22 @@ def s3_bucket(s3_server, monkeypatch):
     bucket = f"tekton-{uuid.uuid4().hex[:10]}"
     client.create_bucket(Bucket=bucket)
     return s3_server, bucket, client
+
+
+@pytest.fixture
+def delivered_run(user, git_repo, tekton_settings, tmp_path):
+    """A succeeded run of `user` on git_repo with a committed branch, its patch, test
+    evidence (one test newly passing, one newly failing) and a review asking to revise."""
+    from runs.models import Run
+    from tests.factories import RunFactory
+    from tests.support.delivery import deliver, head_of
+
+    tekton_settings.TEKTON_WORKSPACE_ROOT = tmp_path / "workspaces"
+    run = RunFactory(
+        owner=user,
+        repo_path=str(git_repo),
+        base_commit=head_of(git_repo),
+        status=Run.Status.SUCCEEDED,
+        goal="Add sub",
+    )
+    return deliver(run)

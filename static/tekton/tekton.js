@@ -6,6 +6,7 @@
       connection catches up from the database instead of missing or repeating changes.
    2. When the row of the stage shown in the panel changes, the panel is fetched again.
    3. The header says whether the live connection is up.
+   4. A Copy button copies the command it names (data-copy) to the clipboard.
 */
 (function () {
   "use strict";
@@ -99,6 +100,17 @@
   document.addEventListener("htmx:wsAfterMessage", function () {
     highlightSelected();
     refreshPanelIfChanged();
+  });
+  // Copy buttons beside commands: data-copy names the element whose text is copied.
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest ? event.target.closest("button[data-copy]") : null;
+    var source = button ? document.getElementById(button.dataset.copy) : null;
+    if (!source || !navigator.clipboard) {
+      return;
+    }
+    navigator.clipboard.writeText(source.textContent.trim()).then(function () {
+      button.classList.add("copied");
+    });
   });
   document.addEventListener("htmx:afterSwap", function (event) {
     if (event.detail && event.detail.target && event.detail.target.id === "stage-panel") {

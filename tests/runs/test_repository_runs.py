@@ -12,6 +12,7 @@ import pytest
 
 from config_profiles.models import Profile
 from config_profiles.services import profile_copy, profile_update
+from runs.delivery import run_bundle_open, run_patch_text, run_test_results
 from runs.dispatch import run_inline
 from runs.models import Artifact, Run, RunEvent, StageRun, TestRunRecord
 from runs.services import run_create
@@ -161,6 +162,22 @@ def test_a_change_that_fixes_the_failing_test_ships_and_leaves_the_branch(calc_r
     assert run.config["ignored_changes"] == ["?? notes.txt"]
     kinds = set(TestRunRecord.objects.filter(run=run).values_list("kind", flat=True))
     assert {"base", "branch"} <= kinds
+    # What a person takes away: every test's outcome, and the change as patch and bundle.
+    results = {r["test"]: r for r in run_test_results(run)["results"]}
+    assert len(results) == pytest_branch["passed"] + pytest_branch["failed"]
+    fixed = results["tests/test_core.py::test_add"]
+    assert (fixed["base"], fixed["branch"], fixed["change"]) == (
+        "failed",
+        "passed",
+        "newly_passing",
+    )
+    assert run_patch_text(run) == (
+        _git(calc_repo, "diff", f"{run.base_commit}..{run.branch}"),
+        "branch",
+    )
+    with run_bundle_open(run) as handle:
+        assert handle.read(15) == b"# v2 git bundle"
+    assert _checkout_state(calc_repo) == before
 
 
 def test_a_change_that_breaks_a_test_does_not_ship_and_blocks(calc_repo, scripted):

@@ -515,6 +515,23 @@ def test_prune_removes_orphans_and_stale_registrations_only(repo, root, tmp_path
     ]
 
 
+def test_prune_dry_run_lists_what_it_would_remove_and_keeps_other_namespaces(repo, root):
+    live = workspace(repo, root, "tekton/run-1-aaaa")
+    orphan = workspace(repo, root, "tekton/run-2-bbbb")
+    other_db = workspace(repo, root, "staging/run-2-cccc")
+    for ws in (live, orphan, other_db):
+        ws.create()
+    before = sorted(registered(repo))
+    planned = workspaces_prune(
+        root, live=["tekton/run-1-aaaa"], repos=[repo], namespace="tekton", dry_run=True
+    )
+    assert planned == [orphan.path]
+    assert orphan.exists() and sorted(registered(repo)) == before
+    removed = workspaces_prune(root, live=["tekton/run-1-aaaa"], repos=[repo], namespace="tekton")
+    assert removed == planned
+    assert live.exists() and other_db.exists() and not orphan.path.exists()
+
+
 def test_disk_usage_counts_workspaces_and_bytes(repo, root):
     assert workspaces_disk_usage(root).bytes == 0
     ws = workspace(repo, root)

@@ -462,3 +462,40 @@ def test_debug_on_in_services_mode_warns(settings):
     assert sandbox()["sandbox.debug"].status == "ok"
     settings.DEBUG = False
     assert sandbox()["sandbox.debug"].detail == "DEBUG is off"
+
+
+# --- the command sandbox and the workspaces ----------------------------------------------------
+
+
+def workspaces(**kwargs):
+    return by_id(checks_run(only=["workspaces"], **kwargs))
+
+
+def test_command_sandbox_says_whether_bwrap_works_here(settings):
+    from swarm.sandbox import sandbox_probe
+
+    ok, why = sandbox_probe()
+    result = workspaces()["workspaces.sandbox"]
+    assert result.status == ("ok" if ok else "error") and why in result.detail
+    settings.TEKTON_SANDBOX = "none"
+    result = workspaces()["workspaces.sandbox"]
+    assert result.status == "warn" and "unisolated" in result.detail
+
+
+def test_workspace_disk_reports_free_space_and_use(settings, tmp_path, monkeypatch):
+    import shutil as shutil_module
+
+    root = tmp_path / "ws"
+    (root / "tekton--run-1-aaaaaaaa").mkdir(parents=True)
+    (root / "tekton--run-1-aaaaaaaa" / "f.txt").write_text("x" * 10_000)
+    settings.TEKTON_WORKSPACE_ROOT = root
+    result = workspaces()["workspaces.disk"]
+    assert result.status in ("ok", "warn") and "1 workspace(s) and 0 spare(s)" in result.detail
+    real = shutil_module.disk_usage
+    monkeypatch.setattr(
+        "syschecks.checks.shutil.disk_usage",
+        lambda p: real(p)._replace(free=100 * 1024**2),
+    )
+    result = workspaces()["workspaces.disk"]
+    assert result.status == "error" and "100.0 MiB free" in result.detail
+    assert "tekton workspaces prune" in result.hint

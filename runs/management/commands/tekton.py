@@ -42,7 +42,7 @@ from typing import Annotated, Any
 
 import typer
 from django.core.management.base import CommandError
-from django_typer.management import TyperCommand, command
+from django_typer.management import TyperCommand, command, group
 
 # typer vendors its own click; its usage errors are these classes, not the click package's.
 from typer._click.exceptions import NoArgsIsHelpError, UsageError
@@ -62,6 +62,7 @@ from runs.selectors import (
     run_blocked_at,
     run_detail,
     run_events_after,
+    run_evidence_summary,
     run_get,
     run_status,
     runs_with_progress,
@@ -369,6 +370,14 @@ class Command(TyperCommand):
             Path | None, typer.Option("--record", help="Record every LLM call to this cassette.")
         ] = None,
         detach: DetachOpt = False,
+        test_command: Annotated[
+            str | None,
+            typer.Option(
+                "--test-command",
+                help="The repository's test command for this run, instead of .tekton.toml's "
+                "or the detected one (a shell line, run in the sandbox).",
+            ),
+        ] = None,
     ) -> None:
         from runs import services
 
@@ -394,6 +403,7 @@ class Command(TyperCommand):
                 "consensus_free": free or None,
                 "model": model,
                 "record_path": str(record) if record else None,
+                "test_command": test_command,
             }
             if explain:
                 plan = services.run_plan(**kwargs)
@@ -520,7 +530,7 @@ class Command(TyperCommand):
                 run = run_detail(run_id)
             except Run.DoesNotExist:
                 raise Run.DoesNotExist(f"no run with id {run_id}") from None
-            data = run_detail_data(run)
+            data = run_detail_data(run, tests=run_evidence_summary(run))
             if as_json:
                 self._out(json.dumps(data, indent=2, default=str))
             else:
@@ -556,3 +566,36 @@ class Command(TyperCommand):
             cli_process.handshake_ok()
         cli_process.drive(run_id)
         raise typer.Exit(self._outcome(run_id))
+
+    # --- workspaces -----------------------------------------------------------------------
+
+    @group(help="The runs' workspaces (git worktrees under TEKTON_WORKSPACE_ROOT).")
+    def workspaces(self) -> None:
+        pass
+
+    @workspaces.command(
+        name="prune",
+        help="Remove workspaces no queued, running or blocked run uses, and stale worktree "
+        "registrations; branches stay.",
+    )
+    def workspaces_prune(
+        self,
+        dry_run: Annotated[
+            bool, typer.Option("--dry-run", help="Only list what would be removed.")
+        ] = False,
+        debug: DebugOpt = False,
+    ) -> None:
+        from django.conf import settings
+
+        from runs.stage_work import workspaces_prune_orphans
+
+        with self._errors(debug):
+            removed = workspaces_prune_orphans(dry_run=dry_run)
+            verb = "would remove" if dry_run else "removed"
+            for path in removed:
+                self._out(f"{verb} {path}")
+            root = settings.TEKTON_WORKSPACE_ROOT
+            if not removed:
+                self._out(f"nothing to prune under {root}")
+            else:
+                self._out(f"{verb} {len(removed)} path(s) under {root}")
