@@ -147,12 +147,17 @@ def test_full_run_through_a_real_worker_succeeds_with_all_artifacts(
     assert llm_stages == set(STAGE_NAMES)
 
 
-def test_run_without_detach_follows_the_worker_to_the_end(services, git_repo, start_worker):
+def test_run_without_detach_follows_the_worker_to_the_end(
+    services, git_repo, start_worker, tmp_path
+):
     start_worker()
     goal = _goal("Document the add function in README")
+    out = tmp_path / "out"
 
     proc = manage(
-        ["tekton", "run", "--goal", goal, "--repo", str(git_repo)], env=services.env, timeout=150
+        ["tekton", "run", "--goal", goal, "--repo", str(git_repo), "--output", str(out)],
+        env=services.env,
+        timeout=150,
     )
 
     assert proc.returncode == 0, (
@@ -162,6 +167,11 @@ def test_run_without_detach_follows_the_worker_to_the_end(services, git_repo, st
     assert run["status"] == "succeeded"
     # It followed to the end: the run was already finished when the command returned.
     assert _events(services, run["id"])[-1]["kind"] == "run.finished"
+    # The worker wrote no folder on this machine: the CLI fetched every artifact into --output.
+    assert {"plan.json", "release_report.json", "diamond_summary.json"} <= {
+        p.name for p in out.iterdir()
+    }
+    assert str(out) in proc.stdout
 
 
 def test_killed_worker_stage_is_rerun_by_a_new_worker_and_nothing_is_written_twice(

@@ -229,6 +229,8 @@ class Command(TyperCommand):
 
     def _outcome(self, run_id: int) -> int:
         run = run_get(run_id)
+        if run.is_finished or run.status == Run.Status.BLOCKED:
+            self._export(run)
         if run.status == Run.Status.SUCCEEDED:
             from runs.artifacts_store import artifact_dir
 
@@ -249,6 +251,18 @@ class Command(TyperCommand):
             f"see `{MANAGE} tekton show {run.pk}`"
         )
         return EXIT_FAILED
+
+    def _export(self, run: Run) -> None:
+        """Workers write no folder on this machine: fetch what the run wrote into --output
+        (a no-op rewrite in embedded mode, where the files are already there)."""
+        if not run.output_dir:
+            return
+        from runs.artifacts_store import FolderTaken, artifacts_export
+
+        try:
+            artifacts_export(run=run, folder=run.output_dir)
+        except (FolderTaken, OSError) as exc:
+            self._err(f"warning: artifacts not copied to {redact(run.output_dir)}: {exc}")
 
     def _go(
         self, run: Run, *, after_seq: int, detach: bool, start: Callable[[], None] | None
