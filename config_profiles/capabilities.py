@@ -66,3 +66,23 @@ def capability_refusals_load() -> list[tuple[str, str, str, str]]:
         return [(b, u, m, f) for b, u, m, refused in rows for f in refused]
 
     return _in_thread(work)
+
+
+_attached = threading.Lock()
+_attached_done = False
+
+
+def capability_memory_attach() -> None:
+    """Wire the process-wide CapabilityStore to the database, once per process. Called by
+    what builds a router for stages (runs.stage_inputs), not at start-up: a command that
+    calls no model imports no provider code (the CLI starts at once)."""
+    global _attached_done
+    with _attached:
+        if _attached_done:
+            return
+        from swarm.providers.capabilities import DEFAULT_STORE
+
+        DEFAULT_STORE.remember_with(
+            on_refuse=capability_refusal_record, load=capability_refusals_load
+        )
+        _attached_done = True

@@ -14,6 +14,7 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
+from config_profiles.capabilities import capability_memory_attach
 from runs.artifacts_store import artifact_read_json
 from runs.lessons import HistoryLessons
 from runs.models import Artifact, Run, StageRun
@@ -127,6 +128,7 @@ def stage_config_build(run: Run, stage: str) -> StageConfig:
 def completer_build(config: dict[str, Any]) -> Router:
     """The router that answers the stage's calls, from the run's frozen configuration and
     the keys in this process's environment."""
+    capability_memory_attach()  # what servers refused, known to every process
     return router_build(
         routes=config.get("routes") or None,
         env=dict(os.environ),
