@@ -342,6 +342,18 @@ def runs_named(user, names: list[str]) -> dict[str, Run]:
     return {run.name: run for run in found if wanted.get(run.pk) == run.name}
 
 
+def runs_with_branches(user, repo_path: str, limit: int = 100) -> list[Run]:
+    """Runs visible to `user` on `repo_path` that recorded a branch and a head commit,
+    newest first: what the workers recorded, for a web host without the checkout."""
+    return list(
+        runs_visible_to(user)
+        .filter(repo_path=repo_path)
+        .exclude(branch="")
+        .exclude(head_commit="")
+        .order_by("-pk")[:limit]
+    )
+
+
 def runs_workspace_owners() -> tuple[list[str], list[str]]:
     """(the names of runs that may still use their workspace: queued, running or blocked,
     every repository a run targeted). Two queries."""
