@@ -103,3 +103,14 @@ class StageRetryForm(forms.Form):
         max_length=8000,
         help_text="Goes into the retried stage's prompts.",
     )
+
+
+class RunBudgetForm(forms.Form):
+    """A run's new budgets (blank = unchanged, 0 = no limit)."""
+
+    tokens = forms.IntegerField(min_value=0, required=False, label="Token budget")
+    cost_usd = forms.DecimalField(
+        min_value=0, decimal_places=4, required=False, label="Cost budget (USD)"
+    )
+    # The blocked stage to retry once the budget is raised ("" = raise only).
+    retry = forms.ChoiceField(choices=[("", "")] + [(s, s) for s in STAGE_NAMES], required=False)

@@ -23,7 +23,7 @@ from django_htmx.http import HttpResponseClientRedirect
 from config_profiles.selectors import profile_names
 from runs import render as show
 from runs.artifacts_store import artifact_bytes
-from runs.forms import RunFilterForm, RunLaunchForm, StageRetryForm
+from runs.forms import RunBudgetForm, RunFilterForm, RunLaunchForm, StageRetryForm
 from runs.health import services_check
 from runs.models import Artifact, Run, StageRun
 from runs.repo_health import repo_health, repos_targeted, reviews_outstanding, runs_recorded
@@ -39,6 +39,7 @@ from runs.selectors import (
 )
 from runs.services import (
     run_abort,
+    run_budget_set,
     run_cancel,
     run_create,
     run_plan,
@@ -196,6 +197,7 @@ def run_live_context(run: Run, stages: list[StageRun], counts: dict[str, int]) -
         "input_tokens": show.fmt_tokens(run.input_tokens),
         "output_tokens": show.fmt_tokens(run.output_tokens),
         "cost": show.fmt_cost(run.cost_usd),
+        "budget": show.fmt_budget(run.config),
         "can_cancel": run.status in (Run.Status.QUEUED, Run.Status.RUNNING, Run.Status.BLOCKED),
         "can_resume": run.status in (Run.Status.FAILED, Run.Status.CANCELLED, Run.Status.BLOCKED),
         "blocked_stages": [s.stage for s in blocked],
@@ -264,6 +266,10 @@ def _stage_panel_context(run: Run, stage: StageRun | None) -> dict[str, Any]:
         "diff": show.diff_files(patch_text) if patch_text else [],
         "patch_error": patch_error,
         "retry_form": StageRetryForm(),
+        "budget_blocked": stage.status == StageRun.Status.BLOCKED
+        and stage.reason.startswith(("budget reached", "no price for")),
+        "budget_tokens": int((run.config or {}).get("budget_tokens") or 0),
+        "budget_cost": float((run.config or {}).get("budget_cost_usd") or 0),
     }
 
 
@@ -322,6 +328,30 @@ def run_resume_view(request: HttpRequest, run_id: int) -> HttpResponse:
         return _back(run)
     _act(request, run, f"Run {run.pk} resumed.", run_resume)
     return _back(run)
+
+
+@require_POST
+@login_required
+def run_budget_view(request: HttpRequest, run_id: int) -> HttpResponse:
+    """Raise (or change) the run's budgets and, with `retry`, run that blocked stage again."""
+    run = _visible_run(request, run_id)
+    form = RunBudgetForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "; ".join(e for errs in form.errors.values() for e in errs))
+        return _back(run, request.POST.get("retry", ""))
+    data = form.cleaned_data
+    stage = data["retry"]
+    try:
+        run_budget_set(run=run, tokens=data["tokens"], cost_usd=data["cost_usd"], by=request.user)
+        if stage:
+            stage_retry(run=run, stage=stage, note="", by=request.user)
+    except (StateError, FieldError) as exc:
+        messages.error(request, str(exc))
+    else:
+        run.refresh_from_db()
+        done = f"Budget now {show.fmt_budget(run.config)}."
+        messages.success(request, f"{done} Stage {stage} runs again." if stage else done)
+    return _back(run, stage)
 
 
 @require_POST

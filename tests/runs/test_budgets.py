@@ -220,3 +220,117 @@ def test_a_cost_budget_is_refused_for_a_run_whose_models_have_no_price():
     run_budget_set(run=run, cost_usd="2.50")
     run.refresh_from_db()
     assert run.config["budget_cost_usd"] == 2.5
+
+
+# --- adapters: the command, the API, run creation ---------------------------------------
+
+
+@pytest.fixture
+def capped_profile(monkeypatch):
+    """A profile with a cost budget whose model no price table knows, answered by a
+    gateway (a key is set), not offline."""
+    from config_profiles.models import Profile
+
+    monkeypatch.setenv("TEKTON_LLM_BACKEND", "auto")
+    monkeypatch.setenv("OPENROUTER_API_KEY", "sk-or-test")
+    return Profile.objects.create(
+        name="capped", stage_models={"default": "x-ai/grok-new"}, budget_cost_usd=1
+    )
+
+
+def test_the_budget_command_raises_the_budget_and_says_how_to_retry(git_repo, fake_engine):
+    from tests.cli import tekton
+
+    run = budget_run(git_repo, ("plan", "research"), budget_tokens=200)
+    run_inline(run.pk)
+    code, out, _ = tekton("budget", str(run.pk), "--tokens", "1000000", "--cost", "5")
+    assert code == 0
+    assert f"run {run.pk} budget: 1,000,000 tokens and $5.00 (spent 120 tokens" in out
+    assert f'tekton retry {run.pk} research --note "budget raised"' in out
+    run.refresh_from_db()
+    assert (run.config["budget_tokens"], run.config["budget_cost_usd"]) == (1_000_000, 5.0)
+    code, _, err = tekton("budget", str(run.pk), "--tokens", "-5")
+    assert code == 2 and err.startswith("error: tokens must be")
+    code, _, err = tekton("budget", str(run.pk))
+    assert code == 2 and "--tokens" in err
+
+
+def test_run_creation_with_a_cost_budget_and_unpriced_models_exits_2_naming_them(
+    git_repo, capped_profile
+):
+    from tests.cli import tekton
+
+    code, _, err = tekton("run", "--goal", "g", "--repo", str(git_repo), "--profile", "capped")
+    assert code == 2
+    assert err.startswith("error: a cost budget needs a price for every model")
+    assert "x-ai/grok-new has none" in err and len(err.strip().splitlines()) == 1
+    assert not Run.objects.exists()
+
+
+def test_the_profile_may_price_the_model_so_the_run_starts(git_repo, capped_profile, no_dispatch):
+    from runs.services import run_create
+
+    capped_profile.prices = {"x-ai/grok-new": {"input": 1.0, "output": 2.0}}
+    capped_profile.save()
+    run = run_create(goal="g", repo_path=str(git_repo), profile_name="capped")
+    assert run.config["prices"] == {"x-ai/grok-new": [1.0, 2.0]}
+
+
+def test_a_cost_budget_with_offline_runs_is_fine(git_repo, capped_profile, monkeypatch):
+    from runs.services import run_plan
+
+    monkeypatch.setenv("TEKTON_LLM_BACKEND", "offline")
+    plan = run_plan(goal="g", repo_path=str(git_repo), profile_name="capped")
+    assert plan.config["budget_cost_usd"] == 1.0
+    assert set(plan.config["backends"].values()) == {"offline"}
+
+
+@pytest.fixture
+def no_dispatch(monkeypatch):
+    monkeypatch.setattr("runs.services.stages_dispatch", lambda ids: None)
+
+
+def test_api_creation_with_a_cost_budget_and_unpriced_models_is_a_400(
+    git_repo, capped_profile, user, no_dispatch
+):
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.force_authenticate(user)
+    body = {"goal": "g", "repo": str(git_repo), "profile": "capped"}
+    response = client.post("/api/runs/", body, format="json")
+    assert response.status_code == 400, response.json()
+    assert "x-ai/grok-new has none" in " ".join(response.json()["errors"]["budget_cost_usd"])
+    assert not Run.objects.exists()
+
+
+def test_the_budget_endpoint_raises_the_budget_then_retry_runs_the_stage(
+    git_repo, fake_engine, user
+):
+    from rest_framework.test import APIClient
+
+    run = budget_run(git_repo, ("plan", "research"), budget_tokens=200)
+    Run.objects.filter(pk=run.pk).update(owner=user)
+    run_inline(run.pk)
+    client = APIClient()
+    client.force_authenticate(user)
+    response = client.post(f"/api/runs/{run.pk}/budget/", {"tokens": -1}, format="json")
+    assert response.status_code == 400 and "tokens" in response.json()["errors"]
+    response = client.post(f"/api/runs/{run.pk}/budget/", {}, format="json")
+    assert response.status_code == 200 and response.json()["budget"]["tokens"] == 200
+    response = client.post(
+        f"/api/runs/{run.pk}/budget/", {"tokens": 5000, "cost_usd": 2.5}, format="json"
+    )
+    assert response.status_code == 200, response.json()
+    assert response.json()["budget"] == {"tokens": 5000, "cost_usd": 2.5}
+    assert response.json()["status"] == "blocked"
+    response = client.post(
+        f"/api/runs/{run.pk}/stages/research/retry/", {"note": "budget raised"}, format="json"
+    )
+    assert response.status_code == 200
+    run_inline(run.pk)
+    run.refresh_from_db()
+    assert run.status == "succeeded" and stage_of(run, "research").status == "succeeded"
+    Run.objects.filter(pk=run.pk).update(status=Run.Status.SUCCEEDED)
+    response = client.post(f"/api/runs/{run.pk}/budget/", {"tokens": 1}, format="json")
+    assert response.status_code == 409
