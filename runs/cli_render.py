@@ -413,6 +413,12 @@ class FollowView:
             return f"{prefix}: {cut(p.get('reason', ''), 200)}"
         if kind == "artifact.created":
             return f"{prefix} {p.get('name', '?')} ({p.get('size', '?')} bytes)"
+        if kind == "run.budget":
+            tokens, cost = int(p.get("tokens") or 0), float(p.get("cost_usd") or 0)
+            return (
+                f"{prefix} {f'{tokens:,} tokens' if tokens else 'no token limit'}, "
+                f"{f'${cost:,.2f}' if cost else 'no cost limit'}"
+            )
         if kind in FINAL_KINDS:
             reason = p.get("reason") or ""
             return f"{prefix} {p.get('status', '')}" + (f": {cut(reason, 200)}" if reason else "")
