@@ -249,6 +249,22 @@ def _record_blocked(
                 "budget": outcome.budget_reached,
             },
         )
+        if outcome.budget_reached:
+            # What notifications (webhooks, e-mail) subscribe to; the run waits for a raise.
+            run.refresh_from_db()
+            config = run.config or {}
+            events.event_record(
+                run_id=run.pk,
+                kind="budget.reached",
+                stage=stage.stage,
+                payload={
+                    "reason": fields["reason"],
+                    "budget_tokens": int(config.get("budget_tokens") or 0),
+                    "budget_cost_usd": float(config.get("budget_cost_usd") or 0),
+                    "spent_tokens": run.total_tokens,
+                    "spent_cost_usd": float(run.cost_usd),
+                },
+            )
 
 
 def _record_stop(

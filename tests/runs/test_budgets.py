@@ -127,6 +127,9 @@ def test_a_stage_whose_call_does_not_fit_blocks_with_how_far_the_budget_went(git
     assert run.reason == f"stage plan blocked: {expected}"
     event = RunEvent.objects.filter(run=run, kind="stage.blocked").get()
     assert event.payload["budget"] is True
+    reached = RunEvent.objects.filter(run=run, kind="budget.reached").get()
+    assert (reached.stage, reached.payload["reason"]) == ("plan", expected)
+    assert (reached.payload["budget_tokens"], reached.payload["spent_tokens"]) == (500, 400)
     assert stage_of(run, "research").status == "queued"
     assert not BudgetReservation.objects.exists()
 
