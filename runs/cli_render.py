@@ -189,6 +189,8 @@ def run_detail_data(run: Any) -> dict[str, Any]:
                     "consensus_free",
                     "llm_backend",
                     "models",
+                    "budget_tokens",
+                    "budget_cost_usd",
                 )
             },
             "stages": stages,
