@@ -186,6 +186,11 @@ def _default_stage(stages: list[StageRun]) -> str:
     return stages[0].stage if stages else STAGE_NAMES[0]
 
 
+def _by_budget(stage: StageRun) -> bool:
+    """Whether a blocked stage waits for its run's budget to be raised."""
+    return stage.reason.startswith(("budget reached", "no price for"))
+
+
 def run_live_context(run: Run, stages: list[StageRun], counts: dict[str, int]) -> dict[str, Any]:
     """What the header and the timeline need; shared by the page and the UI consumer."""
     blocked = [s for s in stages if s.status == StageRun.Status.BLOCKED]
@@ -201,6 +206,7 @@ def run_live_context(run: Run, stages: list[StageRun], counts: dict[str, int]) -
         "can_cancel": run.status in (Run.Status.QUEUED, Run.Status.RUNNING, Run.Status.BLOCKED),
         "can_resume": run.status in (Run.Status.FAILED, Run.Status.CANCELLED, Run.Status.BLOCKED),
         "blocked_stages": [s.stage for s in blocked],
+        "blocked_by_budget": any(_by_budget(s) for s in blocked),
         "seq": run.event_seq,
     }
 
@@ -266,8 +272,7 @@ def _stage_panel_context(run: Run, stage: StageRun | None) -> dict[str, Any]:
         "diff": show.diff_files(patch_text) if patch_text else [],
         "patch_error": patch_error,
         "retry_form": StageRetryForm(),
-        "budget_blocked": stage.status == StageRun.Status.BLOCKED
-        and stage.reason.startswith(("budget reached", "no price for")),
+        "budget_blocked": stage.status == StageRun.Status.BLOCKED and _by_budget(stage),
         "budget_tokens": int((run.config or {}).get("budget_tokens") or 0),
         "budget_cost": float((run.config or {}).get("budget_cost_usd") or 0),
     }

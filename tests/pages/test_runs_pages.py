@@ -406,6 +406,7 @@ def test_budget_form_raises_the_budget_and_the_stage_runs_again(
     assert "The run's budget is reached" in page
     assert f'action="/runs/{run.pk}/budget/"' in page and 'value="1000"' in page
     assert "1,000 tokens" in page  # the header's Budget
+    assert "The run's budget is reached: raise it and retry" in page
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(f"/runs/{run.pk}/budget/", {"tokens": "0", "retry": "plan"})
     assert response.status_code == 302
