@@ -18,6 +18,8 @@ ERROR_FIELDS = {
     "goal": "goal",
     "repo_path": "repo_path",
     "profile": "profile",
+    # A cost budget with unpriced models: the profile is what to change.
+    "budget_cost_usd": "profile",
     "stage_from": "stage_from",
     "stage_to": "stage_to",
     "model": "model",

@@ -422,3 +422,20 @@ def test_budget_form_refuses_a_bad_value_and_says_why(client_for, user, budget_b
     assert "greater than or equal to 0" in response.content.decode()
     run.refresh_from_db()
     assert run.config["budget_tokens"] == 1000 and run.status == Run.Status.BLOCKED
+
+
+def test_launcher_shows_a_cost_budget_without_prices_beside_the_profile(
+    client_for, user, git_repo, monkeypatch
+):
+    from config_profiles.models import Profile
+
+    monkeypatch.setenv("TEKTON_LLM_BACKEND", "auto")
+    monkeypatch.setenv("OPENROUTER_API_KEY", "sk-or-test")
+    Profile.objects.create(
+        name="capped", stage_models={"default": "x-ai/grok-new"}, budget_cost_usd=1
+    )
+    response = client_for(user).post("/runs/new/", _launch_data(git_repo, profile="capped"))
+    page = response.content.decode()
+    start = page.index('id="err-profile"')
+    assert "x-ai/grok-new has none" in page[start : page.index("</div>", start)]
+    assert Run.objects.count() == 0
