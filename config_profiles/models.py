@@ -21,6 +21,10 @@ class Profile(models.Model):
     budget_cost_usd = models.DecimalField(
         max_digits=10, decimal_places=2, default=0
     )  # per run; 0 = no limit
+    # Prices of models the built-in table (swarm/providers/pricing.py) does not know, or
+    # prices that differ: {"x-ai/grok-4": {"input": 3.0, "output": 15.0}} in $/M tokens.
+    # A cost budget needs a price for every model that is not answered offline.
+    prices = models.JSONField(default=dict, blank=True)
     # Where artifacts go; blank = TEKTON_ARTIFACT_ROOT. Resolved under the data dir.
     artifact_root = models.CharField(max_length=1024, blank=True, default="")
     # Extra routes tried before the built-in ones: [{"match": "x-ai/*", "backend": "openai",

@@ -203,6 +203,8 @@ def run_detail_data(run: Any, tests: dict[str, Any] | None = None) -> dict[str, 
                     "consensus_free",
                     "llm_backend",
                     "models",
+                    "budget_tokens",
+                    "budget_cost_usd",
                 )
             },
             "stages": stages,
@@ -477,6 +479,12 @@ class FollowView:
             return f"{prefix}: {cut(p.get('reason', ''), 200)}"
         if kind == "artifact.created":
             return f"{prefix} {p.get('name', '?')} ({p.get('size', '?')} bytes)"
+        if kind == "run.budget":
+            tokens, cost = int(p.get("tokens") or 0), float(p.get("cost_usd") or 0)
+            return (
+                f"{prefix} {f'{tokens:,} tokens' if tokens else 'no token limit'}, "
+                f"{f'${cost:,.2f}' if cost else 'no cost limit'}"
+            )
         if kind in FINAL_KINDS:
             reason = p.get("reason") or ""
             return f"{prefix} {p.get('status', '')}" + (f": {cut(reason, 200)}" if reason else "")
@@ -485,12 +493,38 @@ class FollowView:
         return prefix
 
 
-def unblock_hint(run_id: int, stage: str | None, manage: str = "manage.py") -> str:
-    """The commands that move a blocked run on."""
+def unblock_hint(
+    run_id: int, stage: str | None, manage: str = "manage.py", *, budget: bool = False
+) -> str:
+    """The commands that move a blocked run on (`budget`: it is blocked by its budget)."""
     s = stage or "STAGE"
+    if budget:
+        return (
+            f"run {run_id} is blocked at stage {s} by its budget. Raise it, then retry:\n"
+            f"  {manage} tekton budget {run_id} --tokens N --cost USD\n"
+            f'  {manage} tekton retry {run_id} {s} --note "budget raised"\n'
+            f"or give up: {manage} tekton abort {run_id}"
+        )
     return (
         f"run {run_id} is blocked at stage {s}. To go on, run one of:\n"
         f"  {manage} tekton approve {run_id} {s}\n"
         f'  {manage} tekton retry {run_id} {s} --note "what to change"\n'
         f"  {manage} tekton abort {run_id}"
+    )
+
+
+def budget_line(run: Any) -> str:
+    """'run 7 budget: 1,000,000 tokens and $5.00 (spent 412,000 tokens, $3.2100)'."""
+    config = run.config or {}
+    tokens = int(config.get("budget_tokens") or 0)
+    cost = float(config.get("budget_cost_usd") or 0)
+    limits = " and ".join(
+        [
+            f"{tokens:,} tokens" if tokens else "no token limit",
+            f"${cost:,.2f}" if cost else "no cost limit",
+        ]
+    )
+    return (
+        f"run {run.pk} budget: {limits} "
+        f"(spent {run.total_tokens:,} tokens, ${float(run.cost_usd):,.4f})"
     )

@@ -12,7 +12,6 @@ from runs.dispatch import run_inline
 from runs.execution import stage_execute
 from runs.lifecycle import stage_artifacts_write
 from runs.models import Artifact, LlmCall, Run, RunEvent, StageRun
-from swarm.context import BudgetExceeded
 from swarm.providers.base import ProviderError, ProviderTransientError
 from tests.factories import RunFactory, frozen_config
 
@@ -179,18 +178,7 @@ def test_three_failures_fail_the_run_with_a_one_line_reason(git_repo, fake_engin
     assert len(fake_engine.calls) == 3
 
 
-def test_budget_exceeded_fails_stage_and_run(git_repo, fake_engine):
-    fake_engine.behaviour = {"plan": BudgetExceeded("token budget of 500 reached")}
-    run = make_run(git_repo, "plan", "research", budget_tokens=500)
-    run_inline(run.pk)
-    run.refresh_from_db()
-    assert run.status == "failed"
-    assert "budget exceeded: token budget of 500 reached" in run.reason
-    assert stage_of(run, "plan").status == "failed"
-    assert len(fake_engine.calls) == 1  # never retried
-
-
-def test_budget_left_is_passed_and_spent_budget_stops_before_the_engine(git_repo, fake_engine):
+def test_budget_left_is_passed_and_spent_budget_blocks_before_the_engine(git_repo, fake_engine):
     run = make_run(git_repo, "plan", "research", budget_tokens=1000)
     Run.objects.filter(pk=run.pk).update(input_tokens=300, output_tokens=100)
     stage_execute(stage_run_id=stage_of(run, "plan").pk)
@@ -200,7 +188,7 @@ def test_budget_left_is_passed_and_spent_budget_stops_before_the_engine(git_repo
     stage_execute(stage_run_id=stage_of(run, "research").pk)
     assert len(fake_engine.calls) == 1
     run.refresh_from_db()
-    assert run.status == "failed" and "token budget of 1000 used up" in run.reason
+    assert run.status == "blocked" and "budget reached: 1,120 of 1,000 tokens" in run.reason
 
 
 def test_consensus_free_and_models_come_from_the_frozen_config(git_repo, fake_engine):

@@ -50,6 +50,7 @@ from typer._click.exceptions import NoArgsIsHelpError, UsageError
 from runs import cli_process
 from runs.cli_render import (
     FollowView,
+    budget_line,
     console_for,
     explain_renderable,
     run_detail_data,
@@ -241,7 +242,8 @@ class Command(TyperCommand):
             stage, reason = run_blocked_at(run)
             if reason:
                 self._err(f"blocked: {' '.join(reason.split())}")
-            self._err(unblock_hint(run.pk, stage, MANAGE))
+            budget = reason.startswith("budget reached") or reason.startswith("no price for")
+            self._err(unblock_hint(run.pk, stage, MANAGE, budget=budget))
             return EXIT_BLOCKED
         if run.status in (Run.Status.FAILED, Run.Status.CANCELLED):
             self._err(f"run {run.pk} {run.status}" + (f": {run.reason}" if run.reason else ""))
@@ -475,6 +477,32 @@ class Command(TyperCommand):
                 note=note,
                 call=lambda r: stage_retry(run=r, stage=stage, note=note),
             )
+
+    @command(help="Change a run's token and/or cost budget (0 = no limit); then retry the stage.")
+    def budget(
+        self,
+        run_id: Annotated[int, typer.Argument(help="Run id.")],
+        tokens: Annotated[
+            int | None, typer.Option("--tokens", help="Token budget for the whole run.")
+        ] = None,
+        cost: Annotated[
+            str | None, typer.Option("--cost", help="Cost budget for the whole run, in USD.")
+        ] = None,
+        debug: DebugOpt = False,
+    ) -> None:
+        from runs.services import run_budget_set
+
+        with self._errors(debug):
+            if tokens is None and cost is None:
+                raise UsageError("give --tokens N, --cost USD, or both")
+            run = run_budget_set(run=self._run_get(run_id), tokens=tokens, cost_usd=cost)
+            self._out(budget_line(run))
+            if run.status == Run.Status.BLOCKED:
+                stage, _ = run_blocked_at(run)
+                self._out(
+                    f"to run the blocked stage again: {MANAGE} tekton retry {run.pk} "
+                    f'{stage or "STAGE"} --note "budget raised"'
+                )
 
     @command(help="Abort a blocked run (it ends cancelled).")
     def abort(
