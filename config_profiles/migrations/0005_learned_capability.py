@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('config_profiles', '0003_repository_work'),
+        ('config_profiles', '0004_profile_prices'),
     ]
 
     operations = [
