@@ -67,7 +67,7 @@ def explain_renderable(explain: dict[str, Any], *, goal: str, repo_path: str) ->
         f"goal: {cut(redact(goal), 110)}\n",
         f"repository: {redact(repo_path)}\n",
         f"profile: {explain['profile']}   rounds: {explain['rounds']} (+ opening round)   ",
-        f"quorum: {float(explain['quorum']):.4g}   threshold: {float(explain['threshold']):.2f}",
+        f"quorum: {float(explain['quorum']):.2f}   threshold: {float(explain['threshold']):.2f}",
     )
     tests = explain.get("tests") or {}
     if tests:
@@ -100,7 +100,30 @@ def explain_renderable(explain: dict[str, Any], *, goal: str, repo_path: str) ->
             "free (checks decide)" if stage.get("consensus_free") else "debate + quorum",
             *cells,
         )
-    return Group(header, table)
+    forecast = explain.get("forecast") or {}
+    if not forecast:
+        return Group(header, table)
+    expected = Table(title="forecast", show_lines=False, expand=False)
+    for name in ("stage", "from", "tokens", "p90", "cost $", "p90 $"):
+        expected.add_column(name, justify="left" if name in ("stage", "from") else "right")
+    for f in forecast.get("stages") or []:
+        expected.add_row(
+            f["stage"],
+            f["basis"],
+            f"{f['tokens']:,}",
+            f"{f['tokens_p90']:,}",
+            f"{f['cost_usd']:.2f}",
+            f"{f['cost_usd_p90']:.2f}",
+        )
+    bases = sorted({f["basis"].split(" (")[0] for f in forecast.get("stages") or []})
+    footer = Text(
+        f"forecast: {forecast['tokens']:,} tokens ({forecast['tokens_p90']:,} at p90), "
+        f"${forecast['cost_usd']:.2f} (${forecast['cost_usd_p90']:.2f} at p90), "
+        f"from {' and '.join(bases)}"
+    )
+    for warning in forecast.get("warnings") or []:
+        footer.append(f"\nwarning: {warning}", style="bold yellow")
+    return Group(header, table, expected, footer)
 
 
 # --- lists and details ----------------------------------------------------------------------

@@ -363,3 +363,20 @@ def runs_workspace_owners() -> tuple[list[str], list[str]]:
         Run.objects.order_by().values_list("repo_path", flat=True).distinct().exclude(repo_path="")
     )
     return names, repos
+
+
+def stage_usage_history(
+    profile_name: str, stages: list[str], runs: int = 50
+) -> dict[str, list[tuple[int, float]]]:
+    """(tokens, cost) of each of `stages` in the newest `runs` succeeded runs of the
+    profile, per stage (a run that did not reach a stage adds nothing to it). One query."""
+    recent = Run.objects.filter(profile_name=profile_name, status=Run.Status.SUCCEEDED).order_by(
+        "-pk"
+    )[:runs]
+    rows = StageRun.objects.filter(
+        run__in=recent, stage__in=stages, status=StageRun.Status.SUCCEEDED
+    ).values_list("stage", "input_tokens", "output_tokens", "cost_usd")
+    out: dict[str, list[tuple[int, float]]] = {}
+    for stage, tokens_in, tokens_out, cost in rows:
+        out.setdefault(stage, []).append((tokens_in + tokens_out, float(cost or 0)))
+    return out

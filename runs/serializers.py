@@ -403,6 +403,27 @@ class ExplainTestsSerializer(serializers.Serializer):
     isolation = serializers.CharField(help_text="bwrap, or none when an operator turned it off")
 
 
+class ExplainStageForecastSerializer(serializers.Serializer):
+    stage = serializers.ChoiceField(choices=STAGE_CHOICES)
+    basis = serializers.CharField(help_text="history (N runs) or estimate (N calls)")
+    calls = serializers.IntegerField()
+    tokens = serializers.IntegerField(help_text="median (or the estimate)")
+    tokens_p90 = serializers.IntegerField()
+    cost_usd = serializers.FloatField()
+    cost_usd_p90 = serializers.FloatField()
+
+
+class ExplainForecastSerializer(serializers.Serializer):
+    stages = ExplainStageForecastSerializer(many=True)
+    tokens = serializers.IntegerField()
+    tokens_p90 = serializers.IntegerField()
+    cost_usd = serializers.FloatField()
+    cost_usd_p90 = serializers.FloatField()
+    warnings = serializers.ListField(
+        child=serializers.CharField(), help_text="the forecast exceeds the run's budget"
+    )
+
+
 class ExplainSerializer(serializers.Serializer):
     goal = serializers.CharField()
     repo = serializers.CharField()
@@ -412,6 +433,7 @@ class ExplainSerializer(serializers.Serializer):
     threshold = serializers.FloatField()
     tests = ExplainTestsSerializer()
     stages = ExplainStageSerializer(many=True)
+    forecast = ExplainForecastSerializer(help_text="expected tokens and cost, per stage")
 
 
 class TranscriptMessageSerializer(serializers.Serializer):

@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from runs import events
 from runs.artifacts_store import output_dir_check
+from runs.forecast import run_forecast
 from runs.lifecycle import (
     ACTIVE_RUN,
     DONE_STATUSES,
@@ -111,6 +112,9 @@ class RunPlan:
             },
             "ignored_changes": list(self.ignored_changes),
             "stages": stages,
+            "forecast": run_forecast(
+                profile_name=self.profile_name, stages=self.stages, config=cfg
+            ).as_dict(),
         }
 
 

@@ -156,6 +156,10 @@ def run_launch_view(request: HttpRequest) -> HttpResponse:
             if request.POST.get("action") == "explain":
                 plan = run_plan(**kwargs)
                 explain = {**plan.explain(), "goal": plan.goal, "repo": plan.repo_path}
+                # Each stage row shows its own forecast.
+                expected = {f["stage"]: f for f in explain["forecast"]["stages"]}
+                for stage in explain["stages"]:
+                    stage["expected"] = expected.get(stage["stage"])
             else:
                 services_check()
                 run = run_create(**kwargs, by=request.user)

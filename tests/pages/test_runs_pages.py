@@ -149,6 +149,7 @@ def test_explain_shows_the_plan_and_creates_nothing(client_for, user, git_repo):
     assert "<strong>code</strong>" in page and "<strong>review</strong>" in page
     assert "<strong>plan</strong>" not in page
     assert "quorum 0.67" in page and "threshold 0.70" in page  # as the stage reasons say them
+    assert "Expected for the run: <strong>" in page and "no history of this profile yet" in page
     assert "<html" not in page  # the launcher partial only
     assert Run.objects.count() == 0 and StageRun.objects.count() == 0
 

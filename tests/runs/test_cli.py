@@ -104,7 +104,9 @@ def test_explain_prints_the_plan_and_writes_nothing(git_repo, tmp_path):
     for stage in STAGE_NAMES:
         assert stage in out
     assert "x-ai/grok-2-mini" in out and "-> offline" in out
-    assert "quorum: 0.6667" in out and "threshold: 0.70" in out
+    # The forecast: per stage and for the run, offline answers costing nothing.
+    assert "forecast: " in out and "$0.00 ($0.00 at p90), from estimate" in out
+    assert "quorum: 0.67" in out and "threshold: 0.70" in out  # as the page says them
     assert "free (checks decide)" in out and "debate + quorum" in out
     assert "review, threat" in out  # integrate waits for both
 
