@@ -4,6 +4,10 @@ The engine is async and Django's ORM refuses to run inside an event loop, so the
 runs in a helper thread with its own loop (asyncio.run) and hands its events over a
 queue.Queue; the calling thread records them in batches, heartbeats the stage while it
 runs, and tells the engine to stop when the run was cancelled or the lease was lost.
+
+Streamed text (AgentDelta) takes another way: it is coalesced here (swarm.deltas, every
+50 ms at most) and handed to `publish`, never recorded. Pending text goes out before each
+batch of recorded events, so a call's deltas precede its stored message.
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ from runs.models import Run, StageRun
 from runs.tracing import stage_span, stage_span_outcome
 from swarm.context import StageCancelled, StageConfig, StageInput, StageOutcome, StageWork
 from swarm.debate import Completer, stage_run
-from swarm.events import EngineEvent
+from swarm.deltas import DeltaCoalescer
+from swarm.events import AgentDelta, EngineEvent
 from swarm.repo import patch_check
 
 logger = logging.getLogger("tekton.runs.engine_bridge")
@@ -59,11 +64,13 @@ def engine_run(
     completer: Completer,
     record: Callable[[list[EngineEvent]], None],
     work: StageWork | None = None,
+    publish: Callable[[list[tuple[str, dict[str, Any]]]], None] | None = None,
 ) -> StageOutcome:
     """Run the engine on one stage and return its outcome.
 
     `record` gets the engine's events in batches, in this thread, as they come; batches
-    stop once the lease is lost (the new owner records its own). Raises LeaseLost,
+    stop once the lease is lost (the new owner records its own). `publish` gets the
+    streamed text, coalesced (swarm.deltas payloads); None drops it. Raises LeaseLost,
     StageCancelled (the run stopped), or whatever the engine raised. The attempt is one
     span (runs.tracing.stage_span), parent of the engine's spans.
     """
@@ -77,6 +84,7 @@ def engine_run(
             completer=completer,
             record=record,
             work=work,
+            publish=publish,
         )
         stage_span_outcome(span, outcome)
     return outcome
@@ -91,6 +99,7 @@ def _engine_run(
     completer: Completer,
     record: Callable[[list[EngineEvent]], None],
     work: StageWork | None,
+    publish: Callable[[list[tuple[str, dict[str, Any]]]], None] | None = None,
 ) -> StageOutcome:
     inbox: queue.Queue[Any] = queue.Queue()
     stop = threading.Event()
@@ -125,20 +134,34 @@ def _engine_run(
     every = float(settings.TEKTON_HEARTBEAT_SECONDS)
     last = time.monotonic()
     state = "ok"
+    deltas = DeltaCoalescer()
+
+    def deltas_flush(now: bool) -> None:
+        out = deltas.flush(now=now)
+        if out and publish is not None and state == "ok":
+            publish(out)
+
     try:
         while True:
             wait = max(0.01, every - (time.monotonic() - last))
+            due = deltas.due_in()
+            if due is not None:
+                wait = min(wait, max(0.005, due))
             try:
                 item = inbox.get(timeout=wait)
             except queue.Empty:
                 item = None
             batch: list[Any] = []
             while item is not None and item is not _END:
-                batch.append(item)
+                if isinstance(item, AgentDelta):
+                    deltas.add(item)
+                else:
+                    batch.append(item)
                 try:
                     item = inbox.get_nowait()
                 except queue.Empty:
                     item = None
+            deltas_flush(bool(batch) or item is _END)
             if batch and state != "lost":
                 record(batch)
             if item is _END:
