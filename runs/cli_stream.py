@@ -19,7 +19,7 @@ from typing import Any
 
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 
-from runs.events import DELTA_KIND, run_group
+from runs.events import DELTA_KIND, deltas_unpack, run_group
 from swarm.redact import redact
 
 logger = logging.getLogger("tekton.runs.cli_stream")
@@ -105,9 +105,8 @@ class DeltaListener:
         except TimeoutError:
             return False
         if message.get("kind") == DELTA_KIND:
-            self._inbox.put(
-                {"stage": message.get("stage") or "", "payload": message.get("payload")}
-            )
+            for delta in deltas_unpack(message):
+                self._inbox.put(delta)
         return True
 
 

@@ -31,7 +31,7 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.db import DatabaseError, connection
 
-from runs.events import DELTA_KIND, FINAL_KINDS, run_group
+from runs.events import DELTA_KIND, FINAL_KINDS, deltas_unpack, run_group
 from runs.models import Run, RunEvent
 from runs.selectors import run_events_after, run_last_event, run_last_seq, run_status
 
@@ -260,12 +260,9 @@ class _Feed:
             self._hint.set()
 
     def _delta(self, message: dict[str, Any]) -> None:
-        delta = {
-            "kind": DELTA_KIND,
-            "stage": str(message.get("stage") or ""),
-            "payload": message.get("payload") if isinstance(message.get("payload"), dict) else {},
-        }
-        batch = [delta]
+        batch = deltas_unpack(message)
+        if not batch:
+            return
         for sub in list(self.subscribers):
             if sub.deltas:
                 sub.push(batch)

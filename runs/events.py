@@ -100,24 +100,40 @@ def event_message(event: RunEvent) -> dict[str, Any]:
 DELTA_KIND = "stage.delta"
 
 
-def delta_message(run_id: int, stage: str, payload: dict[str, Any]) -> dict[str, Any]:
-    """The channel-layer message of a delta: the event shape without seq or created_at."""
+def deltas_message(run_id: int, items: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """The channel-layer message of a run's coalesced deltas: one message for all the calls
+    that streamed since the last flush (so 100 runs of 3 concurrent calls cost 100
+    messages per flush, not 300). `deltas` are {"stage", "payload"}; no seq."""
     return {
         "type": "run.delta",
         "run_id": run_id,
         "kind": DELTA_KIND,
-        "stage": stage,
-        "payload": payload,
+        "deltas": [{"stage": stage, "payload": payload} for stage, payload in items],
     }
 
 
+def deltas_unpack(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """A delta message as the event dicts subscribers get: {"kind", "stage", "payload"}."""
+    out = []
+    for item in message.get("deltas") or []:
+        if isinstance(item, dict) and isinstance(item.get("payload"), dict):
+            out.append(
+                {
+                    "kind": DELTA_KIND,
+                    "stage": str(item.get("stage") or ""),
+                    "payload": item["payload"],
+                }
+            )
+    return out
+
+
 def deltas_publish(*, run_id: int, items: list[tuple[str, dict[str, Any]]]) -> None:
-    """Send a run's streamed text to its group, in order, in one trip: `items` are
+    """Send a run's streamed text to its group in one message: `items` are
     (stage, payload) as swarm.deltas.DeltaCoalescer makes them (already redacted, with
     the tail held back). Ephemeral: no row, no seq. Never raises."""
     if not items:
         return
-    problem = _send([delta_message(run_id, stage, payload) for stage, payload in items])
+    problem = _send([deltas_message(run_id, items)])
     if problem:
         logger.warning("could not publish run %s deltas: %s", run_id, problem)
 

@@ -300,7 +300,7 @@ def test_a_stage_streams_its_agents_words_over_the_layer_and_stores_none_of_them
     from asgiref.sync import async_to_sync
     from channels.layers import get_channel_layer
 
-    from runs.events import run_group
+    from runs.events import deltas_unpack, run_group
 
     run = make_run(git_repo, "plan", "plan", rounds=0)
     layer = get_channel_layer()
@@ -309,7 +309,9 @@ def test_a_stage_streams_its_agents_words_over_the_layer_and_stores_none_of_them
     run_inline(run.pk)
     messages = []
     while layer.channels.get(channel) and not layer.channels[channel].empty():
-        messages.append(async_to_sync(layer.receive)(channel))
+        message = async_to_sync(layer.receive)(channel)
+        # One message carries the coalesced text of every call that streamed meanwhile.
+        messages += deltas_unpack(message) if message["kind"] == "stage.delta" else [message]
 
     texts: dict[str, str] = {}
     progress = 0
