@@ -264,6 +264,9 @@ def test_run_with_deltas_prints_the_workers_streamed_words_over_redis(
     assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     # The worker process streamed; this process got the text through Redis's layer.
     streamed = [line for line in proc.stdout.splitlines() if line.startswith("plan · ")]
+    # It listened before the stages were dispatched: the first words are there too.
+    roles = {line.split(" · ")[1] for line in streamed}
+    assert roles == {"proponent", "skeptic", "pragmatist", "mediator"}, streamed
     assert any(line.startswith("plan · mediator · mediator: {") for line in streamed), streamed
     (run,) = services.query("SELECT id FROM runs_run WHERE goal = %s", (goal,))
     assert "stage.delta" not in {e["kind"] for e in _events(services, run["id"])}

@@ -292,6 +292,7 @@ class Command(TyperCommand):
         detach: bool,
         start: Callable[[], None] | None,
         deltas: bool = False,
+        dispatch: Callable[[], None] | None = None,
     ) -> None:
         """After a service queued work on `run`: follow it (running it here in inline mode)
         or, with detach, hand it to a detached process and return. Ends with typer.Exit."""
@@ -306,6 +307,8 @@ class Command(TyperCommand):
 
             # Joined before the stages start, so the first words are not missed.
             listener = DeltaListener(run.pk).start()
+        if dispatch is not None:
+            dispatch()
         worker = None
         if cli_process.is_inline():
             worker = cli_process.Worker(start or (lambda: cli_process.drive(run.pk)))
@@ -458,14 +461,23 @@ class Command(TyperCommand):
                     explain_renderable(plan.explain(), goal=plan.goal, repo_path=plan.repo_path)
                 )
                 raise typer.Exit(EXIT_OK)
+            # Following the words of workers elsewhere: listen first, then let them start.
+            later = deltas and not detach and not cli_process.is_inline()
             run = services.run_create(
                 **kwargs,
                 output_dir=str(output) if output else None,
-                dispatch=not cli_process.is_inline(),
+                dispatch=not cli_process.is_inline() and not later,
             )
             if not detach:
                 self._out(f"run {run.pk} created ({len(run.config.get('stages', []))} stages)")
-            self._go(run, after_seq=0, detach=detach, start=None, deltas=deltas)
+            self._go(
+                run,
+                after_seq=0,
+                detach=detach,
+                start=None,
+                deltas=deltas,
+                dispatch=(lambda: services.run_dispatch(run=run)) if later else None,
+            )
 
     @command(help="Approve a blocked stage anyway; the run goes on.")
     def approve(
