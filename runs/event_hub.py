@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import DatabaseError, connection
 
 from runs.events import DELTA_KIND, FINAL_KINDS, deltas_unpack, run_group
@@ -38,6 +38,7 @@ from runs.selectors import run_events_after, run_last_event, run_last_seq, run_s
 logger = logging.getLogger("tekton.runs.streams")
 
 POLL_SECONDS = 1.0  # safety net for hints the channel layer dropped
+IN_MEMORY_WAKE_SECONDS = 0.05
 PAGE = 500  # events per database read
 MAX_PENDING = 5000  # a subscriber this far behind drops its queue and re-reads the database
 
@@ -242,9 +243,15 @@ class _Feed:
             self.ready.set()
 
     async def _receive(self) -> None:
+        # The in-process layer (embedded mode) is fed from the engine's threads, and its
+        # asyncio queue wakes this loop only when the loop next runs: wake it every
+        # IN_MEMORY_WAKE_SECONDS so streamed text is not held back until the next poll.
+        wake = IN_MEMORY_WAKE_SECONDS if isinstance(self._layer, InMemoryChannelLayer) else None
         while True:
             try:
-                message = await self._layer.receive(self._channel)
+                message = await asyncio.wait_for(self._layer.receive(self._channel), wake)
+            except TimeoutError:
+                continue
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
