@@ -9,6 +9,10 @@ The run's budgets go over the same queue: the engine's reservation (RunBudget.re
 is answered by the calling thread from the ledger (runs/budgets.py), and a settle is
 handled after the events before it, so a call's usage is recorded before its
 reservation is released.
+
+Streamed text (AgentDelta) takes another way: it is coalesced here (swarm.deltas, every
+50 ms at most) and handed to `publish`, never recorded. Pending text goes out before each
+batch of recorded events, so a call's deltas precede its stored message.
 """
 
 from __future__ import annotations
@@ -38,7 +42,8 @@ from swarm.context import (
     StageWork,
 )
 from swarm.debate import Completer, stage_run
-from swarm.events import EngineEvent
+from swarm.deltas import DeltaCoalescer
+from swarm.events import AgentDelta, EngineEvent
 from swarm.repo import patch_check
 
 logger = logging.getLogger("tekton.runs.engine_bridge")
@@ -107,11 +112,13 @@ def engine_run(
     completer: Completer,
     record: Callable[[list[EngineEvent]], None],
     work: StageWork | None = None,
+    publish: Callable[[list[tuple[str, dict[str, Any]]]], None] | None = None,
 ) -> StageOutcome:
     """Run the engine on one stage and return its outcome.
 
     `record` gets the engine's events in batches, in this thread, as they come; batches
-    stop once the lease is lost (the new owner records its own). Raises LeaseLost,
+    stop once the lease is lost (the new owner records its own). `publish` gets the
+    streamed text, coalesced (swarm.deltas payloads); None drops it. Raises LeaseLost,
     StageCancelled (the run stopped), or whatever the engine raised. The attempt is one
     span (runs.tracing.stage_span), parent of the engine's spans.
     """
@@ -125,6 +132,7 @@ def engine_run(
             completer=completer,
             record=record,
             work=work,
+            publish=publish,
         )
         stage_span_outcome(span, outcome)
     return outcome
@@ -139,6 +147,7 @@ def _engine_run(
     completer: Completer,
     record: Callable[[list[EngineEvent]], None],
     work: StageWork | None,
+    publish: Callable[[list[tuple[str, dict[str, Any]]]], None] | None = None,
 ) -> StageOutcome:
     inbox: queue.Queue[Any] = queue.Queue()
     stop = threading.Event()
@@ -182,18 +191,31 @@ def _engine_run(
     every = float(settings.TEKTON_HEARTBEAT_SECONDS)
     last = time.monotonic()
     state = "ok"
+    deltas = DeltaCoalescer()
+
+    def deltas_flush(now: bool) -> None:
+        out = deltas.flush(now=now)
+        if out and publish is not None and state == "ok":
+            publish(out)
+
     try:
         while True:
             wait = max(0.01, every - (time.monotonic() - last))
+            due = deltas.due_in()
+            if due is not None:
+                wait = min(wait, max(0.005, due))
             try:
                 item = inbox.get(timeout=wait)
             except queue.Empty:
                 item = None
             batch: list[Any] = []
             while item is not None and item is not _END:
-                if isinstance(item, _Reserve | _Settle):
+                if isinstance(item, AgentDelta):
+                    deltas.add(item)
+                elif isinstance(item, _Reserve | _Settle):
                     # In order: the events before it (a settled call's usage) first.
                     if batch and state != "lost":
+                        deltas_flush(True)
                         record(batch)
                     batch = []
                     _budget_answer(item, stage, token, lost=state == "lost")
@@ -203,6 +225,7 @@ def _engine_run(
                     item = inbox.get_nowait()
                 except queue.Empty:
                     item = None
+            deltas_flush(bool(batch) or item is _END)
             if batch and state != "lost":
                 record(batch)
             if item is _END:

@@ -125,6 +125,7 @@ def _engine(stage: StageRun, token: str, recorder: StageRecorder) -> StageOutcom
         completer=completer_build(run.config or {}),
         record=recorder.record,
         work=work,
+        publish=recorder.deltas_publish,
     )
     if work is not None:
         work.records_write()

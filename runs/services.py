@@ -304,6 +304,13 @@ def run_create(
     return run
 
 
+def run_dispatch(*, run: Run) -> None:
+    """Dispatch the ready stages of a run created with `dispatch=False` (a follower that
+    must listen before the stages start, as `tekton run --deltas` does). A stage already
+    claimed is not ready, so a second call dispatches nothing twice."""
+    stages_dispatch(stages_ready(run_id=run.pk))
+
+
 def _locked(run: Run) -> Run:
     return Run.objects.select_for_update().get(pk=run.pk)
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -57,8 +58,8 @@ from swarm.context import (
     StageWork,
     Vote,
 )
-from swarm.events import AgentMessage, EngineEvent, LlmCallDone, ToolUsed
-from swarm.providers.base import Completion, CompletionRequest, Message
+from swarm.events import AgentDelta, AgentMessage, EngineEvent, LlmCallDone, ToolUsed
+from swarm.providers.base import Completion, CompletionRequest, Message, StreamDelta
 from swarm.providers.jsontext import JsonTextError, json_from_text
 from swarm.providers.pricing import price_for as table_price_for
 from swarm.redact import redact
@@ -89,7 +90,9 @@ async def stage_run(
     """Run one stage and decide whether it passes.
 
     Emits an AgentMessage per validated answer, an LlmCallDone per provider call (failed
-    calls too, with the redacted error) and a ToolUsed per tool call. With `work` (the
+    calls too, with the redacted error) and a ToolUsed per tool call; while a call streams,
+    an AgentDelta per piece of its text, a `done` one when it ends and a `discard` one when
+    what streamed is void (retried, cut, or an answer that failed validation). With `work` (the
     stage's repository work, swarm.context.StageWork): the debaters and the mediator get
     its tools through the backend's native tool calling (at most cfg.max_tool_calls per
     turn, then they must answer); the code stage's diff is applied to the workspace, and
@@ -195,6 +198,10 @@ class _StageRunner:
         self.input_tokens = self.output_tokens = 0
         self.cost_usd = 0.0
         self.fallback_provider = str(getattr(completer, "name", "") or "unknown")
+        self._call_numbers = itertools.count(1)
+        # The calls of each role's current answer that streamed text: discarded together
+        # when the answer fails validation (the repair streams afresh).
+        self._streamed: dict[str, list[str]] = {}
 
     # --- plumbing --------------------------------------------------------------------------
     def _model(self, role: str) -> str:
@@ -244,7 +251,7 @@ class _StageRunner:
 
     async def _complete(self, role: str, rnd: int, request: CompletionRequest) -> Completion:
         """One provider call, reserved from the budget and settled after, reported as
-        LlmCallDone."""
+        LlmCallDone; its text streams out as AgentDelta while it is written."""
         ticket = await self._reserve(role, request)
         used = (0, 0.0)
         try:
@@ -260,11 +267,15 @@ class _StageRunner:
     async def _complete_reserved(
         self, role: str, rnd: int, request: CompletionRequest
     ) -> Completion:
+        call_id = f"{self.stage}.{self.inp.attempt}.{next(self._call_numbers)}"
+        request = dataclasses.replace(request, on_delta=self._on_delta(role, rnd, call_id, request))
         started = time.monotonic()
         span = telemetry.llm_span_start(request)
         try:
             completion = await self.completer.complete(request)
         except Exception as exc:
+            # Whatever streamed is void: the stored record never holds half an answer.
+            self._discard_calls(role, rnd, [call_id])
             telemetry.llm_span_end(span, error=exc, provider=self.fallback_provider)
             self.emit(
                 LlmCallDone(
@@ -282,6 +293,10 @@ class _StageRunner:
                 )
             )
             raise
+        if call_id in self._streamed.get(role, ()):
+            self.emit(
+                AgentDelta(stage=self.stage, role=role, round=rnd, call_id=call_id, done=True)
+            )
         telemetry.llm_span_end(span, completion=completion)
         self.input_tokens += completion.usage.input_tokens
         self.output_tokens += completion.usage.output_tokens
@@ -301,6 +316,48 @@ class _StageRunner:
             )
         )
         return completion
+
+    def _on_delta(
+        self, role: str, rnd: int, call_id: str, request: CompletionRequest
+    ) -> Callable[[StreamDelta], None]:
+        """The request's on_delta: each streamed piece becomes an AgentDelta of the call
+        (a restart, a discard); the caller's own callback, if any, still gets it."""
+        theirs = request.on_delta
+
+        def on_delta(delta: StreamDelta) -> None:
+            if theirs is not None:
+                theirs(delta)
+            if delta.restart:
+                self._discard_calls(role, rnd, [call_id])
+                return
+            if not delta.text:
+                return
+            calls = self._streamed.setdefault(role, [])
+            if call_id not in calls:
+                calls.append(call_id)
+            self.emit(
+                AgentDelta(
+                    stage=self.stage,
+                    role=role,
+                    round=rnd,
+                    call_id=call_id,
+                    text=delta.text,
+                    model=request.model,
+                )
+            )
+
+        return on_delta
+
+    def _discard_calls(self, role: str, rnd: int, call_ids: list[str]) -> None:
+        calls = self._streamed.get(role, [])
+        for call_id in call_ids:
+            if call_id in calls:
+                calls.remove(call_id)
+                self.emit(
+                    AgentDelta(
+                        stage=self.stage, role=role, round=rnd, call_id=call_id, discard=True
+                    )
+                )
 
     async def _call(
         self,
@@ -398,6 +455,7 @@ class _StageRunner:
             return validate(redact(_parse_json(completion))), "", (conversation, completion.text)
         except ArtifactInvalid as exc:
             error = str(exc)
+        self._discard_calls(role, rnd, list(self._streamed.get(role, [])))
         repair = prompts.repair_messages(conversation, bad_text=completion.text, error=error)
         completion, conversation = await self._call(
             role, rnd, "repair", repair, schema, schema_name, kind
@@ -405,9 +463,12 @@ class _StageRunner:
         try:
             return validate(redact(_parse_json(completion))), "", (conversation, completion.text)
         except ArtifactInvalid as exc:
+            self._discard_calls(role, rnd, list(self._streamed.get(role, [])))
             return None, str(exc), (conversation, completion.text)
 
     def _agent_message(self, role: str, rnd: int, answer: dict[str, Any]) -> None:
+        # The stored message takes the place of what streamed for it.
+        self._streamed.pop(role, None)
         self.emit(
             AgentMessage(
                 stage=self.stage, role=role, round=rnd, model=self._model(role), answer=answer

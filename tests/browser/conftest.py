@@ -86,6 +86,7 @@ class LiveServer:
     data_dir: Path
     proc: subprocess.Popen
     log_path: Path
+    env: dict[str, str]
 
     def log_tail(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:]
@@ -103,7 +104,20 @@ def chromium_path() -> str:
 
 @pytest.fixture(scope="session")
 def tekton_server(tmp_path_factory, chromium_path) -> Iterator[LiveServer]:
-    root = tmp_path_factory.mktemp("browser")
+    yield from serve(tmp_path_factory.mktemp("browser"), latency_ms=30)
+
+
+@pytest.fixture(scope="module")
+def slow_server(tekton_server) -> Iterator[LiveServer]:
+    """A second server process on the same data (database, user, repository) whose
+    offline model takes 1.2 s a call, streamed in pieces, so a page can watch an agent's
+    text grow before the call ends. Runs launched through it execute in it."""
+    env = {**tekton_server.env, "TEKTON_OFFLINE_LATENCY_MS": "1200"}
+    log_path = tekton_server.log_path.with_name("slow-server.log")
+    yield from _runserver(env, tekton_server.repo, tekton_server.data_dir, log_path)
+
+
+def serve(root: Path, *, latency_ms: int) -> Iterator[LiveServer]:
     repos = root / "repos"
     repo = repos / "shop"
     (repo / "src").mkdir(parents=True)
@@ -128,7 +142,7 @@ def tekton_server(tmp_path_factory, chromium_path) -> Iterator[LiveServer]:
         TEKTON_WEBHOOK_ALLOW_PRIVATE="true",
         TEKTON_REPO_ROOTS=str(repos),
         TEKTON_LLM_BACKEND="offline",
-        TEKTON_OFFLINE_LATENCY_MS="30",
+        TEKTON_OFFLINE_LATENCY_MS=str(latency_ms),
         TEKTON_EXECUTION="inline",
         TEKTON_INLINE_THREADS="true",
         DJANGO_ALLOW_ASYNC_UNSAFE="true",
@@ -147,8 +161,12 @@ def tekton_server(tmp_path_factory, chromium_path) -> Iterator[LiveServer]:
         env=env,
         check=True,
     )
+    yield from _runserver(env, repo, data, root / "server.log")
+
+
+def _runserver(env: dict[str, str], repo: Path, data: Path, log_path: Path) -> Iterator[LiveServer]:
+    manage = [sys.executable, str(PROJECT_DIR / "manage.py")]
     port = _free_port()
-    log_path = root / "server.log"
     log = open(log_path, "wb")  # noqa: SIM115 - closed below
     # runserver (ASGI: HTTP + WebSocket) without --insecure: WhiteNoise serves the static
     # files, from the collected, hashed names, as under a production server.
@@ -160,7 +178,7 @@ def tekton_server(tmp_path_factory, chromium_path) -> Iterator[LiveServer]:
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    server = LiveServer(f"http://127.0.0.1:{port}", repo, data, proc, log_path)
+    server = LiveServer(f"http://127.0.0.1:{port}", repo, data, proc, log_path, env)
     try:
         deadline = time.monotonic() + 30
         while True:

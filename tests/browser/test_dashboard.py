@@ -5,6 +5,7 @@ checks; untrusted text stays text. Screenshots of every page go to docs/screensh
 from __future__ import annotations
 
 import re
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from playwright.sync_api import expect
@@ -233,8 +234,10 @@ def test_a_dropped_connection_resumes_from_the_last_applied_seq(browser, tekton_
         seq = int(page.locator("#run-seq").get_attribute("data-seq"))
         with page.expect_websocket() as reconnected:
             page.evaluate("window.__tektonSocket.reconnect()")
-        resumed_after = int(reconnected.value.url.rsplit("after=", 1)[1])
+        query = parse_qs(urlsplit(reconnected.value.url).query)
+        resumed_after = int(query["after"][0])
         assert resumed_after >= seq > 0
+        assert query["deltas"] == ["1"]  # the streamed text keeps coming after a reconnect
         expect(page.locator("#stage-row-release")).to_have_class(
             re.compile("step-succeeded"), timeout=FINAL_TIMEOUT
         )

@@ -257,3 +257,26 @@ def test_blocked_review_waits_and_approve_lets_the_worker_finish(services, git_r
     assert kinds[-1] == "run.finished"
     artifacts = _assert_artifacts_once_and_intact(services, run_id)
     assert sorted(a["name"] for a in artifacts) == EXPECTED_ARTIFACT_NAMES
+
+
+def test_run_with_deltas_prints_the_workers_streamed_words_over_redis(
+    services, git_repo, start_worker
+):
+    start_worker()
+    goal = _goal("Explain the add function")
+
+    proc = manage(
+        ["tekton", "run", "--goal", goal, "--repo", str(git_repo), "--to", "plan", "--deltas"],
+        env=services.env,
+        timeout=150,
+    )
+
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    # The worker process streamed; this process got the text through Redis's layer.
+    streamed = [line for line in proc.stdout.splitlines() if line.startswith("plan · ")]
+    # It listened before the stages were dispatched: the first words are there too.
+    roles = {line.split(" · ")[1] for line in streamed}
+    assert roles == {"proponent", "skeptic", "pragmatist", "mediator"}, streamed
+    assert any(line.startswith("plan · mediator · mediator: {") for line in streamed), streamed
+    (run,) = services.query("SELECT id FROM runs_run WHERE goal = %s", (goal,))
+    assert "stage.delta" not in {e["kind"] for e in _events(services, run["id"])}
