@@ -28,6 +28,7 @@ import pytest
 from tests.integration.harness import PROJECT_DIR, manage
 from tests.streams.live import AsgiServer, user_token
 from tests.support.pyvenv import venv_link
+from tests.tui.conftest import plain
 from tui.app import TektonApp
 from tui.client import ApiClient
 from tui.screens.artifacts import ArtifactsScreen
@@ -246,6 +247,9 @@ async def test_navigate_open_a_run_and_approve_its_blocked_stage(live: Live):
         launcher.query_one("#goal").value = "Add a health endpoint"
         await pilot.press("ctrl+e")
         await until(pilot, lambda: launcher.explained is not None, "the explain preview")
+        # The server's forecast, per stage and for the run.
+        preview = plain(launcher.query_one("#preview-body").content)
+        assert "expected " in preview and " at p90)" in preview and "tokens $0.00" in preview
         picture(app, "launcher-explain")
         await pilot.press("escape", "question_mark")
         assert isinstance(app.screen, HelpScreen)
