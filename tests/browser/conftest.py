@@ -226,7 +226,15 @@ def page(browser, tekton_server):
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     # A Content-Security-Policy violation (or any script error) shows up here.
-    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    # With where it happened (a CSP report names no element), to find a rare one later.
+    page.on(
+        "console",
+        lambda msg: (
+            errors.append(f"{msg.text} (at {msg.location}, page {page.url})")
+            if msg.type == "error"
+            else None
+        ),
+    )
     page.on("dialog", lambda dialog: errors.append(f"dialog: {dialog.message}") or dialog.dismiss())
     page.errors = errors
     yield page
