@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import pytest
 
+import tekton_site.sweeper
 from runs import event_hub
 from runs.models import Run, RunEvent
 from tests.factories import RunFactory
+
+# test_consumers imports tekton_site.asgi, which in embedded mode starts the stale-stage
+# sweeper in this process: a thread that would sweep the test database under every later
+# test. The sweeper has its own tests; here the ASGI application is what is tested.
+tekton_site.sweeper.sweeper_start = lambda *args, **kwargs: None
 
 
 @pytest.fixture(autouse=True)
