@@ -8,7 +8,7 @@ import pytest
 
 from swarm.providers import router_build
 from swarm.providers.anthropic_backend import AnthropicBackend
-from swarm.providers.base import ProviderBadRequest, ProviderTransientError, ToolSpec
+from swarm.providers.base import ProviderBadRequest, ToolSpec
 from swarm.providers.capabilities import Capabilities, CapabilityStore, capabilities_default
 from swarm.providers.openai_backend import OpenAIBackend
 from tests.fakes.llm_server import llama_cpp, ok
@@ -164,7 +164,7 @@ async def test_llama_cpp_refuses_json_schema_then_json_object_with_the_schema_wo
 ):
     fake_llm.script(llama_cpp(), llama_cpp(then=ok(ANSWER)))
     request = make_request("smollm2", schema=PLAN_SCHEMA)
-    with pytest.raises(ProviderTransientError) as caught:
+    with pytest.raises(ProviderBadRequest) as caught:  # a request error: never retried
         await llama.complete(request)
     assert caught.value.status == 500
     assert "json_schema" in str(caught.value)  # what a later refusal detector reads
