@@ -28,6 +28,7 @@ from runs.recorder import StageRecorder, jsonable
 from runs.stage_inputs import completer_build, stage_config_build, stage_input_build
 from runs.stage_work import RunStageWork, StageWorkBlocked, stage_work_build
 from swarm.context import BudgetExceeded, StageCancelled, StageOutcome
+from swarm.providers.base import NoRouteError, ProviderAuthError, ProviderBadRequest
 from swarm.redact import redact
 from swarm.workspace import WorkspaceError
 
@@ -274,6 +275,13 @@ def _record_stop(
             run_fail(run_id=run_id, reason=fail_run)
 
 
+def _request_error(exc: BaseException) -> bool:
+    """A provider refused the request itself (a wrong key, a request it cannot take, no
+    route): another attempt would send the same and be refused the same, so the stage
+    fails now with the reason, and a person fixes it and resumes."""
+    return isinstance(exc, ProviderAuthError | ProviderBadRequest | NoRouteError)
+
+
 def _record_error(stage_run_id: int, token: str, run_id: int, exc: BaseException) -> list[int]:
     reason = one_line(exc)
     with transaction.atomic():
@@ -286,7 +294,7 @@ def _record_error(stage_run_id: int, token: str, run_id: int, exc: BaseException
                 finished_at=timezone.now(),
             )
             return []
-        if stage.attempt < settings.TEKTON_STAGE_MAX_ATTEMPTS:
+        if stage.attempt < settings.TEKTON_STAGE_MAX_ATTEMPTS and not _request_error(exc):
             StageRun.objects.filter(pk=stage.pk).update(
                 updated_at=timezone.now(),
                 status=StageRun.Status.QUEUED,
@@ -301,13 +309,14 @@ def _record_error(stage_run_id: int, token: str, run_id: int, exc: BaseException
                 payload={"reason": reason, "attempt": stage.attempt, "automatic": True},
             )
             return [stage.pk]
+    tries = "1 attempt" if stage.attempt == 1 else f"{stage.attempt} attempts"
     _record_stop(
         stage_run_id,
         token,
         run_id,
         status=StageRun.Status.FAILED,
         reason=reason,
-        fail_run=f"stage {stage.stage} failed after {stage.attempt} attempts: {reason}",
+        fail_run=f"stage {stage.stage} failed after {tries}: {reason}",
     )
     return []
 
