@@ -14,6 +14,8 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
+from django.conf import settings
+
 from runs.artifacts_store import artifact_read_json
 from runs.lessons import HistoryLessons
 from runs.models import Artifact, Run, StageRun
@@ -121,6 +123,7 @@ def stage_config_build(run: Run, stage: str) -> StageConfig:
         sequential=config.get("schedule") == "sequential",
         budget_tokens=left_tokens,
         budget_cost_usd=left_cost,
+        timeout=float(settings.TEKTON_LLM_TIMEOUT_SECONDS),
     )
 
 
