@@ -206,6 +206,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "global_keyprefix": os.environ.get("TEKTON_REDIS_PREFIX") or f"{TEKTON_NAMESPACE}:",
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Celery's consumer, made to survive the broker restarting under unacked messages.
+CELERY_WORKER_CONSUMER = "tekton_site.celery:TektonConsumer"
 
 if REDIS_URL:
     CHANNEL_LAYERS = {
