@@ -88,11 +88,12 @@ def scripted_profile(services: Services, model: FakeLlmServer) -> str:
     return "scripted"
 
 
-def _start(services: Services, repo: Path, profile: str) -> int:
+def _start(services: Services, repo: Path, profile: str, *extra: str) -> int:
     goal = f"Fix add (it-{uuid.uuid4().hex[:8]})"
     env = {**services.env, "TEKTON_LLM_BACKEND": "auto"}
+    argv = ["tekton", "run", "--goal", goal, "--repo", str(repo), "--profile", profile]
     started = manage(
-        ["tekton", "run", "--goal", goal, "--repo", str(repo), "--profile", profile, "--detach"],
+        [*argv, "--detach", *extra],
         env=env,
         timeout=60,
     )
@@ -202,7 +203,7 @@ def test_a_worker_killed_during_the_sandboxed_test_run_leaves_nothing_in_the_way
     before = _state(repo)
     model.responder = DiamondResponder(FIX)
     first = start_worker(extra_env={"TEKTON_LLM_BACKEND": "auto"})
-    run_id = _start(services, repo, scripted_profile)
+    run_id = _start(services, repo, scripted_profile, "--to", "test_debug")
 
     def sandbox_running() -> set[int]:
         (stage,) = services.query(
