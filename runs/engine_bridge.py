@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
+from django.db import DatabaseError, InterfaceError, OperationalError, connection
 from django.utils import timezone
 
 from runs.models import Run, StageRun
@@ -25,6 +26,7 @@ from runs.tracing import stage_span, stage_span_outcome
 from swarm.context import StageCancelled, StageConfig, StageInput, StageOutcome, StageWork
 from swarm.debate import Completer, stage_run
 from swarm.events import EngineEvent
+from swarm.redact import redact
 from swarm.repo import patch_check
 
 logger = logging.getLogger("tekton.runs.engine_bridge")
@@ -48,6 +50,22 @@ def stage_heartbeat(stage: StageRun, token: str) -> str:
     if status is None or status in (Run.Status.CANCELLED, Run.Status.FAILED):
         return "cancelled"
     return "ok"
+
+
+def _heartbeat_through_outages(stage: StageRun, token: str) -> str:
+    """stage_heartbeat, with a lost database connection (a restart) taken as "try at the
+    next beat": the engine goes on meanwhile. Were the database gone longer than the
+    lease, the sweeper gives the stage to another attempt and the next beat says "lost"."""
+    try:
+        return stage_heartbeat(stage, token)
+    except (OperationalError, InterfaceError) as exc:
+        reason = redact((str(exc).strip().splitlines() or [type(exc).__name__])[0])
+        logger.warning("stage %s: heartbeat missed, database unreachable: %s", stage.pk, reason)
+        try:
+            connection.close()  # reconnect at the next beat instead of reusing a dead one
+        except DatabaseError:
+            pass
+        return "ok"
 
 
 def engine_run(
@@ -146,7 +164,7 @@ def _engine_run(
             if time.monotonic() - last >= every:
                 last = time.monotonic()
                 if state == "ok":
-                    state = stage_heartbeat(stage, token)
+                    state = _heartbeat_through_outages(stage, token)
                     if state != "ok":
                         stop.set()  # the engine checks is_cancelled between calls
     except BaseException:

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -43,6 +45,43 @@ def one_line(exc: BaseException) -> str:
     line = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     line = redact(line)
     return line if len(line) <= REASON_MAX else line[: REASON_MAX - 1] + "…"
+
+
+T = TypeVar("T")
+DB_RETRY_PAUSE_S = 0.5
+
+
+def _db_retry(write: Callable[[], T]) -> T:
+    """`write()`, one of the outcome transactions below, tried again after a lost database
+    connection (a restart, a failover) until it goes through or a lease has passed, so a
+    live worker records its stage itself instead of leaving it for the sweeper as if it
+    had died. Each transaction is guarded by the stage's claim: a try that committed
+    before its answer was lost makes the next one a LeaseLost, never a second write."""
+    deadline = time.monotonic() + float(settings.TEKTON_STAGE_LEASE_SECONDS)
+    while True:
+        try:
+            return write()
+        except (OperationalError, InterfaceError) as exc:
+            if time.monotonic() >= deadline:
+                raise
+            logger.warning("database unreachable, trying again: %s", one_line(exc))
+            try:
+                connection.close()  # a dropped connection is never reused; the next opens anew
+            except DatabaseError:
+                pass
+            time.sleep(DB_RETRY_PAUSE_S)
+
+
+def _from_counts(recorder: StageRecorder, write: Callable[[], T]) -> Callable[[], T]:
+    """`write` starting each try from the recorder's token counts as they are now: a try
+    that rolled back must not leave its top-up counted in memory only."""
+    counts = (recorder.input_tokens, recorder.output_tokens, recorder.cost_usd)
+
+    def again() -> T:
+        recorder.input_tokens, recorder.output_tokens, recorder.cost_usd = counts
+        return write()
+
+    return again
 
 
 # --- claim ---------------------------------------------------------------------------------
@@ -341,24 +380,28 @@ def stage_execute(*, stage_run_id: int, worker: str = "") -> list[int]:
         try:
             outcome = _engine(stage, token, recorder)
         except StageCancelled:
-            _record_stop(
-                stage_run_id,
-                token,
-                stage.run_id,
-                status=StageRun.Status.CANCELLED,
-                reason="run cancelled",
-                fail_run=None,
+            _db_retry(
+                lambda: _record_stop(
+                    stage_run_id,
+                    token,
+                    stage.run_id,
+                    status=StageRun.Status.CANCELLED,
+                    reason="run cancelled",
+                    fail_run=None,
+                )
             )
             return []
         except BudgetExceeded as exc:
             reason = f"budget exceeded: {redact(str(exc))}"
-            _record_stop(
-                stage_run_id,
-                token,
-                stage.run_id,
-                status=StageRun.Status.FAILED,
-                reason=reason,
-                fail_run=f"stage {stage.stage} failed: {reason}",
+            _db_retry(
+                lambda: _record_stop(
+                    stage_run_id,
+                    token,
+                    stage.run_id,
+                    status=StageRun.Status.FAILED,
+                    reason=reason,
+                    fail_run=f"stage {stage.stage} failed: {reason}",
+                )
             )
             return []
         except LeaseLost:
@@ -371,10 +414,17 @@ def stage_execute(*, stage_run_id: int, worker: str = "") -> list[int]:
                 stage.attempt,
                 exc_info=True,
             )
-            return _record_error(stage_run_id, token, stage.run_id, exc)
+            error = exc
+            return _db_retry(lambda: _record_error(stage_run_id, token, stage.run_id, error))
         if outcome.status == "succeeded":
-            return _record_success(stage_run_id, token, outcome, recorder)
-        _record_blocked(stage_run_id, token, outcome, recorder)
+            return _db_retry(
+                _from_counts(
+                    recorder, lambda: _record_success(stage_run_id, token, outcome, recorder)
+                )
+            )
+        _db_retry(
+            _from_counts(recorder, lambda: _record_blocked(stage_run_id, token, outcome, recorder))
+        )
         return []
     except LeaseLost:
         logger.warning(

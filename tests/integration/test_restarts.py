@@ -173,5 +173,9 @@ def test_a_run_finishes_through_a_redis_restart_and_a_postgres_restart(own, tmp_
     _assert_artifacts_once_and_intact(services, run_id)
     # The live view saw every event once, in order, across its reconnections.
     assert follower.seqs == [e["seq"] for e in events], (follower.seqs, follower.errors)
+    # The worker lived: a stage whose database went away under it was recorded by the
+    # worker itself (or carried on), never left for the sweeper as if its worker had died.
+    again = [e["payload"] for e in events if e["kind"] == "stage.retried"]
+    assert not [p for p in again if "worker lost" in p["reason"]], again
     attempts = {name: s["attempt"] for name, s in stages.items()}
-    print(f"\nSSE connections {follower.connections}, errors {follower.errors}, {attempts}")
+    print(f"\nSSE connections {follower.connections}, errors {follower.errors}, {attempts} {again}")
