@@ -367,9 +367,11 @@ def stage_execute(*, stage_run_id: int, worker: str = "") -> list[int]:
     unfinished) or whose run is not queued/running is a no-op returning []. Outcomes:
     succeeded -> artifacts written once, the next ready stages returned (or the run
     finished with diamond_summary.json); blocked -> the stage and run block, nothing next;
-    BudgetExceeded -> stage and run fail; any other error -> [own id] while attempts
-    remain (TEKTON_STAGE_MAX_ATTEMPTS), then stage and run fail with a one-line reason;
-    a cancelled run -> the stage is cancelled. Never raises for engine failures.
+    BudgetExceeded, or a provider refusing the request (401, 400/422, no route) -> stage
+    and run fail; any other error -> [own id] while attempts remain
+    (TEKTON_STAGE_MAX_ATTEMPTS), then stage and run fail with a one-line reason; a
+    cancelled run -> the stage is cancelled. Never raises for engine failures; an outcome
+    is written again through a database outage of up to a lease (_db_retry).
     """
     claimed = _claim(stage_run_id, worker)
     if claimed is None:
