@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
+from django.db import DatabaseError, InterfaceError, OperationalError, connection
 from django.utils import timezone
 
 from runs.budgets import budget_limits, budget_reserve, budget_settle
@@ -44,6 +45,7 @@ from swarm.context import (
 from swarm.debate import Completer, stage_run
 from swarm.deltas import DeltaCoalescer
 from swarm.events import AgentDelta, EngineEvent
+from swarm.redact import redact
 from swarm.repo import patch_check
 
 logger = logging.getLogger("tekton.runs.engine_bridge")
@@ -101,6 +103,22 @@ def stage_heartbeat(stage: StageRun, token: str) -> str:
     if status is None or status in (Run.Status.CANCELLED, Run.Status.FAILED):
         return "cancelled"
     return "ok"
+
+
+def _heartbeat_through_outages(stage: StageRun, token: str) -> str:
+    """stage_heartbeat, with a lost database connection (a restart) taken as "try at the
+    next beat": the engine goes on meanwhile. Were the database gone longer than the
+    lease, the sweeper gives the stage to another attempt and the next beat says "lost"."""
+    try:
+        return stage_heartbeat(stage, token)
+    except (OperationalError, InterfaceError) as exc:
+        reason = redact((str(exc).strip().splitlines() or [type(exc).__name__])[0])
+        logger.warning("stage %s: heartbeat missed, database unreachable: %s", stage.pk, reason)
+        try:
+            connection.close()  # reconnect at the next beat instead of reusing a dead one
+        except DatabaseError:
+            pass
+        return "ok"
 
 
 def engine_run(
@@ -233,7 +251,7 @@ def _engine_run(
             if time.monotonic() - last >= every:
                 last = time.monotonic()
                 if state == "ok":
-                    state = stage_heartbeat(stage, token)
+                    state = _heartbeat_through_outages(stage, token)
                     if state != "ok":
                         stop.set()  # the engine checks is_cancelled between calls
     except BaseException:

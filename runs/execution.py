@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -29,6 +31,7 @@ from runs.recorder import StageRecorder, jsonable
 from runs.stage_inputs import completer_build, stage_config_build, stage_input_build
 from runs.stage_work import RunStageWork, StageWorkBlocked, stage_work_build
 from swarm.context import BudgetExceeded, StageCancelled, StageOutcome
+from swarm.providers.base import NoRouteError, ProviderAuthError, ProviderBadRequest
 from swarm.redact import redact
 from swarm.workspace import WorkspaceError
 
@@ -43,6 +46,43 @@ def one_line(exc: BaseException) -> str:
     line = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     line = redact(line)
     return line if len(line) <= REASON_MAX else line[: REASON_MAX - 1] + "…"
+
+
+T = TypeVar("T")
+DB_RETRY_PAUSE_S = 0.5
+
+
+def _db_retry(write: Callable[[], T]) -> T:
+    """`write()`, one of the outcome transactions below, tried again after a lost database
+    connection (a restart, a failover) until it goes through or a lease has passed, so a
+    live worker records its stage itself instead of leaving it for the sweeper as if it
+    had died. Each transaction is guarded by the stage's claim: a try that committed
+    before its answer was lost makes the next one a LeaseLost, never a second write."""
+    deadline = time.monotonic() + float(settings.TEKTON_STAGE_LEASE_SECONDS)
+    while True:
+        try:
+            return write()
+        except (OperationalError, InterfaceError) as exc:
+            if time.monotonic() >= deadline:
+                raise
+            logger.warning("database unreachable, trying again: %s", one_line(exc))
+            try:
+                connection.close()  # a dropped connection is never reused; the next opens anew
+            except DatabaseError:
+                pass
+            time.sleep(DB_RETRY_PAUSE_S)
+
+
+def _from_counts(recorder: StageRecorder, write: Callable[[], T]) -> Callable[[], T]:
+    """`write` starting each try from the recorder's token counts as they are now: a try
+    that rolled back must not leave its top-up counted in memory only."""
+    counts = (recorder.input_tokens, recorder.output_tokens, recorder.cost_usd)
+
+    def again() -> T:
+        recorder.input_tokens, recorder.output_tokens, recorder.cost_usd = counts
+        return write()
+
+    return again
 
 
 # --- claim ---------------------------------------------------------------------------------
@@ -295,6 +335,13 @@ def _record_stop(
             run_fail(run_id=run_id, reason=fail_run)
 
 
+def _request_error(exc: BaseException) -> bool:
+    """A provider refused the request itself (a wrong key, a request it cannot take, no
+    route): another attempt would send the same and be refused the same, so the stage
+    fails now with the reason, and a person fixes it and resumes."""
+    return isinstance(exc, ProviderAuthError | ProviderBadRequest | NoRouteError)
+
+
 def _record_error(stage_run_id: int, token: str, run_id: int, exc: BaseException) -> list[int]:
     reason = one_line(exc)
     with transaction.atomic():
@@ -307,7 +354,7 @@ def _record_error(stage_run_id: int, token: str, run_id: int, exc: BaseException
                 finished_at=timezone.now(),
             )
             return []
-        if stage.attempt < settings.TEKTON_STAGE_MAX_ATTEMPTS:
+        if stage.attempt < settings.TEKTON_STAGE_MAX_ATTEMPTS and not _request_error(exc):
             StageRun.objects.filter(pk=stage.pk).update(
                 updated_at=timezone.now(),
                 status=StageRun.Status.QUEUED,
@@ -322,13 +369,14 @@ def _record_error(stage_run_id: int, token: str, run_id: int, exc: BaseException
                 payload={"reason": reason, "attempt": stage.attempt, "automatic": True},
             )
             return [stage.pk]
+    tries = "1 attempt" if stage.attempt == 1 else f"{stage.attempt} attempts"
     _record_stop(
         stage_run_id,
         token,
         run_id,
         status=StageRun.Status.FAILED,
         reason=reason,
-        fail_run=f"stage {stage.stage} failed after {stage.attempt} attempts: {reason}",
+        fail_run=f"stage {stage.stage} failed after {tries}: {reason}",
     )
     return []
 
@@ -341,9 +389,12 @@ def stage_execute(*, stage_run_id: int, worker: str = "") -> list[int]:
     succeeded -> artifacts written once, the next ready stages returned (or the run
     finished with diamond_summary.json); blocked -> the stage and run block, nothing next;
     the run's budget reached (before or during the stage) -> the stage and run block too,
-    "budget reached: ...", until a person raises the budget and retries; any other error -> [own id] while attempts
-    remain (TEKTON_STAGE_MAX_ATTEMPTS), then stage and run fail with a one-line reason;
-    a cancelled run -> the stage is cancelled. Never raises for engine failures.
+    "budget reached: ...", until a person raises the budget and retries; a provider
+    refusing the request (401, 400/422, no route) -> stage and run fail at once; any other
+    error -> [own id] while attempts remain (TEKTON_STAGE_MAX_ATTEMPTS), then stage and run
+    fail with a one-line reason; a cancelled run -> the stage is cancelled. Never raises
+    for engine failures; an outcome is written again through a database outage of up to a
+    lease (_db_retry).
     """
     claimed = _claim(stage_run_id, worker)
     if claimed is None:
@@ -354,20 +405,22 @@ def stage_execute(*, stage_run_id: int, worker: str = "") -> list[int]:
         try:
             outcome = _engine(stage, token, recorder)
         except StageCancelled:
-            _record_stop(
-                stage_run_id,
-                token,
-                stage.run_id,
-                status=StageRun.Status.CANCELLED,
-                reason="run cancelled",
-                fail_run=None,
+            _db_retry(
+                lambda: _record_stop(
+                    stage_run_id,
+                    token,
+                    stage.run_id,
+                    status=StageRun.Status.CANCELLED,
+                    reason="run cancelled",
+                    fail_run=None,
+                )
             )
             return []
         except BudgetExceeded as exc:
             blocked = StageOutcome(
                 status="blocked", reason=str(exc), artifact=None, budget_reached=True
             )
-            _record_blocked(stage_run_id, token, blocked, recorder)
+            _db_retry(lambda: _record_blocked(stage_run_id, token, blocked, recorder))
             return []
         except LeaseLost:
             raise
@@ -379,10 +432,17 @@ def stage_execute(*, stage_run_id: int, worker: str = "") -> list[int]:
                 stage.attempt,
                 exc_info=True,
             )
-            return _record_error(stage_run_id, token, stage.run_id, exc)
+            error = exc
+            return _db_retry(lambda: _record_error(stage_run_id, token, stage.run_id, error))
         if outcome.status == "succeeded":
-            return _record_success(stage_run_id, token, outcome, recorder)
-        _record_blocked(stage_run_id, token, outcome, recorder)
+            return _db_retry(
+                _from_counts(
+                    recorder, lambda: _record_success(stage_run_id, token, outcome, recorder)
+                )
+            )
+        _db_retry(
+            _from_counts(recorder, lambda: _record_blocked(stage_run_id, token, outcome, recorder))
+        )
         return []
     except LeaseLost:
         logger.warning(

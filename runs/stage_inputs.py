@@ -14,6 +14,8 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
+from django.conf import settings
+
 from config_profiles.capabilities import capability_memory_attach
 from runs.artifacts_store import artifact_read_json
 from runs.budgets import budget_limits
@@ -119,6 +121,7 @@ def stage_config_build(run: Run, stage: str) -> StageConfig:
         sequential=config.get("schedule") == "sequential",
         budget_tokens=left_tokens,
         budget_cost_usd=left_cost,
+        timeout=float(settings.TEKTON_LLM_TIMEOUT_SECONDS),
     )
 
 

@@ -428,9 +428,30 @@ class Workspace:
             raise WorkspaceError(_os_reason(exc, self.root)) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
+            self._stale_git_locks_clear()
             yield
         finally:
             os.close(fd)
+
+    def _stale_git_locks_clear(self) -> None:
+        """Remove the git lock files a killed process left on this workspace: its index
+        and HEAD locks, and the lock of the run's branch ref. Every git write to them is
+        Tekton's own and holds the workspace lock (reads take no lock: GIT_OPTIONAL_LOCKS
+        is 0), so one found while the lock is held belongs to a git that died with its
+        worker, and would make the next attempt's git fail with "File exists"."""
+        admin = self._admin_for(self.path) if self.common_dir.is_dir() else None
+        candidates = [self.common_dir / "refs" / "heads" / f"{self.branch}.lock"]
+        if admin is not None:
+            candidates += [admin / "index.lock", admin / "HEAD.lock"]
+        for lock in candidates:
+            try:
+                lock.unlink()
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                log.warning("stale git lock %s not removed: %s", lock, exc)
+                continue
+            log.warning("removed a stale git lock left by a killed process: %s", lock)
 
     def _state(self) -> dict:
         try:

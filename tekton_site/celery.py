@@ -7,11 +7,13 @@ message only after its visibility timeout, and the sweeper brings the stage back
 one lease instead. Any number of sweepers may run; their updates are conditional.
 """
 
+import logging
 import os
 import threading
 
 from celery import Celery
 from celery.signals import worker_init, worker_ready, worker_shutdown
+from celery.worker.consumer import Consumer
 
 from tekton_site.sweeper import sweeper_start
 
@@ -22,6 +24,39 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 _sweeper_stop = threading.Event()
+logger = logging.getLogger("tekton.celery")
+
+
+class TektonConsumer(Consumer):
+    """Celery's consumer, surviving a broker that went away while messages were unacked.
+
+    On a lost connection Celery 5.7 calls `connection.collect()`, which detaches the
+    transport from its client, then `connection.close()`: the channel's restore of the
+    unacked messages, and later the ack of each stage that was running, go through that
+    detached transport and raise AttributeError, which stops the worker for good
+    ("Unrecoverable error") when Redis restarts under a running stage. Keeping the client
+    on the old transport lets them reach the broker once it is back (or fail with a
+    connection error, which kombu handles), as before 5.7."""
+
+    def on_connection_error_after_connected(self, exc):
+        connection = self.connection
+        transport = getattr(connection, "_transport", None)
+        client = getattr(transport, "client", None)
+        if transport is not None and client is not None:
+            collect = connection.collect
+
+            def collect_keeping_client(*args, **kwargs):
+                try:
+                    return collect(*args, **kwargs)
+                finally:
+                    transport.client = client
+
+            connection.collect = collect_keeping_client
+        try:
+            super().on_connection_error_after_connected(exc)
+        except AttributeError as error:  # a kombu that detaches elsewhere: reconnect anyway
+            self.connection = None
+            logger.warning("broker connection closed uncleanly (%s); reconnecting", error)
 
 
 @worker_init.connect

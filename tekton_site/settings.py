@@ -179,6 +179,8 @@ if TEKTON_EXECUTION == "celery" and not CELERY_BROKER_URL:
 TEKTON_HEARTBEAT_SECONDS = env_float("TEKTON_HEARTBEAT_SECONDS", 5.0)
 TEKTON_STAGE_LEASE_SECONDS = env_float("TEKTON_STAGE_LEASE_SECONDS", 30.0)
 TEKTON_STAGE_MAX_ATTEMPTS = 3
+# How long one LLM call may take before it counts as timed out (and is retried).
+TEKTON_LLM_TIMEOUT_SECONDS = env_float("TEKTON_LLM_TIMEOUT_SECONDS", 120.0)
 # Inline mode only: False runs dispatched stages synchronously in the caller's thread
 # (tests); True runs them in a background thread (the web process, the CLI).
 TEKTON_INLINE_THREADS = env_bool("TEKTON_INLINE_THREADS", True)
@@ -204,6 +206,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "global_keyprefix": os.environ.get("TEKTON_REDIS_PREFIX") or f"{TEKTON_NAMESPACE}:",
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Celery's consumer, made to survive the broker restarting under unacked messages.
+CELERY_WORKER_CONSUMER = "tekton_site.celery:TektonConsumer"
 
 if REDIS_URL:
     CHANNEL_LAYERS = {

@@ -15,7 +15,9 @@ import asyncio
 import dataclasses
 import datetime
 import email.utils
+import json
 import random
+import re
 import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -43,8 +45,8 @@ MAX_RETRY_AFTER_S = 60.0
 
 class RetryingProvider:
     """Wraps `inner`; `complete` retries ProviderTransientError (429, 5xx, 529, timeouts,
-    dropped connections) up to `max_attempts` calls in all, never anything else (400, 401,
-    unusable answers). Each wait is uniform in [0, min(max_delay, base_delay * 2**n)]
+    dropped connections, a body that is not JSON) up to `max_attempts` calls in all, never
+    anything else (400, 401, 422, a 500 wrapping a validation error, unusable answers). Each wait is uniform in [0, min(max_delay, base_delay * 2**n)]
     (full jitter) and at least the server's retry-after, capped at 60 s."""
 
     def __init__(
@@ -153,9 +155,22 @@ def error_for_status(
         return ProviderAuthError(message, status=status)
     if status in (400, 404, 413, 422):
         return ProviderBadRequest(message, status=status)
+    if status == 500 and _VALIDATION_ERROR.search(detail):
+        # Servers built on pydantic (llama-cpp-python's, some gateways) answer a request
+        # they cannot validate with a 500: the same request would be refused again.
+        return ProviderBadRequest(message, status=status)
     if status in (408, 409, 429) or status >= 500:
         return ProviderTransientError(message, status=status, retry_after=retry_after)
     return ProviderError(message, status=status, retry_after=retry_after)
+
+
+# What a request-validation error says inside a 500: pydantic's "1 validation error for
+# X" / "Input should be ...", FastAPI's "field required", OpenAI-style error types.
+_VALIDATION_ERROR = re.compile(
+    r"\bvalidation errors? for\b|\bInput should be\b|\bfield required\b"
+    r"|\binvalid_request_error\b|\bextra (?:fields|inputs) (?:are )?not permitted\b",
+    re.IGNORECASE,
+)
 
 
 def _is_transport_error(exc: BaseException) -> bool:
@@ -190,6 +205,13 @@ def sdk_error_map(backend: str, sdk: Any, exc: Exception) -> ProviderError:
         return ProviderTransientError(f"{backend}: connection failed: {redact(str(exc))[:200]}")
     if isinstance(exc, sdk.APIStatusError):
         return error_for_status(backend, exc.status_code, str(exc), exc.response.headers)
+    if isinstance(exc, json.JSONDecodeError):
+        # A 200 whose body is not JSON at all: a garbled or truncated transfer (a proxy,
+        # a dropped connection the client read as an end), not the model's answer, so the
+        # same request may well succeed, as when a stream is cut.
+        return ProviderTransientError(
+            f"{backend}: the answer's body is not JSON: {redact(str(exc))[:200]}"
+        )
     if isinstance(exc, sdk.APIResponseValidationError | ValueError):
         return ProviderResponseError(f"{backend}: unreadable answer: {redact(str(exc))[:200]}")
     return ProviderError(f"{backend}: {type(exc).__name__}: {redact(str(exc))[:200]}")

@@ -26,6 +26,7 @@ import json
 import math
 import re
 import struct
+import sys
 import threading
 import time
 from collections import deque
@@ -283,7 +284,7 @@ class FakeLlmServer:
                 self.wfile.write(b"0\r\n\r\n")
                 self.wfile.flush()
 
-        self._httpd = ThreadingHTTPServer((self.host, 0), Handler)
+        self._httpd = _QuietServer((self.host, 0), Handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(
             target=self._httpd.serve_forever,
@@ -301,6 +302,15 @@ class FakeLlmServer:
             self._httpd.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hung up (its timeout, a connection it kept alive and dropped) is
+        # part of the scenarios, not a server error worth a traceback.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 def _error_headers(scenario: Scenario) -> dict[str, str]:

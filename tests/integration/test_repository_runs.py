@@ -52,13 +52,13 @@ def _state(repo: Path) -> tuple[str, ...]:
     )
 
 
-def _calc(root: Path) -> Path:
+def _calc(root: Path, tests: str = TESTS) -> Path:
     repo = root / f"calc-{uuid.uuid4().hex[:6]}"
     (repo / "calc").mkdir(parents=True)
     (repo / "tests").mkdir()
     (repo / "calc" / "__init__.py").write_text("")
     (repo / "calc" / "core.py").write_text(CORE)
-    (repo / "tests" / "test_core.py").write_text(TESTS)
+    (repo / "tests" / "test_core.py").write_text(tests)
     _git(repo, "init", "-q", "-b", "main")
     _git(repo, "add", ".")
     _git(repo, "commit", "-qm", "calc with a bug in add")
@@ -88,16 +88,22 @@ def scripted_profile(services: Services, model: FakeLlmServer) -> str:
     return "scripted"
 
 
-def _run(services: Services, repo: Path, profile: str) -> dict:
+def _start(services: Services, repo: Path, profile: str, *extra: str) -> int:
     goal = f"Fix add (it-{uuid.uuid4().hex[:8]})"
     env = {**services.env, "TEKTON_LLM_BACKEND": "auto"}
+    argv = ["tekton", "run", "--goal", goal, "--repo", str(repo), "--profile", profile]
     started = manage(
-        ["tekton", "run", "--goal", goal, "--repo", str(repo), "--profile", profile, "--detach"],
+        [*argv, "--detach", *extra],
         env=env,
         timeout=60,
     )
     assert started.returncode == 0, started.stderr
     (row,) = services.query("SELECT id FROM runs_run WHERE goal = %s", (goal,))
+    return row["id"]
+
+
+def _run(services: Services, repo: Path, profile: str) -> dict:
+    row = {"id": _start(services, repo, profile)}
     return wait_for(
         lambda: (
             (r := services.query("SELECT * FROM runs_run WHERE id = %s", (row["id"],))[0])["status"]
@@ -159,3 +165,90 @@ def test_a_fix_and_a_break_through_the_cli_and_a_worker(
     assert _state(broken_repo) == before
     shown = manage(["tekton", "show", str(broken["id"]), "--json"], env=services.env, timeout=60)
     assert shown.returncode == 0 and json.loads(shown.stdout)["status"] == "blocked"
+
+
+def _processes_under(folder: Path) -> set[int]:
+    """Processes whose command line names `folder` (a sandbox's bwrap names its binds),
+    and every process below them."""
+    parents: dict[int, int] = {}
+    found: set[int] = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if " Z " in stat[stat.rindex(")") :][:4]:
+            continue  # a zombie is gone already, waiting to be reaped
+        parents[int(entry.name)] = int(stat[stat.rindex(")") + 2 :].split()[1])
+        if str(folder) in cmdline:
+            found.add(int(entry.name))
+    grew = True
+    while grew:
+        below = {pid for pid, parent in parents.items() if parent in found} - found
+        found |= below
+        grew = bool(below)
+    return found
+
+
+SLOW_TESTS = TESTS + "\n\ndef test_slow():\n    import time\n\n    time.sleep(2)\n"
+
+
+def test_a_worker_killed_during_the_sandboxed_test_run_leaves_nothing_in_the_way(
+    services, start_worker, model, scripted_profile
+):
+    repo = _calc(services.repo_root, tests=SLOW_TESTS)
+    before = _state(repo)
+    model.responder = DiamondResponder(FIX)
+    first = start_worker(extra_env={"TEKTON_LLM_BACKEND": "auto"})
+    run_id = _start(services, repo, scripted_profile, "--to", "test_debug")
+
+    def sandbox_running() -> set[int]:
+        (stage,) = services.query(
+            "SELECT status FROM runs_stagerun WHERE run_id = %s AND stage = 'test_debug'",
+            (run_id,),
+        )
+        return _processes_under(services.data_dir) if stage["status"] == "running" else set()
+
+    sandbox = wait_for(sandbox_running, timeout=120, interval=0.05, what="the tests to run")
+    # A worker killed inside a git command leaves git's lock; plant it as that kill would.
+    (admin,) = (repo / ".git" / "worktrees").iterdir()
+    (admin / "index.lock").write_text("")
+    first.kill9()
+    # bwrap dies with its parent, and its PID namespace (the tests, any daemon) with it.
+    wait_for(
+        lambda: not (sandbox & _processes_under(services.data_dir)),
+        timeout=10,
+        what="the killed worker's sandbox to end",
+    )
+
+    start_worker(extra_env={"TEKTON_LLM_BACKEND": "auto"})
+    run = wait_for(
+        lambda: (
+            (r := services.query("SELECT * FROM runs_run WHERE id = %s", (run_id,))[0])["status"]
+            in ("succeeded", "blocked", "failed")
+            and r
+        ),
+        timeout=120,
+        interval=0.3,
+        what="the run to end after the sweep",
+    )
+    assert run["status"] == "succeeded", run["reason"]
+    report = _report(services, run_id)
+    assert report["report"]["evidence"]["ship"] is True
+    (stage,) = services.query(
+        "SELECT attempt FROM runs_stagerun WHERE run_id = %s AND stage = 'test_debug'", (run_id,)
+    )
+    assert stage["attempt"] == 2
+    assert not _processes_under(services.data_dir)
+    assert not list((repo / ".git").rglob("*.lock"))
+    listing = _git(repo, "worktree", "list", "--porcelain")
+    assert "prunable" not in listing and "locked" not in listing, listing
+    worktrees = [
+        line.split(" ", 1)[1] for line in listing.splitlines() if line.startswith("worktree ")
+    ]
+    assert worktrees[0] == str(repo)
+    assert all(Path(w).is_relative_to(services.data_dir) for w in worktrees[1:]), worktrees
+    assert _state(repo) == before

@@ -248,8 +248,11 @@ def test_a_failing_provider_is_one_line_per_failure_and_the_traceback_goes_to_th
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr and "Traceback" not in done.stdout
     failures = [line for line in done.stderr.splitlines() if " / plan attempt " in line]
-    assert len(failures) == 3  # one line per failed attempt, then the run's own line
-    assert "failed after 3 attempts" in done.stderr.splitlines()[-1]
+    # A 401 is not worth another attempt: one line for it, then the run's own line.
+    assert len(failures) == 1
+    assert "failed after 1 attempt: ProviderAuthError" in done.stderr.splitlines()[-1]
+    sent = [repr(r.body) for r in server.requests]  # the opening round's calls, each once
+    assert len(set(sent)) == len(sent)
     assert "ProviderAuthError" in failures[0] and "HTTP 401" in failures[0]
     assert "sk-ant-api03" not in done.stderr
     log = (cli.data / "logs" / "cli.log").read_text()

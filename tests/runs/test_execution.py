@@ -12,7 +12,13 @@ from runs.dispatch import run_inline
 from runs.execution import stage_execute
 from runs.lifecycle import stage_artifacts_write
 from runs.models import Artifact, LlmCall, Run, RunEvent, StageRun
-from swarm.providers.base import ProviderError, ProviderTransientError
+from swarm.providers.base import (
+    NoRouteError,
+    ProviderAuthError,
+    ProviderBadRequest,
+    ProviderError,
+    ProviderTransientError,
+)
 from tests.factories import RunFactory, frozen_config
 
 pytestmark = pytest.mark.django_db
@@ -176,6 +182,26 @@ def test_three_failures_fail_the_run_with_a_one_line_reason(git_repo, fake_engin
     assert stage_of(run, "research").status == "queued"
     assert kinds(run)[-1] == "run.failed"
     assert len(fake_engine.calls) == 3
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ProviderAuthError("anthropic: HTTP 401: invalid x-api-key", status=401),
+        ProviderBadRequest("openai: HTTP 422: unknown field", status=422),
+        NoRouteError("model openai/gpt-4o needs env var OPENAI_API_KEY (not set)"),
+    ],
+    ids=["401", "422", "no-route"],
+)
+def test_a_request_error_fails_the_stage_at_once_with_the_reason(git_repo, fake_engine, error):
+    fake_engine.behaviour = {"plan": error}
+    run = make_run(git_repo, "plan", "research")
+    run_inline(run.pk)
+    run.refresh_from_db()
+    assert (run.status, stage_of(run, "plan").attempt) == ("failed", 1)
+    assert run.reason == f"stage plan failed after 1 attempt: {type(error).__name__}: {error}"
+    assert len(fake_engine.calls) == 1
+    assert "stage.retried" not in kinds(run)
 
 
 def test_budget_left_is_passed_and_spent_budget_blocks_before_the_engine(git_repo, fake_engine):

@@ -351,6 +351,21 @@ def test_a_retried_code_stage_replaces_the_branch_head(repo, root):
     assert ws.branch_delete() and ws.branch_head() is None
 
 
+def test_git_locks_left_by_a_killed_worker_do_not_stop_the_next_attempt(repo, root):
+    ws = workspace(repo, root)
+    ws.rebuild([])
+    ws.apply(CALC_DIFF)
+    # What a worker killed inside `git apply --index` or `git update-ref` leaves behind.
+    left = [ws.git_dir() / "index.lock", repo / ".git" / "refs" / "heads" / f"{RUN}.lock"]
+    left[1].parent.mkdir(parents=True, exist_ok=True)
+    for lock in left:
+        lock.write_text("")
+    ws.rebuild([CALC_DIFF])
+    result = ws.commit("attempt 2")
+    assert git(repo, "rev-parse", RUN).strip() == result.head_sha
+    assert not any(lock.exists() for lock in left)
+
+
 def test_an_empty_change_is_not_committed(repo, root):
     ws = workspace(repo, root)
     ws.create()

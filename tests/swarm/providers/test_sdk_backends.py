@@ -16,7 +16,7 @@ from swarm.providers.base import (
 )
 from swarm.providers.openai_backend import OpenAIBackend
 from swarm.providers.retry import RetryingProvider
-from tests.fakes.llm_server import malformed, not_json, ok, slow, status
+from tests.fakes.llm_server import llama_cpp, malformed, not_json, ok, slow, status
 from tests.swarm.providers.conftest import PLAN_SCHEMA, make_request
 
 ANTHROPIC_KEY = "sk-ant-test-0123456789abcdef"
@@ -86,10 +86,11 @@ async def test_anthropic_without_the_tool_call_is_a_response_error(fake_llm, ant
         await anthropic_backend.complete(make_request(schema=PLAN_SCHEMA))
 
 
-async def test_anthropic_malformed_body_is_a_response_error(fake_llm, anthropic_backend):
-    fake_llm.script(malformed())
-    with pytest.raises(ProviderResponseError):
-        await anthropic_backend.complete(make_request())
+async def test_anthropic_malformed_body_is_retried(fake_llm, anthropic_backend, sleep):
+    fake_llm.script(malformed(), ok("whole"))
+    provider = RetryingProvider(anthropic_backend, base_delay=0.01, sleep=sleep)
+    result = await provider.complete(make_request())
+    assert (result.text, result.attempts, len(fake_llm.requests)) == ("whole", 2, 2)
 
 
 async def test_anthropic_429_waits_retry_after_then_succeeds(fake_llm, anthropic_backend, sleep):
@@ -175,10 +176,50 @@ async def test_openai_prose_when_json_was_asked_is_a_response_error(fake_llm, op
         await openai_backend.complete(make_request(schema=PLAN_SCHEMA))
 
 
-async def test_openai_malformed_body_is_a_response_error(fake_llm, openai_backend):
+async def test_openai_malformed_body_is_a_transient_error(fake_llm, openai_backend):
+    # A body that is not JSON is a garbled transfer, not the model's answer.
     fake_llm.script(malformed())
-    with pytest.raises(ProviderResponseError):
+    with pytest.raises(ProviderTransientError, match="body is not JSON"):
         await openai_backend.complete(make_request())
+
+
+# What servers say when they cannot take the request: a 400, a 422, and llama.cpp's 500
+# wrapping a validation error. Sending it again would be refused again.
+_PYDANTIC_500 = "1 validation error for CreateChatCompletionRequest\nInput should be 'text'"
+REQUEST_ERRORS = {
+    "400": (status(400), 400),
+    "422": (status(422, message="messages: field required"), 422),
+    "500-validation": (status(500, message=_PYDANTIC_500), 500),
+}
+
+
+@pytest.mark.parametrize("vendor", ["openai", "anthropic"])
+@pytest.mark.parametrize("case", list(REQUEST_ERRORS))
+async def test_request_errors_are_not_retried_as_transient(
+    fake_llm, openai_backend, anthropic_backend, sleep, vendor, case
+):
+    scenario, code = REQUEST_ERRORS[case]
+    fake_llm.script(scenario, ok("never reached"))
+    backend = openai_backend if vendor == "openai" else anthropic_backend
+    provider = RetryingProvider(backend, base_delay=0.01, sleep=sleep)
+    with pytest.raises(ProviderBadRequest, match=f"HTTP {code}") as caught:
+        await provider.complete(make_request(schema=PLAN_SCHEMA))
+    assert (caught.value.status, caught.value.attempts) == (code, 1)
+    assert len(fake_llm.requests) == 1 and sleep.delays == []
+
+
+async def test_llama_cpp_refusing_json_schema_is_one_request(fake_llm, openai_backend, sleep):
+    fake_llm.script(llama_cpp(), ok("never reached"))
+    provider = RetryingProvider(openai_backend, base_delay=0.01, sleep=sleep)
+    with pytest.raises(ProviderBadRequest, match="HTTP 500: .*validation error"):
+        await provider.complete(make_request(schema=PLAN_SCHEMA))
+    assert len(fake_llm.requests) == 1
+
+
+async def test_a_plain_500_is_still_retried(fake_llm, anthropic_backend, sleep):
+    fake_llm.script(status(500, message="Internal server error"), ok("back"))
+    provider = RetryingProvider(anthropic_backend, base_delay=0.01, sleep=sleep)
+    assert (await provider.complete(make_request())).attempts == 2
 
 
 async def test_openai_500_then_success(fake_llm, openai_backend, sleep):

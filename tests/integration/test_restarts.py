@@ -1,0 +1,181 @@
+"""A run lives through its Redis and its PostgreSQL restarting under it: servers of the
+test's own (tests/integration/throwaway.py), a real Celery worker, daphne serving the
+run's live event stream to a client that reconnects as browsers do (Last-Event-ID)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.integration.conftest import _unavailable
+from tests.integration.harness import Services, Worker, make_git_repo, manage, wait_for
+from tests.integration.test_celery_runs import (
+    _assert_artifacts_once_and_intact,
+    _assert_events_gapless,
+    _events,
+    _stages,
+)
+from tests.integration.throwaway import PostgresServer, RedisServer
+from tests.streams.live import AsgiServer, SseParser
+
+pytestmark = pytest.mark.integration
+
+FINISHED = ("succeeded", "failed", "cancelled")
+
+
+@pytest.fixture
+def own(tmp_path: Path) -> Iterator[tuple[PostgresServer, RedisServer, Services]]:
+    try:
+        pg = PostgresServer()
+    except (FileNotFoundError, RuntimeError) as exc:
+        _unavailable(f"no throwaway PostgreSQL here: {exc}")
+    redis_server = RedisServer(tmp_path)
+    services = None
+    try:
+        services = Services.create(
+            work_dir=tmp_path / "work", base_database_url=pg.url, redis_url=redis_server.url
+        )
+        services.migrate()
+        yield pg, redis_server, services
+    finally:
+        if services is not None:
+            try:
+                services.close()
+            except Exception:  # the servers go with everything in them
+                pass
+        redis_server.stop()
+        pg.close()
+
+
+_START = """
+import json
+from accounts.services import token_create
+from django.contrib.auth import get_user_model
+from runs.services import run_create
+user, _ = get_user_model().objects.get_or_create(username="restarts")
+token = token_create(user=user, name="restarts")[1]
+run = run_create(goal={goal!r}, repo_path={repo!r}, stage_to="code", by=user)
+print(json.dumps({{"run": run.pk, "token": token}}))
+"""
+
+
+class SseFollower(threading.Thread):
+    """Follows /api/runs/ID/events as a browser's EventSource does: on a cut (or the
+    server ending the stream) it reconnects with Last-Event-ID, until the final event."""
+
+    def __init__(self, base_url: str, run_id: int, token: str) -> None:
+        super().__init__(daemon=True)
+        self.url = f"{base_url}/api/runs/{run_id}/events"
+        self.token = token
+        self.seqs: list[int] = []
+        self.connections = 0
+        self.errors: list[str] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        deadline = time.monotonic() + 180
+        while not self.done.is_set() and time.monotonic() < deadline:
+            headers = {"Authorization": f"Bearer {self.token}", "Accept": "text/event-stream"}
+            if self.seqs:
+                headers["Last-Event-ID"] = str(self.seqs[-1])
+            try:
+                with httpx.stream("GET", self.url, headers=headers, timeout=10) as answer:
+                    if answer.status_code == 204:
+                        self.done.set()
+                        return
+                    answer.raise_for_status()
+                    self.connections += 1
+                    parser = SseParser()
+                    for line in answer.iter_lines():
+                        message = parser.feed(line)
+                        if message is None:
+                            continue
+                        seq, kind, _ = message
+                        self.seqs.append(seq)
+                        if kind in ("run.finished", "run.failed", "run.cancelled"):
+                            self.done.set()
+                            return
+            except (httpx.HTTPError, OSError) as exc:
+                self.errors.append(f"{type(exc).__name__}: {exc}")
+            time.sleep(0.3)  # EventSource's retry
+
+
+def test_a_run_finishes_through_a_redis_restart_and_a_postgres_restart(own, tmp_path):
+    pg, redis_server, services = own
+    slow = {"TEKTON_OFFLINE_LATENCY_MS": "250"}
+    worker = Worker(
+        env=services.env, queue=services.queue, log_path=tmp_path / "worker.log", extra_env=slow
+    )
+    web = AsgiServer(env=services.env, log_path=tmp_path / "daphne.log")
+    follower = None
+    try:
+        repo = make_git_repo(services.repo_root / f"restarts-{uuid.uuid4().hex[:6]}")
+        web.wait_ready()
+        worker.wait_ready()
+        started = manage(
+            ["shell", "-c", _START.format(goal="Validate greet's name", repo=str(repo))],
+            env=services.env,
+            timeout=60,
+        )
+        assert started.returncode == 0, started.stderr
+        info = json.loads(started.stdout.strip().splitlines()[-1])
+        run_id = info["run"]
+        follower = SseFollower(web.base_url, run_id, info["token"])
+        follower.start()
+
+        def running(stage: str):
+            return lambda: _stages(services, run_id)[stage]["status"] == "running"
+
+        wait_for(running("research"), timeout=60, interval=0.05, what="research to run")
+        redis_server.restart()  # comes back empty: queued messages and unacked ones are gone
+        wait_for(running("code"), timeout=60, interval=0.1, what="code to run")
+        time.sleep(0.3)  # inside its calls
+        pg.restart()  # every connection of the worker and of daphne is cut
+
+        run = wait_for(
+            lambda: (
+                (r := services.query("SELECT * FROM runs_run WHERE id = %s", (run_id,))[0])[
+                    "status"
+                ]
+                in FINISHED
+                and r
+            ),
+            timeout=120,
+            interval=0.3,
+            what="the run to finish",
+        )
+        follower.join(timeout=30)
+        # The same worker process ran the run to its end: it reconnected, never stopped.
+        assert worker.proc.poll() is None, worker.log_text()[-3000:]
+        assert "Unrecoverable error" not in worker.log_text()
+    finally:
+        if follower is not None:
+            follower.done.set()
+        worker.stop()
+        web.stop()
+
+    assert run["status"] == "succeeded", (run["reason"], worker.log_text()[-3000:])
+    stages = _stages(services, run_id)
+    assert {s["status"] for s in stages.values()} == {"succeeded"}, stages
+    events = _events(services, run_id)
+    _assert_events_gapless(events)
+    kinds = [e["kind"] for e in events]
+    assert kinds.count("run.finished") == 1 and kinds[-1] == "run.finished"
+    finished = [e["stage"] for e in events if e["kind"] == "stage.finished"]
+    assert sorted(finished) == sorted(stages), finished  # each stage finished once
+    _assert_artifacts_once_and_intact(services, run_id)
+    # The live view saw every event once, in order, across its reconnections.
+    assert follower.seqs == [e["seq"] for e in events], (follower.seqs, follower.errors)
+    # The worker lived: a stage whose database went away under it was recorded by the
+    # worker itself (or carried on), never left for the sweeper as if its worker had died.
+    again = [e["payload"] for e in events if e["kind"] == "stage.retried"]
+    assert not [p for p in again if "worker lost" in p["reason"]], again
+    attempts = {name: s["attempt"] for name, s in stages.items()}
+    print(f"\nSSE connections {follower.connections}, errors {follower.errors}, {attempts} {again}")
