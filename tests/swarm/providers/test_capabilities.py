@@ -8,7 +8,7 @@ import pytest
 
 from swarm.providers import router_build
 from swarm.providers.anthropic_backend import AnthropicBackend
-from swarm.providers.base import ProviderBadRequest, ToolSpec
+from swarm.providers.base import ProviderBadRequest, ProviderTransientError, ToolSpec
 from swarm.providers.capabilities import Capabilities, CapabilityStore, capabilities_default
 from swarm.providers.openai_backend import OpenAIBackend
 from tests.fakes.llm_server import llama_cpp, ok, status

@@ -208,12 +208,29 @@ async def test_request_errors_are_not_retried_as_transient(
     assert len(fake_llm.requests) == 1 and sleep.delays == []
 
 
-async def test_llama_cpp_refusing_json_schema_is_one_request(fake_llm, openai_backend, sleep):
-    fake_llm.script(llama_cpp(), ok("never reached"))
+async def test_a_validation_error_wrapped_in_a_500_is_one_request(fake_llm, openai_backend, sleep):
+    message = (
+        "1 validation error for CreateChatCompletionRequest\nmessages.0.role\n  Input should be"
+    )
+    fake_llm.script(status(500, message=message), ok("never reached"))
     provider = RetryingProvider(openai_backend, base_delay=0.01, sleep=sleep)
     with pytest.raises(ProviderBadRequest, match="HTTP 500: .*validation error"):
-        await provider.complete(make_request(schema=PLAN_SCHEMA))
-    assert len(fake_llm.requests) == 1
+        await provider.complete(make_request())
+    assert len(fake_llm.requests) == 1 and sleep.delays == []
+
+
+async def test_llama_cpp_refusing_json_schema_falls_back_at_once_not_by_retries(
+    fake_llm, openai_backend, sleep
+):
+    fake_llm.script(llama_cpp(), llama_cpp(then=ok('{"goals": ["a"], "confidence": 0.5}')))
+    provider = RetryingProvider(openai_backend, base_delay=0.01, sleep=sleep)
+    result = await provider.complete(make_request(schema=PLAN_SCHEMA))
+    assert result.parsed == {"goals": ["a"], "confidence": 0.5} and result.attempts == 1
+    assert [r.body["response_format"]["type"] for r in fake_llm.requests] == [
+        "json_schema",
+        "json_object",
+    ]
+    assert sleep.delays == []
 
 
 async def test_a_plain_500_is_still_retried(fake_llm, anthropic_backend, sleep):
