@@ -122,6 +122,7 @@ def tekton_server(tmp_path_factory, chromium_path) -> Iterator[LiveServer]:
     data = root / "data"
     env = _clean_env(
         TEKTON_DATA_DIR=str(data),
+        TEKTON_RETRIEVAL="false",  # no milvus-lite server per page test
         TEKTON_STATIC_ROOT=str(static_root()),
         # Webhooks can be created (the key) to a receiver on loopback (allowed here only).
         TEKTON_WEBHOOK_KEY="qd1RY2ayYEO8yFVrKZPe9gLzCtwq2Mvo2jTYwaXvhmw=",
