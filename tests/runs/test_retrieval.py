@@ -169,3 +169,21 @@ def test_tekton_index_and_search(on, indexed, tmp_path):
     assert code == 1
     assert err.startswith("error: ") and "--debug" not in err
     assert Path(indexed["repo"]).exists()
+
+
+def test_the_search_code_tool_answers_from_the_index_of_the_runs_commit(on, indexed):
+    from runs.retrieval import code_searcher
+    from swarm.providers.base import ToolCall
+    from swarm.tools import StageTools
+
+    run = _run(indexed, stages=("code",))
+    tools = StageTools(workspace=indexed["repo"], stage="code", index_search=code_searcher(run))
+    result = tools.turn("proponent").call(
+        ToolCall(
+            id="1", name="search_code", arguments={"query": "presigned download link", "limit": 3}
+        )
+    )
+    assert not result.is_error, result.content
+    first = result.content.split("\n\n")[1]
+    assert first.startswith("storage/s3.py:") and " score " in first
+    assert result.summary.startswith("3 passages") or result.summary.startswith("2 passages")
