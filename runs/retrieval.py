@@ -505,15 +505,18 @@ def repo_search(
     """Chunks of the repository's `commit` (None: the newest indexed) best matching
     `query`, with path, line range and score, and the lessons of runs `user` may see
     (None: the command line, every run). A degraded index answers no hits and a
-    `warning`. Raises FieldError for a bad query or repository, StateError when
-    retrieval is off."""
+    `warning`, as does retrieval turned off. Raises FieldError for a bad query or
+    repository."""
     repo = repo_path_allowed(repo_path)
     query = (query or "").strip()
     if not query:
         raise FieldError("q", "the search query is empty")
     if len(query) > 2000:
         raise FieldError("q", f"the query is {len(query):,} characters; the limit is 2,000")
-    retrieval = _retrieval_or_refuse()
+    retrieval = retrieval_get()
+    if retrieval is None:
+        return {"query": query, "repo": repo, "commit": None, "chunks": [], "lessons": [],
+                "warning": "retrieval is off here (TEKTON_RETRIEVAL=false)"}  # fmt: skip
     try:
         code = retrieval.search_code(repo=repo, commit=commit or None, query=query, k=k)
     except RetrievalError as exc:

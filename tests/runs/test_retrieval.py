@@ -187,3 +187,41 @@ def test_the_search_code_tool_answers_from_the_index_of_the_runs_commit(on, inde
     first = result.content.split("\n\n")[1]
     assert first.startswith("storage/s3.py:") and " score " in first
     assert result.summary.startswith("3 passages") or result.summary.startswith("2 passages")
+
+
+def test_the_api_and_the_repository_page_search_the_index_and_the_run_page_shows_context(
+    on, indexed, client, fake_engine
+):
+    user = UserFactory()
+    client.force_login(user)
+    repo = str(indexed["repo"])
+    answer = client.get("/api/search/", {"q": "how do I roll back a bad release", "repo": repo})
+    assert answer.status_code == 200, answer.content
+    found = answer.json()
+    assert found["chunks"][0]["path"] == "docs/deploy.md"
+    assert {"start_line", "end_line", "score", "location"} <= set(found["chunks"][0])
+    assert found["commit"] == indexed["head"] and found["warning"] is None
+    outside = client.get("/api/search/", {"q": "x", "repo": "/etc"})
+    assert outside.status_code == 400
+
+    run = _run(indexed, goal="Throttle clients sending too many requests", owner=user)
+    run_inline(run.pk)
+    page = client.get(f"/runs/{run.pk}/?stage=review").content.decode()
+    assert 'id="context"' in page and "web/router.js:" in page
+    repo_page = client.get("/repo/", {"repo": repo, "q": "database connection pool size"})
+    html = repo_page.content.decode()
+    assert 'role="search"' in html
+    assert "config/settings.toml:" in html
+
+
+def test_the_checks_report_the_index_per_repository(on, indexed):
+    from syschecks.services import checks_run
+
+    results = {r.id: r for r in checks_run(only=["milvus"])}
+    main = results["milvus"]
+    assert main.status == "ok", main.detail
+    assert "reachable" in main.detail and "wordllama" in main.detail
+    assert f"namespace {indexed['ns']}" in main.detail
+    repo = results[f"milvus.repo:{indexed['repo']}"]
+    assert f"last indexed commit {indexed['head'][:12]}" in repo.detail
+    assert "chunks" in repo.detail and "lesson" in repo.detail
