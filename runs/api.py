@@ -542,7 +542,7 @@ class SearchApi(APIView):
         responses={200: s.SearchResultSerializer, **error_responses(400, 401)},
     )
     def get(self, request):
-        from runs.retrieval import repo_search
+        from runs.retrieval_search import repo_search
 
         query = s.SearchQuerySerializer(data=request.query_params.dict())
         query.is_valid(raise_exception=True)

@@ -11,6 +11,6 @@ class RunsConfig(AppConfig):
 
         events_recorded.connect(metrics.events_observe, dispatch_uid="runs.metrics")
         # Lessons are written, and a run's commit indexed, when their events commit.
-        from runs.retrieval import events_lessons_queue
+        from runs.retrieval_dispatch import events_lessons_queue
 
         events_recorded.connect(events_lessons_queue, dispatch_uid="runs.retrieval")

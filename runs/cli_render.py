@@ -477,6 +477,13 @@ class FollowView:
             return f"{prefix}: {cut(p.get('reason', ''), 200)}"
         if kind == "artifact.created":
             return f"{prefix} {p.get('name', '?')} ({p.get('size', '?')} bytes)"
+        if kind == "run.warning":
+            return f"{prefix}: {cut(p.get('message', ''), 200)}"
+        if kind == "stage.context":
+            return (
+                f"{prefix}: {len(p.get('chunks') or [])} chunks, "
+                f"{len(p.get('lessons') or [])} lessons retrieved"
+            )
         if kind in FINAL_KINDS:
             reason = p.get("reason") or ""
             return f"{prefix} {p.get('status', '')}" + (f": {cut(reason, 200)}" if reason else "")

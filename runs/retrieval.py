@@ -5,6 +5,8 @@ given (lessons by goal and stage, repository chunks for the code-facing stages).
 Nothing here may stop a run: when Milvus or the embedding model is out of reach, a stage
 goes on without chunks or lessons and the run gets one `run.warning` event saying so.
 With TEKTON_RETRIEVAL=false there is no index and lessons come from run history.
+When this work runs is runs/retrieval_dispatch.py; indexing and searching on request
+(CLI, API, pages) is runs/retrieval_search.py.
 """
 
 from __future__ import annotations
@@ -12,11 +14,10 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 
 from runs import events
 from runs.lessons import HistoryLessons
@@ -27,15 +28,12 @@ from swarm.redact import redact
 from swarm.retrieval import (
     CodeSearch,
     EmbeddingConfig,
-    IndexReport,
     Retrieval,
     RetrievalConfig,
     RetrievalError,
     RetrievalUnavailable,
     retrieval_for,
 )
-from tekton_site.errors import FieldError, ServiceUnavailable, StateError
-from tekton_site.paths import path_typed
 
 logger = logging.getLogger("tekton.runs.retrieval")
 
@@ -94,42 +92,10 @@ def _warn(run_id: int, message: str) -> None:
         pass
 
 
-def _in_background(target, *args: Any, name: str) -> None:
-    """Celery in services mode is the caller's business; here: a daemon thread that closes
-    its own database connection (embedded), or the caller's thread when threads are off."""
-
-    def body() -> None:
-        try:
-            target(*args)
-        except Exception:
-            logger.exception("%s failed", name)
-        finally:
-            connection.close()
-
-    if settings.TEKTON_INLINE_THREADS:
-        threading.Thread(target=body, name=name, daemon=True).start()
-    else:
-        target(*args)
-
-
 # --- indexing the run's base commit ----------------------------------------------------------
 
 _indexing: set[tuple[str, str]] = set()
 _indexing_lock = threading.Lock()
-
-
-def run_index_dispatch(run_id: int) -> None:
-    """Index the run's base commit unless it is indexed, without making anyone wait: a
-    Celery task in services mode, a background thread in embedded mode."""
-    if not settings.TEKTON_RETRIEVAL:
-        return
-    if settings.TEKTON_EXECUTION == "celery":
-        import tekton_site.celery  # noqa: F401  the configured app
-        from runs.tasks import run_index_task
-
-        run_index_task.apply_async(args=[run_id], queue=settings.TEKTON_QUEUE)
-        return
-    _in_background(run_index_ensure, run_id, name=f"tekton-index-run-{run_id}")
 
 
 def run_index_ensure(run_id: int) -> None:
@@ -175,36 +141,6 @@ def run_index_ensure(run_id: int) -> None:
 
 
 # --- lessons, written when their events happen -----------------------------------------------
-
-LESSON_EVENT_KINDS = (
-    "stage.blocked",
-    "stage.approved",
-    "stage.retried",
-    "run.cancelled",
-    "stage.finished",
-)
-
-
-def events_lessons_queue(sender, events: list[RunEvent], **kwargs: Any) -> None:
-    """events_recorded receiver: once the events commit, write the lessons they carry and
-    index a run's base commit when it starts."""
-    if not settings.TEKTON_RETRIEVAL:
-        return
-    for event in events:
-        if event.kind == "run.started":
-            transaction.on_commit(lambda run_id=event.run_id: run_index_dispatch(run_id))
-        elif event.kind in LESSON_EVENT_KINDS:
-            transaction.on_commit(lambda pk=event.pk: lesson_dispatch(pk))
-
-
-def lesson_dispatch(event_id: int) -> None:
-    if settings.TEKTON_EXECUTION == "celery":
-        import tekton_site.celery  # noqa: F401
-        from runs.tasks import lesson_write_task
-
-        lesson_write_task.apply_async(args=[event_id], queue=settings.TEKTON_QUEUE)
-        return
-    _in_background(lesson_write, event_id, name=f"tekton-lesson-{event_id}")
 
 
 def _blocked_event(run_id: int, stage: str, before_seq: int) -> RunEvent | None:
@@ -450,113 +386,3 @@ def code_searcher(run: Run):
         return retrieval.search_code(repo=repo, commit=commit, query=query, k=k)
 
     return search
-
-
-# --- indexing and searching on request (CLI, API, pages) -------------------------------------
-
-
-def _retrieval_or_refuse() -> Retrieval:
-    retrieval = retrieval_get()
-    if retrieval is None:
-        raise StateError("retrieval is off here (TEKTON_RETRIEVAL=false)")
-    return retrieval
-
-
-def repo_path_allowed(repo_path: str | Path, *, field_name: str = "repo") -> str:
-    """The repository's absolute path when it is inside TEKTON_REPO_ROOTS (the index's
-    name for it); it need not exist on this host. Raises FieldError."""
-    if not str(repo_path or "").strip():
-        raise FieldError(field_name, "a repository path is required")
-    path = path_typed(repo_path, field=field_name, what="repository")
-    roots = [Path(r).expanduser().resolve() for r in settings.TEKTON_REPO_ROOTS]
-    if not any(path == root or path.is_relative_to(root) for root in roots):
-        listed = ", ".join(str(r) for r in roots) or "(none configured)"
-        raise FieldError(
-            field_name,
-            f"repository {path} is outside the allowed roots ({listed}); set TEKTON_REPO_ROOTS to allow it",
-        )
-    return str(path)
-
-
-def repo_index(
-    *, repo_path: str | Path, commit: str = "HEAD", progress=None, force: bool = False
-) -> IndexReport:
-    """Index `commit` of the repository at `repo_path` (incremental by blob; `force`
-    re-embeds). `progress(done, total, path)`. Raises FieldError (not a repository,
-    outside the roots, unknown commit), StateError (retrieval off), ServiceUnavailable
-    (Milvus or the embedding model out of reach)."""
-    from runs.services import repo_check
-
-    path = repo_check(repo_path, field_name="repo")
-    retrieval = _retrieval_or_refuse()
-    try:
-        return retrieval.index_commit(
-            repo=str(path), path=path, commit=commit or "HEAD", progress=progress, force=force
-        )
-    except RetrievalError as exc:
-        raise FieldError("commit" if commit != "HEAD" else "repo", str(exc)) from None
-    except RetrievalUnavailable as exc:
-        raise ServiceUnavailable("milvus", str(exc)) from None
-
-
-def repo_search(
-    *, user, repo_path: str | Path, query: str, k: int = 10, commit: str | None = None
-) -> dict[str, Any]:
-    """Chunks of the repository's `commit` (None: the newest indexed) best matching
-    `query`, with path, line range and score, and the lessons of runs `user` may see
-    (None: the command line, every run). A degraded index answers no hits and a
-    `warning`, as does retrieval turned off. Raises FieldError for a bad query or
-    repository."""
-    repo = repo_path_allowed(repo_path)
-    query = (query or "").strip()
-    if not query:
-        raise FieldError("q", "the search query is empty")
-    if len(query) > 2000:
-        raise FieldError("q", f"the query is {len(query):,} characters; the limit is 2,000")
-    retrieval = retrieval_get()
-    if retrieval is None:
-        return {"query": query, "repo": repo, "commit": None, "chunks": [], "lessons": [],
-                "warning": "retrieval is off here (TEKTON_RETRIEVAL=false)"}  # fmt: skip
-    try:
-        code = retrieval.search_code(repo=repo, commit=commit or None, query=query, k=k)
-    except RetrievalError as exc:
-        raise FieldError("q", str(exc)) from None
-    visible = None
-    if user is not None and not (user.is_staff or user.is_superuser):
-        visible = list(runs_visible_to(user).filter(repo_path=repo).values_list("pk", flat=True))
-    try:
-        lessons = retrieval.lesson_search(repo=repo, query=query, run_ids=visible, k=5)
-    except RetrievalError as exc:
-        raise FieldError("q", str(exc)) from None
-    warnings = [w for w in (code.warning, lessons.warning) if w]
-    return {
-        "query": query,
-        "repo": repo,
-        "commit": code.commit,
-        "warning": "; ".join(dict.fromkeys(warnings)) or None,
-        "chunks": [
-            {
-                "path": h.path,
-                "start_line": h.start_line,
-                "end_line": h.end_line,
-                "location": h.location,
-                "symbol": h.symbol,
-                "language": h.language,
-                "score": round(h.score, 6),
-                "text": h.text[:1200],
-            }
-            for h in code.hits
-        ],
-        "lessons": [
-            {
-                "text": h.text,
-                "run_id": h.run_id,
-                "stage": h.stage,
-                "kind": h.kind,
-                "outcome": h.outcome,
-                "score": round(h.score, 6),
-                "source": f"run {h.run_id} / {h.stage}",
-            }
-            for h in lessons.hits
-        ],
-    }

@@ -402,7 +402,7 @@ def _repo_search_context(request: HttpRequest, paths: list[str]) -> dict[str, An
     query, repo = request.GET.get("q", "").strip(), request.GET.get("repo", "")
     if not repo or repo not in paths:
         return None
-    from runs.retrieval import repo_search
+    from runs.retrieval_search import repo_search
 
     if not query:
         return {"repo": repo, "query": "", "error": "Type what to look for.", "found": None}

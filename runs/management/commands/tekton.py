@@ -586,7 +586,7 @@ class Command(TyperCommand):
         force: Annotated[bool, typer.Option("--force", help="Embed every file again.")] = False,
         debug: DebugOpt = False,
     ) -> None:
-        from runs.retrieval import repo_index
+        from runs.retrieval_search import repo_index
 
         with self._errors(debug):
             console = self._console()
@@ -634,7 +634,7 @@ class Command(TyperCommand):
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
         debug: DebugOpt = False,
     ) -> None:
-        from runs.retrieval import repo_search
+        from runs.retrieval_search import repo_search
 
         with self._errors(debug):
             found = repo_search(user=None, repo_path=repo, query=query, k=limit, commit=commit)
