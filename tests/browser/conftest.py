@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,6 +87,7 @@ class LiveServer:
     data_dir: Path
     proc: subprocess.Popen
     log_path: Path
+    env: dict[str, str]
 
     def log_tail(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:]
@@ -119,6 +121,14 @@ def tekton_server(tmp_path_factory, chromium_path) -> Iterator[LiveServer]:
     venv_link(repo)  # its tests run in the sandbox with pytest, as a real project's would
     (repo / "src" / "app.py").write_text("def total(prices):\n    return round(sum(prices), 2)\n")
 
+    with live_server(root, repo) as server:
+        yield server
+
+
+@contextmanager
+def live_server(root: Path, repo: Path, **extra: str) -> Iterator[LiveServer]:
+    """runserver on a free port over a fresh, migrated data directory under `root`, with
+    user ada; `extra` adds to (or overrides) its environment."""
     data = root / "data"
     env = _clean_env(
         TEKTON_DATA_DIR=str(data),
@@ -127,13 +137,14 @@ def tekton_server(tmp_path_factory, chromium_path) -> Iterator[LiveServer]:
         # Webhooks can be created (the key) to a receiver on loopback (allowed here only).
         TEKTON_WEBHOOK_KEY="qd1RY2ayYEO8yFVrKZPe9gLzCtwq2Mvo2jTYwaXvhmw=",
         TEKTON_WEBHOOK_ALLOW_PRIVATE="true",
-        TEKTON_REPO_ROOTS=str(repos),
+        TEKTON_REPO_ROOTS=str(repo.parent),
         TEKTON_LLM_BACKEND="offline",
         TEKTON_OFFLINE_LATENCY_MS="30",
         TEKTON_EXECUTION="inline",
         TEKTON_INLINE_THREADS="true",
         DJANGO_ALLOW_ASYNC_UNSAFE="true",
     )
+    env.update(extra)
     manage = [sys.executable, str(PROJECT_DIR / "manage.py")]
     subprocess.run([*manage, "migrate", "-v0"], cwd=PROJECT_DIR, env=env, check=True)
     subprocess.run(
@@ -161,7 +172,7 @@ def tekton_server(tmp_path_factory, chromium_path) -> Iterator[LiveServer]:
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    server = LiveServer(f"http://127.0.0.1:{port}", repo, data, proc, log_path)
+    server = LiveServer(f"http://127.0.0.1:{port}", repo, data, proc, log_path, env)
     try:
         deadline = time.monotonic() + 30
         while True:
