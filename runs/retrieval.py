@@ -317,6 +317,16 @@ def stage_context_build(run: Run, stage: str, prior: dict[str, dict[str, Any]]) 
     """Lessons by the goal and the stage among runs the owner may see, and for the
     code-facing stages the base commit's chunks nearest the goal and the backlog within
     TEKTON_RETRIEVAL_TOKEN_BUDGET. Reads only; never raises for retrieval."""
+    try:
+        return _stage_context(run, stage, prior)
+    except (
+        Exception
+    ) as exc:  # the index is a helper: a bug or a surprise there is no reason to fail a stage
+        logger.exception("run %s: retrieval for stage %s failed", run.pk, stage)
+        return StageContext(warnings=[f"retrieval failed inside Tekton ({type(exc).__name__})"])
+
+
+def _stage_context(run: Run, stage: str, prior: dict[str, dict[str, Any]]) -> StageContext:
     limit = settings.TEKTON_RETRIEVAL_LESSONS
     retrieval = retrieval_get()
     visible = visible_run_ids(run)
