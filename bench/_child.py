@@ -34,7 +34,7 @@ def _ts(value) -> float | None:
     return value.timestamp() if value is not None else None
 
 
-def embedded_run(goal: str, repo: str, schedule: str | None) -> dict:
+def embedded_run(goal: str, repo: str, schedule: str | None, config: str | None = None) -> dict:
     from django.db import transaction
 
     from runs.dispatch import run_inline
@@ -48,10 +48,20 @@ def embedded_run(goal: str, repo: str, schedule: str | None) -> dict:
             # The predecessor's schedule: a run config key execution honours when present.
             run.config = {**run.config, "schedule": schedule}
             run.save(update_fields=["config"])
+        if config:
+            # Other frozen run settings a benchmark compares (tool_grants, ...).
+            run.config = {**run.config, **json.loads(config)}
+            run.save(update_fields=["config"])
     run_inline(run.pk)
     wall = time.perf_counter() - started
     run = Run.objects.get(pk=run.pk)
-    return {"run_id": run.pk, "wall_s": wall, "status": run.status}
+    return {
+        "run_id": run.pk,
+        "wall_s": wall,
+        "status": run.status,
+        "input_tokens": run.input_tokens,
+        "output_tokens": run.output_tokens,
+    }
 
 
 def create_runs(goal: str, repo: str, n: int) -> dict:
@@ -121,6 +131,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--goal", required=True)
     p.add_argument("--repo", required=True)
     p.add_argument("--schedule", default=None)
+    p.add_argument("--config", default=None, help="JSON merged into the run's config")
     p = sub.add_parser("create-runs")
     p.add_argument("--goal", required=True)
     p.add_argument("--repo", required=True)
@@ -132,7 +143,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     _setup()
     if args.cmd == "embedded-run":
-        result = embedded_run(args.goal, args.repo, args.schedule)
+        result = embedded_run(args.goal, args.repo, args.schedule, args.config)
     elif args.cmd == "create-runs":
         result = create_runs(args.goal, args.repo, args.n)
     elif args.cmd == "find-run":

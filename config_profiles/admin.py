@@ -6,7 +6,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 
-from config_profiles.models import Profile
+from config_profiles.models import LearnedCapability, Profile
 from config_profiles.services import PROFILE_FIELDS, profile_delete, profile_validate
 from tekton_site.errors import FieldError
 
@@ -65,3 +65,15 @@ class ProfileAdmin(admin.ModelAdmin):
     def delete_queryset(self, request, queryset):
         for profile in queryset:
             self.delete_model(request, profile)
+
+
+@admin.register(LearnedCapability)
+class LearnedCapabilityAdmin(admin.ModelAdmin):
+    """Read-only: rows come from servers' refusals. Delete one after a server upgrade (the
+    processes running now keep what they learned until they restart)."""
+
+    list_display = ("model", "base_url", "backend", "refused", "learned_at")
+    readonly_fields = ("backend", "base_url", "model", "refused", "detail", "learned_at")
+
+    def has_add_permission(self, request) -> bool:
+        return False

@@ -113,12 +113,20 @@ class ProfileInputSerializer(serializers.Serializer):
         default=list,
         help_text='[{"match": "x-ai/*", "backend": "openai", "base_url": ..., "key_env": ...}]',
     )
+    prices = serializers.DictField(
+        child=serializers.DictField(),
+        required=False,
+        default=dict,
+        help_text='{"x-ai/grok-4": {"input": 3.0, "output": 15.0}} in $ per million tokens; '
+        "a cost budget needs a price for every model not answered offline",
+    )
 
 
 class ProfileSerializer(serializers.ModelSerializer):
     stage_models = serializers.JSONField()
     consensus_free = serializers.ListField(child=serializers.CharField())
     routes = serializers.ListField(child=serializers.DictField())
+    prices = serializers.DictField(child=serializers.DictField())
     budget_cost_usd = serializers.DecimalField(
         max_digits=10, decimal_places=2, coerce_to_string=False
     )
@@ -140,6 +148,7 @@ class ProfileSerializer(serializers.ModelSerializer):
             "budget_cost_usd",
             "artifact_root",
             "routes",
+            "prices",
             "created_at",
             "updated_at",
         ]

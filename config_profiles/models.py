@@ -21,6 +21,10 @@ class Profile(models.Model):
     budget_cost_usd = models.DecimalField(
         max_digits=10, decimal_places=2, default=0
     )  # per run; 0 = no limit
+    # Prices of models the built-in table (swarm/providers/pricing.py) does not know, or
+    # prices that differ: {"x-ai/grok-4": {"input": 3.0, "output": 15.0}} in $/M tokens.
+    # A cost budget needs a price for every model that is not answered offline.
+    prices = models.JSONField(default=dict, blank=True)
     # Where artifacts go; blank = TEKTON_ARTIFACT_ROOT. Resolved under the data dir.
     artifact_root = models.CharField(max_length=1024, blank=True, default="")
     # Extra routes tried before the built-in ones: [{"match": "x-ai/*", "backend": "openai",
@@ -46,3 +50,27 @@ class Profile(models.Model):
     @property
     def is_default(self) -> bool:
         return self.name == DEFAULT_PROFILE_NAME
+
+
+class LearnedCapability(models.Model):
+    """What a model server refused (swarm.providers.capabilities), kept so every process
+    (web, workers, the CLI) sends what that server takes from the first call on, and the
+    checks page shows it. One row per backend, base URL and model."""
+
+    backend = models.CharField(max_length=40)
+    base_url = models.CharField(max_length=500, blank=True, default="")
+    model = models.CharField(max_length=200)
+    refused = models.JSONField(default=list)  # feature names, in the order refused
+    detail = models.TextField(blank=True, default="")  # the server's words, redacted
+    learned_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["backend", "base_url", "model"], name="learned_capability_unique"
+            )
+        ]
+        ordering = ["backend", "base_url", "model"]
+
+    def __str__(self) -> str:
+        return f"{self.backend} {self.base_url} {self.model}: refused {', '.join(self.refused)}"

@@ -20,3 +20,10 @@ def profiles_in_use(names: list[str]) -> list[Profile]:
 
     wanted = {DEFAULT_PROFILE_NAME, *names}
     return list(Profile.objects.filter(name__in=wanted).order_by("name"))
+
+
+def capabilities_learned() -> list:
+    """What model servers refused (LearnedCapability rows), newest first."""
+    from config_profiles.models import LearnedCapability
+
+    return list(LearnedCapability.objects.order_by("-learned_at")[:50])

@@ -50,6 +50,7 @@ PROFILE_FIELDS = (
     "max_tool_calls",
     "max_test_runs",
     "sandbox_limits",
+    "prices",
 )
 MAX_TOOL_CALLS = 50
 MAX_TEST_RUNS = 20
@@ -265,6 +266,8 @@ def profile_validate(data: Mapping[str, Any]) -> dict[str, Any]:
             out[field] = value
     if "sandbox_limits" in data:
         out["sandbox_limits"] = _check_sandbox_limits(data["sandbox_limits"])
+    if "prices" in data:
+        out["prices"] = _check_prices(data["prices"])
     return out
 
 
@@ -282,6 +285,41 @@ def _check_tool_grants(grants: Any) -> dict[str, Any]:
     except ValueError as exc:
         raise FieldError("tool_grants", str(exc)) from None
     return grants
+
+
+def _check_prices(prices: Any) -> dict[str, dict[str, float]]:
+    """{model id: {"input": $/M, "output": $/M}}, both numbers >= 0."""
+    if prices in (None, ""):
+        return {}
+    if not isinstance(prices, dict):
+        raise FieldError(
+            "prices", 'prices must be an object: {"vendor/model": {"input": 3.0, "output": 15.0}}'
+        )
+    out: dict[str, dict[str, float]] = {}
+    for model_id, price in prices.items():
+        if not isinstance(model_id, str) or not _MODEL_ID.match(model_id):
+            raise FieldError("prices", f"prices: model id must be vendor/model, got {model_id!r}")
+        if not isinstance(price, dict) or set(price) != {"input", "output"}:
+            raise FieldError(
+                f"prices.{model_id}",
+                f'the price of {model_id} must be {{"input": $/M tokens, "output": $/M tokens}}',
+            )
+        cleaned = {}
+        for side in ("input", "output"):
+            value = price[side]
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise FieldError(
+                    f"prices.{model_id}.{side}",
+                    f"the {side} price of {model_id} must be a number >= 0 ($ per million tokens)",
+                )
+            cleaned[side] = float(value)
+        out[model_id] = cleaned
+    return out
+
+
+def prices_resolved(profile: Profile) -> dict[str, list[float]]:
+    """The profile's prices as a run freezes them: {model id: [input, output]}."""
+    return {m: [p["input"], p["output"]] for m, p in (profile.prices or {}).items()}
 
 
 def _check_sandbox_limits(limits: Any) -> dict[str, Any]:
@@ -452,6 +490,8 @@ def profile_resolve(
     the profile's own. Every model must have a route whose key variable is set in `env`
     (default: the process environment); the backend each resolves to is recorded under
     "backends". Raises FieldError("consensus_free" | "model" | "llm_backend", ...).
+    With a cost budget, every model not answered offline (or replayed) needs a price,
+    the table's or the profile's: else FieldError("budget_cost_usd") naming them.
     Writes nothing.
     """
     env = os.environ if env is None else env
@@ -498,6 +538,13 @@ def profile_resolve(
                 backends[model_id] = router.resolve(model_id).backend
             except NoRouteError as err:
                 raise FieldError("model", str(err)) from None
+    prices = prices_resolved(profile)
+    if profile.budget_cost_usd:
+        from swarm.providers.pricing import unpriced_models
+
+        unpriced = unpriced_models(backends, {m: tuple(p) for m, p in prices.items()})
+        if unpriced:
+            raise FieldError("budget_cost_usd", unpriced_refusal(profile.name, unpriced))
     return {
         "profile": profile.name,
         "stages": list(stages),
@@ -519,7 +566,17 @@ def profile_resolve(
         "max_test_runs": int(profile.max_test_runs),
         "sandbox_limits": sandbox_limits_resolve(profile.sandbox_limits),
         "test_command": test_command,
+        "prices": prices,
     }
+
+
+def unpriced_refusal(profile_name: str, models: list[str]) -> str:
+    return (
+        f"a cost budget needs a price for every model, and {', '.join(models)} "
+        f"{'has' if len(models) == 1 else 'have'} none: give profile {profile_name!r} "
+        'prices for them ({"vendor/model": {"input": $/M, "output": $/M}}), or run '
+        "without a cost budget"
+    )
 
 
 def _tool_grants_resolved(profile: Profile) -> dict[str, dict[str, list[str]]]:

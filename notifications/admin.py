@@ -7,7 +7,6 @@ from __future__ import annotations
 from django.contrib import admin, messages
 
 from notifications.models import Delivery, DeliveryAttempt, Hook
-from notifications.services import hook_pause, hook_resume
 
 
 @admin.register(Hook)
@@ -46,14 +45,20 @@ class HookAdmin(admin.ModelAdmin):
 
     @admin.action(description="Pause the selected hooks")
     def pause(self, request, queryset):
+        from notifications import services  # on use: the admin loads with every command
+
         for hook in queryset:
-            hook_pause(hook=hook, reason=f"paused in the admin by {request.user.get_username()}")
+            services.hook_pause(
+                hook=hook, reason=f"paused in the admin by {request.user.get_username()}"
+            )
         messages.success(request, f"{queryset.count()} hook(s) paused")
 
     @admin.action(description="Resume the selected hooks")
     def resume(self, request, queryset):
+        from notifications import services
+
         for hook in queryset.filter(is_active=False):
-            hook_resume(hook=hook)
+            services.hook_resume(hook=hook)
         messages.success(request, "paused hooks resumed")
 
 

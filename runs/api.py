@@ -54,6 +54,7 @@ from runs.selectors import (
 )
 from runs.services import (
     run_abort,
+    run_budget_set,
     run_cancel,
     run_create,
     run_plan,
@@ -257,6 +258,28 @@ class RunResumeApi(APIView):
         limits_check(request.user, creating=False)
         services_check()
         run_resume(run=run, by=request.user)
+        return detail_response(run_id, request)
+
+
+class RunBudgetApi(APIView):
+    @extend_schema(
+        operation_id="runs_budget",
+        summary="Change a run's token and/or cost budget; what is not given stays (a stage "
+        "blocked by the budget runs again when retried)",
+        request=s.RunBudgetInputSerializer,
+        responses={200: s.RunDetailSerializer, **error_responses(400, 401, 403, 404, 409)},
+    )
+    def post(self, request, run_id: int):
+        run = run_for(request, run_id)
+        body = s.RunBudgetInputSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        if body.validated_data:  # like a PATCH: what is not given stays, {} changes nothing
+            run_budget_set(
+                run=run,
+                tokens=body.validated_data.get("tokens"),
+                cost_usd=body.validated_data.get("cost_usd"),
+                by=request.user,
+            )
         return detail_response(run_id, request)
 
 

@@ -67,7 +67,7 @@ def explain_renderable(explain: dict[str, Any], *, goal: str, repo_path: str) ->
         f"goal: {cut(redact(goal), 110)}\n",
         f"repository: {redact(repo_path)}\n",
         f"profile: {explain['profile']}   rounds: {explain['rounds']} (+ opening round)   ",
-        f"quorum: {float(explain['quorum']):.4g}   threshold: {float(explain['threshold']):.2f}",
+        f"quorum: {float(explain['quorum']):.2f}   threshold: {float(explain['threshold']):.2f}",
     )
     tests = explain.get("tests") or {}
     if tests:
@@ -100,7 +100,30 @@ def explain_renderable(explain: dict[str, Any], *, goal: str, repo_path: str) ->
             "free (checks decide)" if stage.get("consensus_free") else "debate + quorum",
             *cells,
         )
-    return Group(header, table)
+    forecast = explain.get("forecast") or {}
+    if not forecast:
+        return Group(header, table)
+    expected = Table(title="forecast", show_lines=False, expand=False)
+    for name in ("stage", "from", "tokens", "p90", "cost $", "p90 $"):
+        expected.add_column(name, justify="left" if name in ("stage", "from") else "right")
+    for f in forecast.get("stages") or []:
+        expected.add_row(
+            f["stage"],
+            f["basis"],
+            f"{f['tokens']:,}",
+            f"{f['tokens_p90']:,}",
+            f"{f['cost_usd']:.2f}",
+            f"{f['cost_usd_p90']:.2f}",
+        )
+    bases = sorted({f["basis"].split(" (")[0] for f in forecast.get("stages") or []})
+    footer = Text(
+        f"forecast: {forecast['tokens']:,} tokens ({forecast['tokens_p90']:,} at p90), "
+        f"${forecast['cost_usd']:.2f} (${forecast['cost_usd_p90']:.2f} at p90), "
+        f"from {' and '.join(bases)}"
+    )
+    for warning in forecast.get("warnings") or []:
+        footer.append(f"\nwarning: {warning}", style="bold yellow")
+    return Group(header, table, expected, footer)
 
 
 # --- lists and details ----------------------------------------------------------------------
@@ -203,6 +226,8 @@ def run_detail_data(run: Any, tests: dict[str, Any] | None = None) -> dict[str, 
                     "consensus_free",
                     "llm_backend",
                     "models",
+                    "budget_tokens",
+                    "budget_cost_usd",
                 )
             },
             "stages": stages,
@@ -484,6 +509,12 @@ class FollowView:
                 f"{prefix}: {len(p.get('chunks') or [])} chunks, "
                 f"{len(p.get('lessons') or [])} lessons retrieved"
             )
+        if kind == "run.budget":
+            tokens, cost = int(p.get("tokens") or 0), float(p.get("cost_usd") or 0)
+            return (
+                f"{prefix} {f'{tokens:,} tokens' if tokens else 'no token limit'}, "
+                f"{f'${cost:,.2f}' if cost else 'no cost limit'}"
+            )
         if kind in FINAL_KINDS:
             reason = p.get("reason") or ""
             return f"{prefix} {p.get('status', '')}" + (f": {cut(reason, 200)}" if reason else "")
@@ -492,12 +523,38 @@ class FollowView:
         return prefix
 
 
-def unblock_hint(run_id: int, stage: str | None, manage: str = "manage.py") -> str:
-    """The commands that move a blocked run on."""
+def unblock_hint(
+    run_id: int, stage: str | None, manage: str = "manage.py", *, budget: bool = False
+) -> str:
+    """The commands that move a blocked run on (`budget`: it is blocked by its budget)."""
     s = stage or "STAGE"
+    if budget:
+        return (
+            f"run {run_id} is blocked at stage {s} by its budget. Raise it, then retry:\n"
+            f"  {manage} tekton budget {run_id} --tokens N --cost USD\n"
+            f'  {manage} tekton retry {run_id} {s} --note "budget raised"\n'
+            f"or give up: {manage} tekton abort {run_id}"
+        )
     return (
         f"run {run_id} is blocked at stage {s}. To go on, run one of:\n"
         f"  {manage} tekton approve {run_id} {s}\n"
         f'  {manage} tekton retry {run_id} {s} --note "what to change"\n'
         f"  {manage} tekton abort {run_id}"
+    )
+
+
+def budget_line(run: Any) -> str:
+    """'run 7 budget: 1,000,000 tokens and $5.00 (spent 412,000 tokens, $3.2100)'."""
+    config = run.config or {}
+    tokens = int(config.get("budget_tokens") or 0)
+    cost = float(config.get("budget_cost_usd") or 0)
+    limits = " and ".join(
+        [
+            f"{tokens:,} tokens" if tokens else "no token limit",
+            f"${cost:,.2f}" if cost else "no cost limit",
+        ]
+    )
+    return (
+        f"run {run.pk} budget: {limits} "
+        f"(spent {run.total_tokens:,} tokens, ${float(run.cost_usd):,.4f})"
     )

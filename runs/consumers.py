@@ -6,7 +6,8 @@ The socket is accepted first so the client sees why it is closed: 4401 unauthent
 4404 no such run or not visible, 4400 a bad `?after=`. Every message is
 {"seq", "kind", "stage", "payload", "created_at"}, in seq order with no gap and no
 duplicate (the shared hub repairs gaps from the database); the socket closes with 1000
-after the run's final event. No database writes.
+after the run's final event. With `?deltas=1` the agents' streamed text comes too, as
+{"kind": "stage.delta", "stage", "payload"} messages without a seq. No database writes.
 """
 
 from __future__ import annotations
@@ -79,11 +80,12 @@ class RunEventsConsumer(AsyncJsonWebsocketConsumer):
                 {"error": f"after must be a whole number >= 0, got {raw_after[:40]!r}"}
             )
             return await self.close(code=CLOSE_BAD_REQUEST)
-        self._task = asyncio.create_task(self._forward(run_id, int(raw_after)))
+        deltas = (query.get("deltas") or ["0"])[0].strip().lower() in ("1", "true")
+        self._task = asyncio.create_task(self._forward(run_id, int(raw_after), deltas))
 
-    async def _forward(self, run_id: int, after_seq: int) -> None:
+    async def _forward(self, run_id: int, after_seq: int, deltas: bool = False) -> None:
         try:
-            async with hub().subscribe(run_id, after_seq) as sub:
+            async with hub().subscribe(run_id, after_seq, deltas=deltas) as sub:
                 async for event in sub.stream(heartbeat_seconds=None):
                     if event is not HEARTBEAT:
                         await self.send_json(event)

@@ -10,13 +10,18 @@ Whatever arrived while the last message was being rendered is coalesced into the
 one, and each message carries the whole header, the whole timeline and the seq it reflects
 (#run-seq), so applying any message brings the page up to date; the page reconnects with
 the last seq it applied. The socket closes with 1000 after the run's final event.
-No database writes.
+
+With `?deltas=1` the agents' streamed text comes too, as JSON text messages
+({"kind": "stage.delta", "stage", "payload"}, see runs.events.deltas_publish), sent as
+they arrive rather than rendered: the page's script appends the text to the agent's card
+(static/tekton/tekton.js) and keeps htmx from swapping them. No database writes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from http.cookies import SimpleCookie
 from urllib.parse import parse_qs
@@ -90,6 +95,7 @@ class RunUiConsumer(AsyncWebsocketConsumer):
         self._pending = 0
         self._ended = False
         self._failed = False
+        self._deltas = (query.get("deltas") or ["0"])[0].strip().lower() in ("1", "true")
         self._tasks = [
             asyncio.create_task(self._follow(run_id, int(raw_after))),
             asyncio.create_task(self._send_loop()),
@@ -98,11 +104,15 @@ class RunUiConsumer(AsyncWebsocketConsumer):
     async def _follow(self, run_id: int, after_seq: int) -> None:
         """Counts new events; the stream ends after the run's final event."""
         try:
-            async with hub().subscribe(run_id, after_seq) as sub:
+            async with hub().subscribe(run_id, after_seq, deltas=self._deltas) as sub:
                 async for event in sub.stream(heartbeat_seconds=None):
-                    if event is not HEARTBEAT:
-                        self._pending += 1
-                        self._changed.set()
+                    if event is HEARTBEAT:
+                        continue
+                    if event.get("seq") is None:
+                        await self.send(text_data=json.dumps(event, separators=(",", ":")))
+                        continue
+                    self._pending += 1
+                    self._changed.set()
         except asyncio.CancelledError:
             raise
         except Exception:

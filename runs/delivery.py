@@ -27,6 +27,7 @@ from runs.selectors import (
     run_test_records,
     runs_delivery_facts,
     runs_named,
+    runs_with_branches,
 )
 from runs.stage_work import run_patch, run_workspace
 from swarm.git import GitError, git_out
@@ -293,7 +294,16 @@ def repo_run_branches(user, repo_path: str) -> tuple[list[OpenBranch], str]:
     deleted by a person is gone from it); the runs add status, tests and review."""
     repo = Path(repo_path)
     if not repo.is_dir():
-        return [], "the repository is not on this host"
+        # A web host without the checkout: the branches as the workers recorded them.
+        recorded = runs_with_branches(user, repo_path, limit=BRANCHES_MAX)
+        rows = _rows(
+            [(r.branch, r.head_commit) for r in recorded], {r.branch: r for r in recorded}, user
+        )
+        note = (
+            "the repository is not on this host: branches as the workers recorded them "
+            "(one merged or deleted since may still be listed)"
+        )
+        return rows, note if rows else "the repository is not on this host"
     pattern = f"refs/heads/{settings.TEKTON_NAMESPACE}/run-*"
     fmt = "--format=%(refname:lstrip=2)%00%(objectname)"
     try:
@@ -307,7 +317,11 @@ def repo_run_branches(user, repo_path: str) -> tuple[list[OpenBranch], str]:
         return [], redact(str(exc))
     pairs = [line.split("\x00", 1) for line in out.splitlines() if "\x00" in line]
     pairs = pairs[:BRANCHES_MAX]
-    runs = runs_named(user, [name for name, _ in pairs])
+    return _rows(pairs, runs_named(user, [name for name, _ in pairs]), user), ""
+
+
+def _rows(pairs: list, runs: dict[str, Run], user) -> list[OpenBranch]:
+    """Rows for (branch, head) pairs, with their runs' status, tests and review."""
     facts = runs_delivery_facts([r.pk for r in runs.values()])
     is_staff = user is None or getattr(user, "is_staff", False)
     rows: list[OpenBranch] = []
@@ -327,4 +341,4 @@ def repo_run_branches(user, repo_path: str) -> tuple[list[OpenBranch], str]:
                 row.tests = summary["branch"]["totals"].get("tests")
         rows.append(row)
     rows.sort(key=lambda r: -(r.run.pk if r.run else 0))
-    return rows, ""
+    return rows

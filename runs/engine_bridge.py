@@ -4,11 +4,21 @@ The engine is async and Django's ORM refuses to run inside an event loop, so the
 runs in a helper thread with its own loop (asyncio.run) and hands its events over a
 queue.Queue; the calling thread records them in batches, heartbeats the stage while it
 runs, and tells the engine to stop when the run was cancelled or the lease was lost.
+
+The run's budgets go over the same queue: the engine's reservation (RunBudget.reserve)
+is answered by the calling thread from the ledger (runs/budgets.py), and a settle is
+handled after the events before it, so a call's usage is recorded before its
+reservation is released.
+
+Streamed text (AgentDelta) takes another way: it is coalesced here (swarm.deltas, every
+50 ms at most) and handed to `publish`, never recorded. Pending text goes out before each
+batch of recorded events, so a call's deltas precede its stored message.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextvars
 import logging
 import queue
@@ -20,11 +30,20 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
+from runs.budgets import budget_limits, budget_reserve, budget_settle
 from runs.models import Run, StageRun
 from runs.tracing import stage_span, stage_span_outcome
-from swarm.context import StageCancelled, StageConfig, StageInput, StageOutcome, StageWork
+from swarm.context import (
+    BudgetExceeded,
+    StageCancelled,
+    StageConfig,
+    StageInput,
+    StageOutcome,
+    StageWork,
+)
 from swarm.debate import Completer, stage_run
-from swarm.events import EngineEvent
+from swarm.deltas import DeltaCoalescer
+from swarm.events import AgentDelta, EngineEvent
 from swarm.repo import patch_check
 
 logger = logging.getLogger("tekton.runs.engine_bridge")
@@ -34,6 +53,40 @@ _END = object()  # what the engine thread puts on the queue when it is done
 
 class LeaseLost(Exception):
     """This executor no longer owns the stage (the sweeper or a resume took it back)."""
+
+
+class _Reserve:
+    def __init__(self, role: str, tokens: int, cost_usd: float) -> None:
+        self.role, self.tokens, self.cost_usd = role, tokens, cost_usd
+        self.answer: concurrent.futures.Future[int | None] = concurrent.futures.Future()
+
+
+class _Settle:
+    def __init__(self, ticket: int | None) -> None:
+        self.ticket = ticket
+
+
+class RunBudget:
+    """swarm.budget.Budget over the run's ledger, for the engine thread: a reservation is
+    asked of the recording thread (which owns the database connection) and awaited. A
+    run with no limit when the stage started reserves nothing (a limit set later holds
+    from the next stage on)."""
+
+    def __init__(self, put: Callable[[Any], None], *, limited: bool, cost_capped: bool):
+        self._put = put
+        self.limited = limited
+        self.cost_capped = cost_capped
+
+    async def reserve(self, *, stage: str, role: str, tokens: int, cost_usd: float) -> int | None:
+        if not self.limited:
+            return None
+        ask = _Reserve(role, tokens, cost_usd)
+        self._put(ask)
+        return await asyncio.wrap_future(ask.answer)
+
+    def settle(self, ticket: Any, *, tokens: int, cost_usd: float) -> None:
+        if ticket is not None:
+            self._put(_Settle(ticket))
 
 
 def stage_heartbeat(stage: StageRun, token: str) -> str:
@@ -59,11 +112,13 @@ def engine_run(
     completer: Completer,
     record: Callable[[list[EngineEvent]], None],
     work: StageWork | None = None,
+    publish: Callable[[list[tuple[str, dict[str, Any]]]], None] | None = None,
 ) -> StageOutcome:
     """Run the engine on one stage and return its outcome.
 
     `record` gets the engine's events in batches, in this thread, as they come; batches
-    stop once the lease is lost (the new owner records its own). Raises LeaseLost,
+    stop once the lease is lost (the new owner records its own). `publish` gets the
+    streamed text, coalesced (swarm.deltas payloads); None drops it. Raises LeaseLost,
     StageCancelled (the run stopped), or whatever the engine raised. The attempt is one
     span (runs.tracing.stage_span), parent of the engine's spans.
     """
@@ -77,6 +132,7 @@ def engine_run(
             completer=completer,
             record=record,
             work=work,
+            publish=publish,
         )
         stage_span_outcome(span, outcome)
     return outcome
@@ -91,10 +147,19 @@ def _engine_run(
     completer: Completer,
     record: Callable[[list[EngineEvent]], None],
     work: StageWork | None,
+    publish: Callable[[list[tuple[str, dict[str, Any]]]], None] | None = None,
 ) -> StageOutcome:
     inbox: queue.Queue[Any] = queue.Queue()
     stop = threading.Event()
     box: dict[str, Any] = {}
+    limit_tokens, limit_cost = budget_limits(
+        Run.objects.filter(pk=stage.run_id).values_list("config", flat=True).first()
+    )
+    budget = RunBudget(
+        inbox.put,
+        limited=limit_tokens is not None or limit_cost is not None,
+        cost_capped=limit_cost is not None,
+    )
 
     def engine_thread() -> None:
         try:
@@ -107,6 +172,7 @@ def _engine_run(
                     is_cancelled=stop.is_set,
                     patch_check=patch_check,
                     work=work,
+                    budget=budget,
                 )
             )
         except BaseException as exc:  # handed to the recording thread, which decides
@@ -125,20 +191,41 @@ def _engine_run(
     every = float(settings.TEKTON_HEARTBEAT_SECONDS)
     last = time.monotonic()
     state = "ok"
+    deltas = DeltaCoalescer()
+
+    def deltas_flush(now: bool) -> None:
+        out = deltas.flush(now=now)
+        if out and publish is not None and state == "ok":
+            publish(out)
+
     try:
         while True:
             wait = max(0.01, every - (time.monotonic() - last))
+            due = deltas.due_in()
+            if due is not None:
+                wait = min(wait, max(0.005, due))
             try:
                 item = inbox.get(timeout=wait)
             except queue.Empty:
                 item = None
             batch: list[Any] = []
             while item is not None and item is not _END:
-                batch.append(item)
+                if isinstance(item, AgentDelta):
+                    deltas.add(item)
+                elif isinstance(item, _Reserve | _Settle):
+                    # In order: the events before it (a settled call's usage) first.
+                    if batch and state != "lost":
+                        deltas_flush(True)
+                        record(batch)
+                    batch = []
+                    _budget_answer(item, stage, token, lost=state == "lost")
+                else:
+                    batch.append(item)
                 try:
                     item = inbox.get_nowait()
                 except queue.Empty:
                     item = None
+            deltas_flush(bool(batch) or item is _END)
             if batch and state != "lost":
                 record(batch)
             if item is _END:
@@ -151,7 +238,7 @@ def _engine_run(
                         stop.set()  # the engine checks is_cancelled between calls
     except BaseException:
         stop.set()
-        thread.join()
+        _refuse_waiting(inbox, thread)
         raise
     thread.join()
     if state == "lost":
@@ -161,3 +248,40 @@ def _engine_run(
     if "error" in box:
         raise box["error"]
     return box["outcome"]
+
+
+def _budget_answer(item: _Reserve | _Settle, stage: StageRun, token: str, *, lost: bool) -> None:
+    if isinstance(item, _Settle):
+        budget_settle(item.ticket)
+        return
+    if lost:
+        item.answer.set_exception(StageCancelled("the stage was taken over"))
+        return
+    try:
+        ticket = budget_reserve(
+            run_id=stage.run_id,
+            stage_run_id=stage.pk,
+            claim=token,
+            role=item.role,
+            tokens=item.tokens,
+            cost_usd=item.cost_usd,
+        )
+    except BudgetExceeded as exc:
+        item.answer.set_exception(exc)
+    except Exception as exc:  # the engine raises it where it asked, like a failed call
+        item.answer.set_exception(exc)
+    else:
+        item.answer.set_result(ticket)
+
+
+def _refuse_waiting(inbox: queue.Queue[Any], thread: threading.Thread) -> None:
+    """The recording thread is giving up: refuse any reservation the engine waits for,
+    so the engine thread ends (its held rows go when the stage ends or is claimed)."""
+    while thread.is_alive():
+        try:
+            item = inbox.get(timeout=0.05)
+        except queue.Empty:
+            continue
+        if isinstance(item, _Reserve):
+            item.answer.set_exception(StageCancelled("the stage stopped"))
+    thread.join()

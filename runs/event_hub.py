@@ -8,6 +8,11 @@ subscriber. Each subscriber keeps its own last seq, replays from the database it
 joins, skips what it already sent and fetches any gap from the database, so what it yields
 is every event after its resume point, in seq order, with no gap and no duplicate.
 The feed unsubscribes when its last local subscriber leaves.
+
+Deltas (`stage.delta`, streamed text) are not hints: the message is the whole thing (there
+is no row to read). The feed hands each one straight to the subscribers that asked for
+deltas, in arrival order between the stored events; they carry no seq and never move a
+subscriber's resume point.
 """
 
 from __future__ import annotations
@@ -23,16 +28,17 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import DatabaseError, connection
 
-from runs.events import FINAL_KINDS, run_group
+from runs.events import DELTA_KIND, FINAL_KINDS, deltas_unpack, run_group
 from runs.models import Run, RunEvent
 from runs.selectors import run_events_after, run_last_event, run_last_seq, run_status
 
 logger = logging.getLogger("tekton.runs.streams")
 
 POLL_SECONDS = 1.0  # safety net for hints the channel layer dropped
+IN_MEMORY_WAKE_SECONDS = 0.05
 PAGE = 500  # events per database read
 MAX_PENDING = 5000  # a subscriber this far behind drops its queue and re-reads the database
 
@@ -114,9 +120,10 @@ class Subscription:
     """One local subscriber's view of a run: its resume point and the batches the feed
     handed it. Use through `RunEventHub.subscribe()`."""
 
-    def __init__(self, run_id: int, after_seq: int):
+    def __init__(self, run_id: int, after_seq: int, *, deltas: bool = False):
         self.run_id = run_id
         self.last_seq = after_seq
+        self.deltas = deltas
         self._pending: deque[list[dict[str, Any]]] = deque()
         self._pending_count = 0
         self._resync = False
@@ -179,7 +186,10 @@ class Subscription:
                 batch = self._pending.popleft()
                 self._pending_count -= len(batch)
                 for event in batch:
-                    seq = event["seq"]
+                    seq = event.get("seq")
+                    if seq is None:
+                        yield event  # a delta: live only, no place in the seq order
+                        continue
                     if seq <= self.last_seq:
                         continue  # already replayed or sent
                     if seq > self.last_seq + 1:
@@ -233,19 +243,36 @@ class _Feed:
             self.ready.set()
 
     async def _receive(self) -> None:
+        # The in-process layer (embedded mode) is fed from the engine's threads, and its
+        # asyncio queue wakes this loop only when the loop next runs: wake it every
+        # IN_MEMORY_WAKE_SECONDS so streamed text is not held back until the next poll.
+        wake = IN_MEMORY_WAKE_SECONDS if isinstance(self._layer, InMemoryChannelLayer) else None
         while True:
             try:
-                message = await self._layer.receive(self._channel)
+                message = await asyncio.wait_for(self._layer.receive(self._channel), wake)
+            except TimeoutError:
+                continue
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 logger.warning("run %s: channel layer receive failed: %s", self.run_id, exc)
                 await asyncio.sleep(POLL_SECONDS)
                 continue
+            if message.get("kind") == DELTA_KIND:
+                self._delta(message)
+                continue
             seq = message.get("seq")
             if isinstance(seq, int) and seq <= self.last_seq:
                 continue  # already read from the database
             self._hint.set()
+
+    def _delta(self, message: dict[str, Any]) -> None:
+        batch = deltas_unpack(message)
+        if not batch:
+            return
+        for sub in list(self.subscribers):
+            if sub.deltas:
+                sub.push(batch)
 
     async def _pull_loop(self) -> None:
         while True:
@@ -298,10 +325,13 @@ class RunEventHub:
         return len(feed.subscribers) if feed else 0
 
     @contextlib.asynccontextmanager
-    async def subscribe(self, run_id: int, after_seq: int = 0) -> AsyncIterator[Subscription]:
-        """A subscription to `run_id` from `after_seq`; joins (or starts) the run's feed
-        before the subscriber replays, so nothing committed meanwhile is missed."""
-        sub = Subscription(run_id, after_seq)
+    async def subscribe(
+        self, run_id: int, after_seq: int = 0, *, deltas: bool = False
+    ) -> AsyncIterator[Subscription]:
+        """A subscription to `run_id` from `after_seq` (with `deltas`, streamed text too);
+        joins (or starts) the run's feed before the subscriber replays, so nothing
+        committed meanwhile is missed."""
+        sub = Subscription(run_id, after_seq, deltas=deltas)
         feed = self._feeds.get(run_id)
         starting = feed is None
         if feed is None:

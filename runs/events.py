@@ -2,6 +2,10 @@
 
 A RunEvent row is the record; the channel-layer message is only a hint (at-most-once),
 so subscribers reconcile by `seq` from the database.
+
+Deltas (`stage.delta`, an agent's text while its call streams) are the exception: they are
+published only, never stored, and carry their text in the message (no seq). Losing one
+costs nothing lasting: the stored `stage.progress` message of the call follows.
 """
 
 from __future__ import annotations
@@ -93,6 +97,47 @@ def event_message(event: RunEvent) -> dict[str, Any]:
     }
 
 
+DELTA_KIND = "stage.delta"
+
+
+def deltas_message(run_id: int, items: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """The channel-layer message of a run's coalesced deltas: one message for all the calls
+    that streamed since the last flush (so 100 runs of 3 concurrent calls cost 100
+    messages per flush, not 300). `deltas` are {"stage", "payload"}; no seq."""
+    return {
+        "type": "run.delta",
+        "run_id": run_id,
+        "kind": DELTA_KIND,
+        "deltas": [{"stage": stage, "payload": payload} for stage, payload in items],
+    }
+
+
+def deltas_unpack(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """A delta message as the event dicts subscribers get: {"kind", "stage", "payload"}."""
+    out = []
+    for item in message.get("deltas") or []:
+        if isinstance(item, dict) and isinstance(item.get("payload"), dict):
+            out.append(
+                {
+                    "kind": DELTA_KIND,
+                    "stage": str(item.get("stage") or ""),
+                    "payload": item["payload"],
+                }
+            )
+    return out
+
+
+def deltas_publish(*, run_id: int, items: list[tuple[str, dict[str, Any]]]) -> None:
+    """Send a run's streamed text to its group in one message: `items` are
+    (stage, payload) as swarm.deltas.DeltaCoalescer makes them (already redacted, with
+    the tail held back). Ephemeral: no row, no seq. Never raises."""
+    if not items:
+        return
+    problem = _send([deltas_message(run_id, items)])
+    if problem:
+        logger.warning("could not publish run %s deltas: %s", run_id, problem)
+
+
 def event_publish(event: RunEvent) -> None:
     """Send one event to its run's group. Never raises: the database is the record."""
     events_publish([event])
@@ -104,22 +149,34 @@ def events_publish(rows: list[RunEvent]) -> None:
     and a down Redis must not fail the stage that wrote the events."""
     if not rows:
         return
-    try:
-        layer = get_channel_layer()
-        if layer is None:
-            return
-
-        async def send_all() -> None:
-            for event in rows:
-                await layer.group_send(run_group(event.run_id), event_message(event))
-
-        async_to_sync(send_all)()
-    except Exception as exc:
+    problem = _send(rows)
+    if problem:
         first = rows[0]
         logger.warning(
             "could not publish run %s events %s..%s: %s",
             first.run_id,
             first.seq,
             rows[-1].seq,
-            redact(str(exc)),
+            problem,
         )
+
+
+def _send(items: list[Any]) -> str:
+    """group_send each item (a RunEvent, or a ready message with its run_id) to its run's
+    group in one async_to_sync trip. Returns "" or what went wrong, redacted."""
+    try:
+        layer = get_channel_layer()
+        if layer is None:
+            return ""
+
+        async def send_all() -> None:
+            for item in items:
+                if isinstance(item, RunEvent):
+                    await layer.group_send(run_group(item.run_id), event_message(item))
+                else:
+                    await layer.group_send(run_group(item["run_id"]), item)
+
+        async_to_sync(send_all)()
+        return ""
+    except Exception as exc:
+        return redact(str(exc)) or type(exc).__name__

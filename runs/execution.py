@@ -21,6 +21,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from runs import events
+from runs.budgets import budget_release_stage
 from runs.engine_bridge import LeaseLost, engine_run
 from runs.lifecycle import ACTIVE_RUN, ready_ids, run_advance, run_fail, stage_artifacts_write
 from runs.models import Run, StageRun
@@ -92,6 +93,8 @@ def _claim(stage_run_id: int, worker: str) -> tuple[StageRun, str] | None:
         )
         if claimed != 1:
             return None
+        # What an earlier attempt's calls still hold (its worker died): nobody owns it now.
+        budget_release_stage(stage_run_id=stage.pk)
         if Run.objects.filter(pk=run.pk, started_at__isnull=True).update(started_at=now):
             events.event_record(
                 run_id=run.pk,
@@ -132,6 +135,7 @@ def _engine(stage: StageRun, token: str, recorder: StageRecorder) -> StageOutcom
         completer=completer_build(run.config or {}),
         record=recorder.record,
         work=work,
+        publish=recorder.deltas_publish,
     )
     if work is not None:
         work.records_write()
@@ -253,8 +257,25 @@ def _record_blocked(
                 "confidence": outcome.confidence,
                 "approval": outcome.approval,
                 "attempt": stage.attempt,
+                "budget": outcome.budget_reached,
             },
         )
+        if outcome.budget_reached:
+            # What notifications (webhooks, e-mail) subscribe to; the run waits for a raise.
+            run.refresh_from_db()
+            config = run.config or {}
+            events.event_record(
+                run_id=run.pk,
+                kind="budget.reached",
+                stage=stage.stage,
+                payload={
+                    "reason": fields["reason"],
+                    "budget_tokens": int(config.get("budget_tokens") or 0),
+                    "budget_cost_usd": float(config.get("budget_cost_usd") or 0),
+                    "spent_tokens": run.total_tokens,
+                    "spent_cost_usd": float(run.cost_usd),
+                },
+            )
 
 
 def _record_stop(
@@ -329,7 +350,8 @@ def stage_execute(*, stage_run_id: int, worker: str = "") -> list[int]:
     unfinished) or whose run is not queued/running is a no-op returning []. Outcomes:
     succeeded -> artifacts written once, the next ready stages returned (or the run
     finished with diamond_summary.json); blocked -> the stage and run block, nothing next;
-    BudgetExceeded -> stage and run fail; any other error -> [own id] while attempts
+    the run's budget reached (before or during the stage) -> the stage and run block too,
+    "budget reached: ...", until a person raises the budget and retries; any other error -> [own id] while attempts
     remain (TEKTON_STAGE_MAX_ATTEMPTS), then stage and run fail with a one-line reason;
     a cancelled run -> the stage is cancelled. Never raises for engine failures.
     """
@@ -352,15 +374,10 @@ def stage_execute(*, stage_run_id: int, worker: str = "") -> list[int]:
             )
             return []
         except BudgetExceeded as exc:
-            reason = f"budget exceeded: {redact(str(exc))}"
-            _record_stop(
-                stage_run_id,
-                token,
-                stage.run_id,
-                status=StageRun.Status.FAILED,
-                reason=reason,
-                fail_run=f"stage {stage.stage} failed: {reason}",
+            blocked = StageOutcome(
+                status="blocked", reason=str(exc), artifact=None, budget_reached=True
             )
+            _record_blocked(stage_run_id, token, blocked, recorder)
             return []
         except LeaseLost:
             raise
@@ -382,3 +399,5 @@ def stage_execute(*, stage_run_id: int, worker: str = "") -> list[int]:
             "run %s / %s: lease lost, leaving the stage to its new owner", stage.run_id, stage.stage
         )
         return []
+    finally:
+        budget_release_stage(stage_run_id=stage_run_id, claim=token)

@@ -18,6 +18,8 @@ ERROR_FIELDS = {
     "goal": "goal",
     "repo_path": "repo_path",
     "profile": "profile",
+    # A cost budget with unpriced models: the profile is what to change.
+    "budget_cost_usd": "profile",
     "stage_from": "stage_from",
     "stage_to": "stage_to",
     "model": "model",
@@ -113,3 +115,14 @@ class StageRetryForm(forms.Form):
         max_length=8000,
         help_text="Goes into the retried stage's prompts.",
     )
+
+
+class RunBudgetForm(forms.Form):
+    """A run's new budgets (blank = unchanged, 0 = no limit)."""
+
+    tokens = forms.IntegerField(min_value=0, required=False, label="Token budget")
+    cost_usd = forms.DecimalField(
+        min_value=0, decimal_places=4, required=False, label="Cost budget (USD)"
+    )
+    # The blocked stage to retry once the budget is raised ("" = raise only).
+    retry = forms.ChoiceField(choices=[("", "")] + [(s, s) for s in STAGE_NAMES], required=False)

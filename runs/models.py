@@ -266,3 +266,24 @@ class TestRunRecord(models.Model):
 
     def __str__(self) -> str:
         return f"run {self.run_id} / {self.stage} {self.kind} tests at {self.commit[:12]}"
+
+
+class BudgetReservation(models.Model):
+    """What one provider call in flight holds of its run's budgets: the call's estimate,
+    reserved before it starts and deleted when it settles (runs/budgets.py). A stage's
+    rows left by a worker that died go when the stage is claimed again."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="reservations")
+    stage_run = models.ForeignKey(StageRun, on_delete=models.CASCADE, related_name="+")
+    claim = models.CharField(max_length=32)  # the StageRun.claim of the attempt holding it
+    role = models.CharField(max_length=16)
+    tokens = models.PositiveBigIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run_id", "id"]
+        indexes = [models.Index(fields=["run"]), models.Index(fields=["stage_run", "claim"])]
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} / {self.role}: {self.tokens} tokens, ${self.cost_usd}"

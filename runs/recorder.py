@@ -19,7 +19,7 @@ from django.db.models import F
 from runs import events, metrics
 from runs.models import LlmCall, Run, StageRun
 from swarm.context import StageOutcome
-from swarm.events import AgentMessage, EngineEvent, LlmCallDone, ToolUsed
+from swarm.events import AgentDelta, AgentMessage, EngineEvent, LlmCallDone, ToolUsed
 from swarm.redact import redact
 
 logger = logging.getLogger("tekton.runs.recorder")
@@ -64,6 +64,8 @@ class StageRecorder:
         tokens_in = tokens_out = 0
         cost = Decimal(0)
         for item in items:
+            if isinstance(item, AgentDelta):
+                continue  # streamed text is published (deltas_publish), never stored
             if isinstance(item, LlmCallDone):
                 call_cost = decimal_usd(item.cost_usd)
                 calls.append(
@@ -113,6 +115,14 @@ class StageRecorder:
                 LlmCall.objects.bulk_create(calls)
                 self.tokens_add(tokens_in, tokens_out, float(cost))
             events.events_record(run_id=stage.run_id, items=progress)
+
+    def deltas_publish(self, items: list[tuple[str, dict[str, Any]]]) -> None:
+        """Publish coalesced streamed text (swarm.deltas) as this attempt's deltas."""
+        attempt = self.stage.attempt
+        events.deltas_publish(
+            run_id=self.stage.run_id,
+            items=[(stage, {**payload, "attempt": attempt}) for stage, payload in items],
+        )
 
     def tokens_add(self, input_tokens: int, output_tokens: int, cost: float) -> None:
         input_tokens, output_tokens = max(0, int(input_tokens)), max(0, int(output_tokens))

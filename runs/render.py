@@ -364,6 +364,15 @@ def fmt_tokens(count: int | None) -> str:
     return str(count)
 
 
+def fmt_budget(config: dict[str, Any] | None) -> str:
+    """'400,000 tokens · $5.00', or 'no limit'."""
+    config = config or {}
+    tokens = int(config.get("budget_tokens") or 0)
+    cost = float(config.get("budget_cost_usd") or 0)
+    parts = ([f"{tokens:,} tokens"] if tokens else []) + ([fmt_cost(cost)] if cost else [])
+    return " · ".join(parts) or "no limit"
+
+
 def fmt_cost(cost: Any) -> str:
     value = float(cost or 0)
     if value == 0:

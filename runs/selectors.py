@@ -361,6 +361,18 @@ def runs_named(user, names: list[str]) -> dict[str, Run]:
     return {run.name: run for run in found if wanted.get(run.pk) == run.name}
 
 
+def runs_with_branches(user, repo_path: str, limit: int = 100) -> list[Run]:
+    """Runs visible to `user` on `repo_path` that recorded a branch and a head commit,
+    newest first: what the workers recorded, for a web host without the checkout."""
+    return list(
+        runs_visible_to(user)
+        .filter(repo_path=repo_path)
+        .exclude(branch="")
+        .exclude(head_commit="")
+        .order_by("-pk")[:limit]
+    )
+
+
 def runs_workspace_owners() -> tuple[list[str], list[str]]:
     """(the names of runs that may still use their workspace: queued, running or blocked,
     every repository a run targeted). Two queries."""
@@ -370,3 +382,20 @@ def runs_workspace_owners() -> tuple[list[str], list[str]]:
         Run.objects.order_by().values_list("repo_path", flat=True).distinct().exclude(repo_path="")
     )
     return names, repos
+
+
+def stage_usage_history(
+    profile_name: str, stages: list[str], runs: int = 50
+) -> dict[str, list[tuple[int, float]]]:
+    """(tokens, cost) of each of `stages` in the newest `runs` succeeded runs of the
+    profile, per stage (a run that did not reach a stage adds nothing to it). One query."""
+    recent = Run.objects.filter(profile_name=profile_name, status=Run.Status.SUCCEEDED).order_by(
+        "-pk"
+    )[:runs]
+    rows = StageRun.objects.filter(
+        run__in=recent, stage__in=stages, status=StageRun.Status.SUCCEEDED
+    ).values_list("stage", "input_tokens", "output_tokens", "cost_usd")
+    out: dict[str, list[tuple[int, float]]] = {}
+    for stage, tokens_in, tokens_out, cost in rows:
+        out.setdefault(stage, []).append((tokens_in + tokens_out, float(cost or 0)))
+    return out

@@ -88,6 +88,18 @@ class StageRetryInputSerializer(serializers.Serializer):
     note = serializers.CharField(max_length=8000, help_text="goes into the retried stage's prompts")
 
 
+class RunBudgetInputSerializer(serializers.Serializer):
+    tokens = serializers.IntegerField(
+        min_value=0, max_value=2**63 - 1, required=False, help_text="token budget; 0 = no limit"
+    )
+    cost_usd = serializers.FloatField(
+        min_value=0,
+        max_value=10**8,
+        required=False,
+        help_text="cost budget in US dollars (kept to 1/100 cent); 0 = no limit",
+    )
+
+
 class TranscriptFilterSerializer(serializers.Serializer):
     stage = serializers.ChoiceField(choices=STAGE_CHOICES, required=False)
 
@@ -108,6 +120,11 @@ class SearchQuerySerializer(serializers.Serializer):
 # --- outputs --------------------------------------------------------------------------------
 
 
+class BudgetSerializer(serializers.Serializer):
+    tokens = serializers.IntegerField(help_text="the run's token budget; 0 = no limit")
+    cost_usd = serializers.FloatField(help_text="the run's cost budget in US dollars; 0 = no limit")
+
+
 class RunSerializer(serializers.ModelSerializer):
     repo = serializers.CharField(source="repo_path")
     profile = serializers.CharField(source="profile_name")
@@ -118,6 +135,7 @@ class RunSerializer(serializers.ModelSerializer):
     cost_usd = serializers.FloatField()
     total_tokens = serializers.IntegerField()
     duration_s = serializers.FloatField(allow_null=True)
+    budget = serializers.SerializerMethodField()
 
     class Meta:
         model = Run
@@ -136,6 +154,7 @@ class RunSerializer(serializers.ModelSerializer):
             "output_tokens",
             "total_tokens",
             "cost_usd",
+            "budget",
             "duration_s",
             "branch",
             "base_commit",
@@ -151,6 +170,14 @@ class RunSerializer(serializers.ModelSerializer):
             },
             "base_commit": {"help_text": "HEAD of the repository when the run was created"},
             "head_commit": {"help_text": "the commit the run's branch points at"},
+        }
+
+    @extend_schema_field(BudgetSerializer)
+    def get_budget(self, run: Run) -> dict[str, float]:
+        config = run.config or {}
+        return {
+            "tokens": int(config.get("budget_tokens") or 0),
+            "cost_usd": float(config.get("budget_cost_usd") or 0),
         }
 
     def get_fields(self):
@@ -389,6 +416,27 @@ class ExplainTestsSerializer(serializers.Serializer):
     isolation = serializers.CharField(help_text="bwrap, or none when an operator turned it off")
 
 
+class ExplainStageForecastSerializer(serializers.Serializer):
+    stage = serializers.ChoiceField(choices=STAGE_CHOICES)
+    basis = serializers.CharField(help_text="history (N runs) or estimate (N calls)")
+    calls = serializers.IntegerField()
+    tokens = serializers.IntegerField(help_text="median (or the estimate)")
+    tokens_p90 = serializers.IntegerField()
+    cost_usd = serializers.FloatField()
+    cost_usd_p90 = serializers.FloatField()
+
+
+class ExplainForecastSerializer(serializers.Serializer):
+    stages = ExplainStageForecastSerializer(many=True)
+    tokens = serializers.IntegerField()
+    tokens_p90 = serializers.IntegerField()
+    cost_usd = serializers.FloatField()
+    cost_usd_p90 = serializers.FloatField()
+    warnings = serializers.ListField(
+        child=serializers.CharField(), help_text="the forecast exceeds the run's budget"
+    )
+
+
 class ExplainSerializer(serializers.Serializer):
     goal = serializers.CharField()
     repo = serializers.CharField()
@@ -398,6 +446,7 @@ class ExplainSerializer(serializers.Serializer):
     threshold = serializers.FloatField()
     tests = ExplainTestsSerializer()
     stages = ExplainStageSerializer(many=True)
+    forecast = ExplainForecastSerializer(help_text="expected tokens and cost, per stage")
 
 
 class TranscriptMessageSerializer(serializers.Serializer):

@@ -12,6 +12,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from django.utils import timezone
 
 from runs import events
 from runs.artifacts_store import output_dir_check
+from runs.forecast import run_forecast
 from runs.lifecycle import (
     ACTIVE_RUN,
     DONE_STATUSES,
@@ -110,6 +112,9 @@ class RunPlan:
             },
             "ignored_changes": list(self.ignored_changes),
             "stages": stages,
+            "forecast": run_forecast(
+                profile_name=self.profile_name, stages=self.stages, config=cfg
+            ).as_dict(),
         }
 
 
@@ -304,6 +309,13 @@ def run_create(
     if dispatch:
         stages_dispatch(stages_ready(run_id=run.pk))
     return run
+
+
+def run_dispatch(*, run: Run) -> None:
+    """Dispatch the ready stages of a run created with `dispatch=False` (a follower that
+    must listen before the stages start, as `tekton run --deltas` does). A stage already
+    claimed is not ready, so a second call dispatches nothing twice."""
+    stages_dispatch(stages_ready(run_id=run.pk))
 
 
 def _locked(run: Run) -> Run:
@@ -564,6 +576,69 @@ def run_abort(*, run: Run, by=None) -> Run:
         run_id=run.pk, kind="run.cancelled", payload={"status": "cancelled", "reason": reason}
     )
     run_ended(run.pk)
+    return _refresh(run)
+
+
+@transaction.atomic
+def run_budget_set(
+    *, run: Run, tokens: int | None = None, cost_usd: Decimal | float | str | None = None, by=None
+) -> Run:
+    """Change a run's token and/or cost budget (0 = no limit); what is not given stays.
+    Calls in flight keep their reservations; a stage blocked by the budget runs again
+    when a person retries it. A cost budget needs a price for every model the run's
+    calls are not answered offline by (FieldError "cost_usd" naming them). Records
+    run.budget. Raises FieldError for a bad value, StateError for a succeeded run."""
+    from config_profiles.services import unpriced_refusal
+    from swarm.providers.pricing import unpriced_models
+
+    if tokens is None and cost_usd is None:
+        raise FieldError("tokens", "give a token budget, a cost budget, or both")
+    locked = _locked(run)
+    if locked.status == Run.Status.SUCCEEDED:
+        raise StateError(f"run {run.pk} already succeeded; there is nothing left to budget")
+    config = dict(locked.config or {})
+    before = {
+        "tokens": int(config.get("budget_tokens") or 0),
+        "cost_usd": float(config.get("budget_cost_usd") or 0),
+    }
+    if tokens is not None:
+        if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 0:
+            raise FieldError(
+                "tokens", f"tokens must be a whole number >= 0 (0 = no limit), got {tokens!r}"
+            )
+        config["budget_tokens"] = tokens
+    if cost_usd is not None:
+        try:
+            cost = Decimal(str(cost_usd))
+        except InvalidOperation:
+            raise FieldError(
+                "cost_usd", f"cost_usd must be a number >= 0, got {cost_usd!r}"
+            ) from None
+        if isinstance(cost_usd, bool) or not cost.is_finite() or cost < 0:
+            raise FieldError(
+                "cost_usd", f"cost_usd must be a number >= 0 (0 = no limit), got {cost_usd!r}"
+            )
+        if cost > 0:
+            prices = {m: tuple(p) for m, p in (config.get("prices") or {}).items()}
+            unpriced = unpriced_models(config.get("backends") or {}, prices)
+            if unpriced:
+                raise FieldError("cost_usd", unpriced_refusal(locked.profile_name, unpriced))
+        config["budget_cost_usd"] = float(round(cost, 4))
+    Run.objects.filter(pk=run.pk).update(config=config, updated_at=timezone.now())
+    after = {
+        "tokens": int(config.get("budget_tokens") or 0),
+        "cost_usd": float(config.get("budget_cost_usd") or 0),
+    }
+    events.event_record(
+        run_id=run.pk,
+        kind="run.budget",
+        payload={
+            **after,
+            "before": before,
+            "spent": {"tokens": locked.total_tokens, "cost_usd": float(locked.cost_usd)},
+            "by": _who(by),
+        },
+    )
     return _refresh(run)
 
 

@@ -14,11 +14,14 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
+from config_profiles.capabilities import capability_memory_attach
 from runs.artifacts_store import artifact_read_json
+from runs.budgets import budget_limits
 from runs.models import Artifact, Run, StageRun
 from runs.retrieval import StageContext, stage_context_build
 from runs.stage_work import RunStageWork, code_files_text, stage_workspace_facts
-from swarm.context import BudgetExceeded, RepoFacts, StageConfig, StageInput
+from swarm.budget import budget_check
+from swarm.context import RepoFacts, StageConfig, StageInput
 from swarm.providers.router import Router, router_build
 from swarm.repo import repo_facts
 from swarm.stages import stage_ancestors
@@ -104,23 +107,18 @@ def paths_named(artifacts: dict[str, dict[str, Any]], files: tuple[str, ...]) ->
 
 def stage_config_build(run: Run, stage: str) -> StageConfig:
     """The stage's models and consensus settings, with what is left of the run's budgets.
-    Raises BudgetExceeded when a budget is already used up."""
+    Raises BudgetExceeded ("budget reached: 412,000 of 400,000 tokens") when a budget
+    is already used up."""
     config = run.config or {}
-    budget_tokens = int(config.get("budget_tokens") or 0)
-    budget_cost = float(config.get("budget_cost_usd") or 0)
-    left_tokens = left_cost = None
-    if budget_tokens:
-        left_tokens = budget_tokens - run.total_tokens
-        if left_tokens <= 0:
-            raise BudgetExceeded(
-                f"token budget of {budget_tokens} used up ({run.total_tokens} tokens spent)"
-            )
-    if budget_cost:
-        left_cost = budget_cost - float(run.cost_usd)
-        if left_cost <= 0:
-            raise BudgetExceeded(
-                f"cost budget of ${budget_cost:.2f} used up (${float(run.cost_usd):.4f} spent)"
-            )
+    budget_tokens, budget_cost = budget_limits(config)
+    budget_check(
+        spent_tokens=run.total_tokens,
+        spent_cost=float(run.cost_usd),
+        limit_tokens=budget_tokens,
+        limit_cost=budget_cost,
+    )
+    left_tokens = None if budget_tokens is None else budget_tokens - run.total_tokens
+    left_cost = None if budget_cost is None else budget_cost - float(run.cost_usd)
     models = (config.get("models") or {}).get(stage)
     if not models:
         raise ValueError(f"run {run.pk} has no models configured for stage {stage!r}")
@@ -139,10 +137,12 @@ def stage_config_build(run: Run, stage: str) -> StageConfig:
 def completer_build(config: dict[str, Any]) -> Router:
     """The router that answers the stage's calls, from the run's frozen configuration and
     the keys in this process's environment."""
+    capability_memory_attach()  # what servers refused, known to every process
     return router_build(
         routes=config.get("routes") or None,
         env=dict(os.environ),
         backend_override=config.get("llm_backend") or None,
         replay_path=config.get("replay_path"),
         record_path=config.get("record_path"),
+        prices={m: tuple(p) for m, p in (config.get("prices") or {}).items()},
     )

@@ -8,6 +8,10 @@ stream ends after the run's final event, or after TEKTON_SSE_MAX_SECONDS (defaul
 the client reconnects with Last-Event-ID and loses nothing); a reconnect to a finished run
 with nothing left to send answers 204, which tells an EventSource to stop reconnecting. Otherwise: a JSON
 page of events (`?after=SEQ&limit=N`).
+
+`?deltas=1` adds the agents' streamed text as `event: stage.delta` messages without an
+`id:` (they are not stored, so the resume point stays the last stored seq); off by
+default, so scripts get the stored events only.
 """
 
 from __future__ import annotations
@@ -59,11 +63,18 @@ class EventStreamRenderer(BaseRenderer):
 def sse_format(event: dict[str, Any]) -> bytes:
     """One SSE message. json.dumps escapes newlines, so `data:` is always one line."""
     data = json.dumps(event, separators=(",", ":"), default=str)
+    if event.get("seq") is None:  # a delta: no id, so it never becomes a resume point
+        return f"event: {event['kind']}\ndata: {data}\n\n".encode()
     return f"id: {event['seq']}\nevent: {event['kind']}\ndata: {data}\n\n".encode()
 
 
 async def sse_stream(
-    run_id: int, after_seq: int, heartbeat_seconds: float, max_seconds: float
+    run_id: int,
+    after_seq: int,
+    heartbeat_seconds: float,
+    max_seconds: float,
+    *,
+    deltas: bool = False,
 ) -> AsyncIterator[bytes]:
     """The body of the stream; runs on the event loop, reads through the hub's pool.
 
@@ -72,7 +83,7 @@ async def sse_stream(
     every connection's life bounded and predictable."""
     deadline = time.monotonic() + max_seconds
     yield f"retry: {RECONNECT_MS}\n\n".encode()
-    async with hub().subscribe(run_id, after_seq) as sub:
+    async with hub().subscribe(run_id, after_seq, deltas=deltas) as sub:
         async for item in sub.stream(heartbeat_seconds=min(heartbeat_seconds, max_seconds)):
             yield b": heartbeat\n\n" if item is HEARTBEAT else sse_format(item)
             if time.monotonic() >= deadline:
@@ -100,6 +111,11 @@ class RunEventsQuerySerializer(serializers.Serializer):
         max_value=MAX_LIMIT,
         default=DEFAULT_LIMIT,
         help_text="JSON page size (SSE ignores it).",
+    )
+    deltas = serializers.BooleanField(
+        default=False,
+        help_text="SSE only: also send the agents' streamed text as `stage.delta` messages "
+        "(no id; not stored, not replayed).",
     )
 
 
@@ -203,7 +219,9 @@ class RunEventsApi(APIView):
         query.is_valid(raise_exception=True)
         run = get_object_or_404(runs_visible_to(request.user), pk=run_id)
         if getattr(request.accepted_renderer, "format", "") == EventStreamRenderer.format:
-            return self._stream(request, run, query.validated_data["after"])
+            return self._stream(
+                request, run, query.validated_data["after"], query.validated_data["deltas"]
+            )
         return self._page(run, query.validated_data["after"], query.validated_data["limit"])
 
     def _page(self, run: Run, after: int, limit: int) -> Response:
@@ -218,7 +236,7 @@ class RunEventsApi(APIView):
             }
         )
 
-    def _stream(self, request, run: Run, after: int):
+    def _stream(self, request, run: Run, after: int, deltas: bool = False):
         resume = _last_event_id(request)
         after = after if resume is None else resume
         last = run_last_event(run.pk)
@@ -232,7 +250,8 @@ class RunEventsApi(APIView):
         heartbeat = float(getattr(settings, "TEKTON_SSE_HEARTBEAT_SECONDS", 15))
         longest = float(getattr(settings, "TEKTON_SSE_MAX_SECONDS", 300))
         response = StreamingHttpResponse(
-            sse_stream(run.pk, after, heartbeat, longest), content_type="text/event-stream"
+            sse_stream(run.pk, after, heartbeat, longest, deltas=deltas),
+            content_type="text/event-stream",
         )
         response["Cache-Control"] = "no-cache"
         response["X-Accel-Buffering"] = "no"

@@ -25,7 +25,7 @@ from config_profiles.selectors import profile_names
 from runs import render as show
 from runs.artifacts_store import artifact_bytes
 from runs.delivery import repo_run_branches, run_delivery, run_test_results
-from runs.forms import RunFilterForm, RunLaunchForm, StageRetryForm
+from runs.forms import RunBudgetForm, RunFilterForm, RunLaunchForm, StageRetryForm
 from runs.health import services_check
 from runs.models import Artifact, Run, StageRun
 from runs.repo_health import (
@@ -50,6 +50,7 @@ from runs.selectors import (
 )
 from runs.services import (
     run_abort,
+    run_budget_set,
     run_cancel,
     run_create,
     run_plan,
@@ -157,6 +158,10 @@ def run_launch_view(request: HttpRequest) -> HttpResponse:
             if request.POST.get("action") == "explain":
                 plan = run_plan(**kwargs)
                 explain = {**plan.explain(), "goal": plan.goal, "repo": plan.repo_path}
+                # Each stage row shows its own forecast.
+                expected = {f["stage"]: f for f in explain["forecast"]["stages"]}
+                for stage in explain["stages"]:
+                    stage["expected"] = expected.get(stage["stage"])
             else:
                 services_check()
                 run = run_create(**kwargs, by=request.user)
@@ -196,6 +201,11 @@ def _default_stage(stages: list[StageRun]) -> str:
     return stages[0].stage if stages else STAGE_NAMES[0]
 
 
+def _by_budget(stage: StageRun) -> bool:
+    """Whether a blocked stage waits for its run's budget to be raised."""
+    return stage.reason.startswith(("budget reached", "no price for"))
+
+
 def run_live_context(run: Run, stages: list[StageRun], counts: dict[str, int]) -> dict[str, Any]:
     """What the header and the timeline need; shared by the page and the UI consumer."""
     blocked = [s for s in stages if s.status == StageRun.Status.BLOCKED]
@@ -207,9 +217,11 @@ def run_live_context(run: Run, stages: list[StageRun], counts: dict[str, int]) -
         "input_tokens": show.fmt_tokens(run.input_tokens),
         "output_tokens": show.fmt_tokens(run.output_tokens),
         "cost": show.fmt_cost(run.cost_usd),
+        "budget": show.fmt_budget(run.config),
         "can_cancel": run.status in (Run.Status.QUEUED, Run.Status.RUNNING, Run.Status.BLOCKED),
         "can_resume": run.status in (Run.Status.FAILED, Run.Status.CANCELLED, Run.Status.BLOCKED),
         "blocked_stages": [s.stage for s in blocked],
+        "blocked_by_budget": any(_by_budget(s) for s in blocked),
         "seq": run.event_seq,
     }
 
@@ -277,6 +289,9 @@ def _stage_panel_context(run: Run, stage: StageRun | None) -> dict[str, Any]:
         "retry_form": StageRetryForm(),
         "context": stage_context(run.pk, stage.stage),
         "run_warnings": run_warnings(run.pk),
+        "budget_blocked": stage.status == StageRun.Status.BLOCKED and _by_budget(stage),
+        "budget_tokens": int((run.config or {}).get("budget_tokens") or 0),
+        "budget_cost": float((run.config or {}).get("budget_cost_usd") or 0),
     }
 
 
@@ -360,6 +375,30 @@ def run_resume_view(request: HttpRequest, run_id: int) -> HttpResponse:
         return _back(run)
     _act(request, run, f"Run {run.pk} resumed.", run_resume)
     return _back(run)
+
+
+@require_POST
+@login_required
+def run_budget_view(request: HttpRequest, run_id: int) -> HttpResponse:
+    """Raise (or change) the run's budgets and, with `retry`, run that blocked stage again."""
+    run = _visible_run(request, run_id)
+    form = RunBudgetForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "; ".join(e for errs in form.errors.values() for e in errs))
+        return _back(run, request.POST.get("retry", ""))
+    data = form.cleaned_data
+    stage = data["retry"]
+    try:
+        run_budget_set(run=run, tokens=data["tokens"], cost_usd=data["cost_usd"], by=request.user)
+        if stage:
+            stage_retry(run=run, stage=stage, note="", by=request.user)
+    except (StateError, FieldError) as exc:
+        messages.error(request, str(exc))
+    else:
+        run.refresh_from_db()
+        done = f"Budget now {show.fmt_budget(run.config)}."
+        messages.success(request, f"{done} Stage {stage} runs again." if stage else done)
+    return _back(run, stage)
 
 
 @require_POST

@@ -1,6 +1,8 @@
 # Sourced by the scripts here: make sure `uv` is on PATH (it is a PyPI package).
+TEKTON_UV_PATH_ADDED=0
 if ! command -v uv >/dev/null 2>&1; then
   PATH="$HOME/.local/bin:$PATH"
+  TEKTON_UV_PATH_ADDED=1  # up.sh tells the person to do the same in their shell
 fi
 if ! command -v uv >/dev/null 2>&1; then
   echo "installing uv (the Python package manager Tekton uses) ..." >&2

@@ -2,7 +2,8 @@
 # Set up Tekton on embedded defaults (SQLite, in-process execution, offline LLM backend),
 # watch a complete nine-stage Diamond v5 run over this repository, then serve the
 # dashboard on http://127.0.0.1:8000/ (Ctrl-C stops it).
-#   --goal TEXT / --repo PATH   what the first run does (default: a demo goal on this repo)
+#   --goal TEXT / --repo PATH   what the first run does (default: a demo goal on a small
+#                               demo repository created under var/demo-repo)
 #   --no-run                    skip the first run
 #   --port N                    serve on another port
 set -euo pipefail
@@ -10,7 +11,7 @@ cd "$(dirname "$0")/.."
 . scripts/_uv.sh
 
 goal="Add a short CONTRIBUTING guide that explains how to run the tests"
-repo="."
+repo=""
 port=8000
 first_run=1
 while [ $# -gt 0 ]; do
@@ -38,10 +39,20 @@ fi
 uv run python manage.py tekton user-ensure admin
 
 if [ "$first_run" = 1 ]; then
+  if [ -z "$repo" ]; then
+    # Tekton's own suite takes minutes; the demo repository's four tests take a second.
+    repo="$(uv run python -m tekton_site.demo_repo)"
+    echo "First run on the demo repository $repo"
+  fi
   echo "Starting a Diamond v5 run (offline backend unless an LLM key is set) ..."
   # A blocked or failed run is still worth looking at in the dashboard: go on either way.
   uv run python manage.py tekton run --goal "$goal" --repo "$repo" || true
 fi
 
+if [ "${TEKTON_UV_PATH_ADDED:-0}" = 1 ]; then
+  # uv lives in ~/.local/bin, which this shell's PATH lacks: every later `uv run` would fail.
+  echo "uv is installed in $HOME/.local/bin; put it on your PATH for the commands in README.md:"
+  echo "  export PATH=\"\$HOME/.local/bin:\$PATH\"   # add this line to ~/.bashrc or ~/.profile"
+fi
 echo "Dashboard: http://127.0.0.1:${port}/  (log in as admin; Ctrl-C stops the server)"
 exec uv run python manage.py runserver "127.0.0.1:${port}"

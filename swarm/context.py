@@ -81,7 +81,8 @@ class StageConfig:
     max_tokens: int = 4096
     temperature: float = 0.2
     timeout: float = 120.0
-    # What is left of the run's budgets when the stage starts; None = unlimited.
+    # What is left of the run's budgets when the stage starts; None = unlimited. The
+    # engine keeps to them when its caller passes no shared budget (swarm.budget).
     budget_tokens: int | None = None
     budget_cost_usd: float | None = None
     # Benchmarks only: run every call one after another, as the predecessor did.
@@ -119,6 +120,8 @@ class StageOutcome:
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
+    # Blocked because the run's token or cost budget is reached (reason says how far).
+    budget_reached: bool = False
 
 
 class StageWork(Protocol):
@@ -146,4 +149,5 @@ class StageCancelled(Exception):
 
 
 class BudgetExceeded(Exception):
-    """The run's token or cost budget ran out; the run fails with this message."""
+    """The run's token or cost budget is reached ("budget reached: 412,000 of 400,000
+    tokens"): the stage blocks with this message until a person raises the budget."""

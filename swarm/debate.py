@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -47,6 +48,7 @@ from swarm.artifacts import (
     debater_json_schema,
     mediator_json_schema,
 )
+from swarm.budget import Budget, StageBudget, request_estimate, unpriced_message
 from swarm.context import (
     BudgetExceeded,
     StageCancelled,
@@ -56,9 +58,10 @@ from swarm.context import (
     StageWork,
     Vote,
 )
-from swarm.events import AgentMessage, EngineEvent, LlmCallDone, ToolUsed
-from swarm.providers.base import Completion, CompletionRequest, Message
+from swarm.events import AgentDelta, AgentMessage, EngineEvent, LlmCallDone, ToolUsed
+from swarm.providers.base import Completion, CompletionRequest, Message, StreamDelta
 from swarm.providers.jsontext import JsonTextError, json_from_text
+from swarm.providers.pricing import price_for as table_price_for
 from swarm.redact import redact
 from swarm.repo import patch_check as git_patch_check
 from swarm.stages import DEBATER_ROLES, stage_get
@@ -82,11 +85,14 @@ async def stage_run(
     is_cancelled: Callable[[], bool] = lambda: False,
     patch_check: PatchCheck | None = None,
     work: StageWork | None = None,
+    budget: Budget | None = None,
 ) -> StageOutcome:
     """Run one stage and decide whether it passes.
 
     Emits an AgentMessage per validated answer, an LlmCallDone per provider call (failed
-    calls too, with the redacted error) and a ToolUsed per tool call. With `work` (the
+    calls too, with the redacted error) and a ToolUsed per tool call; while a call streams,
+    an AgentDelta per piece of its text, a `done` one when it ends and a `discard` one when
+    what streamed is void (retried, cut, or an answer that failed validation). With `work` (the
     stage's repository work, swarm.context.StageWork): the debaters and the mediator get
     its tools through the backend's native tool calling (at most cfg.max_tool_calls per
     turn, then they must answer); the code stage's diff is applied to the workspace, and
@@ -96,19 +102,31 @@ async def stage_run(
     Without `work`, `patch_check(repo_path, diff)` checks a code diff (None means
     swarm.repo.patch_check, `git apply --check`).
 
-    Raises StageCancelled when is_cancelled() turns true between rounds, BudgetExceeded
-    when the stage's spending reaches cfg.budget_tokens / cfg.budget_cost_usd before a
-    call, ValueError for a bad configuration (no model for a role, quorum outside
-    [0, 1], ...), and lets provider errors that survived the completer's retries through.
+    Budgets: every call first reserves its estimate from `budget` (swarm.budget; None
+    means an in-memory one over cfg.budget_tokens / cfg.budget_cost_usd) and settles it
+    after. A reservation that does not fit blocks the stage with "budget reached: ..."
+    (calls already in flight finish and count); so does a cost budget with a model that
+    has no price. A person raises the budget and retries the stage.
+
+    Raises StageCancelled when is_cancelled() turns true between rounds, ValueError for a
+    bad configuration (no model for a role, quorum outside [0, 1], ...), and lets
+    provider errors that survived the completer's retries through.
     """
+    if budget is None:
+        budget = StageBudget(tokens=cfg.budget_tokens, cost_usd=cfg.budget_cost_usd)
     runner = _StageRunner(
-        inp, cfg, completer, emit, is_cancelled, patch_check or git_patch_check, work
+        inp, cfg, completer, emit, is_cancelled, patch_check or git_patch_check, work, budget
     )
-    if inp.stage == "test_debug":
-        await runner.evidence_gather()
-    if cfg.consensus_free:
-        return await runner.run_consensus_free()
-    return await runner.run_debate()
+    try:
+        if inp.stage == "test_debug":
+            await runner.evidence_gather()
+        if cfg.consensus_free:
+            return await runner.run_consensus_free()
+        return await runner.run_debate()
+    except BudgetExceeded as exc:
+        return runner._outcome(
+            status="blocked", reason=str(exc), artifact=None, budget_reached=True
+        )
 
 
 def _config_check(inp: StageInput, cfg: StageConfig) -> None:
@@ -142,10 +160,14 @@ def _names(roles: list[str]) -> str:
 
 async def _all(coros: list[Awaitable[Any]]) -> list[Any]:
     """asyncio.gather that cancels the siblings when one fails, so no orphan call keeps
-    running (and emitting) after the stage has already raised."""
+    running (and emitting) after the stage has already raised. When the budget ran out,
+    the siblings' calls (already paid for) finish and are counted first."""
     tasks = [asyncio.ensure_future(c) for c in coros]
     try:
         return list(await asyncio.gather(*tasks))
+    except BudgetExceeded:
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
     except BaseException:
         for t in tasks:
             t.cancel()
@@ -163,8 +185,10 @@ class _StageRunner:
         is_cancelled: Callable[[], bool],
         patch_check: PatchCheck,
         work: StageWork | None = None,
+        budget: Budget | None = None,
     ):
         _config_check(inp, cfg)
+        self.budget: Budget = budget or StageBudget()
         self.inp, self.cfg, self.completer = inp, cfg, completer
         self.emit, self.is_cancelled, self.patch_check = emit, is_cancelled, patch_check
         self.work = work
@@ -174,6 +198,10 @@ class _StageRunner:
         self.input_tokens = self.output_tokens = 0
         self.cost_usd = 0.0
         self.fallback_provider = str(getattr(completer, "name", "") or "unknown")
+        self._call_numbers = itertools.count(1)
+        # The calls of each role's current answer that streamed text: discarded together
+        # when the answer fails validation (the repair streams afresh).
+        self._streamed: dict[str, list[str]] = {}
 
     # --- plumbing --------------------------------------------------------------------------
     def _model(self, role: str) -> str:
@@ -186,18 +214,27 @@ class _StageRunner:
         if self.is_cancelled():
             raise StageCancelled(f"stage {self.stage} cancelled")
 
-    def _budget_check(self, role: str) -> None:
-        spent = self.input_tokens + self.output_tokens
-        if self.cfg.budget_tokens is not None and spent >= self.cfg.budget_tokens:
-            raise BudgetExceeded(
-                f"token budget of {self.cfg.budget_tokens} exhausted: stage {self.stage} "
-                f"had used {spent} tokens before the {role} call"
-            )
-        if self.cfg.budget_cost_usd is not None and self.cost_usd >= self.cfg.budget_cost_usd:
-            raise BudgetExceeded(
-                f"cost budget of ${self.cfg.budget_cost_usd:.4f} exhausted: stage {self.stage} "
-                f"had spent ${self.cost_usd:.4f} before the {role} call"
-            )
+    def _price(self, model: str) -> tuple[float, float] | None:
+        """What a call of `model` costs where it will be answered (the completer knows
+        the backend: offline answers are free), else the price table's."""
+        price_for = getattr(self.completer, "price_for", None)
+        if price_for is not None:
+            try:
+                return price_for(model)
+            except Exception:  # an unroutable model fails on its call, with its own reason
+                pass
+        return table_price_for(model)
+
+    async def _reserve(self, role: str, request: CompletionRequest) -> Any:
+        """Reserve the request's estimate; BudgetExceeded when it does not fit."""
+        tokens_in, tokens_out = request_estimate(request)
+        price = self._price(request.model)
+        if price is None and self.budget.cost_capped:
+            raise BudgetExceeded(unpriced_message(request.model))
+        cost = (tokens_in * price[0] + tokens_out * price[1]) / 1_000_000 if price else 0.0
+        return await self.budget.reserve(
+            stage=self.stage, role=role, tokens=tokens_in + tokens_out, cost_usd=cost
+        )
 
     def _tools_on(self, model: str) -> bool:
         """Whether this model's calls get the stage's tools: there are tools, and the
@@ -213,13 +250,32 @@ class _StageRunner:
             return False
 
     async def _complete(self, role: str, rnd: int, request: CompletionRequest) -> Completion:
-        """One provider call, counted against the budget and reported as LlmCallDone."""
-        self._budget_check(role)
+        """One provider call, reserved from the budget and settled after, reported as
+        LlmCallDone; its text streams out as AgentDelta while it is written."""
+        ticket = await self._reserve(role, request)
+        used = (0, 0.0)
+        try:
+            completion = await self._complete_reserved(role, rnd, request)
+            used = (
+                completion.usage.input_tokens + completion.usage.output_tokens,
+                completion.cost_usd,
+            )
+            return completion
+        finally:
+            self.budget.settle(ticket, tokens=used[0], cost_usd=used[1])
+
+    async def _complete_reserved(
+        self, role: str, rnd: int, request: CompletionRequest
+    ) -> Completion:
+        call_id = f"{self.stage}.{self.inp.attempt}.{next(self._call_numbers)}"
+        request = dataclasses.replace(request, on_delta=self._on_delta(role, rnd, call_id, request))
         started = time.monotonic()
         span = telemetry.llm_span_start(request)
         try:
             completion = await self.completer.complete(request)
         except Exception as exc:
+            # Whatever streamed is void: the stored record never holds half an answer.
+            self._discard_calls(role, rnd, [call_id])
             telemetry.llm_span_end(span, error=exc, provider=self.fallback_provider)
             self.emit(
                 LlmCallDone(
@@ -237,6 +293,10 @@ class _StageRunner:
                 )
             )
             raise
+        if call_id in self._streamed.get(role, ()):
+            self.emit(
+                AgentDelta(stage=self.stage, role=role, round=rnd, call_id=call_id, done=True)
+            )
         telemetry.llm_span_end(span, completion=completion)
         self.input_tokens += completion.usage.input_tokens
         self.output_tokens += completion.usage.output_tokens
@@ -256,6 +316,48 @@ class _StageRunner:
             )
         )
         return completion
+
+    def _on_delta(
+        self, role: str, rnd: int, call_id: str, request: CompletionRequest
+    ) -> Callable[[StreamDelta], None]:
+        """The request's on_delta: each streamed piece becomes an AgentDelta of the call
+        (a restart, a discard); the caller's own callback, if any, still gets it."""
+        theirs = request.on_delta
+
+        def on_delta(delta: StreamDelta) -> None:
+            if theirs is not None:
+                theirs(delta)
+            if delta.restart:
+                self._discard_calls(role, rnd, [call_id])
+                return
+            if not delta.text:
+                return
+            calls = self._streamed.setdefault(role, [])
+            if call_id not in calls:
+                calls.append(call_id)
+            self.emit(
+                AgentDelta(
+                    stage=self.stage,
+                    role=role,
+                    round=rnd,
+                    call_id=call_id,
+                    text=delta.text,
+                    model=request.model,
+                )
+            )
+
+        return on_delta
+
+    def _discard_calls(self, role: str, rnd: int, call_ids: list[str]) -> None:
+        calls = self._streamed.get(role, [])
+        for call_id in call_ids:
+            if call_id in calls:
+                calls.remove(call_id)
+                self.emit(
+                    AgentDelta(
+                        stage=self.stage, role=role, round=rnd, call_id=call_id, discard=True
+                    )
+                )
 
     async def _call(
         self,
@@ -353,6 +455,7 @@ class _StageRunner:
             return validate(redact(_parse_json(completion))), "", (conversation, completion.text)
         except ArtifactInvalid as exc:
             error = str(exc)
+        self._discard_calls(role, rnd, list(self._streamed.get(role, [])))
         repair = prompts.repair_messages(conversation, bad_text=completion.text, error=error)
         completion, conversation = await self._call(
             role, rnd, "repair", repair, schema, schema_name, kind
@@ -360,9 +463,12 @@ class _StageRunner:
         try:
             return validate(redact(_parse_json(completion))), "", (conversation, completion.text)
         except ArtifactInvalid as exc:
+            self._discard_calls(role, rnd, list(self._streamed.get(role, [])))
             return None, str(exc), (conversation, completion.text)
 
     def _agent_message(self, role: str, rnd: int, answer: dict[str, Any]) -> None:
+        # The stored message takes the place of what streamed for it.
+        self._streamed.pop(role, None)
         self.emit(
             AgentMessage(
                 stage=self.stage, role=role, round=rnd, model=self._model(role), answer=answer

@@ -64,3 +64,24 @@ class ToolUsed(EngineEvent):
     duration_s: float
     ok: bool
     kind: str = field(init=False, default="stage.tool")
+
+
+@dataclass(frozen=True)
+class AgentDelta(EngineEvent):
+    """A piece of an agent's answer while its call streams. Published live as an ephemeral
+    `stage.delta` (runs/events.py deltas_publish), never stored: the AgentMessage that
+    follows is the record.
+
+    `call_id` names one provider call of the stage attempt. `discard` (text empty): what
+    streamed for the call is void (a retry began, the stream was cut, the answer failed
+    validation). `done` (text empty): the call ended; its held-back tail may go out."""
+
+    stage: str
+    role: str
+    round: int
+    call_id: str
+    text: str = ""
+    model: str = ""
+    discard: bool = False
+    done: bool = False
+    kind: str = field(init=False, default="stage.delta")

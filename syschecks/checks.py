@@ -190,6 +190,40 @@ def check_profile_models(ctx: CheckContext) -> list[CheckResult]:
     return results
 
 
+@register(
+    id="provider.capabilities",
+    title="What model servers refused",
+    category="providers",
+    uses_database=True,
+)
+def check_provider_capabilities(ctx: CheckContext) -> CheckResult:
+    """What Tekton learned from refusals (swarm.providers.capabilities): per server and
+    model, the features it refused and the mode now sent instead. Information, not a
+    fault: the fallback works; a person may still want a server that takes json_schema."""
+    from config_profiles.selectors import capabilities_learned
+    from swarm.providers.capabilities import capabilities_refused
+
+    learned = capabilities_learned()
+    if not learned:
+        return CheckResult(
+            status="ok",
+            detail="no server refused anything yet (json_schema, tools and streaming sent "
+            "where a backend has them)",
+        )
+    parts = []
+    for row in learned[:8]:
+        now = capabilities_refused(row.backend, row.model, row.base_url or None, row.refused)
+        where = f" at {safe_url(row.base_url)}" if row.base_url else ""
+        parts.append(f"{row.model}{where}: refused {', '.join(row.refused)}; sends {now.summary()}")
+    more = f"; and {len(learned) - 8} more" if len(learned) > 8 else ""
+    return CheckResult(
+        status="ok",
+        detail="; ".join(parts) + more,
+        hint="Learned from the servers' refusals; the fallback carries on. Clear a row in "
+        "the Django admin (Learned capabilities) after a server upgrade.",
+    )
+
+
 @register(id="provider.cli", title="Codex and Claude command-line tools", category="providers")
 def check_provider_cli(ctx: CheckContext) -> list[CheckResult]:
     results = []

@@ -13,6 +13,7 @@ from notifications.api import (
 from runs.api import (
     RunArtifactDownloadApi,
     RunArtifactListApi,
+    RunBudgetApi,
     RunBundleApi,
     RunCancelApi,
     RunDetailApi,
@@ -42,6 +43,7 @@ api_urlpatterns = [
     path("api/runs/<int:run_id>/", RunDetailApi.as_view(), name="run-detail"),
     path("api/runs/<int:run_id>/cancel/", RunCancelApi.as_view(), name="run-cancel"),
     path("api/runs/<int:run_id>/resume/", RunResumeApi.as_view(), name="run-resume"),
+    path("api/runs/<int:run_id>/budget/", RunBudgetApi.as_view(), name="run-budget"),
     path(
         "api/runs/<int:run_id>/stages/<str:stage>/approve/",
         StageApproveApi.as_view(),

@@ -33,10 +33,17 @@ async def preflight(url: str, token: str | None) -> str | None:
     return None
 
 
-def tui_run(url: str | None = None, token: str | None = None, *, err: TextIO | None = None) -> int:
-    """Run the terminal UI against `url` with `token` (else TEKTON_URL / TEKTON_TOKEN).
-    With neither URL: the local install (a running server, else an embedded one), with a
-    token made for this session and revoked on exit."""
+def tui_run(
+    url: str | None = None,
+    token: str | None = None,
+    *,
+    run_id: int | None = None,
+    err: TextIO | None = None,
+) -> int:
+    """Run the terminal UI against `url` with `token` (else TEKTON_URL / TEKTON_TOKEN),
+    on the run list, or on run `run_id` (back goes to the list). With neither URL: the
+    local install (a running server, else an embedded one), with a token made for this
+    session and revoked on exit."""
     err = err or sys.stderr
     url = (url or os.environ.get("TEKTON_URL") or "").strip() or None
     token = (token or os.environ.get("TEKTON_TOKEN") or "").strip() or None
@@ -86,6 +93,7 @@ def tui_run(url: str | None = None, token: str | None = None, *, err: TextIO | N
             notice=notice,
             where=where,
             default_repo=os.getcwd() if session is not None else "",
+            start_run=run_id,
         )
         previous = signal.signal(signal.SIGTERM, lambda *_: app.exit(0))
         try:

@@ -13,7 +13,7 @@ STAGE_MODELS = {
     },
 }
 DESCRIPTION = (
-    "The Diamond v5 defaults (REQUIREMENTS.md section 2): anthropic/claude-opus-4.1 for every "
+    "The Diamond v5 defaults: anthropic/claude-opus-4.1 for every "
     "role, except the plan proponent (openai/gpt-4o), the research proponent "
     "(perplexity/llama-3.3-sonar-large-128k-online, a model that searches the web) and the "
     "code proponent (x-ai/grok-2-mini). An opening round plus 2 debate rounds; a stage passes "

@@ -7,6 +7,10 @@
    2. When the row of the stage shown in the panel changes, the panel is fetched again.
    3. The header says whether the live connection is up.
    4. A Copy button copies the command it names (data-copy) to the clipboard.
+   5. The agents' streamed text (JSON `stage.delta` messages on the same socket, which htmx
+      is told to leave alone) grows in a card per running call, with a typing indicator;
+      the stored message replaces it when the panel is fetched again. The text is kept
+      per call, so a panel swap mid-stream redraws it instead of losing it.
 */
 (function () {
   "use strict";
@@ -81,6 +85,145 @@
     }
   }
 
+  // --- 4. streaming text ------------------------------------------------------------------
+  var liveCalls = {}; // call id -> {stage, role, round, attempt, model, text}
+
+  function roundLabel(role, round) {
+    if (role === "mediator") {
+      return "mediator";
+    }
+    return round === 0 ? "opening" : "debate " + round;
+  }
+
+  function storedIn(container, call) {
+    return container.querySelector(
+      'article.msg[data-role="' + call.role + '"][data-round="' + call.round + '"][data-attempt="' + call.attempt + '"]'
+    );
+  }
+
+  function liveCard(box, id, call) {
+    var card = box.querySelector('article[data-call="' + id + '"]');
+    if (card) {
+      return card;
+    }
+    card = document.createElement("article");
+    card.className = "msg msg-live role-" + call.role;
+    card.dataset.call = id;
+    var header = document.createElement("header");
+    var role = document.createElement("strong");
+    role.className = "role";
+    role.textContent = call.role;
+    var model = document.createElement("span");
+    model.className = "model";
+    model.textContent = call.model;
+    var when = document.createElement("span");
+    when.className = "muted";
+    when.textContent = roundLabel(call.role, call.round) + " · writing";
+    var typing = document.createElement("span");
+    typing.className = "typing";
+    typing.setAttribute("role", "img");
+    typing.setAttribute("aria-label", "writing");
+    typing.append(document.createElement("i"), document.createElement("i"), document.createElement("i"));
+    header.append(role, model, when, typing);
+    var text = document.createElement("p");
+    text.className = "live-text";
+    card.append(header, text);
+    box.append(card);
+    return card;
+  }
+
+  // Draws one call in the open panel: appends the new piece as a text node, or (after a
+  // resent piece or a redraw) sets the whole text.
+  function liveDraw(id, piece) {
+    var call = liveCalls[id];
+    var current = panel();
+    var box = document.getElementById("live-messages");
+    if (!call || !current || !box || current.dataset.stage !== call.stage) {
+      return;
+    }
+    var text = liveCard(box, id, call).querySelector(".live-text");
+    if (piece !== undefined && text.textContent.length + piece.length === call.text.length) {
+      text.append(document.createTextNode(piece));
+    } else {
+      text.textContent = call.text;
+    }
+  }
+
+  function liveDrop(id) {
+    delete liveCalls[id];
+    var card = document.querySelector('article[data-call="' + id + '"]');
+    if (card) {
+      card.remove();
+    }
+  }
+
+  function deltaApply(delta) {
+    var p = delta.payload || {};
+    var id = String(p.call_id || "");
+    if (!id) {
+      return;
+    }
+    if (p.discard) {
+      liveDrop(id);
+      return;
+    }
+    var call = liveCalls[id];
+    if (!call) {
+      call = {
+        stage: delta.stage,
+        role: String(p.role || ""),
+        round: Number(p.round || 0),
+        attempt: Number(p.attempt || 0),
+        model: String(p.model || ""),
+        text: ""
+      };
+      var current = panel();
+      if (current && current.dataset.stage === call.stage && storedIn(current, call)) {
+        return; // a late piece of a call whose stored message is shown already
+      }
+      liveCalls[id] = call;
+    }
+    var piece = String(p.text || "");
+    var offset = typeof p.offset === "number" ? p.offset : call.text.length;
+    if (offset >= call.text.length) {
+      call.text += piece;
+      liveDraw(id, piece);
+    } else {
+      call.text = call.text.slice(0, offset) + piece; // a resent piece overwrites
+      liveDraw(id);
+    }
+  }
+
+  // After the panel was fetched again: calls whose stored message it shows are done;
+  // the others are drawn again from what they streamed so far.
+  function liveRedraw() {
+    var current = panel();
+    Object.keys(liveCalls).forEach(function (id) {
+      var call = liveCalls[id];
+      if (current && current.dataset.stage === call.stage && storedIn(current, call)) {
+        delete liveCalls[id];
+      } else {
+        liveDraw(id);
+      }
+    });
+  }
+
+  document.addEventListener("htmx:wsBeforeMessage", function (event) {
+    var message = event.detail ? event.detail.message : "";
+    if (typeof message !== "string" || message.charAt(0) !== "{") {
+      return; // HTML fragments: htmx swaps them
+    }
+    event.preventDefault();
+    try {
+      var data = JSON.parse(message);
+      if (data.kind === "stage.delta") {
+        deltaApply(data);
+      }
+    } catch (err) {
+      // Not ours to show: a malformed message is dropped, the stored events still come.
+    }
+  });
+
   // Deferred scripts run before DOMContentLoaded, so the page is parsed here.
   highlightSelected();
   rememberPanelRev();
@@ -116,6 +259,7 @@
     if (event.detail && event.detail.target && event.detail.target.id === "stage-panel") {
       highlightSelected();
       rememberPanelRev();
+      liveRedraw();
     }
   });
 })();

@@ -20,8 +20,12 @@ automatic prefix cache, steered by prompt_cache_key), "none" (no hint sent).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+
+logger = logging.getLogger("tekton.swarm.providers.capabilities")
 
 STRUCTURED_MODES = ("tool", "json_schema", "json_object", "prompt")
 CACHE_MODES = ("breakpoints", "key", "none")
@@ -106,12 +110,45 @@ class CapabilityStore:
         self._lock = threading.Lock()
         self._set: dict[tuple[str, str, str], Capabilities] = {}
         self._refused: dict[tuple[str, str, str], set[str]] = {}
+        self._on_refuse: Callable[[str, str, str, str, str], None] | None = None
+        self._load: Callable[[], Iterable[tuple[str, str, str, str]]] | None = None
+
+    def remember_with(
+        self,
+        *,
+        on_refuse: Callable[[str, str, str, str, str], None],
+        load: Callable[[], Iterable[tuple[str, str, str, str]]],
+    ) -> None:
+        """Keep what is learned beyond this process: `on_refuse(backend, base_url, model,
+        feature, detail)` after each new refusal, and `load()` (once, on the next read)
+        yields the (backend, base_url, model, feature) refusals other processes learned.
+        Both are the caller's (the Django side stores them); a failing one is logged."""
+        with self._lock:
+            self._on_refuse, self._load = on_refuse, load
+
+    def _loaded(self) -> None:
+        with self._lock:
+            load, self._load = self._load, None
+        if load is None:
+            return
+        try:
+            learned = list(load())
+        except Exception:  # the store works from defaults without them
+            logger.warning("capabilities: could not load what was learned", exc_info=True)
+            return
+        with self._lock:
+            for backend, base_url, model, feature in learned:
+                if feature in FEATURES:
+                    key = self._key(backend, model, base_url)
+                    self._refused.setdefault(key, set()).add(feature)
 
     @staticmethod
     def _key(backend: str, model: str, base_url: str | None) -> tuple[str, str, str]:
         return (backend, _normal_url(backend, base_url), model)
 
     def get(self, backend: str, model: str, base_url: str | None = None) -> Capabilities:
+        if self._load is not None:
+            self._loaded()
         key = self._key(backend, model, base_url)
         with self._lock:
             base = self._set.get(key) or capabilities_default(backend, model, base_url)
@@ -127,15 +164,25 @@ class CapabilityStore:
             self._set[key] = capabilities
             self._refused.pop(key, None)
 
-    def refuse(self, backend: str, model: str, base_url: str | None, feature: str) -> Capabilities:
+    def refuse(
+        self, backend: str, model: str, base_url: str | None, feature: str, detail: str = ""
+    ) -> Capabilities:
         """Mark `feature` (a structured mode, "tools", "streaming" or "cache") as refused
         by this server for this model; returns the capabilities now in force. Refusing a
-        structured mode falls back to the next one the backend can send."""
+        structured mode falls back to the next one the backend can send. `detail` (the
+        server's words) goes to the remember_with listener with a new refusal."""
         if feature not in FEATURES:
             raise ValueError(f"unknown feature {feature!r} (known: {', '.join(FEATURES)})")
         key = self._key(backend, model, base_url)
         with self._lock:
+            new = feature not in self._refused.get(key, set())
             self._refused.setdefault(key, set()).add(feature)
+            listener = self._on_refuse
+        if new and listener is not None:
+            try:
+                listener(backend, key[1], model, feature, detail)
+            except Exception:  # remembering is a bonus; the refusal holds in this process
+                logger.warning("capabilities: could not remember a refusal", exc_info=True)
         return self.get(backend, model, base_url)
 
     def clear(self) -> None:
@@ -156,6 +203,14 @@ def _without(backend: str, caps: Capabilities, refused: set[str]) -> Capabilitie
         streaming=caps.streaming and "streaming" not in refused,
         cache="none" if "cache" in refused else caps.cache,
     )
+
+
+def capabilities_refused(
+    backend: str, model: str, base_url: str | None, refused: Iterable[str]
+) -> Capabilities:
+    """The defaults of (backend, model, base URL) once `refused` features are taken away:
+    what a store that learned them sends (for the checks page, which reads the record)."""
+    return _without(backend, capabilities_default(backend, model, base_url), set(refused))
 
 
 # The process-wide store: what one run learns of a server, the next run knows.

@@ -33,7 +33,8 @@ asyncio.sleep on every call, for benchmarks. Usage is estimated at 4 characters 
 cost is 0.
 
 Tools on the request are accepted and never called: the answer is the same as without
-them. With an on_delta callback the answer is streamed in a few pieces.
+them. With an on_delta callback the answer is streamed in STREAM_PIECES pieces, the
+latency spread between them.
 """
 
 from __future__ import annotations
@@ -65,6 +66,9 @@ from swarm.stages import STAGE_NAMES, stage_get
 LATENCY_ENV = "TEKTON_OFFLINE_LATENCY_MS"
 _MARKER = re.compile(r"\[offline:(block|invalid)=([a-z_]+)\]")
 _TAG = "[offline]"
+
+
+STREAM_PIECES = 12  # pieces of a streamed answer
 
 
 def _latency_from_env() -> float:
@@ -473,10 +477,16 @@ class OfflineProvider:
 
     async def complete(self, request: CompletionRequest) -> Completion:
         started = time.monotonic()
+        streaming = request.on_delta is not None
+        # Streaming, the latency is spread over the pieces (the first one comes after a
+        # share of it, like a model's time to first token), so a subscriber sees text grow.
+        pieces = STREAM_PIECES if streaming else 1
         if self.latency_ms:
-            await asyncio.sleep(self.latency_ms / 1000)
+            await asyncio.sleep(self.latency_ms / 1000 / pieces)
         calls = self.tool_calls(request)
         if calls:
+            if pieces > 1 and self.latency_ms:
+                await asyncio.sleep(self.latency_ms / 1000 * (pieces - 1) / pieces)
             return Completion(
                 text="",
                 parsed=None,
@@ -494,10 +504,13 @@ class OfflineProvider:
         answer = self.answer(request)
         text = answer if isinstance(answer, str) else json.dumps(answer, ensure_ascii=False)
         parsed = answer if isinstance(answer, dict) and request.json_schema is not None else None
-        if request.on_delta is not None:
-            for piece in text_pieces(text):
+        if streaming:
+            for index, piece in enumerate(text_pieces(text, STREAM_PIECES)):
+                if index and self.latency_ms:
+                    await asyncio.sleep(self.latency_ms / 1000 / pieces)
+                else:
+                    await asyncio.sleep(0)  # a real stream: other tasks run between pieces
                 request.on_delta(StreamDelta(piece))
-                await asyncio.sleep(0)  # a real stream: other tasks run between pieces
         return Completion(
             text=text,
             parsed=parsed,

@@ -22,6 +22,7 @@ import asyncio
 import hashlib
 import inspect
 import json
+import logging
 import os
 import re
 import time
@@ -51,6 +52,7 @@ from swarm.providers.base import (
 )
 from swarm.providers.capabilities import (
     DEFAULT_STORE,
+    FEATURES,
     OPENAI_BASE_URL,
     Capabilities,
     CapabilityStore,
@@ -63,7 +65,25 @@ from swarm.redact import redact
 # Local servers (Ollama, vLLM) take no key, but the SDK refuses to start without one.
 NO_KEY_PLACEHOLDER = "no-key-needed"
 # OpenAI's reasoning models reject any temperature but the default.
+logger = logging.getLogger("tekton.swarm.providers.openai")
+
 _FIXED_TEMPERATURE = re.compile(r"^(?:o\d|gpt-5)")
+# How servers word a request they cannot take when they wrap it in a 500 (llama.cpp's
+# pydantic "validation error", "not supported", ...): a bad request, not an outage.
+_VALIDATION_ERROR = re.compile(
+    r"validation error|not supported|unsupported|unrecognized|unknown (?:field|parameter)|"
+    r"extra (?:fields|inputs) not permitted|input should be|invalid (?:value|parameter|type)"
+)
+
+
+class _Refusable(Exception):
+    """A mapped error of a call and the arguments it sent (internal to complete())."""
+
+    def __init__(self, error: ProviderError, sent: dict[str, Any]) -> None:
+        super().__init__(str(error))
+        self.error, self.sent = error, sent
+
+
 _STOP_REASONS = {
     "stop": STOP_END,
     "tool_calls": STOP_TOOL_CALLS,
@@ -202,7 +222,53 @@ class OpenAIBackend:
         return self._store.get(self.name, model, self.base_url)
 
     async def complete(self, request: CompletionRequest) -> Completion:
-        caps = self.capabilities(request.model)
+        """One answer. A server that refuses what was sent (json_schema, json_object,
+        streaming, tools: a 400/422, or a validation error wrapped in a 500) is learned
+        from: the store marks it refused for this base URL and model, and the same request
+        goes again at once in the next mode (json_schema, json_object with the schema, the
+        schema in the prompt). A refusal with nowhere left to fall back is a bad request,
+        never retried as if transient."""
+        for _ in range(len(FEATURES) + 1):
+            caps = self.capabilities(request.model)
+            try:
+                return await self._complete_as(request, caps)
+            except _Refusable as wrapped:
+                err = wrapped.error
+                feature = self._refused_feature(err, wrapped.sent)
+                if feature is None:
+                    raise err from None
+                logger.warning(
+                    "openai: %s at %s refused %s; falling back (%s)",
+                    request.model,
+                    self.base_url,
+                    feature,
+                    str(err)[:200],
+                )
+                self._store.refuse(self.name, request.model, self.base_url, feature, str(err))
+        raise ProviderBadRequest(f"openai: {request.model} refused every mode Tekton can send")
+
+    def _refused_feature(self, err: ProviderError, sent: dict[str, Any]) -> str | None:
+        """The feature the server refused in `sent` (the request's arguments), or None (an
+        error that is not about a parameter). A server's validation error wrapped in a 500
+        that names nothing to fall back from is raised as a ProviderBadRequest."""
+        text = str(err).lower()
+        if err.status not in (400, 422) and not (
+            err.status is not None and err.status >= 500 and _VALIDATION_ERROR.search(text)
+        ):
+            return None
+        kind = (sent.get("response_format") or {}).get("type")
+        if kind in ("json_schema", "json_object") and ("response_format" in text or kind in text):
+            return kind
+        if sent.get("stream") and "stream" in text:
+            return "streaming"
+        if sent.get("tools") and ("tool" in text or "function" in text):
+            return "tools"
+        if err.status is not None and err.status >= 500:
+            # A server's validation error about something else: a bad request all the same.
+            raise ProviderBadRequest(str(err), status=err.status) from None
+        return None
+
+    async def _complete_as(self, request: CompletionRequest, caps: Capabilities) -> Completion:
         if request.tools and not caps.tools:
             raise ProviderBadRequest(f"openai: {request.model} has no tool calling here")
         tools_check(request)
@@ -226,7 +292,8 @@ class OpenAIBackend:
         except StreamCallbackError as exc:
             raise exc.original from None
         except Exception as exc:
-            raise self._map_error(exc) from None
+            # Carries what was sent, so complete() can tell which parameter was refused.
+            raise _Refusable(self._map_error(exc), kwargs) from None
         latency = time.monotonic() - started
 
         stop = _STOP_REASONS.get(finish or "", STOP_OTHER)

@@ -2,7 +2,9 @@
 
 Prices are the vendors' published list prices when this table was written (gateways add
 their own margin); they estimate a run's cost and enforce its budget, they are not a bill.
-Unknown models and the offline/replay backends cost 0.0.
+Unknown models and the offline/replay backends cost 0.0. A profile may price models
+itself (`prices`, {model id: (input, output)}): its prices win over this table, and its
+models are priced at their input price for cache reads and writes too.
 
 Prompt caching: input tokens read from the cache and tokens written to it are priced apart
 (CACHE_PRICES). Anthropic bills a cache read at 0.1x its input price and a 5-minute cache
@@ -13,8 +15,11 @@ A model without a cache price pays its full input price for both (an over-estima
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 from swarm.providers.base import Usage
+
+Prices = Mapping[str, tuple[float, float]]
 
 # model id -> (input $/M tokens, output $/M tokens)
 PRICES: dict[str, tuple[float, float]] = {
@@ -85,20 +90,26 @@ def _lookup(
     return by_part.get(_normalise(rest or vendor))
 
 
-def price_for(model: str) -> tuple[float, float] | None:
+def price_for(model: str, prices: Prices | None = None) -> tuple[float, float] | None:
     """(input, output) $/M tokens for `model` (vendor/model), or None when unknown.
 
-    An exact id wins; otherwise the part after the vendor is matched, so the same model
-    routed through another prefix ("codex/gpt-5-codex") is still priced."""
+    The profile's `prices` win; then an exact id; otherwise the part after the vendor is
+    matched, so the same model routed through another prefix ("codex/gpt-5-codex") is
+    still priced."""
+    if prices and model in prices:
+        given = prices[model]
+        return (float(given[0]), float(given[1]))
     return _lookup(model, PRICES, _BY_MODEL_PART)
 
 
-def cache_price_for(model: str) -> tuple[float, float] | None:
+def cache_price_for(model: str, prices: Prices | None = None) -> tuple[float, float] | None:
     """(cached read, cache write) $/M tokens for `model`: its cache price, else its input
     price for both; None when the model is unknown or free."""
-    price = price_for(model)
+    price = price_for(model, prices)
     if price is None:
         return None
+    if prices and model in prices:
+        return (price[0], price[0])
     return _lookup(model, CACHE_PRICES, _CACHE_BY_MODEL_PART) or (price[0], price[0])
 
 
@@ -109,18 +120,19 @@ def cost_usd(
     *,
     cached_input_tokens: int = 0,
     cache_write_tokens: int = 0,
+    prices: Prices | None = None,
 ) -> float:
     """Estimated cost of one call in US dollars; 0.0 for unknown, offline or replayed models.
 
     `input_tokens` counts all input tokens (as Usage does); the cached reads and cache
     writes among them are priced at the model's cache prices, the rest at its input price."""
-    price = price_for(model)
+    price = price_for(model, prices)
     if price is None:
         return 0.0
     cached = max(cached_input_tokens, 0)
     written = max(cache_write_tokens, 0)
     plain = max(max(input_tokens, 0) - cached - written, 0)
-    read_price, write_price = cache_price_for(model) or (price[0], price[0])
+    read_price, write_price = cache_price_for(model, prices) or (price[0], price[0])
     dollars = (
         plain * price[0]
         + cached * read_price
@@ -130,7 +142,7 @@ def cost_usd(
     return dollars / 1_000_000
 
 
-def usage_cost_usd(model: str, usage: Usage) -> float:
+def usage_cost_usd(model: str, usage: Usage, prices: Prices | None = None) -> float:
     """cost_usd of a call's Usage."""
     return cost_usd(
         model,
@@ -138,4 +150,18 @@ def usage_cost_usd(model: str, usage: Usage) -> float:
         usage.output_tokens,
         cached_input_tokens=usage.cached_input_tokens,
         cache_write_tokens=usage.cache_write_tokens,
+        prices=prices,
+    )
+
+
+FREE_BACKENDS = frozenset({"offline", "replay"})
+
+
+def unpriced_models(backends: Mapping[str, str], prices: Prices | None = None) -> list[str]:
+    """The models (of {model id: the backend answering it}) that would cost money but have
+    no price: a cost budget cannot be kept for them. Offline and replayed ones are free."""
+    return sorted(
+        model
+        for model, backend in backends.items()
+        if backend not in FREE_BACKENDS and price_for(model, prices) is None
     )

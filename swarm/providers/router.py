@@ -46,7 +46,8 @@ from swarm.providers.capabilities import (
     capabilities_default,
 )
 from swarm.providers.cli_backends import ClaudeCliBackend, CodexCliBackend, cli_binary
-from swarm.providers.pricing import usage_cost_usd
+from swarm.providers.pricing import Prices, usage_cost_usd
+from swarm.providers.pricing import price_for as table_price_for
 from swarm.providers.replay import RecordingProvider, ReplayProvider
 from swarm.providers.retry import RetryingProvider
 
@@ -199,8 +200,10 @@ class Router:
         record_path: str | None = None,
         retry_options: Mapping[str, Any] | None = None,
         capability_store: CapabilityStore | None = None,
+        prices: Prices | None = None,
     ) -> None:
         self.routes = routes
+        self.prices = dict(prices or {})
         self.env = env
         self.mode = mode
         self.record_path = record_path
@@ -330,6 +333,18 @@ class Router:
         caps = self.capabilities(model).summary()
         return f"{model} -> {info.backend}{where} ({', '.join(details)}) [{caps}]"
 
+    def price_for(self, model: str) -> tuple[float, float] | None:
+        """(input, output) $/M tokens a call of `model` will cost here: (0, 0) when the
+        offline or replay backend answers it, else the profile's price or the table's
+        (None when neither knows it). A model with no route is priced from the table."""
+        try:
+            backend = self.resolve(model).backend
+        except NoRouteError:
+            backend = ""
+        if backend in ("offline", "replay"):
+            return (0.0, 0.0)
+        return table_price_for(model, self.prices)
+
     # --- calls -------------------------------------------------------------------------
     def provider_for(self, info: RouteInfo) -> Provider:
         """The backend instance for `info`, created on first use in the running loop."""
@@ -405,7 +420,7 @@ class Router:
         Raises NoRouteError before any call, or the backend's last ProviderError."""
         info = self.resolve(request.model)
         provider: Provider = _Routed(
-            RetryingProvider(self.provider_for(info), **self._retry_options), info
+            RetryingProvider(self.provider_for(info), **self._retry_options), info, self.prices
         )
         if self.record_path:
             provider = RecordingProvider(
@@ -417,9 +432,10 @@ class Router:
 class _Routed:
     """Sends the upstream model id on the wire and answers under the profile's id."""
 
-    def __init__(self, inner: Provider, info: RouteInfo) -> None:
+    def __init__(self, inner: Provider, info: RouteInfo, prices: Prices | None = None) -> None:
         self.inner = inner
         self.info = info
+        self.prices = prices
         self.name = inner.name
 
     async def complete(self, request: CompletionRequest) -> Completion:
@@ -427,9 +443,12 @@ class _Routed:
         if self.info.upstream_model != request.model:
             wire = dataclasses.replace(request, model=self.info.upstream_model)
         completion = await self.inner.complete(wire)
+        # Priced by the backend that answered: offline and replayed answers cost nothing.
         cost = completion.cost_usd
-        if not cost and completion.provider not in ("offline", "replay"):
-            cost = usage_cost_usd(request.model, completion.usage)
+        if completion.provider in ("offline", "replay"):
+            cost = 0.0
+        elif not cost:
+            cost = usage_cost_usd(request.model, completion.usage, self.prices)
         return dataclasses.replace(completion, model=request.model, cost_usd=cost)
 
 
@@ -442,6 +461,7 @@ def router_build(
     record_path: str | None = None,
     retry_options: Mapping[str, Any] | None = None,
     capability_store: CapabilityStore | None = None,
+    prices: Prices | None = None,
 ) -> Router:
     """A Router over the profile's `routes` (validated) then the built-in ones.
 
@@ -449,7 +469,7 @@ def router_build(
     keyword arguments (tests pass a recording `sleep`). `capability_store` defaults to
     the process-wide one, so what one router learns of a server the next one knows.
     Raises NoRouteError for an unknown mode, bad routes, or replay mode without a
-    readable cassette."""
+    readable cassette. `prices` are the profile's ({model id: (input, output) $/M})."""
     env = os.environ if env is None else env
     mode = (backend_override or env.get(MODE_ENV) or "auto").strip().lower()
     if mode not in MODES:
@@ -471,4 +491,5 @@ def router_build(
         record_path=record_path,
         retry_options=retry_options,
         capability_store=capability_store,
+        prices=prices,
     )

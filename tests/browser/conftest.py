@@ -17,7 +17,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,9 +104,21 @@ def chromium_path() -> str:
 
 @pytest.fixture(scope="session")
 def tekton_server(tmp_path_factory, chromium_path) -> Iterator[LiveServer]:
-    root = tmp_path_factory.mktemp("browser")
-    repos = root / "repos"
-    repo = repos / "shop"
+    yield from serve(tmp_path_factory.mktemp("browser"), latency_ms=30)
+
+
+@pytest.fixture(scope="module")
+def slow_server(tekton_server) -> Iterator[LiveServer]:
+    """A second server process on the same data (database, user, repository) whose
+    offline model takes 1.2 s a call, streamed in pieces, so a page can watch an agent's
+    text grow before the call ends. Runs launched through it execute in it."""
+    env = {**tekton_server.env, "TEKTON_OFFLINE_LATENCY_MS": "1200"}
+    log_path = tekton_server.log_path.with_name("slow-server.log")
+    yield from _runserver(env, tekton_server.repo, tekton_server.data_dir, log_path)
+
+
+def serve(root: Path, *, latency_ms: int) -> Iterator[LiveServer]:
+    repo = root / "repos" / "shop"
     (repo / "src").mkdir(parents=True)
     (repo / "tests").mkdir()
     (repo / "README.md").write_text("# Shop\n\nA small web shop.\n")
@@ -120,15 +131,12 @@ def tekton_server(tmp_path_factory, chromium_path) -> Iterator[LiveServer]:
     _git(repo, "commit", "-q", "-m", "Initial shop")
     venv_link(repo)  # its tests run in the sandbox with pytest, as a real project's would
     (repo / "src" / "app.py").write_text("def total(prices):\n    return round(sum(prices), 2)\n")
-
-    with live_server(root, repo) as server:
-        yield server
+    yield from serve_repo(root, repo, latency_ms=latency_ms)
 
 
-@contextmanager
-def live_server(root: Path, repo: Path, **extra: str) -> Iterator[LiveServer]:
-    """runserver on a free port over a fresh, migrated data directory under `root`, with
-    user ada; `extra` adds to (or overrides) its environment."""
+def serve_repo(root: Path, repo: Path, *, latency_ms: int, **extra: str) -> Iterator[LiveServer]:
+    """A migrated data directory under `root` with user ada, and the server over it;
+    `repo`'s folder is TEKTON_REPO_ROOTS; `extra` adds to (or overrides) the environment."""
     data = root / "data"
     env = _clean_env(
         TEKTON_DATA_DIR=str(data),
@@ -139,7 +147,7 @@ def live_server(root: Path, repo: Path, **extra: str) -> Iterator[LiveServer]:
         TEKTON_WEBHOOK_ALLOW_PRIVATE="true",
         TEKTON_REPO_ROOTS=str(repo.parent),
         TEKTON_LLM_BACKEND="offline",
-        TEKTON_OFFLINE_LATENCY_MS="30",
+        TEKTON_OFFLINE_LATENCY_MS=str(latency_ms),
         TEKTON_EXECUTION="inline",
         TEKTON_INLINE_THREADS="true",
         DJANGO_ALLOW_ASYNC_UNSAFE="true",
@@ -159,8 +167,12 @@ def live_server(root: Path, repo: Path, **extra: str) -> Iterator[LiveServer]:
         env=env,
         check=True,
     )
+    yield from _runserver(env, repo, data, root / "server.log")
+
+
+def _runserver(env: dict[str, str], repo: Path, data: Path, log_path: Path) -> Iterator[LiveServer]:
+    manage = [sys.executable, str(PROJECT_DIR / "manage.py")]
     port = _free_port()
-    log_path = root / "server.log"
     log = open(log_path, "wb")  # noqa: SIM115 - closed below
     # runserver (ASGI: HTTP + WebSocket) without --insecure: WhiteNoise serves the static
     # files, from the collected, hashed names, as under a production server.

@@ -5,6 +5,7 @@ checks; untrusted text stays text. Screenshots of every page go to docs/screensh
 from __future__ import annotations
 
 import re
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from playwright.sync_api import expect
@@ -233,8 +234,10 @@ def test_a_dropped_connection_resumes_from_the_last_applied_seq(browser, tekton_
         seq = int(page.locator("#run-seq").get_attribute("data-seq"))
         with page.expect_websocket() as reconnected:
             page.evaluate("window.__tektonSocket.reconnect()")
-        resumed_after = int(reconnected.value.url.rsplit("after=", 1)[1])
+        query = parse_qs(urlsplit(reconnected.value.url).query)
+        resumed_after = int(query["after"][0])
         assert resumed_after >= seq > 0
+        assert query["deltas"] == ["1"]  # the streamed text keeps coming after a reconnect
         expect(page.locator("#stage-row-release")).to_have_class(
             re.compile("step-succeeded"), timeout=FINAL_TIMEOUT
         )
@@ -262,3 +265,50 @@ def test_webhooks_page_creates_a_hook_and_shows_its_secret_once(page, tekton_ser
     assert value not in page.content()
     page.get_by_role("button", name="Pause").click()
     expect(page.locator(".form-errors")).to_contain_text("is paused: paused by its owner")
+
+
+def test_a_run_blocked_by_its_budget_is_raised_and_retried_from_the_page(page, tekton_server):
+    import subprocess
+    import sys
+
+    from tests.browser.conftest import PROJECT_DIR, _clean_env
+
+    # A profile whose token budget cannot cover the first call.
+    code = (
+        "from config_profiles.models import Profile; d = Profile.objects.get(name='diamond-v5'); "
+        "Profile.objects.get_or_create(name='tight', defaults={'stage_models': d.stage_models, "
+        "'budget_tokens': 1000})"
+    )
+    subprocess.run(
+        [sys.executable, str(PROJECT_DIR / "manage.py"), "shell", "-c", code],
+        cwd=PROJECT_DIR,
+        env=_clean_env(TEKTON_DATA_DIR=str(tekton_server.data_dir)),
+        check=True,
+    )
+    login(page, tekton_server)
+    page.goto(tekton_server.base_url + "/")
+    launcher = page.locator("#new-run")
+    if launcher.get_attribute("open") is None:
+        launcher.locator("summary").click()
+    page.locator("#launcher").get_by_label("Goal").fill("Add a receipt endpoint")
+    page.locator("#launcher").get_by_label("Repository").fill(str(tekton_server.repo))
+    page.locator("#launcher").get_by_label("Profile").select_option("tight")
+    page.get_by_role("button", name="Launch run").click()
+    page.wait_for_url(re.compile(r"/runs/\d+/$"))
+    expect(page.locator("#stage-row-plan")).to_have_class(
+        re.compile("step-blocked"), timeout=FINAL_TIMEOUT
+    )
+    page.locator("#stage-row-plan a").click()
+    panel = page.locator("#stage-panel")
+    expect(panel.locator(".reason")).to_contain_text("budget reached: 0 of 1,000 tokens")
+    expect(panel.get_by_role("heading", name="The run's budget is reached")).to_be_visible()
+    expect(page.locator("#run-header")).to_contain_text("1,000 tokens")
+    screenshot(page, "run-budget-blocked")
+
+    panel.get_by_label("Token budget").fill("0")
+    panel.get_by_role("button", name="Raise budget and retry").click()
+    expect(page.locator(".message.success")).to_contain_text("Budget now no limit")
+    expect(page.locator("#stage-row-release")).to_have_class(
+        re.compile("step-succeeded"), timeout=FINAL_TIMEOUT
+    )
+    screenshot(page, "run-budget-raised")

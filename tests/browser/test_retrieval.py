@@ -13,7 +13,7 @@ import sys
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import PROJECT_DIR, _clean_env, _git, live_server, login, screenshot
+from tests.browser.conftest import PROJECT_DIR, _clean_env, _git, login, screenshot, serve_repo
 
 pytestmark = pytest.mark.browser
 
@@ -57,7 +57,7 @@ def retrieval_server(tmp_path_factory, chromium_path):
         cwd=PROJECT_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        with live_server(root, repo, TEKTON_RETRIEVAL="true") as server:
+        for server in serve_repo(root, repo, latency_ms=30, TEKTON_RETRIEVAL="true"):
             _, err = indexing.communicate(timeout=120)
             assert indexing.returncode == 0, err
             yield server

@@ -250,3 +250,22 @@ def test_resolve_relative_artifact_root_is_under_the_data_dir(
     profile_update(profile=p, data={"artifact_root": "team-artifacts"})
     cfg = profile_resolve(profile=p, stages=["plan"], env={"TEKTON_LLM_BACKEND": "offline"})
     assert cfg["artifact_root"] == str((tmp_path / "team-artifacts").resolve())
+
+
+def test_prices_are_checked_and_frozen_into_the_run():
+    from config_profiles.services import profile_validate
+
+    good = {"x-ai/grok-new": {"input": 3, "output": 15.5}}
+    assert profile_validate({"prices": good}) == {
+        "prices": {"x-ai/grok-new": {"input": 3.0, "output": 15.5}}
+    }
+    for bad, field in (
+        ([1, 2], "prices"),
+        ({"grok": {"input": 1, "output": 1}}, "prices"),
+        ({"x-ai/g": {"input": 1}}, "prices.x-ai/g"),
+        ({"x-ai/g": {"input": -1, "output": 1}}, "prices.x-ai/g.input"),
+        ({"x-ai/g": {"input": 1, "output": "1"}}, "prices.x-ai/g.output"),
+    ):
+        with pytest.raises(FieldError) as err:
+            profile_validate({"prices": bad})
+        assert err.value.field == field, bad

@@ -147,12 +147,17 @@ def test_full_run_through_a_real_worker_succeeds_with_all_artifacts(
     assert llm_stages == set(STAGE_NAMES)
 
 
-def test_run_without_detach_follows_the_worker_to_the_end(services, git_repo, start_worker):
+def test_run_without_detach_follows_the_worker_to_the_end(
+    services, git_repo, start_worker, tmp_path
+):
     start_worker()
     goal = _goal("Document the add function in README")
+    out = tmp_path / "out"
 
     proc = manage(
-        ["tekton", "run", "--goal", goal, "--repo", str(git_repo)], env=services.env, timeout=150
+        ["tekton", "run", "--goal", goal, "--repo", str(git_repo), "--output", str(out)],
+        env=services.env,
+        timeout=150,
     )
 
     assert proc.returncode == 0, (
@@ -162,6 +167,11 @@ def test_run_without_detach_follows_the_worker_to_the_end(services, git_repo, st
     assert run["status"] == "succeeded"
     # It followed to the end: the run was already finished when the command returned.
     assert _events(services, run["id"])[-1]["kind"] == "run.finished"
+    # The worker wrote no folder on this machine: the CLI fetched every artifact into --output.
+    assert {"plan.json", "release_report.json", "diamond_summary.json"} <= {
+        p.name for p in out.iterdir()
+    }
+    assert str(out) in proc.stdout
 
 
 def test_killed_worker_stage_is_rerun_by_a_new_worker_and_nothing_is_written_twice(
@@ -247,3 +257,26 @@ def test_blocked_review_waits_and_approve_lets_the_worker_finish(services, git_r
     assert kinds[-1] == "run.finished"
     artifacts = _assert_artifacts_once_and_intact(services, run_id)
     assert sorted(a["name"] for a in artifacts) == EXPECTED_ARTIFACT_NAMES
+
+
+def test_run_with_deltas_prints_the_workers_streamed_words_over_redis(
+    services, git_repo, start_worker
+):
+    start_worker()
+    goal = _goal("Explain the add function")
+
+    proc = manage(
+        ["tekton", "run", "--goal", goal, "--repo", str(git_repo), "--to", "plan", "--deltas"],
+        env=services.env,
+        timeout=150,
+    )
+
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    # The worker process streamed; this process got the text through Redis's layer.
+    streamed = [line for line in proc.stdout.splitlines() if line.startswith("plan · ")]
+    # It listened before the stages were dispatched: the first words are there too.
+    roles = {line.split(" · ")[1] for line in streamed}
+    assert roles == {"proponent", "skeptic", "pragmatist", "mediator"}, streamed
+    assert any(line.startswith("plan · mediator · mediator: {") for line in streamed), streamed
+    (run,) = services.query("SELECT id FROM runs_run WHERE goal = %s", (goal,))
+    assert "stage.delta" not in {e["kind"] for e in _events(services, run["id"])}

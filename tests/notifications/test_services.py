@@ -267,3 +267,23 @@ def test_a_receiver_error_never_loses_the_event(user, receiver, mocker):
     run = RunFactory(owner=user)
     run_fail(run_id=run.pk, reason="x")
     assert run.events.filter(kind="run.failed").count() == 1
+
+
+def test_a_run_that_reaches_its_budget_notifies_budget_reached(
+    user, receiver, git_repo, fake_engine
+):
+    from tests.factories import frozen_config
+
+    webhook(user, receiver, events=("budget.reached",))
+    run = RunFactory(
+        owner=user,
+        repo_path=str(git_repo),
+        stage_from="plan",
+        stage_to="plan",
+        config=frozen_config(["plan"], budget_tokens=100),  # the fake's call needs 120
+    )
+    run_inline(run.pk)
+    events = [json.loads(r.body) for r in receiver.received]
+    assert [e["event"] for e in events] == ["budget.reached"]
+    assert events[0]["stage"] == "plan"
+    assert events[0]["detail"]["reason"].startswith("budget reached: 0 of 100 tokens")

@@ -36,3 +36,18 @@ def blocked_run(user, git_repo, django_capture_on_commit_callbacks):
         )
     run.refresh_from_db()
     return run
+
+
+@pytest.fixture
+def budget_blocked_run(user, git_repo, django_capture_on_commit_callbacks):
+    """An offline run whose profile's token budget is too small for its first call."""
+    from config_profiles.models import Profile
+
+    default = Profile.objects.get(name="diamond-v5")
+    Profile.objects.create(name="tight", stage_models=default.stage_models, budget_tokens=1000)
+    with django_capture_on_commit_callbacks(execute=True):
+        run = run_create(
+            goal="Add a health endpoint", repo_path=str(git_repo), profile_name="tight", by=user
+        )
+    run.refresh_from_db()
+    return run

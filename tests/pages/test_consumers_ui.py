@@ -3,6 +3,8 @@ out-of-band swaps, resumes after a seq, and closes when the run is over."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from asgiref.sync import sync_to_async
 from channels.routing import URLRouter
@@ -23,10 +25,10 @@ def fast_poll(monkeypatch):
     monkeypatch.setattr(event_hub, "POLL_SECONDS", 0.05)
 
 
-def communicator(run_id, user, after="0"):
+def communicator(run_id, user, after="0", extra=""):
     comm = WebsocketCommunicator(
         app,
-        f"/ws/runs/{run_id}/ui/?after={after}",
+        f"/ws/runs/{run_id}/ui/?after={after}{extra}",
         headers=[(b"cookie", b"csrftoken=abcdefghijklmnopqrstuvwxyzABCDEF")],
     )
     comm.scope["user"] = user
@@ -124,3 +126,29 @@ async def test_bad_after_is_refused():
     comm = communicator(run.pk, user, after="-3")
     await comm.connect()
     assert (await until_closed(comm))[1] == 4400
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_streamed_text_comes_as_json_beside_the_fragments_with_deltas_1():
+    import json
+
+    from runs.events import deltas_publish
+
+    user = await sync_to_async(UserFactory)(username="ada")
+    run = await sync_to_async(_run_with_events)(user, ["run.started"], Run.Status.RUNNING)
+    comm = communicator(run.pk, user, after="1", extra="&deltas=1")
+    connected, _ = await comm.connect()
+    assert connected
+    for _ in range(500):
+        if event_hub.hub().subscriber_count(run.pk):
+            break
+        await asyncio.sleep(0.01)
+    piece = {"role": "skeptic", "round": 0, "call_id": "plan.1.2", "text": "No <b>", "offset": 0}
+    await sync_to_async(deltas_publish)(run_id=run.pk, items=[("plan", piece)])
+    first = await comm.receive_output(5)
+    assert json.loads(first["text"]) == {"kind": "stage.delta", "stage": "plan", "payload": piece}
+    await sync_to_async(Run.objects.filter(pk=run.pk).update)(status=Run.Status.SUCCEEDED)
+    await sync_to_async(event_record)(run_id=run.pk, kind="run.finished", payload={})
+    texts, code = await until_closed(comm)
+    assert code == 1000
+    assert texts and all(t.lstrip().startswith("<") for t in texts)  # fragments, rendered

@@ -149,6 +149,7 @@ def test_explain_shows_the_plan_and_creates_nothing(client_for, user, git_repo):
     assert "<strong>code</strong>" in page and "<strong>review</strong>" in page
     assert "<strong>plan</strong>" not in page
     assert "quorum 0.67" in page and "threshold 0.70" in page  # as the stage reasons say them
+    assert "Expected for the run: <strong>" in page and "no history of this profile yet" in page
     assert "<html" not in page  # the launcher partial only
     assert Run.objects.count() == 0 and StageRun.objects.count() == 0
 
@@ -413,3 +414,51 @@ def test_repo_page_shows_what_runs_recorded_without_a_checkout_here(client_for, 
     assert "No checkout of this repository on the web host" in page
     assert run.name in page and "a1b2c3d4e5f6" in page
     assert "no ship" in page and "2 tests newly failing" in page
+
+
+def test_budget_form_raises_the_budget_and_the_stage_runs_again(
+    client_for, user, budget_blocked_run, django_capture_on_commit_callbacks
+):
+    run = budget_blocked_run
+    plan = StageRun.objects.get(run=run, stage="plan")
+    assert run.status == Run.Status.BLOCKED and plan.reason.startswith(
+        "budget reached: 0 of 1,000 tokens"
+    )
+    client = client_for(user)
+    page = client.get(f"/runs/{run.pk}/?stage=plan").content.decode()
+    assert "The run's budget is reached" in page
+    assert f'action="/runs/{run.pk}/budget/"' in page and 'value="1000"' in page
+    assert "1,000 tokens" in page  # the header's Budget
+    assert "The run's budget is reached: raise it and retry" in page
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(f"/runs/{run.pk}/budget/", {"tokens": "0", "retry": "plan"})
+    assert response.status_code == 302
+    run.refresh_from_db()
+    assert run.status == Run.Status.SUCCEEDED and run.config["budget_tokens"] == 0
+    assert RunEvent.objects.filter(run=run, kind="run.budget").get().payload["by"] == "ada"
+
+
+def test_budget_form_refuses_a_bad_value_and_says_why(client_for, user, budget_blocked_run):
+    run = budget_blocked_run
+    client = client_for(user)
+    response = client.post(f"/runs/{run.pk}/budget/", {"tokens": "-3"}, follow=True)
+    assert "greater than or equal to 0" in response.content.decode()
+    run.refresh_from_db()
+    assert run.config["budget_tokens"] == 1000 and run.status == Run.Status.BLOCKED
+
+
+def test_launcher_shows_a_cost_budget_without_prices_beside_the_profile(
+    client_for, user, git_repo, monkeypatch
+):
+    from config_profiles.models import Profile
+
+    monkeypatch.setenv("TEKTON_LLM_BACKEND", "auto")
+    monkeypatch.setenv("OPENROUTER_API_KEY", "sk-or-test")
+    Profile.objects.create(
+        name="capped", stage_models={"default": "x-ai/grok-new"}, budget_cost_usd=1
+    )
+    response = client_for(user).post("/runs/new/", _launch_data(git_repo, profile="capped"))
+    page = response.content.decode()
+    start = page.index('id="err-profile"')
+    assert "x-ai/grok-new has none" in page[start : page.index("</div>", start)]
+    assert Run.objects.count() == 0

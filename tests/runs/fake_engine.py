@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from swarm.context import StageOutcome, Vote
+from swarm.context import BudgetExceeded, StageOutcome, Vote
 from swarm.events import AgentMessage, LlmCallDone
 
 PATCH = (
@@ -48,9 +48,29 @@ class FakeEngine:
         return [inp.stage for inp, _ in self.calls]
 
     async def __call__(
-        self, inp, cfg, *, completer, emit, is_cancelled=lambda: False, patch_check=None, work=None
+        self,
+        inp,
+        cfg,
+        *,
+        completer,
+        emit,
+        is_cancelled=lambda: False,
+        patch_check=None,
+        work=None,
+        budget=None,
     ):
         self.calls.append((inp, cfg))
+        ticket = None
+        if budget is not None:
+            # Like the engine: reserve the call (its tokens, as the estimate) before it.
+            try:
+                ticket = await budget.reserve(
+                    stage=inp.stage, role="proponent", tokens=sum(self.tokens), cost_usd=0.0015
+                )
+            except BudgetExceeded as exc:
+                return StageOutcome(
+                    status="blocked", reason=str(exc), artifact=None, budget_reached=True
+                )
         emit(
             AgentMessage(
                 stage=inp.stage,
@@ -74,6 +94,8 @@ class FakeEngine:
                 attempts=1,
             )
         )
+        if budget is not None:
+            budget.settle(ticket, tokens=sum(self.tokens), cost_usd=0.0015)
         if self.sleep:
             await asyncio.sleep(self.sleep)
         action = self.behaviour.get((inp.stage, inp.attempt), self.behaviour.get(inp.stage))

@@ -104,7 +104,9 @@ def test_explain_prints_the_plan_and_writes_nothing(git_repo, tmp_path):
     for stage in STAGE_NAMES:
         assert stage in out
     assert "x-ai/grok-2-mini" in out and "-> offline" in out
-    assert "quorum: 0.6667" in out and "threshold: 0.70" in out
+    # The forecast: per stage and for the run, offline answers costing nothing.
+    assert "forecast: " in out and "$0.00 ($0.00 at p90), from estimate" in out
+    assert "quorum: 0.67" in out and "threshold: 0.70" in out  # as the page says them
     assert "free (checks decide)" in out and "debate + quorum" in out
     assert "review, threat" in out  # integrate waits for both
 
@@ -296,3 +298,41 @@ def test_paths_the_filesystem_cannot_take_are_usage_errors(git_repo, tmp_path):
         assert fragment in err and "Traceback" not in err
         assert len(err.strip().splitlines()) == 1
     assert not Run.objects.exists()
+
+
+def test_run_with_deltas_prints_each_agents_words_before_its_stored_message(git_repo):
+    code, out, err = tekton(
+        "run",
+        "--goal",
+        "Add a health endpoint",
+        "--repo",
+        str(git_repo),
+        "--to",
+        "plan",
+        "--deltas",
+    )
+    assert code == 0, err
+    run = Run.objects.get()
+    lines = out.splitlines()
+    streamed = [line for line in lines if line.startswith("plan · ")]
+    roles = {line.split(" · ")[1] for line in streamed}
+    assert roles == {"proponent", "skeptic", "pragmatist", "mediator"}
+    assert any('{"position": "' in line for line in streamed)  # the answer as written
+    # Every event still has its line, and the stream's text never went into the record.
+    events = [line for line in lines if line.startswith(f"run {run.pk} #")]
+    assert len(events) == RunEvent.objects.filter(run=run).count()
+    assert not RunEvent.objects.filter(run=run, kind="stage.delta").exists()
+    first_words = next(i for i, line in enumerate(lines) if line.startswith("plan · mediator"))
+    mediator_stored = next(
+        i for i, line in enumerate(lines) if "stage.progress plan" in line and "mediator" in line
+    )
+    assert first_words < mediator_stored
+
+
+def test_tui_subcommand_starts_the_terminal_ui_and_reports_its_refusal(capsys):
+    # tui.main.tui_run behind `manage.py tekton tui`: a bad --url is its one-line refusal.
+    code, _, _ = tekton("tui", "7", "--url", "ftp://tekton.example.invalid")
+    assert code == 2
+    assert capsys.readouterr().err == (
+        "tekton tui: error: --url must be an http(s) URL, got 'ftp://tekton.example.invalid'\n"
+    )

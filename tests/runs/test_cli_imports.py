@@ -52,7 +52,9 @@ WEB_AND_WORKERS = (
     "celery",
     "kombu",
 )
-VENDOR_SDKS = ("anthropic", "openai")
+# The vendor SDKs, and the HTTP client they and the webhook sender share (a read command
+# sends nothing), and the provider layer itself.
+VENDOR_SDKS = ("anthropic", "openai", "httpx", "swarm.providers")
 # Django itself imports an installed app's package, its apps module and (from ready()) its
 # checks module when it sets up; anything beyond those is the stack.
 APP_SHELLS = {

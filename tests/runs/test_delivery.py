@@ -165,3 +165,19 @@ def test_open_branches_of_a_repository_not_here(user):
         [],
         "the repository is not on this host",
     )
+
+
+def test_without_the_checkout_the_branches_are_what_the_workers_recorded(
+    delivered_run, user, git_repo, tmp_path
+):
+    # The web host has no checkout at the recorded path (it lives on the workers' hosts).
+    moved = tmp_path / "elsewhere"
+    git_repo.rename(moved)
+    rows, note = repo_run_branches(user, str(git_repo))
+    assert [(r.name, r.head) for r in rows] == [(delivered_run.branch, delivered_run.head_commit)]
+    assert rows[0].run.pk == delivered_run.pk and rows[0].tests == 4 and rows[0].review == "revise"
+    assert note.startswith("the repository is not on this host: branches as the workers recorded")
+    assert repo_run_branches(UserFactory(), str(git_repo)) == (
+        [],
+        "the repository is not on this host",
+    )

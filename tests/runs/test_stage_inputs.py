@@ -51,7 +51,7 @@ def test_config_gives_what_is_left_of_the_budgets(git_repo):
     cfg = stage_config_build(run, "plan")
     assert (cfg.budget_tokens, cfg.budget_cost_usd) == (600, pytest.approx(1.5))
     run.input_tokens = 900
-    with pytest.raises(BudgetExceeded, match="token budget of 1000 used up"):
+    with pytest.raises(BudgetExceeded, match="^budget reached: 1,000 of 1,000 tokens$"):
         stage_config_build(run, "plan")
 
 

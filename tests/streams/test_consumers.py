@@ -179,3 +179,33 @@ async def test_resuming_a_finished_run_at_its_end_closes_without_messages(
     messages, code = await receive_until_closed(comm)
     assert messages == []
     assert code == 1000
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_deltas_come_with_deltas_1_between_stored_events_without_a_seq(
+    user, make_run, token_for
+):
+    from runs import event_hub
+    from runs.events import deltas_publish
+
+    run = await sync_to_async(make_run)(user, ["run.started"])
+    token = await sync_to_async(token_for)(user)
+    comm = communicator(run.pk, f"token={token}&deltas=1")
+    connected, _ = await comm.connect()
+    assert connected
+    assert (await comm.receive_json_from(5))["seq"] == 1
+    for _ in range(500):  # the socket has joined the run's feed once it replayed
+        if event_hub.hub().subscriber_count(run.pk):
+            break
+        await asyncio.sleep(0.01)
+    piece = {"role": "mediator", "round": 2, "call_id": "plan.1.7", "text": "So: ", "offset": 0}
+    await sync_to_async(deltas_publish)(run_id=run.pk, items=[("plan", piece)])
+    await sync_to_async(Run.objects.filter(pk=run.pk).update)(status=Run.Status.SUCCEEDED)
+    await sync_to_async(event_record)(run_id=run.pk, kind="run.finished")
+    messages, code = await receive_until_closed(comm)
+
+    assert code == 1000
+    assert messages == [
+        {"kind": "stage.delta", "stage": "plan", "payload": piece},
+        {**messages[1], "seq": 2, "kind": "run.finished"},
+    ]

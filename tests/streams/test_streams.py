@@ -221,3 +221,47 @@ async def test_sse_ends_after_its_longest_life_and_resumes_without_loss(settings
     assert seen == [1, 2]  # a live run's stream still ended on its own
     again = await client.get(url(run), headers={"accept": SSE, "last-event-id": "2"})
     assert [m for m in parse_sse(await read_all(again)) if "id" in m] == []
+
+
+async def until(check, timeout: float = 5.0) -> None:
+    """Wait (polling) until check() is true: the streams have joined the run's feed."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_sse_carries_deltas_only_when_asked_and_without_an_id(user, make_run):
+    from runs import event_hub
+    from runs.events import deltas_publish
+
+    run = await sync_to_async(make_run)(user, ["run.started"])
+    client = AsyncClient()
+    await client.aforce_login(user)
+    with_deltas = await client.get(url(run), {"deltas": "1"}, headers={"accept": SSE})
+    plain = await client.get(url(run), headers={"accept": SSE})
+    readers = [asyncio.create_task(read_all(r, timeout=15)) for r in (with_deltas, plain)]
+    await until(lambda: event_hub.hub().subscriber_count(run.pk) == 2)
+
+    piece = {"role": "skeptic", "round": 1, "call_id": "plan.1.3", "model": "m", "offset": 0}
+    publish = sync_to_async(deltas_publish)
+    await publish(run_id=run.pk, items=[("plan", {**piece, "text": "Rollback is "})])
+    await publish(run_id=run.pk, items=[("plan", {**piece, "text": "untested", "offset": 12})])
+    await sync_to_async(Run.objects.filter(pk=run.pk).update)(status=Run.Status.SUCCEEDED)
+    await sync_to_async(event_record)(run_id=run.pk, kind="run.finished", payload={})
+    streamed, scripted = [parse_sse(await reader) for reader in readers]
+
+    deltas = [m for m in streamed if m.get("event") == "stage.delta"]
+    assert [json.loads(m["data"])["payload"]["text"] for m in deltas] == [
+        "Rollback is ",
+        "untested",
+    ]
+    assert all("id" not in m for m in deltas)  # the resume point stays the stored seq
+    assert json.loads(deltas[0]["data"])["stage"] == "plan"
+    assert [m["id"] for m in streamed if "id" in m] == ["1", "2"]
+    assert not [m for m in scripted if m.get("event") == "stage.delta"]
+    assert [m["id"] for m in scripted if "id" in m] == ["1", "2"]
+    # Nothing of the deltas was stored.
+    kinds = await sync_to_async(list)(run.events.values_list("kind", flat=True))
+    assert "stage.delta" not in kinds

@@ -10,6 +10,7 @@ from Textual, PNG from headless Chromium); otherwise the SVGs go to a temporary 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import re
@@ -27,6 +28,7 @@ import pytest
 from tests.integration.harness import PROJECT_DIR, manage
 from tests.streams.live import AsgiServer, user_token
 from tests.support.pyvenv import venv_link
+from tests.tui.conftest import plain
 from tui.app import TektonApp
 from tui.client import ApiClient
 from tui.screens.artifacts import ArtifactsScreen
@@ -246,10 +248,55 @@ async def test_navigate_open_a_run_and_approve_its_blocked_stage(live: Live):
         launcher.query_one("#goal").value = "Add a health endpoint"
         await pilot.press("ctrl+e")
         await until(pilot, lambda: launcher.explained is not None, "the explain preview")
+        # The server's forecast, per stage and for the run.
+        preview = plain(launcher.query_one("#preview-body").content)
+        assert "expected " in preview and " at p90)" in preview and "tokens $0.00" in preview
         picture(app, "launcher-explain")
         await pilot.press("escape", "question_mark")
         assert isinstance(app.screen, HelpScreen)
         picture(app, "help")
+
+
+async def test_the_run_screen_shows_the_agents_words_as_they_stream(live: Live):
+    run_id = live.create("Explain the order total rounding")
+    app = tui(live.server.base_url, live.token, start_run=run_id)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(
+            pilot,
+            lambda: isinstance(app.screen, RunScreen) and app.screen.state is not None,
+            "the run screen",
+        )
+        screen = app.screen
+        growing: list[tuple[str, str]] = []  # (call, text) of live cards after each delta
+        apply = screen.event_apply
+
+        def watch(event):
+            apply(event)
+            if event.kind != "stage.delta" or event.payload.get("discard"):
+                return
+            assert event.seq is None  # never a resume point
+            call = event.payload["call_id"]
+            card = next(
+                (c for c in screen.state.cards.get(event.stage, []) if c.call_id == call), None
+            )
+            if card is not None and card.is_live:
+                growing.append((call, card.text))
+
+        screen.event_apply = watch  # the stream loop calls it per event
+        await until(
+            pilot,
+            lambda: screen.state.status == "succeeded" and screen.stream_state == "ended",
+            "the run to finish over the stream",
+        )
+        by_call: dict[str, list[str]] = {}
+        for call, text in growing:
+            by_call.setdefault(call, []).append(text)
+        # A card's text grew delta by delta, each time keeping what it had.
+        grew = [texts for texts in by_call.values() if len(texts) > 1]
+        assert grew, by_call
+        assert all(b.startswith(a) for texts in grew for a, b in itertools.pairwise(texts))
+        # Every streaming card gave way to its stored message.
+        assert not [c for cards in screen.state.cards.values() for c in cards if c.is_live]
 
 
 class DroppingProxy:

@@ -141,17 +141,22 @@ class LauncherScreen(TektonScreen):
         text.append("  rounds ", style="grey62")
         text.append(str(plan.get("rounds")))
         text.append("  quorum ", style="grey62")
-        text.append(f"{plan.get('quorum', 0):.4g}")
+        text.append(f"{plan.get('quorum', 0):.2f}")
         text.append("  threshold ", style="grey62")
-        text.append(f"{plan.get('threshold', 0):.4g}\n")
+        text.append(f"{plan.get('threshold', 0):.2f}\n")
         text.append("repo ", style="grey62")
         text.append(str(plan.get("repo")) + "\n\n")
+        forecast = plan.get("forecast") or {}
+        expected = {f["stage"]: f for f in forecast.get("stages") or []}
         for stage in plan.get("stages") or []:
             text.append(f"{stage.get('position', '')}. {stage.get('stage')}", style="bold")
             if stage.get("consensus_free"):
                 text.append("  consensus-free", style="yellow")
             if stage.get("depends_on"):
                 text.append(f"  after {', '.join(stage['depends_on'])}", style="grey62")
+            if stage.get("stage") in expected:
+                f = expected[stage["stage"]]
+                text.append(f"  ~{f['tokens']:,} tokens ${f['cost_usd']:.2f}", style="grey62")
             text.append("\n")
             roles = stage.get("roles") or {}
             for role in ROLES:
@@ -160,6 +165,14 @@ class LauncherScreen(TektonScreen):
                     text.append(f"   {role:<11}", style="grey62")
                     text.append(f"{info.get('model') or '—'}")
                     text.append(f"  ({info.get('backend') or '?'})\n", style="grey50")
+        if forecast:
+            text.append("\nexpected ", style="grey62")
+            text.append(
+                f"{forecast['tokens']:,} tokens ({forecast['tokens_p90']:,} at p90), "
+                f"${forecast['cost_usd']:.2f} (${forecast['cost_usd_p90']:.2f} at p90)\n"
+            )
+            for warning in forecast.get("warnings") or []:
+                text.append(f"forecast: {warning}\n", style="yellow")
         text.append("\nctrl+l launches exactly this.", style="bold")
         self.query_one("#preview-body", Static).update(text)
 

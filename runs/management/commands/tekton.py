@@ -19,6 +19,13 @@ thread. Ctrl-C while following: in inline mode the run would die with this proce
 it is cancelled (exit 1); in celery mode the workers go on with it and the command only
 stops following (exit 130).
 
+`run --deltas` also prints the agents' text as it streams (runs/cli_stream.py), from the
+channel layer the dashboard and the TUI follow: Redis in services mode, this process's
+own layer in embedded mode, where the stages run here. A plain line per event replaces
+the progress bars then, so the running text has the terminal to itself.
+
+`tui [RUN_ID]` opens the terminal UI (tui.main.tui_run) on the run list, or on one run.
+
 `--consensus-free` is repeatable (`--consensus-free code --consensus-free test_debug`)
 and also takes a comma-separated list (`--consensus-free code,test_debug`); click does
 not let an option swallow several space-separated values.
@@ -50,6 +57,7 @@ from typer._click.exceptions import NoArgsIsHelpError, UsageError
 from runs import cli_process
 from runs.cli_render import (
     FollowView,
+    budget_line,
     console_for,
     explain_renderable,
     run_detail_data,
@@ -145,6 +153,11 @@ class Command(TyperCommand):
         self.stdout.write(text)
         self.stdout.flush()
 
+    def _write(self, text: str) -> None:
+        """Text without a line end of its own (streamed words)."""
+        self.stdout.write(text, ending="")
+        self.stdout.flush()
+
     def _err(self, text: str) -> None:
         self.stderr.write(redact(text))
         self.stderr.flush()
@@ -189,19 +202,39 @@ class Command(TyperCommand):
 
     # --- following ----------------------------------------------------------------------
 
-    def _follow(self, run_id: int, *, after_seq: int, worker: cli_process.Worker | None) -> int:
+    def _follow(
+        self,
+        run_id: int,
+        *,
+        after_seq: int,
+        worker: cli_process.Worker | None,
+        deltas: Any = None,
+    ) -> int:
         """Show the run's events after `after_seq` until it ends, blocks or (inline) the
-        worker stops; return the exit code for where the run got to."""
+        worker stops; return the exit code for where the run got to. `deltas` (a
+        cli_stream.DeltaListener) adds the agents' streamed text between the events."""
         view = FollowView.for_run(run_detail(run_id))
         console = self._console()
-        live = console.is_terminal
+        live = console.is_terminal and deltas is None
         progress = view.progress_start(console) if live else None
+        printer = None
+        if deltas is not None:
+            from runs.cli_stream import DeltaPrinter
+
+            printer = DeltaPrinter(self._write)
         if progress is not None:
             progress.start()
         try:
             worker_done_seen = False
             while True:
                 events = run_events_after(run_id, after_seq)
+                if printer is not None:
+                    # Drained after the read: a call's text is published before its stored
+                    # message commits, so what precedes these events is in hand.
+                    for delta in deltas.drain(settle=bool(events)):
+                        printer.delta(delta["stage"], delta["payload"])
+                    if events:
+                        printer.line_end()
                 for event in events:
                     after_seq = event.seq
                     line = view.apply(event)
@@ -227,6 +260,9 @@ class Command(TyperCommand):
         finally:
             if progress is not None:
                 progress.stop()
+            if deltas is not None:
+                deltas.stop()
+                printer.line_end()
         if worker is not None:
             worker.join()
             if worker.error is not None:
@@ -235,6 +271,8 @@ class Command(TyperCommand):
 
     def _outcome(self, run_id: int) -> int:
         run = run_get(run_id)
+        if run.is_finished or run.status == Run.Status.BLOCKED:
+            self._export(run)
         if run.status == Run.Status.SUCCEEDED:
             from runs.artifacts_store import artifact_dir
 
@@ -245,7 +283,8 @@ class Command(TyperCommand):
             stage, reason = run_blocked_at(run)
             if reason:
                 self._err(f"blocked: {' '.join(reason.split())}")
-            self._err(unblock_hint(run.pk, stage, MANAGE))
+            budget = reason.startswith("budget reached") or reason.startswith("no price for")
+            self._err(unblock_hint(run.pk, stage, MANAGE, budget=budget))
             return EXIT_BLOCKED
         if run.status in (Run.Status.FAILED, Run.Status.CANCELLED):
             self._err(f"run {run.pk} {run.status}" + (f": {run.reason}" if run.reason else ""))
@@ -256,8 +295,27 @@ class Command(TyperCommand):
         )
         return EXIT_FAILED
 
+    def _export(self, run: Run) -> None:
+        """Workers write no folder on this machine: fetch what the run wrote into --output
+        (a no-op rewrite in embedded mode, where the files are already there)."""
+        if not run.output_dir:
+            return
+        from runs.artifacts_store import FolderTaken, artifacts_export
+
+        try:
+            artifacts_export(run=run, folder=run.output_dir)
+        except (FolderTaken, OSError) as exc:
+            self._err(f"warning: artifacts not copied to {redact(run.output_dir)}: {exc}")
+
     def _go(
-        self, run: Run, *, after_seq: int, detach: bool, start: Callable[[], None] | None
+        self,
+        run: Run,
+        *,
+        after_seq: int,
+        detach: bool,
+        start: Callable[[], None] | None,
+        deltas: bool = False,
+        dispatch: Callable[[], None] | None = None,
     ) -> None:
         """After a service queued work on `run`: follow it (running it here in inline mode)
         or, with detach, hand it to a detached process and return. Ends with typer.Exit."""
@@ -266,12 +324,20 @@ class Command(TyperCommand):
                 cli_process.spawn_execute(run.pk)
             self._out(str(run.pk))
             raise typer.Exit(EXIT_OK)
+        listener = None
+        if deltas:
+            from runs.cli_stream import DeltaListener
+
+            # Joined before the stages start, so the first words are not missed.
+            listener = DeltaListener(run.pk).start()
+        if dispatch is not None:
+            dispatch()
         worker = None
         if cli_process.is_inline():
             worker = cli_process.Worker(start or (lambda: cli_process.drive(run.pk)))
             worker.start()
         try:
-            code = self._follow(run.pk, after_seq=after_seq, worker=worker)
+            code = self._follow(run.pk, after_seq=after_seq, worker=worker, deltas=listener)
         except KeyboardInterrupt:
             code = self._interrupted(run.pk, worker)
         raise typer.Exit(code)
@@ -320,6 +386,7 @@ class Command(TyperCommand):
         call: Callable[[Run], Run],
         stage: str = "",
         note: str = "",
+        deltas: bool = False,
     ) -> None:
         """approve / retry / resume: one service call, then follow (or detach)."""
         run = self._run_get(run_id)
@@ -327,7 +394,7 @@ class Command(TyperCommand):
             self._detached(run.pk, action, stage, note)
         after = run.event_seq
         run = call(run)
-        self._go(run, after_seq=after, detach=detach, start=None)
+        self._go(run, after_seq=after, detach=detach, start=None, deltas=deltas)
 
     # --- subcommands ---------------------------------------------------------------------
 
@@ -384,6 +451,14 @@ class Command(TyperCommand):
                 "or the detected one (a shell line, run in the sandbox).",
             ),
         ] = None,
+        deltas: Annotated[
+            bool,
+            typer.Option(
+                "--deltas",
+                help="Also print the agents' text as it streams (plain lines replace the "
+                "progress bars).",
+            ),
+        ] = False,
     ) -> None:
         from runs import services
 
@@ -394,6 +469,7 @@ class Command(TyperCommand):
                     detach=detach,
                     action="resume",
                     call=lambda r: services.run_resume(run=r),
+                    deltas=deltas,
                 )
             if goal is None:
                 raise UsageError("Missing option '--goal' (or give --resume RUN_ID).")
@@ -417,14 +493,23 @@ class Command(TyperCommand):
                     explain_renderable(plan.explain(), goal=plan.goal, repo_path=plan.repo_path)
                 )
                 raise typer.Exit(EXIT_OK)
+            # Following the words of workers elsewhere: listen first, then let them start.
+            later = deltas and not detach and not cli_process.is_inline()
             run = services.run_create(
                 **kwargs,
                 output_dir=str(output) if output else None,
-                dispatch=not cli_process.is_inline(),
+                dispatch=not cli_process.is_inline() and not later,
             )
             if not detach:
                 self._out(f"run {run.pk} created ({len(run.config.get('stages', []))} stages)")
-            self._go(run, after_seq=0, detach=detach, start=None)
+            self._go(
+                run,
+                after_seq=0,
+                detach=detach,
+                start=None,
+                deltas=deltas,
+                dispatch=(lambda: services.run_dispatch(run=run)) if later else None,
+            )
 
     @command(help="Approve a blocked stage anyway; the run goes on.")
     def approve(
@@ -468,6 +553,32 @@ class Command(TyperCommand):
                 call=lambda r: stage_retry(run=r, stage=stage, note=note),
             )
 
+    @command(help="Change a run's token and/or cost budget (0 = no limit); then retry the stage.")
+    def budget(
+        self,
+        run_id: Annotated[int, typer.Argument(help="Run id.")],
+        tokens: Annotated[
+            int | None, typer.Option("--tokens", help="Token budget for the whole run.")
+        ] = None,
+        cost: Annotated[
+            str | None, typer.Option("--cost", help="Cost budget for the whole run, in USD.")
+        ] = None,
+        debug: DebugOpt = False,
+    ) -> None:
+        from runs.services import run_budget_set
+
+        with self._errors(debug):
+            if tokens is None and cost is None:
+                raise UsageError("give --tokens N, --cost USD, or both")
+            run = run_budget_set(run=self._run_get(run_id), tokens=tokens, cost_usd=cost)
+            self._out(budget_line(run))
+            if run.status == Run.Status.BLOCKED:
+                stage, _ = run_blocked_at(run)
+                self._out(
+                    f"to run the blocked stage again: {MANAGE} tekton retry {run.pk} "
+                    f'{stage or "STAGE"} --note "budget raised"'
+                )
+
     @command(help="Abort a blocked run (it ends cancelled).")
     def abort(
         self, run_id: Annotated[int, typer.Argument(help="Run id.")], debug: DebugOpt = False
@@ -487,6 +598,29 @@ class Command(TyperCommand):
         with self._errors(debug):
             run = run_cancel(run=self._run_get(run_id))
             self._out(f"run {run.pk} {run.status}")
+
+    @command(
+        help="The terminal UI: runs, a run's stages and streaming transcript, artifacts and "
+        "actions, over the REST API and the event stream. With no --url: the local install "
+        "(a running server, else one served in this process until you quit)."
+    )
+    def tui(
+        self,
+        run_id: Annotated[
+            int | None, typer.Argument(metavar="[RUN_ID]", help="Open this run first.")
+        ] = None,
+        url: Annotated[
+            str | None,
+            typer.Option("--url", help="A Tekton server (default: TEKTON_URL, else local)."),
+        ] = None,
+        token: Annotated[
+            str | None,
+            typer.Option("--token", help="An API token, tkn_... (default: TEKTON_TOKEN)."),
+        ] = None,
+    ) -> None:
+        from tui.main import tui_run
+
+        raise typer.Exit(tui_run(url, token, run_id=run_id))
 
     @command(name="runs", help="List runs, newest first.")
     def runs_list(

@@ -11,7 +11,7 @@ from swarm.providers.anthropic_backend import AnthropicBackend
 from swarm.providers.base import ProviderBadRequest, ProviderTransientError, ToolSpec
 from swarm.providers.capabilities import Capabilities, CapabilityStore, capabilities_default
 from swarm.providers.openai_backend import OpenAIBackend
-from tests.fakes.llm_server import llama_cpp, ok
+from tests.fakes.llm_server import llama_cpp, ok, status
 from tests.swarm.providers.conftest import PLAN_SCHEMA, fake_tool, make_request
 
 ANSWER = {"goals": ["adapt"], "confidence": 0.66}
@@ -159,23 +159,67 @@ async def llama(fake_llm, store):
     await backend.aclose()
 
 
-async def test_llama_cpp_refuses_json_schema_then_json_object_with_the_schema_works(
+async def test_llama_cpp_refusing_json_schema_is_learned_and_json_object_answers(
     fake_llm, store, llama
 ):
-    fake_llm.script(llama_cpp(), llama_cpp(then=ok(ANSWER)))
+    fake_llm.script(llama_cpp(), llama_cpp(then=ok(ANSWER)), llama_cpp(then=ok(ANSWER)))
     request = make_request("smollm2", schema=PLAN_SCHEMA)
-    with pytest.raises(ProviderTransientError) as caught:
-        await llama.complete(request)
-    assert caught.value.status == 500
-    assert "json_schema" in str(caught.value)  # what a later refusal detector reads
-
-    store.refuse("openai", "smollm2", llama.base_url, "json_schema")
+    # One call: the refusal (a validation error wrapped in a 500) is learned, not retried.
     result = await llama.complete(request)
     assert result.parsed == ANSWER
-    assert fake_llm.requests[1].body["response_format"] == {
-        "type": "json_object",
-        "schema": PLAN_SCHEMA,
-    }
+    sent = [r.body.get("response_format", {}).get("type") for r in fake_llm.requests]
+    assert sent == ["json_schema", "json_object"]
+    assert fake_llm.requests[1].body["response_format"]["schema"] == PLAN_SCHEMA
+    assert store.get("openai", "smollm2", llama.base_url).structured == "json_object"
+    # The next call knows: it goes straight to json_object.
+    assert (await llama.complete(request)).parsed == ANSWER
+    assert len(fake_llm.requests) == 3
+    assert fake_llm.requests[2].body["response_format"]["type"] == "json_object"
+    # Another model on the same server has learned nothing.
+    assert store.get("openai", "other", llama.base_url).structured == "json_schema"
+
+
+async def test_a_refused_json_object_falls_back_to_the_schema_in_the_prompt(fake_llm, store, llama):
+    store.refuse("openai", "m", llama.base_url, "json_schema")
+    fake_llm.script(
+        status(400, message="'response_format' of type 'json_object' is not supported"),
+        ok('{"goals": ["adapt"], "confidence": 0.66}'),
+    )
+    result = await llama.complete(make_request("m", schema=PLAN_SCHEMA))
+    assert result.parsed == ANSWER
+    assert "response_format" not in fake_llm.requests[1].body
+    assert "JSON Schema" in fake_llm.requests[1].body["messages"][1]["content"]
+
+
+async def test_a_validation_error_in_a_500_is_a_bad_request_and_an_outage_is_transient(
+    fake_llm, store, llama
+):
+    fake_llm.script(status(500, message="1 validation error: messages.0.role input should be"))
+    with pytest.raises(ProviderBadRequest):
+        await llama.complete(make_request("m", schema=PLAN_SCHEMA))
+    fake_llm.script(status(500, message="the GPU fell over"))
+    with pytest.raises(ProviderTransientError):
+        await llama.complete(make_request("m", schema=PLAN_SCHEMA))
+    assert len(fake_llm.requests) == 2  # no fallback, no retry here (the router retries)
+    assert store.get("openai", "m", llama.base_url).structured == "json_schema"
+
+
+def test_refusals_are_remembered_once_and_loaded_by_another_process():
+    seen = []
+    first = CapabilityStore()
+    first.remember_with(on_refuse=lambda *a: seen.append(a), load=lambda: [])
+    first.refuse("openai", "m", "http://Llama:8080/v1/", "json_schema", "HTTP 500: nope")
+    first.refuse("openai", "m", "http://llama:8080/v1", "json_schema", "again")
+    assert seen == [("openai", "http://llama:8080/v1", "m", "json_schema", "HTTP 500: nope")]
+
+    second = CapabilityStore()  # a new process: learns from what the first remembered
+    second.remember_with(on_refuse=lambda *a: None, load=lambda: [a[:4] for a in seen])
+    assert second.get("openai", "m", "http://llama:8080/v1").structured == "json_object"
+
+    broken = CapabilityStore()
+    broken.remember_with(on_refuse=lambda *a: 1 / 0, load=lambda: 1 / 0)
+    assert broken.get("openai", "m").structured == "json_schema"  # defaults, logged
+    assert broken.refuse("openai", "m", None, "json_schema").structured == "json_object"
 
 
 async def test_prompt_only_mode_puts_the_schema_in_the_prompt_and_parses_locally(

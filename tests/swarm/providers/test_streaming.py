@@ -15,7 +15,7 @@ from swarm.providers.base import (
     ToolSpec,
 )
 from swarm.providers.capabilities import Capabilities, CapabilityStore
-from swarm.providers.offline import OfflineProvider
+from swarm.providers.offline import STREAM_PIECES, OfflineProvider
 from swarm.providers.openai_backend import OpenAIBackend
 from swarm.providers.retry import RetryingProvider
 from swarm.providers.streaming import text_pieces
@@ -197,7 +197,7 @@ async def test_a_failing_callback_surfaces_unchanged_and_is_not_retried(
 async def test_offline_streams_its_answer_in_a_few_pieces():
     request, deltas = streamed("offline/model", prompt="say something long enough to split")
     result = await OfflineProvider(latency_ms=0).complete(request)
-    assert 2 <= len(deltas) <= 4
+    assert 2 <= len(deltas) <= STREAM_PIECES
     assert deltas.text == result.text
 
 

@@ -1,0 +1,149 @@
+"""Coalescing and redacting a stage's streamed text before it is published.
+
+The engine emits an AgentDelta per piece a provider streams (a word, often less). Sent
+one by one, 100 concurrent runs would flood the channel layer, so the pieces of each call
+are joined and let out every `interval` seconds at most (DeltaCoalescer.flush).
+
+Redaction: a key can arrive split across two pieces, so each call's whole text so far is
+redacted and the last `hold` characters of the redacted text are held back until more
+text comes or the call ends (a secret shorter than `hold` characters is never published
+half-way, before the pattern that catches it has seen all of it). Should redaction
+rewrite text already published (a pattern that matches only once more text came), the
+next payload starts at the first changed character (`offset`), which subscribers
+overwrite from.
+
+Payloads (what a `stage.delta` carries): {"role", "round", "call_id", "model", "text",
+"offset"} with `offset` the position of `text` in the call's published text, or
+{"role", "round", "call_id", "discard": True} when a call's text is void.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from swarm.events import AgentDelta
+from swarm.redact import redact
+
+INTERVAL_SECONDS = 0.05
+HOLD_CHARS = 48  # longer than the shortest text each secret pattern needs to match
+
+
+@dataclass
+class _Call:
+    stage: str
+    role: str
+    round: int
+    model: str
+    raw: list[str] = field(default_factory=list)
+    sent: str = ""  # the redacted text published so far
+    ended: bool = False
+    dirty: bool = False
+
+
+class DeltaCoalescer:
+    """Collects a stage's AgentDeltas (`add`) and hands out what to publish (`flush`):
+    (stage, payload) pairs, at most one per call per flush, in the order calls began."""
+
+    def __init__(
+        self,
+        *,
+        interval: float = INTERVAL_SECONDS,
+        hold: int = HOLD_CHARS,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.interval = interval
+        self.hold = hold
+        self.clock = clock
+        self._calls: dict[str, _Call] = {}
+        self._discards: list[tuple[str, dict[str, Any]]] = []
+        self._last_flush = clock()
+
+    def add(self, delta: AgentDelta) -> None:
+        call = self._calls.get(delta.call_id)
+        if delta.discard:
+            if call is not None:
+                del self._calls[delta.call_id]
+                if call.sent:
+                    self._discards.append(
+                        (
+                            call.stage,
+                            {
+                                "role": call.role,
+                                "round": call.round,
+                                "call_id": delta.call_id,
+                                "discard": True,
+                            },
+                        )
+                    )
+            return
+        if call is None:
+            if delta.done:
+                return
+            call = self._calls[delta.call_id] = _Call(
+                delta.stage, delta.role, delta.round, delta.model
+            )
+        if delta.text:
+            call.raw.append(delta.text)
+            call.dirty = True
+        if delta.done:
+            call.ended = call.dirty = True
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._discards) or any(c.dirty for c in self._calls.values())
+
+    def due_in(self) -> float | None:
+        """Seconds until the next flush is due (0: now), or None when nothing waits."""
+        if not self.pending:
+            return None
+        return max(0.0, self.interval - (self.clock() - self._last_flush))
+
+    def flush(self, *, now: bool = False) -> list[tuple[str, dict[str, Any]]]:
+        """What to publish: nothing before `interval` has passed since the last flush,
+        unless `now` (recorded events follow, and the text must go first). A held-back
+        tail goes out only once its call is done."""
+        if not self.pending or (not now and self.due_in()):
+            return []
+        self._last_flush = self.clock()
+        out, self._discards = self._discards, []
+        for call_id, call in list(self._calls.items()):
+            if not call.dirty:
+                continue
+            call.dirty = False
+            text = redact("".join(call.raw))
+            upto = len(text) if call.ended else len(text) - self.hold
+            if call.ended:
+                del self._calls[call_id]
+            if upto <= 0:
+                continue
+            start = _common_prefix(call.sent, text[:upto])
+            if start == upto:
+                continue
+            call.sent = text[:upto]
+            out.append(
+                (
+                    call.stage,
+                    {
+                        "role": call.role,
+                        "round": call.round,
+                        "call_id": call_id,
+                        "model": call.model,
+                        "text": text[start:upto],
+                        "offset": start,
+                    },
+                )
+            )
+        return out
+
+
+def _common_prefix(a: str, b: str) -> int:
+    if b.startswith(a):
+        return len(a)  # the usual case: the text only grew
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i

@@ -1,0 +1,46 @@
+"""The run page shows each running agent's words as they stream, in its card with a typing
+indicator, and the stored message takes the card's place when the call ends."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.conftest import login, screenshot
+
+pytestmark = pytest.mark.browser
+
+
+def test_agents_text_grows_in_its_card_before_the_call_ends(page, slow_server):
+    login(page, slow_server)
+    launcher = page.locator("#new-run")
+    if launcher.get_attribute("open") is None:
+        launcher.locator("summary").click()
+    form = page.locator("#launcher")
+    form.get_by_label("Goal").fill("Explain the order total rounding")
+    form.get_by_label("Repository").fill(str(slow_server.repo))
+    form.get_by_label("To stage").select_option("plan")
+    page.get_by_role("button", name="Launch run").click()
+    page.wait_for_url(re.compile(r"/runs/\d+/$"))
+
+    live = page.locator("#live-messages article.msg-live")
+    expect(live.first).to_be_visible(timeout=20_000)
+    expect(live.first.locator(".typing")).to_be_visible()
+    text = live.first.locator(".live-text")
+    expect(text).to_contain_text('{"')  # the answer as the model writes it
+    first = len(text.text_content() or "")
+    # Still the same call, a piece later: the text grew in place.
+    expect(text).not_to_have_text(text.text_content() or "", timeout=5_000)
+    assert len(text.text_content() or "") > first
+    assert page.locator("#stage-panel article.msg[data-role]").count() == 0
+    screenshot(page, "run-streaming", full_page=False)
+
+    # When the calls end, the stored messages replace the streaming cards.
+    stored = page.locator('#stage-panel article.msg[data-role="proponent"]')
+    expect(stored.first).to_be_visible(timeout=20_000)
+    expect(page.locator("#live-messages article.msg-live.role-proponent")).to_have_count(0)
+    # Leave nothing running for the other tests sharing the database.
+    page.get_by_role("button", name="Cancel run").click()
+    expect(page.locator("#run-header .status")).to_have_text("Cancelled", timeout=20_000)

@@ -1,0 +1,88 @@
+"""DeltaCoalescer: pieces joined per call and let out at most every interval, a tail held
+back so a key split across pieces is still redacted, discards only for published text."""
+
+from swarm.deltas import DeltaCoalescer
+from swarm.events import AgentDelta
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def piece(text: str, call: str = "c1", role: str = "skeptic", **kw) -> AgentDelta:
+    return AgentDelta(stage="plan", role=role, round=1, call_id=call, text=text, **kw)
+
+
+def published(out, call="c1") -> str:
+    return "".join(p["text"] for _, p in out if p["call_id"] == call and "text" in p)
+
+
+def test_pieces_within_an_interval_go_out_as_one_payload_per_call():
+    clock = Clock()
+    c = DeltaCoalescer(interval=0.05, hold=0, clock=clock)
+    clock.now += 1
+    for word in ["Rollback ", "is ", "untested"]:
+        c.add(piece(word))
+    c.add(piece("Other", call="c2", role="proponent"))
+    out = c.flush()
+    assert [(s, p["call_id"], p["text"], p["offset"]) for s, p in out] == [
+        ("plan", "c1", "Rollback is untested", 0),
+        ("plan", "c2", "Other", 0),
+    ]
+    c.add(piece(" twice"))
+    assert c.flush() == []  # within the interval: it waits
+    assert 0 < c.due_in() <= 0.05
+    clock.now += 0.06
+    ((_, payload),) = c.flush()
+    assert (payload["text"], payload["offset"]) == (" twice", len("Rollback is untested"))
+
+
+def test_now_ignores_the_interval():
+    c = DeltaCoalescer(interval=10, hold=0, clock=Clock())
+    c.add(piece("x"))
+    assert c.flush() == []
+    assert published(c.flush(now=True)) == "x"
+
+
+def test_a_key_split_across_pieces_is_never_published():
+    clock = Clock()
+    c = DeltaCoalescer(interval=0, clock=clock)
+    key = "sk-ant-api03-" + "A1b2C3d4E5f6G7h8"
+    seen = []
+    for part in ["Use the key ", key[:9], key[9:], " to call it, then stop here."]:
+        c.add(piece(part))
+        seen += c.flush()
+    c.add(piece("", done=True))
+    seen += c.flush()
+    text = ""
+    for _, p in seen:
+        text = text[: p["offset"]] + p["text"]
+    assert "sk-ant" not in text and "A1b2" not in text
+    assert text == "Use the key [API_KEY#1] to call it, then stop here."
+
+
+def test_the_tail_waits_for_more_text_or_the_end_of_the_call():
+    c = DeltaCoalescer(interval=0, hold=10, clock=Clock())
+    c.add(piece("0123456789abcdef"))
+    assert published(c.flush()) == "012345"
+    c.add(piece("", done=True))
+    assert published(c.flush()) == "6789abcdef"
+    assert not c.pending
+
+
+def test_a_discard_is_sent_only_for_a_call_that_published_text():
+    c = DeltaCoalescer(interval=0, hold=0, clock=Clock())
+    c.add(piece("never sent", call="quiet"))
+    c.add(piece("", call="quiet", discard=True))
+    assert c.flush() == []
+    c.add(piece("half an answer"))
+    c.flush()
+    c.add(piece("", discard=True))
+    ((_, payload),) = c.flush()
+    assert payload == {"role": "skeptic", "round": 1, "call_id": "c1", "discard": True}
+    c.add(piece("again"))
+    assert [p["offset"] for _, p in c.flush()] == [0]  # the retry starts a fresh text
