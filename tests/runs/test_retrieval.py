@@ -227,3 +227,46 @@ def test_the_checks_report_the_index_per_repository(on, indexed):
     repo = results[f"milvus.repo:{indexed['repo']}"]
     assert f"last indexed commit {indexed['head'][:12]}" in repo.detail
     assert "chunks" in repo.detail and "lesson" in repo.detail
+
+
+def test_each_event_teaches_its_lesson_and_a_resolution_rewrites_the_blocked_one():
+    from runs.retrieval import lesson_of_event
+    from tests.factories import ArtifactFactory
+
+    run = RunFactory()
+
+    def rec(kind, stage="review", **payload):
+        return events.event_record(run_id=run.pk, kind=kind, stage=stage, payload=payload)
+
+    blocked = rec("stage.blocked", reason="no test covers the refund path")
+    approved = lesson_of_event(rec("stage.approved", status="succeeded", by="ada"))
+    assert approved == {
+        "text": "Stage review blocked: no test covers the refund path. A person approved it anyway.",
+        "stage": "review", "kind": "blocked", "outcome": "approved", "key": f"event:{blocked.pk}",
+    }  # fmt: skip
+    assert lesson_of_event(rec("stage.retried", reason="timeout", automatic=True)) is None
+    noted = lesson_of_event(rec("stage.retried", note="add a refund test first"))
+    assert (noted["kind"], noted["outcome"]) == ("retry_note", "retried")
+    assert (
+        "no test covers the refund path" in noted["text"] and "add a refund test" in noted["text"]
+    )
+    aborted = lesson_of_event(
+        rec("run.cancelled", stage="", reason="aborted by ada at blocked stage review")
+    )
+    assert (aborted["outcome"], aborted["key"]) == ("aborted", f"event:{blocked.pk}")
+
+    ArtifactFactory(
+        run=run,
+        stage="review",
+        content={"status": "revise", "issues": [{"title": "refunds are not idempotent"}]},
+    )
+    review = lesson_of_event(rec("stage.finished", status="succeeded"))
+    assert review["kind"] == "review" and "refunds are not idempotent" in review["text"]
+    ArtifactFactory(
+        run=run,
+        stage="test_debug",
+        content={"status": "ok", "evidence": {"newly_failing": ["tests/test_pay.py::test_refund"]}},
+    )
+    failing = lesson_of_event(rec("stage.finished", stage="test_debug", status="succeeded"))
+    assert failing["kind"] == "test_fix" and "tests/test_pay.py::test_refund" in failing["text"]
+    assert lesson_of_event(rec("stage.finished", stage="plan", status="succeeded")) is None
