@@ -67,7 +67,9 @@ def events_lessons_queue(sender, events: list[RunEvent], **kwargs: Any) -> None:
     for event in events:
         if event.kind == "run.started":
             transaction.on_commit(lambda run_id=event.run_id: run_index_dispatch(run_id))
-        elif event.kind in LESSON_EVENT_KINDS:
+        elif event.kind in LESSON_EVENT_KINDS and (
+            event.kind != "stage.finished" or event.stage in ("review", "test_debug")
+        ):  # only review's and test_debug's artifacts teach something when a stage passes
             transaction.on_commit(lambda pk=event.pk: lesson_dispatch(pk))
 
 
