@@ -552,3 +552,29 @@ class RunBundleApi(_DownloadApi):
             filename=bundle_filename(run),
             content_type="application/octet-stream",
         )
+
+
+class SearchApi(APIView):
+    @extend_schema(
+        operation_id="search",
+        summary="Search a repository's index: chunks with path, lines and score, and lessons",
+        description="Hybrid search (meaning and words, fused by reciprocal rank) over the "
+        "chunks of one indexed commit of the repository, and over the lessons of the runs "
+        "you may see. An index that is down or not built answers empty lists and `warning`.",
+        parameters=[s.SearchQuerySerializer],
+        responses={200: s.SearchResultSerializer, **error_responses(400, 401)},
+    )
+    def get(self, request):
+        from runs.retrieval_search import repo_search
+
+        query = s.SearchQuerySerializer(data=request.query_params.dict())
+        query.is_valid(raise_exception=True)
+        data = query.validated_data
+        found = repo_search(
+            user=request.user,
+            repo_path=data["repo"],
+            query=data["q"],
+            k=data.get("limit") or 10,
+            commit=data.get("commit"),
+        )
+        return Response(s.SearchResultSerializer(found).data)

@@ -10,3 +10,7 @@ class RunsConfig(AppConfig):
         from runs.events import events_recorded
 
         events_recorded.connect(metrics.events_observe, dispatch_uid="runs.metrics")
+        # Lessons are written, and a run's commit indexed, when their events commit.
+        from runs.retrieval_dispatch import events_lessons_queue
+
+        events_recorded.connect(events_lessons_queue, dispatch_uid="runs.retrieval")

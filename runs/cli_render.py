@@ -502,6 +502,13 @@ class FollowView:
             return f"{prefix}: {cut(p.get('reason', ''), 200)}"
         if kind == "artifact.created":
             return f"{prefix} {p.get('name', '?')} ({p.get('size', '?')} bytes)"
+        if kind == "run.warning":
+            return f"{prefix}: {cut(p.get('message', ''), 200)}"
+        if kind == "stage.context":
+            return (
+                f"{prefix}: {len(p.get('chunks') or [])} chunks, "
+                f"{len(p.get('lessons') or [])} lessons retrieved"
+            )
         if kind == "run.budget":
             tokens, cost = int(p.get("tokens") or 0), float(p.get("cost_usd") or 0)
             return (

@@ -28,7 +28,13 @@ from runs.engine_bridge import LeaseLost, engine_run
 from runs.lifecycle import ACTIVE_RUN, ready_ids, run_advance, run_fail, stage_artifacts_write
 from runs.models import Run, StageRun
 from runs.recorder import StageRecorder, jsonable
-from runs.stage_inputs import completer_build, stage_config_build, stage_input_build
+from runs.retrieval import stage_context_build, stage_context_record
+from runs.stage_inputs import (
+    completer_build,
+    stage_config_build,
+    stage_input_build,
+    stage_prior_artifacts,
+)
 from runs.stage_work import RunStageWork, StageWorkBlocked, stage_work_build
 from swarm.context import BudgetExceeded, StageCancelled, StageOutcome
 from swarm.providers.base import NoRouteError, ProviderAuthError, ProviderBadRequest
@@ -157,10 +163,14 @@ def _engine(stage: StageRun, token: str, recorder: StageRecorder) -> StageOutcom
         work = stage_work_build(run, stage)
     except StageWorkBlocked as exc:
         return StageOutcome(status="blocked", reason=str(exc), artifact=None)
+    # What retrieval found is recorded before the engine starts, so the run page shows
+    # why an agent knew something even while the stage is still debating.
+    context = stage_context_build(run, stage.stage, stage_prior_artifacts(run, stage.stage))
+    stage_context_record(run_id=run.pk, stage=stage.stage, context=context)
     outcome = engine_run(
         stage=stage,
         token=token,
-        inp=stage_input_build(run, stage, work=work),
+        inp=stage_input_build(run, stage, work=work, context=context),
         cfg=cfg,
         completer=completer_build(run.config or {}),
         record=recorder.record,

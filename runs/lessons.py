@@ -1,8 +1,9 @@
 """Lessons from run history: why earlier runs of the same stage and repository blocked, the
 notes people gave when they retried, and what review artifacts asked to change.
 
-Implements swarm.context.LessonsProvider from the database; a Milvus-backed retriever
-can replace it without touching the engine.
+Implements swarm.context.LessonsProvider from the database: what stages get when
+retrieval is off (TEKTON_RETRIEVAL=false); otherwise runs/retrieval.py finds lessons by
+meaning in the index.
 """
 
 from __future__ import annotations
@@ -33,10 +34,14 @@ def _issue_text(issue: Any) -> str:
 
 
 class HistoryLessons:
-    """LessonsProvider over earlier runs. `exclude_run_id` leaves the current run out."""
+    """LessonsProvider over earlier runs. `exclude_run_id` leaves the current run out;
+    `run_ids` limits it to the runs a user may see (None: every run)."""
 
-    def __init__(self, *, exclude_run_id: int | None = None, scan: int = 50) -> None:
+    def __init__(
+        self, *, exclude_run_id: int | None = None, run_ids: list[int] | None = None, scan: int = 50
+    ) -> None:
         self.exclude_run_id = exclude_run_id
+        self.run_ids = run_ids
         self.scan = scan  # rows read per source, so a long history stays cheap
 
     def lessons_for(self, *, goal: str, stage: str, repo_path: str, limit: int = 5) -> list[Lesson]:
@@ -47,9 +52,11 @@ class HistoryLessons:
                 run__repo_path=repo_path, stage=stage, kind__in=("stage.blocked", "stage.retried")
             )
             .exclude(run_id=self.exclude_run_id)
-            .order_by("-created_at", "-id")[: self.scan]
+            .order_by("-created_at", "-id")
         )
-        for event in events:
+        if self.run_ids is not None:
+            events = events.filter(run_id__in=self.run_ids)
+        for event in events[: self.scan]:
             payload = event.payload or {}
             if event.kind == "stage.blocked" and payload.get("reason"):
                 text = f"An earlier {stage} stage blocked: {payload['reason']}"
@@ -74,9 +81,11 @@ class HistoryLessons:
                 content__status__in=["revise", "block"],
             )
             .exclude(run_id=self.exclude_run_id)
-            .order_by("-created_at", "-id")[: self.scan]
+            .order_by("-created_at", "-id")
         )
-        for artifact in reviews:
+        if self.run_ids is not None:
+            reviews = reviews.filter(run_id__in=self.run_ids)
+        for artifact in reviews[: self.scan]:
             issues = (artifact.content or {}).get("issues") or []
             if not issues:
                 continue

@@ -150,6 +150,25 @@ def stage_messages(
     return list(events.order_by("-seq")[:newest])[::-1]
 
 
+def stage_context(run_id: int, stage: str) -> dict[str, Any] | None:
+    """What retrieval gave the stage's latest attempt (the newest `stage.context` event's
+    payload: chunks with path, lines and score, lessons with their source, warnings), or
+    None when nothing was recorded."""
+    payload = (
+        RunEvent.objects.filter(run_id=run_id, stage=stage, kind="stage.context")
+        .order_by("-seq")
+        .values_list("payload", flat=True)
+        .first()
+    )
+    return payload if isinstance(payload, dict) else None
+
+
+def run_warnings(run_id: int) -> list[str]:
+    """The run's warnings (`run.warning` events: the index being built, out of reach), in order."""
+    rows = RunEvent.objects.filter(run_id=run_id, kind="run.warning").order_by("seq")
+    return [str((p or {}).get("message", "")) for p in rows.values_list("payload", flat=True)]
+
+
 def run_artifacts(run_id: int, stage: str | None = None) -> list[Artifact]:
     """A run's artifacts in the order they were written (only `stage`'s when given)."""
     artifacts = Artifact.objects.filter(run_id=run_id).order_by("id")

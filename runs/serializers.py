@@ -104,6 +104,19 @@ class TranscriptFilterSerializer(serializers.Serializer):
     stage = serializers.ChoiceField(choices=STAGE_CHOICES, required=False)
 
 
+class SearchQuerySerializer(serializers.Serializer):
+    q = serializers.CharField(max_length=2000, help_text="What to look for, in words or code.")
+    repo = serializers.CharField(
+        max_length=4096, help_text="The repository's path (inside TEKTON_REPO_ROOTS)."
+    )
+    limit = serializers.IntegerField(min_value=1, max_value=50, default=10, required=False)
+    commit = serializers.RegexField(
+        r"^[0-9a-f]{40}$",
+        required=False,
+        help_text="A full commit sha; default the newest indexed commit of the repository.",
+    )
+
+
 # --- outputs --------------------------------------------------------------------------------
 
 
@@ -472,3 +485,42 @@ class TranscriptStageSerializer(serializers.Serializer):
 class TranscriptSerializer(serializers.Serializer):
     run = serializers.IntegerField()
     stages = TranscriptStageSerializer(many=True)
+
+
+# --- search ---------------------------------------------------------------------------------
+
+
+class SearchChunkSerializer(serializers.Serializer):
+    path = serializers.CharField()
+    start_line = serializers.IntegerField()
+    end_line = serializers.IntegerField()
+    location = serializers.CharField(help_text="path:start-end")
+    symbol = serializers.CharField(allow_blank=True)
+    language = serializers.CharField(allow_blank=True)
+    score = serializers.FloatField(help_text="Reciprocal-rank-fused score; higher is closer.")
+    text = serializers.CharField(
+        allow_blank=True, help_text="The chunk (its first 1,200 characters)."
+    )
+
+
+class SearchLessonSerializer(serializers.Serializer):
+    text = serializers.CharField()
+    run_id = serializers.IntegerField()
+    stage = serializers.CharField()
+    kind = serializers.CharField(help_text="blocked, review, test_fix or retry_note")
+    outcome = serializers.CharField(allow_blank=True)
+    score = serializers.FloatField()
+    source = serializers.CharField(help_text="run <id> / <stage>")
+
+
+class SearchResultSerializer(serializers.Serializer):
+    query = serializers.CharField()
+    repo = serializers.CharField()
+    commit = serializers.CharField(allow_null=True, help_text="The commit searched.")
+    warning = serializers.CharField(
+        allow_null=True,
+        help_text="Set when the index could not answer (down, not built, retrieval off): "
+        "the lists are then empty or partial.",
+    )
+    chunks = SearchChunkSerializer(many=True)
+    lessons = SearchLessonSerializer(many=True, help_text="Only from runs you may see.")

@@ -132,22 +132,29 @@ def _owner(by):
 
 
 def _repo_check(repo_path: str | Path) -> Path:
+    return repo_check(repo_path)
+
+
+def repo_check(repo_path: str | Path, *, field_name: str = "repo_path") -> Path:
+    """The repository's resolved path: it exists, is inside TEKTON_REPO_ROOTS and is a git
+    repository. Raises FieldError naming `field_name`."""
     from swarm.repo import is_git_repo
 
+    field = field_name
     if not str(repo_path or "").strip():
-        raise FieldError("repo_path", "a repository path is required")
-    path = path_typed(repo_path, field="repo_path", what="repository")
-    if not path_exists(path, field="repo_path", what="repository"):
-        raise FieldError("repo_path", f"repository {path} does not exist")
+        raise FieldError(field, "a repository path is required")
+    path = path_typed(repo_path, field=field, what="repository")
+    if not path_exists(path, field=field, what="repository"):
+        raise FieldError(field, f"repository {path} does not exist")
     roots = [Path(r).expanduser().resolve() for r in settings.TEKTON_REPO_ROOTS]
     if not any(path == root or path.is_relative_to(root) for root in roots):
         listed = ", ".join(str(r) for r in roots) or "(none configured)"
         raise FieldError(
-            "repo_path",
+            field,
             f"repository {path} is outside the allowed roots ({listed}); set TEKTON_REPO_ROOTS to allow it",
         )
     if not path.is_dir() or not is_git_repo(path):
-        raise FieldError("repo_path", f"{path} is not a git repository")
+        raise FieldError(field, f"{path} is not a git repository")
     return path
 
 

@@ -19,8 +19,8 @@ from django.conf import settings
 from config_profiles.capabilities import capability_memory_attach
 from runs.artifacts_store import artifact_read_json
 from runs.budgets import budget_limits
-from runs.lessons import HistoryLessons
 from runs.models import Artifact, Run, StageRun
+from runs.retrieval import StageContext, stage_context_build
 from runs.stage_work import RunStageWork, code_files_text, stage_workspace_facts
 from swarm.budget import budget_check
 from swarm.context import RepoFacts, StageConfig, StageInput
@@ -49,23 +49,21 @@ def run_repo_facts(run: Run) -> RepoFacts:
     return facts
 
 
-def stage_input_build(run: Run, stage: StageRun, *, work: RunStageWork | None = None) -> StageInput:
+def stage_input_build(
+    run: Run,
+    stage: StageRun,
+    *,
+    work: RunStageWork | None = None,
+    context: StageContext | None = None,
+) -> StageInput:
     """The engine's input for `stage`. It sees exactly the artifacts of the stages it
     depends on (directly or through them): threat sees code and what code saw, never
     review's, whichever of the two side-by-side stages finished first. With the stage's
     repository work: the change's facts (after code) and, for code, the contents of the
     files its backlog names."""
-    prior: dict[str, dict[str, Any]] = {}
-    earlier = Artifact.objects.filter(
-        run=run, kind=Artifact.Kind.JSON, stage__in=stage_ancestors(stage.stage)
-    ).select_related("run")
-    for artifact in earlier:
-        data = artifact_read_json(artifact)
-        if data is not None:
-            prior[artifact.stage] = data
-    lessons = HistoryLessons(exclude_run_id=run.pk).lessons_for(
-        goal=run.goal, stage=stage.stage, repo_path=run.repo_path, limit=5
-    )
+    prior = stage_prior_artifacts(run, stage.stage)
+    if context is None:
+        context = stage_context_build(run, stage.stage, prior)
     repo = run_repo_facts(run)
     files_text = ""
     if work is not None and stage.stage == "code":
@@ -75,13 +73,27 @@ def stage_input_build(run: Run, stage: StageRun, *, work: RunStageWork | None = 
         goal=run.goal,
         repo=repo,
         prior_artifacts=prior,
-        lessons=tuple(lessons),
+        lessons=tuple(context.lessons),
         note=stage.note,
         attempt=stage.attempt,
         run_id=run.pk,
         workspace=stage_workspace_facts(run) if stage.stage != "code" else None,
         files_text=files_text,
+        code_context=context.code_text,
     )
+
+
+def stage_prior_artifacts(run: Run, stage: str) -> dict[str, dict[str, Any]]:
+    """The artifacts of the stages `stage` depends on (directly or through them)."""
+    prior: dict[str, dict[str, Any]] = {}
+    earlier = Artifact.objects.filter(
+        run=run, kind=Artifact.Kind.JSON, stage__in=stage_ancestors(stage)
+    ).select_related("run")
+    for artifact in earlier:
+        data = artifact_read_json(artifact)
+        if data is not None:
+            prior[artifact.stage] = data
+    return prior
 
 
 def paths_named(artifacts: dict[str, dict[str, Any]], files: tuple[str, ...]) -> list[str]:

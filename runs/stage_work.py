@@ -21,6 +21,7 @@ from typing import Any
 from django.conf import settings
 
 from runs.models import Artifact, Run, StageRun, TestRunRecord
+from runs.retrieval import code_searcher
 from runs.selectors import runs_workspace_owners
 from swarm.redact import redact
 from swarm.sandbox import Sandbox, SandboxLimits, SandboxUnavailable, sandbox_probe
@@ -280,6 +281,7 @@ def stage_work_build(run: Run, stage: StageRun) -> RunStageWork | None:
         limits=sandbox_limits(run),
         max_calls_per_turn=int(config.get("max_tool_calls", 8)),
         max_test_runs=int(config.get("max_test_runs", 3)),
+        index_search=code_searcher(run),
     )
     cached: dict[str, TestRun] = {}
     if stage.stage == "test_debug" and command is not None:

@@ -41,9 +41,11 @@ from runs.selectors import (
     run_live,
     run_message_counts,
     run_stages,
+    run_warnings,
     runs_filtered,
     runs_page,
     runs_visible_to,
+    stage_context,
     stage_messages,
 )
 from runs.services import (
@@ -285,6 +287,8 @@ def _stage_panel_context(run: Run, stage: StageRun | None) -> dict[str, Any]:
         "diff": show.diff_files(patch_text) if patch_text else [],
         "patch_error": patch_error,
         "retry_form": StageRetryForm(),
+        "context": stage_context(run.pk, stage.stage),
+        "run_warnings": run_warnings(run.pk),
         "budget_blocked": stage.status == StageRun.Status.BLOCKED and _by_budget(stage),
         "budget_tokens": int((run.config or {}).get("budget_tokens") or 0),
         "budget_cost": float((run.config or {}).get("budget_cost_usd") or 0),
@@ -431,6 +435,23 @@ def stage_abort_view(request: HttpRequest, run_id: int, stage: str) -> HttpRespo
 # --- repositories -------------------------------------------------------------------------
 
 
+def _repo_search_context(request: HttpRequest, paths: list[str]) -> dict[str, Any] | None:
+    """?q=&repo=: the repository's index searched for the person (lessons of their runs
+    only); a repository their runs did not target is not searched."""
+    query, repo = request.GET.get("q", "").strip(), request.GET.get("repo", "")
+    if not repo or repo not in paths:
+        return None
+    from runs.retrieval_search import repo_search
+
+    if not query:
+        return {"repo": repo, "query": "", "error": "Type what to look for.", "found": None}
+    try:
+        found = repo_search(user=request.user, repo_path=repo, query=query[:2000])
+    except FieldError as exc:
+        return {"repo": repo, "query": query, "error": str(exc), "found": None}
+    return {"repo": repo, "query": query, "error": "", "found": found}
+
+
 @require_GET
 @login_required
 def repo_health_view(request: HttpRequest) -> HttpResponse:
@@ -439,7 +460,7 @@ def repo_health_view(request: HttpRequest) -> HttpResponse:
     checkout is on this host), the runs' recorded branches, base commits and test
     evidence (always), and the outstanding reviews: every open run branch in git with
     its run, status, test result and review verdict, and the stages waiting for a
-    person, each linking to its run."""
+    person, each linking to its run. ?q=&repo= searches that repository's index."""
     visible = runs_visible_to(request.user)
     reviews = reviews_outstanding(visible)
     paths = repos_targeted(visible)
@@ -457,6 +478,10 @@ def repo_health_view(request: HttpRequest) -> HttpResponse:
                 "recorded": recorded.get(path, []),
             }
         )
+    search = _repo_search_context(request, paths)
+    for item in repos:
+        if search and item["health"].path == search["repo"]:
+            item["search"] = search
     listed = {r["health"].path for r in repos}
     return render(
         request,

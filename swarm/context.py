@@ -38,7 +38,8 @@ class Lesson:
 class LessonsProvider(Protocol):
     """Retrieval hook: lessons from earlier runs and chunks of the repository.
 
-    runs/lessons.py answers from run history; a Milvus-backed provider replaces it later.
+    swarm.retrieval.MilvusLessons answers by meaning from the index; runs/lessons.py from
+    run history when retrieval is off.
     """
 
     def lessons_for(
@@ -65,6 +66,9 @@ class StageInput:
     workspace: dict[str, Any] | None = None
     evidence: dict[str, Any] | None = None
     files_text: str = ""
+    # The code-facing stages: the repository chunks retrieval found nearest the goal and
+    # the backlog, with their path:lines, best first (swarm.retrieval.CodeSearch.render).
+    code_context: str = ""
 
 
 @dataclass(frozen=True)

@@ -116,6 +116,12 @@ def _user(
             "The files this change is about, as they are at the run's base commit (read "
             "others with the tools where you have them):\n" + _plain(inp.files_text)
         )
+    if inp.code_context:
+        parts.append(
+            "Parts of the repository retrieved as relevant to the goal and the backlog, "
+            "each with its path:lines (read more with the file tools where you have them):\n"
+            + _plain(redact(inp.code_context))
+        )
     parts.append(f"{CONTEXT_OPEN}\n{_dump(ctx)}\n{CONTEXT_CLOSE}")
     if transcript is not None:
         parts.append(

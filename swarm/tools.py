@@ -30,7 +30,7 @@ import shlex
 import stat
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
@@ -53,6 +53,7 @@ READ_MAX_BYTES = 4 << 20
 LINE_MAX_CHARS = 2_000
 LIST_MAX_FILES = 500
 SEARCH_MAX_LINES = 200
+INDEX_HIT_LINES = 12  # lines of each indexed passage search_code shows; read_file reads on
 SEARCH_LINE_CHARS = 300
 OUTPUT_MAX_CHARS = 24_000  # any one result, head and tail kept
 STREAM_MAX_CHARS = 8_000  # each of a command's stdout and stderr
@@ -159,10 +160,15 @@ TOOL_DEFS: dict[str, ToolDef] = {
         ),
         ToolDef(
             "search_code",
-            "Search the repository's text files with git grep (extended regular "
-            "expression, or a fixed string). Answers path:line:text.",
+            "Search the repository. `query` (words, a question, code): the passages of the "
+            "run's base commit that the retrieval index ranks best (by meaning and by "
+            "words), with path:lines and score. `pattern`: git grep over the workspace "
+            "(extended regular expression, or a fixed string), answering path:line:text. "
+            "Give one or both.",
             _schema(
                 {
+                    "query": {"type": "string", "minLength": 1, "maxLength": 2000},
+                    "limit": {"type": "integer", "minimum": 1, "maximum": 20},
                     "pattern": {"type": "string", "minLength": 1},
                     "path_glob": {
                         "type": "string",
@@ -171,7 +177,6 @@ TOOL_DEFS: dict[str, ToolDef] = {
                     "fixed_string": {"type": "boolean"},
                     "ignore_case": {"type": "boolean"},
                 },
-                ["pattern"],
             ),
         ),
         ToolDef(
@@ -434,6 +439,7 @@ class StageTools:
         limits: Any = None,
         max_calls_per_turn: int = MAX_CALLS_PER_TURN,
         max_test_runs: int = MAX_TEST_RUNS_PER_STAGE,
+        index_search: Callable[[str, int], Any] | None = None,
     ) -> None:
         if isinstance(workspace, Workspace):
             if not workspace.exists():
@@ -459,6 +465,9 @@ class StageTools:
         self.limits = limits
         self.max_calls_per_turn = max_calls_per_turn
         self.max_test_runs = max_test_runs
+        # query, k -> a swarm.retrieval.CodeSearch over the run's base commit (the caller
+        # binds repository and commit); None: no index here, search_code greps only.
+        self.index_search = index_search
         self.test_runs = 0
         self._lock = threading.Lock()
         self._sandbox_lock = threading.Lock()  # one command at a time in one workspace
@@ -557,10 +566,52 @@ class StageTools:
 
     def _search_code(
         self,
-        pattern: str,
+        pattern: str | None = None,
         path_glob: str | None = None,
         fixed_string: bool = False,
         ignore_case: bool = False,
+        query: str | None = None,
+        limit: int = 8,
+    ):
+        if not pattern and not query:
+            raise ToolFailure("give query (search by meaning) or pattern (git grep), or both")
+        if not query:
+            return self._grep(pattern, path_glob, fixed_string, ignore_case)
+        found = self._index_search(query, limit, must=pattern is None)
+        if not pattern:
+            return found
+        grep_text, grep_summary = self._grep(pattern, path_glob, fixed_string, ignore_case)
+        return f"{found[0]}\n\ngit grep {pattern!r}:\n{grep_text}", f"{found[1]}; {grep_summary}"
+
+    def _index_search(self, query: str, limit: int, *, must: bool) -> tuple[str, str]:
+        if self.index_search is None:
+            if must:
+                raise ToolFailure("no retrieval index here; search with pattern (git grep) instead")
+            return "no retrieval index here", "no index"
+        result = self.index_search(query, limit)
+        if not result.hits:
+            why = f" (the index could not answer: {result.warning})" if result.warning else ""
+            return f"no indexed passages match {query!r}{why}", "no passages"
+        parts = []
+        for hit in result.hits:
+            symbol = f" {hit.symbol}" if hit.symbol else ""
+            lines = hit.text.splitlines()
+            body = "\n".join(lines[:INDEX_HIT_LINES])
+            more = (
+                f"\n[... {len(lines) - INDEX_HIT_LINES} more lines: read_file]"
+                if len(lines) > INDEX_HIT_LINES
+                else ""
+            )
+            parts.append(f"{hit.location} score {hit.score:.3f}{symbol}\n{body}{more}")
+        text = "As of the run's base commit, best first:\n\n" + "\n\n".join(parts)
+        return text, f"{len(result.hits)} passages for {_short(query, 60)!r}"
+
+    def _grep(
+        self,
+        pattern: str,
+        path_glob: str | None,
+        fixed_string: bool,
+        ignore_case: bool,
     ):
         spec: list[str] = []
         if path_glob:

@@ -26,6 +26,7 @@ from syschecks.registry import CheckContext, CheckResult, register
 # Every network probe gives up after this long, so a down service costs at most this.
 NETWORK_TIMEOUT_S = 2.0
 CELERY_PING_TIMEOUT_S = 1.0
+MILVUS_TIMEOUT_S = 1.5
 GIT_TIMEOUT_S = 3.0
 
 # Variable -> the backend it unlocks. Profiles name the variable; the value stays in the
@@ -478,48 +479,137 @@ def _channel_layer_passwords() -> list[str]:
 
 
 @register(id="milvus", title="Milvus retrieval index", category="services")
-def check_milvus(ctx: CheckContext) -> CheckResult:
+def check_milvus(ctx: CheckContext) -> list[CheckResult]:
+    """Where the index is and whether it answers, then (when it does) the embedding model,
+    this namespace's collections and one row per repository: chunks and lessons, the
+    last indexed commit. Starts nothing: an on-demand milvus-lite server that is not
+    running is reported as such, and a Milvus Lite file that does not exist is not made."""
+    if not getattr(settings, "TEKTON_RETRIEVAL", False):
+        return [
+            CheckResult(
+                status="warn",
+                detail="retrieval is off (TEKTON_RETRIEVAL=false): lessons come from run history",
+                hint="Unset TEKTON_RETRIEVAL (or set it to true) to retrieve lessons and "
+                "repository chunks by meaning.",
+            )
+        ]
     uri = getattr(settings, "MILVUS_URI", None)
+    token = getattr(settings, "MILVUS_TOKEN", None) or ""
     if not uri:
-        return CheckResult(
-            status="warn",
-            detail="not configured (retrieval falls back to run history)",
-            hint="Set MILVUS_URI to a Milvus server (http://host:19530) or a Milvus Lite "
-            "path to retrieve lessons and repository chunks by meaning.",
-        )
+        from swarm.retrieval import local_server_info
+
+        data_dir = Path(settings.TEKTON_MILVUS_DIR)
+        running = local_server_info(data_dir)
+        if running is None:
+            return [
+                CheckResult(
+                    status="ok",
+                    detail=f"milvus-lite on demand in {data_dir} (not running: the first run "
+                    "or `tekton index` starts it)",
+                )
+            ]
+        return _milvus_status(f"milvus-lite server pid {running.pid} on {running.uri}", token)
     uri = str(uri)
     scheme = urlsplit(uri).scheme
     if scheme in ("http", "https", "tcp", "grpc", "grpcs"):
         try:
             where = host_port(uri, 443 if scheme == "https" else 19530)
         except ValueError:
-            return CheckResult(
-                status="error",
-                detail=f"MILVUS_URI is not a valid URL ({safe_url(uri)})",
-                hint="Use http://host:19530 for a Milvus server or a path for Milvus Lite.",
-            )
+            return [
+                CheckResult(
+                    status="error",
+                    detail=f"MILVUS_URI is not a valid URL ({safe_url(uri)})",
+                    hint="Use http://host:19530 for a Milvus server or a path for Milvus Lite.",
+                )
+            ]
         host, _, port = where.rpartition(":")
         try:
             with socket.create_connection((host.strip("[]"), int(port)), NETWORK_TIMEOUT_S):
                 pass
         except OSError as exc:
-            return CheckResult(
-                status="error",
-                detail=f"cannot connect to Milvus at {where}: {_error_line(exc)}",
-                hint="Start the Milvus server or fix MILVUS_URI.",
-            )
-        return CheckResult(status="ok", detail=f"Milvus reachable at {safe_url(uri)}")
+            return [
+                CheckResult(
+                    status="error",
+                    detail=f"cannot connect to Milvus at {where}: {_error_line(exc)}",
+                    hint="Start the Milvus server or fix MILVUS_URI.",
+                )
+            ]
+        return _milvus_status(f"Milvus at {safe_url(uri)}", token, _url_password(uri))
     # Milvus Lite: a local path (its ".db" is a directory) that this process must write.
     path = Path(uri.removeprefix("file://")).expanduser()
     target = path if path.exists() else _nearest_existing(path.parent)
     if target is None or not (target.is_dir() and os.access(target, os.W_OK | os.X_OK)):
-        return CheckResult(
-            status="error",
-            detail=f"Milvus Lite path {path} is not writable by this process",
-            hint="Point MILVUS_URI at a directory this user may write (under TEKTON_DATA_DIR).",
+        return [
+            CheckResult(
+                status="error",
+                detail=f"Milvus Lite path {path} is not writable by this process",
+                hint="Point MILVUS_URI at a directory this user may write (under TEKTON_DATA_DIR).",
+            )
+        ]
+    if not path.exists():
+        return [
+            CheckResult(status="ok", detail=f"Milvus Lite at {path} (will be created, writable)")
+        ]
+    return _milvus_status(f"Milvus Lite at {path}", token)
+
+
+def _milvus_status(where: str, *secrets: str) -> list[CheckResult]:
+    import dataclasses
+
+    from runs.retrieval import retrieval_config
+    from swarm.retrieval import RetrievalError, retrieval_for
+
+    try:
+        # pymilvus takes ~2 s to import and the embedding model ~0.5 s to load: a shorter
+        # connect timeout keeps the whole check inside the registry's 5 s.
+        config = dataclasses.replace(retrieval_config(), timeout_s=MILVUS_TIMEOUT_S)
+    except RetrievalError as exc:
+        return [CheckResult(status="error", detail=f"retrieval settings: {exc}", hint="Fix the TEKTON_EMBEDDING_* or TEKTON_MILVUS_* settings.")]  # fmt: skip
+    status = retrieval_for(config).status()
+    if not status.reachable:
+        return [
+            CheckResult(
+                status="error",
+                detail=f"{where} does not answer as Milvus: {_error_line(Exception(status.error), *secrets)}",
+                hint="Start Milvus (or fix MILVUS_URI / MILVUS_TOKEN); runs go on without retrieval meanwhile.",
+            )
+        ]
+    model = status.embedding_model + (
+        f" ({status.embedding_dim} dims)" if status.embedding_dim else ""
+    )
+    collections = len(status.collections)
+    detail = (
+        f"{where} reachable; embedding {model}; {collections} collection"
+        f"{'s' if collections != 1 else ''} of namespace {status.namespace}"
+        f"; {sum(1 for r in status.repos if r.last_commit)} repositor"
+        f"{'y' if sum(1 for r in status.repos if r.last_commit) == 1 else 'ies'} indexed"
+    )
+    results = []
+    if status.embedding_error:
+        results.append(CheckResult(status="error", detail=f"{detail}; the embedding model fails: {_error_line(Exception(status.embedding_error), *secrets)}", hint="Fix TEKTON_EMBEDDING_* (and the key variable it names); stages go on without retrieval meanwhile."))  # fmt: skip
+    elif status.index_model and status.index_model != status.embedding_model:
+        results.append(CheckResult(status="warn", detail=f"{detail}; the index was built with {status.index_model}", hint="The next indexing rebuilds it with the configured model (`tekton index REPO`)."))  # fmt: skip
+    else:
+        results.append(CheckResult(status="ok", detail=detail))
+    for repo in status.repos:
+        if repo.last_commit:
+            text = (
+                f"last indexed commit {repo.last_commit[:12]}: {repo.files} files, "
+                f"{repo.chunks} chunks; {repo.commits_indexed} commit"
+                f"{'s' if repo.commits_indexed != 1 else ''} indexed, {repo.lessons} lesson"
+                f"{'s' if repo.lessons != 1 else ''}"
+            )
+        else:
+            text = f"not indexed; {repo.lessons} lesson{'s' if repo.lessons != 1 else ''}"
+        results.append(
+            CheckResult(
+                id=f"milvus.repo:{repo.repo}",
+                title=f"Index of {repo.repo}",
+                status="ok",
+                detail=text,
+            )
         )
-    state = "exists" if path.exists() else "will be created"
-    return CheckResult(status="ok", detail=f"Milvus Lite at {path} ({state}, writable)")
+    return results
 
 
 def _nearest_existing(path: Path) -> Path | None:

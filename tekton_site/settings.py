@@ -244,6 +244,40 @@ TEKTON_SANDBOX = os.environ.get("TEKTON_SANDBOX", "").strip() or "bwrap"
 if TEKTON_SANDBOX not in ("bwrap", "none"):
     raise ImproperlyConfigured(f"TEKTON_SANDBOX must be bwrap or none, got {TEKTON_SANDBOX!r}")
 
+# --- retrieval (issue 10): repository chunks and lessons in Milvus ------------------------
+# Without MILVUS_URI, Tekton starts milvus-lite's own server on demand (one per data
+# directory, under a lock file) and every process on this host talks to it. MILVUS_URI
+# names a Milvus server that every worker shares; MILVUS_TOKEN ("user:password" or an API
+# key) is read only from the environment and never shown. A MILVUS_URI ending in .db opens
+# Milvus Lite inside one process (tests).
+TEKTON_RETRIEVAL = env_bool("TEKTON_RETRIEVAL", True)
+MILVUS_URI = os.environ.get("MILVUS_URI", "").strip() or None
+MILVUS_TOKEN = os.environ.get("MILVUS_TOKEN", "").strip() or None
+TEKTON_MILVUS_DIR = Path(
+    os.environ.get("TEKTON_MILVUS_DIR") or TEKTON_DATA_DIR / "milvus"
+).resolve()
+# Collections are named after this (default: the namespace).
+TEKTON_MILVUS_NAMESPACE = os.environ.get("TEKTON_MILVUS_NAMESPACE", "").strip() or TEKTON_NAMESPACE
+TEKTON_MILVUS_TIMEOUT_S = env_float("TEKTON_MILVUS_TIMEOUT_S", 10.0)
+# wordllama: offline, weights inside the package. openai: an OpenAI-compatible
+# /embeddings endpoint, its key read from the variable TEKTON_EMBEDDING_KEY_ENV names.
+TEKTON_EMBEDDING_BACKEND = os.environ.get("TEKTON_EMBEDDING_BACKEND", "").strip() or "wordllama"
+if TEKTON_EMBEDDING_BACKEND not in ("wordllama", "openai"):
+    raise ImproperlyConfigured(
+        f"TEKTON_EMBEDDING_BACKEND must be wordllama or openai, got {TEKTON_EMBEDDING_BACKEND!r}"
+    )
+TEKTON_EMBEDDING_MODEL = os.environ.get("TEKTON_EMBEDDING_MODEL", "").strip()
+if TEKTON_EMBEDDING_BACKEND == "openai" and not TEKTON_EMBEDDING_MODEL:
+    raise ImproperlyConfigured("TEKTON_EMBEDDING_BACKEND=openai needs TEKTON_EMBEDDING_MODEL")
+TEKTON_EMBEDDING_BASE_URL = os.environ.get("TEKTON_EMBEDDING_BASE_URL", "").strip() or None
+TEKTON_EMBEDDING_KEY_ENV = (
+    os.environ.get("TEKTON_EMBEDDING_KEY_ENV", "").strip() or "OPENAI_API_KEY"
+)
+TEKTON_EMBEDDING_DIMENSIONS = env_int("TEKTON_EMBEDDING_DIMENSIONS", 0) or None
+# Estimated tokens of repository chunks a code-facing stage's prompt gets.
+TEKTON_RETRIEVAL_TOKEN_BUDGET = env_int("TEKTON_RETRIEVAL_TOKEN_BUDGET", 3000)
+TEKTON_RETRIEVAL_LESSONS = env_int("TEKTON_RETRIEVAL_LESSONS", 5)
+
 # --- REST API ------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     # Bearer first: its authenticate_header makes DRF answer 401 (not 403) without credentials.

@@ -43,6 +43,8 @@ def tekton_settings(settings, tmp_path, monkeypatch):
     """Embedded mode, synchronous inline execution, in-memory channel layer, tmp roots."""
     settings.TEKTON_EXECUTION = "inline"
     settings.TEKTON_INLINE_THREADS = False
+    # Retrieval tests turn it on with their own Milvus Lite file (tests/runs/test_retrieval.py).
+    settings.TEKTON_RETRIEVAL = False
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     artifacts = tmp_path / "artifacts"
     repos = tmp_path / "repos"

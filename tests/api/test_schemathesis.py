@@ -24,7 +24,8 @@ MIN_CASES = 1000
 
 # Requests that match the schema but that the server must still refuse with a documented
 # 400, because acceptance depends on the server's state, not on the request's shape: the
-# repository must exist under TEKTON_REPO_ROOTS and be git, a model needs a route, a
+# repository must exist under TEKTON_REPO_ROOTS and be git (a searched one must be under
+# them), a model needs a route, a
 # profile name must be free, a note must not be only spaces, a check id must be
 # registered, a cursor must be one the server issued, a hook URL must resolve to an allowed
 # address. For these operations only, 400 joins the statuses a schema-valid request
@@ -38,6 +39,7 @@ STATE_DEPENDENT = [
     "profiles_partial_update",
     "system_checks_run",
     "hooks_create",
+    "search",
 ]
 CONFIG = "\n".join(
     f"""

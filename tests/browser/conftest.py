@@ -118,8 +118,7 @@ def slow_server(tekton_server) -> Iterator[LiveServer]:
 
 
 def serve(root: Path, *, latency_ms: int) -> Iterator[LiveServer]:
-    repos = root / "repos"
-    repo = repos / "shop"
+    repo = root / "repos" / "shop"
     (repo / "src").mkdir(parents=True)
     (repo / "tests").mkdir()
     (repo / "README.md").write_text("# Shop\n\nA small web shop.\n")
@@ -132,21 +131,28 @@ def serve(root: Path, *, latency_ms: int) -> Iterator[LiveServer]:
     _git(repo, "commit", "-q", "-m", "Initial shop")
     venv_link(repo)  # its tests run in the sandbox with pytest, as a real project's would
     (repo / "src" / "app.py").write_text("def total(prices):\n    return round(sum(prices), 2)\n")
+    yield from serve_repo(root, repo, latency_ms=latency_ms)
 
+
+def serve_repo(root: Path, repo: Path, *, latency_ms: int, **extra: str) -> Iterator[LiveServer]:
+    """A migrated data directory under `root` with user ada, and the server over it;
+    `repo`'s folder is TEKTON_REPO_ROOTS; `extra` adds to (or overrides) the environment."""
     data = root / "data"
     env = _clean_env(
         TEKTON_DATA_DIR=str(data),
+        TEKTON_RETRIEVAL="false",  # no milvus-lite server per page test
         TEKTON_STATIC_ROOT=str(static_root()),
         # Webhooks can be created (the key) to a receiver on loopback (allowed here only).
         TEKTON_WEBHOOK_KEY="qd1RY2ayYEO8yFVrKZPe9gLzCtwq2Mvo2jTYwaXvhmw=",
         TEKTON_WEBHOOK_ALLOW_PRIVATE="true",
-        TEKTON_REPO_ROOTS=str(repos),
+        TEKTON_REPO_ROOTS=str(repo.parent),
         TEKTON_LLM_BACKEND="offline",
         TEKTON_OFFLINE_LATENCY_MS=str(latency_ms),
         TEKTON_EXECUTION="inline",
         TEKTON_INLINE_THREADS="true",
         DJANGO_ALLOW_ASYNC_UNSAFE="true",
     )
+    env.update(extra)
     manage = [sys.executable, str(PROJECT_DIR / "manage.py")]
     subprocess.run([*manage, "migrate", "-v0"], cwd=PROJECT_DIR, env=env, check=True)
     subprocess.run(

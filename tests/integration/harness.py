@@ -215,6 +215,8 @@ class Services:
                 "TEKTON_REPO_ROOTS": str(self.repo_root),
                 "TEKTON_STATIC_ROOT": str(static_root()),
                 "TEKTON_LLM_BACKEND": "offline",
+                # No milvus-lite server per test run; retrieval has its own tests.
+                "TEKTON_RETRIEVAL": os.environ.get("TEKTON_TEST_RETRIEVAL", "false"),
                 "TEKTON_HEARTBEAT_SECONDS": "1",
                 "TEKTON_STAGE_LEASE_SECONDS": "6",
                 "PYTHONUNBUFFERED": "1",

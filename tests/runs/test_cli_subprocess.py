@@ -44,6 +44,7 @@ class Cli:
             TEKTON_DATA_DIR=str(self.data),
             TEKTON_REPO_ROOTS=str(root),
             TEKTON_LLM_BACKEND="offline",
+            TEKTON_RETRIEVAL="false",
             DJANGO_SETTINGS_MODULE="tekton_site.settings",
         )
         self.env.pop("PYTEST_CURRENT_TEST", None)

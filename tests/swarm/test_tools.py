@@ -249,6 +249,18 @@ def test_search_code_finds_matches_and_no_match_is_not_an_error(ws):
     assert fixed.content == "pkg/calc.py:2:    return a + b"
 
 
+def test_search_code_by_query_needs_an_index_and_says_so(ws):
+    tools = stage_tools(ws)
+    nothing = call(tools, "search_code")
+    assert nothing.is_error and "give query" in nothing.content
+    no_index = call(tools, "search_code", query="where are numbers added")
+    assert no_index.is_error and "pattern (git grep)" in no_index.content
+    both = call(tools, "search_code", query="adding", pattern="def add")
+    assert not both.is_error
+    assert both.content.startswith("no retrieval index here")
+    assert "pkg/calc.py:1:def add(a, b):" in both.content
+
+
 # --- git tools ----------------------------------------------------------------------------
 
 

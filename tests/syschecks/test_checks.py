@@ -267,23 +267,26 @@ def test_no_channel_layer_is_an_error(settings):
 # --- milvus ----------------------------------------------------------------------------------
 
 
-def test_milvus_not_configured_warns_about_the_fallback(settings):
-    settings.MILVUS_URI = None
+def test_milvus_off_warns_about_the_history_fallback(settings):
+    settings.TEKTON_RETRIEVAL = False
     (result,) = checks_run(only=["milvus"])
     assert result.status == "warn"
-    assert result.detail == "not configured (retrieval falls back to run history)"
-    assert "MILVUS_URI" in result.hint
+    assert "TEKTON_RETRIEVAL=false" in result.detail and "run history" in result.detail
+    assert "TEKTON_RETRIEVAL" in result.hint
 
 
-def test_milvus_server_reachable(settings, listening_port):
-    settings.MILVUS_URI = f"http://root:Milvus@127.0.0.1:{listening_port}"
+def test_milvus_on_demand_not_running_is_not_started_by_the_check(settings, tmp_path):
+    settings.TEKTON_RETRIEVAL = True
+    settings.MILVUS_URI = None
+    settings.TEKTON_MILVUS_DIR = tmp_path / "milvus"
     (result,) = checks_run(only=["milvus"])
-    assert result.status == "ok", result.detail
-    assert f"http://127.0.0.1:{listening_port}" in result.detail
-    assert "Milvus@" not in result.detail
+    assert result.status == "ok"
+    assert "not running" in result.detail
+    assert not (tmp_path / "milvus").exists()
 
 
 def test_milvus_server_unreachable_names_host_and_port(settings, closed_port):
+    settings.TEKTON_RETRIEVAL = True
     settings.MILVUS_URI = f"http://127.0.0.1:{closed_port}"
     (result,) = checks_run(only=["milvus"])
     assert result.status == "error"
@@ -291,6 +294,7 @@ def test_milvus_server_unreachable_names_host_and_port(settings, closed_port):
 
 
 def test_milvus_uri_with_a_bad_port_is_an_error(settings):
+    settings.TEKTON_RETRIEVAL = True
     settings.MILVUS_URI = "http://user:pw@milvus.local:port"
     (result,) = checks_run(only=["milvus"])
     assert result.status == "error"
@@ -299,6 +303,7 @@ def test_milvus_uri_with_a_bad_port_is_an_error(settings):
 
 
 def test_milvus_lite_path_writable_or_not(settings, tmp_path):
+    settings.TEKTON_RETRIEVAL = True
     settings.MILVUS_URI = str(tmp_path / "milvus.db")
     (result,) = checks_run(only=["milvus"])
     assert result.status == "ok"

@@ -37,6 +37,7 @@ def test_everything_down_still_answers_within_three_seconds(settings, closed_por
     settings.CHANNEL_LAYERS = {
         "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [dead]}}
     }
+    settings.TEKTON_RETRIEVAL = True
     settings.MILVUS_URI = f"http://127.0.0.1:{closed_port}"
     started = time.monotonic()
     results = checks_run()

@@ -107,6 +107,7 @@ def live(tmp_path_factory) -> Iterator[Live]:
     }
     env.update(
         TEKTON_DATA_DIR=str(root / "data"),
+        TEKTON_RETRIEVAL="false",
         TEKTON_REPO_ROOTS=str(root / "repos"),
         TEKTON_LLM_BACKEND="offline",
         TEKTON_OFFLINE_LATENCY_MS="20",

@@ -77,7 +77,7 @@ from runs.selectors import (
 )
 from swarm.redact import redact
 from swarm.stages import UnknownStageError
-from tekton_site.errors import FieldError, StateError
+from tekton_site.errors import FieldError, ServiceUnavailable, StateError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BLOCKED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 MANAGE = "manage.py"
@@ -92,7 +92,7 @@ DetachOpt = Annotated[
 
 # Subcommand paths that only read: Django's system checks are skipped for them, as
 # `requires_system_checks = []` does for a whole command. `run --explain` is one too.
-READ_ONLY = {("runs",), ("show",), ("check",), ("token", "list")}
+READ_ONLY = {("runs",), ("show",), ("check",), ("search",), ("token", "list")}
 # The command's own options that take a value (the rest are flags).
 _VALUE_OPTIONS = {"--settings", "--pythonpath"}
 
@@ -179,6 +179,12 @@ class Command(TyperCommand):
             else:
                 self._err(f"error: {err}")
             raise typer.Exit(EXIT_USAGE) from None
+        except ServiceUnavailable as err:
+            # A service that is down is no bug: its one line is the whole story.
+            if debug:
+                self._err(traceback.format_exc())
+            self._err(f"error: {err}")
+            raise typer.Exit(EXIT_FAILED) from None
         except Exception as err:
             message = " ".join(str(err).split()) or type(err).__name__
             if debug:
@@ -700,6 +706,86 @@ class Command(TyperCommand):
             cli_process.handshake_ok()
         cli_process.drive(run_id)
         raise typer.Exit(self._outcome(run_id))
+
+    # --- retrieval ------------------------------------------------------------------------
+
+    @command(
+        help="Index a repository's commit for retrieval (incremental: unchanged files are "
+        "not embedded again). Exit 2 for a bad repository, 1 when the index is down."
+    )
+    def index(
+        self,
+        repo: Annotated[str, typer.Argument(help="The repository's path.")],
+        commit: Annotated[str, typer.Option("--commit", help="A commit or branch.")] = "HEAD",
+        force: Annotated[bool, typer.Option("--force", help="Embed every file again.")] = False,
+        debug: DebugOpt = False,
+    ) -> None:
+        from runs.retrieval_search import repo_index
+
+        with self._errors(debug):
+            console = self._console()
+            if console.is_terminal:
+                from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+                bar = Progress(
+                    TextColumn("indexing"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.description}"), console=console, transient=True,
+                )  # fmt: skip
+                task = bar.add_task("", total=None)
+
+                def progress(done: int, total: int, path: str) -> None:
+                    bar.update(task, completed=done, total=total, description=path[-60:])
+
+                with bar:
+                    report = repo_index(
+                        repo_path=repo, commit=commit, progress=progress, force=force
+                    )
+            else:
+                report = repo_index(repo_path=repo, commit=commit, force=force)
+            if report.already_indexed:
+                self._out(
+                    f"{report.repo} @ {report.commit[:12]}: already indexed ({report.chunks} chunks)"
+                )
+                return
+            skipped = ", ".join(f"{n} {why}" for why, n in sorted(report.skipped.items()))
+            self._out(
+                f"{report.repo} @ {report.commit[:12]}: {report.files} files, "
+                f"{report.embedded_files} embedded, {report.reused_files} unchanged, "
+                f"{report.chunks} chunks ({report.chunks_added} new) in {report.seconds:.1f} s"
+                + (f"; skipped {skipped}" if skipped else "")
+            )
+
+    @command(help="Search a repository's index: chunks with path:lines and score, and lessons.")
+    def search(
+        self,
+        query: Annotated[str, typer.Argument(help="What to look for, in words or code.")],
+        repo: Annotated[str, typer.Option("--repo", help="The repository's path.")],
+        limit: Annotated[int, typer.Option("--limit", min=1, max=50)] = 10,
+        commit: Annotated[
+            str | None,
+            typer.Option("--commit", help="A full commit sha (default: the newest indexed)."),
+        ] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+        debug: DebugOpt = False,
+    ) -> None:
+        from runs.retrieval_search import repo_search
+
+        with self._errors(debug):
+            found = repo_search(user=None, repo_path=repo, query=query, k=limit, commit=commit)
+            if as_json:
+                self._out(json.dumps(found, indent=2))
+                return
+            if found["warning"]:
+                self._err(f"warning: {found['warning']}")
+            where = f" @ {found['commit'][:12]}" if found["commit"] else ""
+            self._out(f"{len(found['chunks'])} chunk(s) in {found['repo']}{where}")
+            for hit in found["chunks"]:
+                symbol = f"  {hit['symbol']}" if hit["symbol"] else ""
+                self._out(f"{hit['score']:.4f}  {hit['location']}{symbol}")
+            if found["lessons"]:
+                self._out(f"{len(found['lessons'])} lesson(s)")
+                for lesson in found["lessons"]:
+                    self._out(f"{lesson['score']:.4f}  {lesson['source']}: {lesson['text'][:160]}")
 
     # --- workspaces -----------------------------------------------------------------------
 
