@@ -63,7 +63,7 @@ def agno_describe(steps: list[AgnoStep]) -> list[str]:
     """One line a step, for --dry-run."""
     return [
         f"{i}. {s.role} ({s.model}): sees the task"
-        + (f" and the {', '.join(p.role for p in steps[: i - 1])}'s answer" if i > 1 else "")
+        + "".join(f" and the {p.role}'s answer" for p in steps[: i - 1])
         for i, s in enumerate(steps, start=1)
     ]
 

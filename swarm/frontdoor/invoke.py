@@ -179,23 +179,12 @@ def _fill(outcome: InvokeOutcome, completion: Completion) -> None:
     outcome.cost_usd += completion.cost_usd
 
 
-async def invoke(
-    spec: InvokeSpec,
-    *,
-    completer: Any,  # a swarm.providers.Router
-    journal: Journal | None,
-    say: Callable[[str], None] = lambda _line: None,
-    on_delta: DeltaCallback | None = None,
-    git_path: str | Path | None = None,
-    meta: Mapping[str, Any] | None = None,
-) -> InvokeOutcome:
-    """Run `spec` and journal it (when `journal` is given). `say` hears progress lines
-    (the model tried, why the chain moved on); `on_delta` the answer as it streams.
-    Raises UsageProblem before anything is written; a JournalError when the memory
-    directory cannot be written."""
+def invoke_plan(spec: InvokeSpec, *, completer: Any) -> InvokeOutcome:
+    """The checks and the chain of `spec`, before anything runs or is written: an outcome
+    with `chain` (and `intent` for a prompt) filled. Raises UsageProblem: a bad prompt,
+    an unknown intent, a single-model agent whose model has no route here."""
     spec_check(spec)
     outcome = InvokeOutcome("")
-    temperature = 0.2 if spec.temperature is None else spec.temperature
     if spec.kind == "prompt":
         outcome.intent, outcome.intent_reason, outcome.chain = prompt_plan(spec)
     elif spec.kind == "agno":
@@ -216,6 +205,26 @@ async def invoke(
                 completer.resolve(model)
             except NoRouteError as exc:
                 raise UsageProblem(str(exc)) from None
+    return outcome
+
+
+async def invoke(
+    spec: InvokeSpec,
+    *,
+    completer: Any,  # a swarm.providers.Router
+    journal: Journal | None,
+    say: Callable[[str], None] = lambda _line: None,
+    on_delta: DeltaCallback | None = None,
+    git_path: str | Path | None = None,
+    meta: Mapping[str, Any] | None = None,
+    on_journal: Callable[[str], None] | None = None,
+) -> InvokeOutcome:
+    """Run `spec` and journal it (when `journal` is given). `say` hears progress lines
+    (the model tried, why the chain moved on); `on_delta` the answer as it streams;
+    `on_journal` the journal folder's name once it exists. Raises UsageProblem before
+    anything is written; a JournalError when the memory directory cannot be written."""
+    outcome = invoke_plan(spec, completer=completer)
+    temperature = 0.2 if spec.temperature is None else spec.temperature
     outcome.git = git_facts(git_path)
     command = f"ask {spec.kind}" if spec.kind != "prompt" else "prompt"
     facts: dict[str, Any] = {
@@ -232,6 +241,8 @@ async def invoke(
         agent=spec.kind, command=command, prompt=spec.text, context=spec.context, **facts
     ) as inv:
         outcome.journal_id = inv.id
+        if on_journal is not None:
+            on_journal(inv.id)
         return await _body(spec, outcome, inv, completer, say, on_delta, temperature)
 
 

@@ -1,0 +1,133 @@
+"""Runs one invocation for the adapters (the CLI plugin, the task): the settings into an
+InvokeSpec, the Router, the journal, and the row kept in step with them."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+
+from prompts.models import PromptInvocation
+
+_CHAINS_ENV = "TEKTON_PROMPT_CHAINS"
+
+
+def memory_dir_default(*, username: str | None = None) -> Path:
+    """The journal of this login (CLI) or of a dashboard user (web/...)."""
+    root = Path(settings.TEKTON_MEMORY_DIR)
+    if username is not None:
+        return root / "web" / username
+    try:
+        login = getpass.getuser()
+    except Exception:  # no login name (a container's uid): one shared journal
+        login = "default"
+    return root / login
+
+
+def chains_setting() -> dict[str, Any] | None:
+    raw = os.environ.get(_CHAINS_ENV, "").strip()
+    if not raw:
+        return None
+    from swarm.frontdoor.invoke import UsageProblem
+
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise UsageProblem(
+            f'{_CHAINS_ENV} must be JSON like {{"code": ["vendor/model"]}}'
+        ) from None
+    if not isinstance(data, dict):
+        raise UsageProblem(f"{_CHAINS_ENV} must be a JSON object of intent -> model list")
+    return data
+
+
+def spec_build(
+    *,
+    kind: str,
+    text: str,
+    context: str = "",
+    model: str | None = None,
+    temperature: float | None = None,
+    intent: str | None = None,
+    dry_run: bool = False,
+    memory: str = "",
+):
+    from swarm.frontdoor.invoke import InvokeSpec
+
+    return InvokeSpec(
+        kind=kind,
+        text=text,
+        context=context,
+        model=model,
+        temperature=temperature,
+        intent=intent,
+        dry_run=dry_run,
+        memory=memory,
+        chains=chains_setting(),
+        timeout=settings.TEKTON_PROMPT_TIMEOUT_S,
+        codex_timeout=settings.TEKTON_CODEX_TIMEOUT_S,
+        max_chars=settings.TEKTON_PROMPT_MAX_CHARS,
+    )
+
+
+def router_for(kind: str):
+    from swarm.frontdoor.invoke import retry_options_for
+    from swarm.providers import router_build
+
+    return router_build(env=dict(os.environ), retry_options=retry_options_for(kind))
+
+
+def invocation_run(
+    *,
+    spec,
+    completer,
+    journal,
+    invocation: PromptInvocation,
+    say: Callable[[str], None] = lambda _l: None,
+    on_delta=None,
+    git_path: str | None = None,
+):
+    """Run `spec`, keeping `invocation` (already created) in step; returns the
+    InvokeOutcome. Whatever stops it (Ctrl-C included) leaves the row FAILED."""
+    from prompts.services import (
+        prompt_invocation_fail,
+        prompt_invocation_finish,
+        prompt_invocation_journal_set,
+    )
+    from swarm.frontdoor.invoke import invoke
+
+    async def go():
+        try:
+            return await invoke(
+                spec,
+                completer=completer,
+                journal=journal,
+                say=say,
+                on_delta=on_delta,
+                git_path=git_path,
+                meta={"invocation": invocation.pk, "who": invocation.who},
+                on_journal=lambda jid: invocation.__setattr__("journal_id", jid),
+            )
+        finally:
+            await completer.aclose()
+
+    try:
+        outcome = asyncio.run(go())
+    except BaseException as exc:
+        reason = (
+            "interrupted"
+            if isinstance(exc, KeyboardInterrupt)
+            else (" ".join(str(exc).split()) or type(exc).__name__)
+        )
+        prompt_invocation_fail(invocation=invocation, error=reason[:500])
+        raise
+    prompt_invocation_finish(invocation=invocation, outcome=outcome.redacted())
+    if outcome.journal_id:
+        prompt_invocation_journal_set(invocation=invocation, journal_id=outcome.journal_id)
+    return outcome
