@@ -131,3 +131,44 @@ def invocation_run(
     if outcome.journal_id:
         prompt_invocation_journal_set(invocation=invocation, journal_id=outcome.journal_id)
     return outcome
+
+
+def invocation_execute(*, invocation_id: int) -> None:
+    """Run a queued invocation (from the API or the page) once: claim it, run it with the
+    owner's journal, record the outcome. Its texts are the stored, redacted ones: what
+    the web asked is sent as it was kept. Safe to call twice; a missing or claimed row
+    is left alone."""
+    from prompts.services import prompt_invocation_fail
+    from swarm.frontdoor.invoke import UsageProblem
+    from swarm.frontdoor.journal import Journal, JournalError
+
+    claimed = PromptInvocation.objects.filter(
+        pk=invocation_id, status=PromptInvocation.Status.QUEUED
+    ).update(status=PromptInvocation.Status.RUNNING)
+    if claimed != 1:
+        return
+    invocation = PromptInvocation.objects.select_related("owner").get(pk=invocation_id)
+    options = invocation.options or {}
+    username = invocation.owner.get_username() if invocation.owner else "anonymous"
+    journal = Journal(memory_dir_default(username=username))
+    try:
+        spec = spec_build(
+            kind=invocation.agent,
+            text=invocation.prompt,
+            context=invocation.context,
+            model=invocation.requested_model or None,
+            temperature=invocation.temperature,
+            intent=invocation.intent or None,
+            dry_run=bool(options.get("dry_run")),
+            memory=journal.recent_context() if options.get("memory", True) else "",
+        )
+        invocation_run(
+            spec=spec,
+            completer=router_for(invocation.agent),
+            journal=journal,
+            invocation=invocation,
+            git_path=invocation.repo_path or None,
+        )
+    except (UsageProblem, JournalError) as exc:
+        if not invocation.is_finished:
+            prompt_invocation_fail(invocation=invocation, error=str(exc))

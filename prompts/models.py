@@ -51,6 +51,8 @@ class PromptInvocation(models.Model):
     tokens_out = models.PositiveBigIntegerField(default=0)
     cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=0)
     duration_s = models.FloatField(default=0)
+    # How it was asked beyond the texts: {"dry_run": bool, "memory": bool} (API and page).
+    options = models.JSONField(default=dict, blank=True)
     repo_path = models.CharField(max_length=1024, blank=True, default="")
     git_sha = models.CharField(max_length=64, blank=True, default="")
     git_branch = models.CharField(max_length=200, blank=True, default="")

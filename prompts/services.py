@@ -14,6 +14,7 @@ from swarm.redact import Labeller, redact
 _STATUS = {"OK": "ok", "FAILED": "failed", "DRY-RUN": "dry-run"}
 
 
+@transaction.atomic
 def prompt_invocation_create(
     *,
     agent: str,
@@ -105,3 +106,103 @@ def prompt_invocation_diamond(
             "journal_id": invocation.journal_id,
         },
     )
+
+
+def prompt_invocation_request(
+    *,
+    by,
+    agent: str,
+    prompt: str,
+    context: str = "",
+    model: str | None = None,
+    temperature: float | None = None,
+    intent: str | None = None,
+    dry_run: bool = False,
+    memory: bool = True,
+    repo: str | None = None,
+    source: str = PromptInvocation.Source.API,
+) -> PromptInvocation:
+    """Queue an invocation for a dashboard user (the API, the Prompts page) and have it
+    run once this transaction commits. Refuses (FieldError naming the field) what the CLI
+    refuses as a usage error; `codex` runs a program on this server, so it needs
+    TEKTON_PROMPT_CODEX_ENABLED and a staff user (PermissionDenied otherwise)."""
+    from django.conf import settings
+    from django.core.exceptions import PermissionDenied
+
+    from prompts.execution import router_for, spec_build
+    from runs.services import _repo_check
+    from swarm.frontdoor.invoke import UsageProblem, invoke_plan
+    from tekton_site.errors import FieldError
+
+    if agent == "codex":
+        if not settings.TEKTON_PROMPT_CODEX_ENABLED:
+            raise PermissionDenied("codex is off on this server (TEKTON_PROMPT_CODEX_ENABLED)")
+        if not getattr(by, "is_staff", False):
+            raise PermissionDenied("codex runs a program on the server: staff only")
+    repo_path = ""
+    if repo:
+        try:
+            repo_path = str(_repo_check(repo))
+        except FieldError as exc:
+            raise FieldError("repo", str(exc)) from None
+    try:
+        spec = spec_build(
+            kind=agent,
+            text=prompt,
+            context=context,
+            model=model,
+            temperature=temperature,
+            intent=intent,
+            dry_run=dry_run,
+        )
+        plan = invoke_plan(spec, completer=router_for(agent))
+    except UsageProblem as exc:
+        raise FieldError(exc.field, str(exc)) from None
+    owner = by if getattr(by, "is_authenticated", False) else None
+    invocation = prompt_invocation_create(
+        agent=agent,
+        prompt=prompt,
+        owner=owner,
+        who=owner.get_username() if owner else "",
+        source=source,
+        context=context,
+        requested_model=model,
+        temperature=temperature,
+        intent=plan.intent,
+        chain=plan.chain,
+        repo_path=repo_path,
+        status=PromptInvocation.Status.QUEUED,
+    )
+    invocation.options = {"dry_run": dry_run, "memory": memory}
+    invocation.save(update_fields=["options"])
+    transaction.on_commit(lambda: _dispatch(invocation.pk))
+    return invocation
+
+
+def _dispatch(invocation_id: int) -> None:
+    import threading
+
+    from django.conf import settings
+    from django.db import connection
+
+    from prompts.execution import invocation_execute
+
+    if settings.TEKTON_EXECUTION == "celery":
+        import tekton_site.celery  # noqa: F401  the configured app, not loaded at start-up
+        from prompts.tasks import prompt_invocation_execute_task
+
+        prompt_invocation_execute_task.apply_async(
+            args=[invocation_id], queue=settings.TEKTON_QUEUE
+        )
+        return
+    if not settings.TEKTON_INLINE_THREADS:
+        invocation_execute(invocation_id=invocation_id)
+        return
+
+    def work() -> None:
+        try:
+            invocation_execute(invocation_id=invocation_id)
+        finally:
+            connection.close()
+
+    threading.Thread(target=work, name=f"tekton-prompt-{invocation_id}", daemon=True).start()

@@ -48,7 +48,12 @@ def retry_options_for(kind: str) -> dict[str, Any]:
 
 
 class UsageProblem(Exception):
-    """The request cannot be sent as given (exit 2); nothing has been written."""
+    """The request cannot be sent as given (exit 2); nothing has been written. `field`
+    names what is wrong (prompt, context, model, temperature, intent), for the API."""
+
+    def __init__(self, message: str, *, field: str = "non_field_errors") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -133,20 +138,26 @@ def _model_id(model: str | None, default: str, vendor: str) -> str:
 def spec_check(spec: InvokeSpec) -> None:
     """What is wrong with `spec` before anything runs (UsageProblem)."""
     if spec.kind not in KINDS:
-        raise UsageProblem(f"unknown agent {spec.kind!r}; agents: {', '.join(KINDS)}")
+        raise UsageProblem(
+            f"unknown agent {spec.kind!r}; agents: {', '.join(KINDS)}", field="agent"
+        )
     if not spec.text.strip():
-        raise UsageProblem("the prompt is empty")
+        raise UsageProblem("the prompt is empty", field="prompt")
     if len(spec.text) > spec.max_chars:
         raise UsageProblem(
-            f"the prompt is {len(spec.text)} characters; the limit is {spec.max_chars}"
+            f"the prompt is {len(spec.text)} characters; the limit is {spec.max_chars}",
+            field="prompt",
         )
     if spec.temperature is not None and not 0.0 <= spec.temperature <= 2.0:
-        raise UsageProblem(f"--temperature must be between 0 and 2, got {spec.temperature:g}")
+        raise UsageProblem(
+            f"--temperature must be between 0 and 2, got {spec.temperature:g}",
+            field="temperature",
+        )
     if spec.intent is not None:
         try:
             intent_classify("", override=spec.intent)
         except ValueError as exc:
-            raise UsageProblem(str(exc)) from None
+            raise UsageProblem(str(exc), field="intent") from None
 
 
 def prompt_plan(spec: InvokeSpec) -> tuple[str, str, list[str]]:
@@ -204,7 +215,7 @@ def invoke_plan(spec: InvokeSpec, *, completer: Any) -> InvokeOutcome:
             try:
                 completer.resolve(model)
             except NoRouteError as exc:
-                raise UsageProblem(str(exc)) from None
+                raise UsageProblem(str(exc), field="model") from None
     return outcome
 
 
