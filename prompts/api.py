@@ -93,7 +93,13 @@ class PromptPageSerializer(serializers.Serializer):
 class PromptFilterSerializer(serializers.Serializer):
     agent = serializers.ChoiceField(choices=AGENTS + ("diamond",), required=False)
     status = serializers.ChoiceField(choices=PromptInvocation.Status.values, required=False)
-    q = serializers.CharField(max_length=200, required=False, help_text="text in the prompt")
+    q = serializers.CharField(
+        max_length=200,
+        required=False,
+        allow_blank=True,
+        trim_whitespace=False,
+        help_text="text in the prompt",
+    )
 
 
 class PromptCreateInputSerializer(serializers.Serializer):

@@ -158,7 +158,7 @@ def invocation_execute(*, invocation_id: int) -> None:
             context=invocation.context,
             model=invocation.requested_model or None,
             temperature=invocation.temperature,
-            intent=invocation.intent or None,
+            intent=(invocation.intent or None) if options.get("intent_given") else None,
             dry_run=bool(options.get("dry_run")),
             memory=journal.recent_context() if options.get("memory", True) else "",
         )

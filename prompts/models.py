@@ -9,11 +9,11 @@ from django.db import models
 
 class PromptInvocation(models.Model):
     class Status(models.TextChoices):
-        QUEUED = "queued"
-        RUNNING = "running"
-        OK = "ok"
-        FAILED = "failed"
-        DRY_RUN = "dry-run"
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        OK = "ok", "OK"
+        FAILED = "failed", "Failed"
+        DRY_RUN = "dry-run", "Dry run"
 
     class Source(models.TextChoices):
         CLI = "cli"

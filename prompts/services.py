@@ -173,7 +173,7 @@ def prompt_invocation_request(
         repo_path=repo_path,
         status=PromptInvocation.Status.QUEUED,
     )
-    invocation.options = {"dry_run": dry_run, "memory": memory}
+    invocation.options = {"dry_run": dry_run, "memory": memory, "intent_given": bool(intent)}
     invocation.save(update_fields=["options"])
     transaction.on_commit(lambda: _dispatch(invocation.pk))
     return invocation

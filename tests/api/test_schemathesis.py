@@ -27,8 +27,9 @@ MIN_CASES = 1000
 # repository must exist under TEKTON_REPO_ROOTS and be git, a model needs a route, a
 # profile name must be free, a note must not be only spaces, a check id must be
 # registered, a cursor must be one the server issued, a hook URL must resolve to an allowed
-# address. For these operations only, 400 joins the statuses a schema-valid request
-# may get; every check stays on, and a 5xx or an undocumented answer still fails.
+# address, a prompt must not be only spaces. For these operations only, 400 joins the
+# statuses a schema-valid request may get; every check stays on, and a 5xx or an
+# undocumented answer still fails.
 STATE_DEPENDENT = [
     "runs_list",
     "runs_create",
@@ -38,6 +39,7 @@ STATE_DEPENDENT = [
     "profiles_partial_update",
     "system_checks_run",
     "hooks_create",
+    "prompts_create",
 ]
 CONFIG = "\n".join(
     f"""
