@@ -362,3 +362,21 @@ async def test_search_recent_context_and_prune(tmp_path):
     assert len(journal.entries()) == 2
     with pytest.raises(ValueError):
         duration_parse("fortnight")
+
+
+async def test_a_chain_that_gets_429_forever_or_garbage_fails_with_each_reason(fake_llm, tmp_path):
+    from tests.fakes.llm_server import malformed
+
+    fake_llm.script(*[status(429)] * 4, malformed())
+    spec = InvokeSpec(
+        kind="prompt",
+        text="fix it",
+        chains={"code": ["anthropic/claude-sonnet-4.6", "openai/gpt-4.1"]},
+    )
+    outcome = await invoke(spec, completer=_router(fake_llm), journal=Journal(tmp_path / "m"))
+    assert outcome.outcome == "FAILED" and outcome.exit_code == 1
+    assert outcome.error.startswith("every model of the chain failed; last: openai")
+    first, second = outcome.attempts
+    assert (first["outcome"], first["calls"]) == ("failed", 4) and "HTTP 429" in first["detail"]
+    assert second["outcome"] == "failed"
+    assert "· prompt · FAILED" in (tmp_path / "m" / "journal.md").read_text()
