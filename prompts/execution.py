@@ -7,6 +7,7 @@ import asyncio
 import getpass
 import json
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -92,15 +93,33 @@ def invocation_run(
     say: Callable[[str], None] = lambda _l: None,
     on_delta=None,
     git_path: str | None = None,
+    live: bool = False,
 ):
     """Run `spec`, keeping `invocation` (already created) in step; returns the
-    InvokeOutcome. Whatever stops it (Ctrl-C included) leaves the row FAILED."""
+    InvokeOutcome. Whatever stops it (Ctrl-C included) leaves the row FAILED.
+
+    `live` (the API and the page): the answer so far goes into the row every
+    LIVE_SECONDS while it streams, so a reader polling the invocation sees it grow. The
+    calls then run in a thread of their own and this thread does every database write
+    (the ORM refuses to run inside an event loop)."""
     from prompts.services import (
         prompt_invocation_fail,
         prompt_invocation_finish,
         prompt_invocation_journal_set,
+        prompt_invocation_progress,
     )
     from swarm.frontdoor.invoke import invoke
+
+    pieces: list[str] = []
+    if live:
+
+        def on_delta(delta, _outer=on_delta):
+            if delta.restart:
+                pieces.clear()
+            elif delta.text:
+                pieces.append(delta.text)
+            if _outer is not None:
+                _outer(delta)
 
     async def go():
         try:
@@ -118,7 +137,11 @@ def invocation_run(
             await completer.aclose()
 
     try:
-        outcome = asyncio.run(go())
+        outcome = (
+            _run_live(go, invocation, pieces, prompt_invocation_progress)
+            if live
+            else (asyncio.run(go()))
+        )
     except BaseException as exc:
         reason = (
             "interrupted"
@@ -131,6 +154,32 @@ def invocation_run(
     if outcome.journal_id:
         prompt_invocation_journal_set(invocation=invocation, journal_id=outcome.journal_id)
     return outcome
+
+
+LIVE_SECONDS = 0.5
+
+
+def _run_live(go, invocation, pieces: list[str], progress):
+    result: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            result["outcome"] = asyncio.run(go())
+        except BaseException as exc:  # handed to the caller's thread below
+            result["error"] = exc
+
+    thread = threading.Thread(target=work, name=f"tekton-prompt-calls-{invocation.pk}")
+    thread.start()
+    shown = ""
+    while thread.is_alive():
+        thread.join(LIVE_SECONDS)
+        text = "".join(pieces)
+        if text != shown and thread.is_alive():
+            progress(invocation=invocation, partial=text)
+            shown = text
+    if "error" in result:
+        raise result["error"]
+    return result["outcome"]
 
 
 def invocation_execute(*, invocation_id: int) -> None:
@@ -168,6 +217,7 @@ def invocation_execute(*, invocation_id: int) -> None:
             journal=journal,
             invocation=invocation,
             git_path=invocation.repo_path or None,
+            live=True,
         )
     except (UsageProblem, JournalError) as exc:
         if not invocation.is_finished:

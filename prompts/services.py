@@ -77,6 +77,24 @@ def prompt_invocation_finish(
     return invocation
 
 
+# What of a streaming answer is kept back from the row: a secret still arriving is shown
+# only once enough of it is there for redaction to recognise it.
+PARTIAL_HOLDBACK = 64
+
+
+def prompt_invocation_partial(text: str) -> str:
+    """The part of an answer still streaming that may be shown: redacted, less its last
+    PARTIAL_HOLDBACK characters."""
+    return redact(text[:-PARTIAL_HOLDBACK] if len(text) > PARTIAL_HOLDBACK else "")
+
+
+def prompt_invocation_progress(*, invocation: PromptInvocation, partial: str) -> None:
+    """The answer so far, while it streams (the row is running)."""
+    PromptInvocation.objects.filter(
+        pk=invocation.pk, status=PromptInvocation.Status.RUNNING
+    ).update(response=prompt_invocation_partial(partial))
+
+
 def prompt_invocation_fail(*, invocation: PromptInvocation, error: str) -> PromptInvocation:
     """Mark an invocation that stopped without an outcome (Ctrl-C, a crash) FAILED."""
     return prompt_invocation_finish(
