@@ -77,11 +77,18 @@ def spec_build(
     )
 
 
-def router_for(kind: str):
+def router_for(kind: str, *, record_path: str | None = None):
+    """The Router the stages use, from this process's environment; `record_path` appends
+    every call to that cassette (replayable with TEKTON_LLM_BACKEND=replay)."""
     from swarm.frontdoor.invoke import retry_options_for
     from swarm.providers import router_build
 
-    return router_build(env=dict(os.environ), retry_options=retry_options_for(kind))
+    return router_build(
+        env=dict(os.environ),
+        retry_options=retry_options_for(kind),
+        record_path=record_path,
+        replay_path=os.environ.get("TEKTON_REPLAY_PATH") or None,
+    )
 
 
 def invocation_run(

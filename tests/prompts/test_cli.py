@@ -199,3 +199,18 @@ def test_memory_show_search_and_prune(memory):
     assert code == 0 and "removed 0 invocation(s)" in out
     code, _, err = tekton("memory", "prune", "--older-than", "soon", "--memory", str(memory))
     assert code == 2 and "like 14d" in err
+
+
+def test_options_before_the_agent_and_a_recorded_call_replays(memory, tmp_path, monkeypatch):
+    cassette = tmp_path / "calls.jsonl"
+    code, first, err = tekton(
+        "ask", "--memory", str(memory), "--no-memory", "claude", "hi", "--record", str(cassette)
+    )
+    assert code == 0, err
+    assert (memory / "journal.md").exists() and cassette.exists()
+    monkeypatch.setenv("TEKTON_LLM_BACKEND", "replay")
+    monkeypatch.setenv("TEKTON_REPLAY_PATH", str(cassette))
+    code, again, err = tekton("ask", "--memory", str(memory), "--no-memory", "claude", "hi")
+    assert code == 0, err
+    assert again == first
+    assert PromptInvocation.objects.order_by("-pk").first().provider == "replay"

@@ -100,14 +100,25 @@ def _ask(
     context: Path | None,
     no_memory: bool,
     debug: bool,
+    record: Path | None = None,
 ) -> None:
     from prompts.execution import invocation_run, router_for, spec_build
     from prompts.services import prompt_invocation_create
     from swarm.frontdoor.invoke import UsageProblem, context_read, invoke_plan
     from swarm.frontdoor.journal import JournalError
 
+    memory, context, no_memory = _defaults(self, memory, context, no_memory)
     with self._errors(debug):
         try:
+            record_path = None
+            if record is not None:
+                from runs.services import _record_path_check
+                from tekton_site.errors import FieldError
+
+                try:
+                    record_path = str(_record_path_check(record))
+                except FieldError as exc:
+                    raise UsageProblem(exc.message) from None
             context_text = context_read(context) if context is not None else ""
             journal = _journal(memory)
             spec = spec_build(
@@ -120,7 +131,7 @@ def _ask(
                 dry_run=dry_run,
                 memory="" if no_memory else journal.recent_context(),
             )
-            router = router_for(kind)
+            router = router_for(kind, record_path=record_path)
             plan = invoke_plan(spec, completer=router)
             journal.check_writable()  # last: a refused request makes no directory
         except (UsageProblem, JournalError) as exc:
@@ -164,9 +175,29 @@ def _ask(
         raise typer.Exit(EXIT_OK)
 
 
+RecordOpt = Annotated[
+    Path | None, typer.Option("--record", help="Record every LLM call to this cassette.")
+]
+
+
 @Command.group(help="Ask one agent: claude (the API), codex (its command line), agno, diamond.")
-def ask(self) -> None:
-    pass
+def ask(
+    self,
+    memory: MemoryOpt = None,
+    context: ContextOpt = None,
+    no_memory: NoMemoryOpt = False,
+) -> None:
+    # Given before the agent (`tekton ask --memory DIR claude ...`): every agent's default.
+    self._ask_defaults = {"memory": memory, "context": context, "no_memory": no_memory}
+
+
+def _defaults(self: Command, memory, context, no_memory):
+    given = getattr(self, "_ask_defaults", {})
+    return (
+        memory if memory is not None else given.get("memory"),
+        context if context is not None else given.get("context"),
+        no_memory or bool(given.get("no_memory")),
+    )
 
 
 @ask.command(
@@ -182,6 +213,7 @@ def ask_claude(
     memory: MemoryOpt = None,
     context: ContextOpt = None,
     no_memory: NoMemoryOpt = False,
+    record: RecordOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     _ask(
@@ -190,6 +222,7 @@ def ask_claude(
         prompt,
         model=model,
         temperature=temperature,
+        record=record,
         memory=memory,
         context=context,
         no_memory=no_memory,
@@ -236,6 +269,7 @@ def ask_agno(
     memory: MemoryOpt = None,
     context: ContextOpt = None,
     no_memory: NoMemoryOpt = False,
+    record: RecordOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     _ask(
@@ -243,6 +277,7 @@ def ask_agno(
         "agno",
         task,
         model=model,
+        record=record,
         dry_run=dry_run,
         memory=memory,
         context=context,
@@ -275,6 +310,7 @@ def ask_diamond(
     from swarm.frontdoor.invoke import UsageProblem, context_read
     from swarm.frontdoor.journal import DRY_RUN, FAILED, OK, JournalError, git_facts
 
+    memory, context, no_memory = _defaults(self, memory, context, no_memory)
     with self._errors(debug):
         try:
             if not goal.strip():
@@ -376,6 +412,7 @@ def prompt_command(
     memory: MemoryOpt = None,
     context: ContextOpt = None,
     no_memory: NoMemoryOpt = False,
+    record: RecordOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     if explain:
@@ -385,6 +422,7 @@ def prompt_command(
         "prompt",
         text,
         model=model,
+        record=record,
         temperature=temperature,
         intent=intent,
         memory=memory,
