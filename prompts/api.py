@@ -16,7 +16,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from prompts.models import PromptInvocation
-from prompts.selectors import prompt_invocations_filter, prompt_invocations_visible_to
+from prompts.selectors import (
+    prompt_invocations_created_since,
+    prompt_invocations_filter,
+    prompt_invocations_in_flight_count,
+    prompt_invocations_visible_to,
+)
 from runs.api import IN_FLIGHT_RETRY_AFTER_S, RunCursorPagination
 from swarm.frontdoor.intent import INTENTS
 from tekton_site.api_errors import LimitExceeded
@@ -144,12 +149,9 @@ def prompt_limits_check(user) -> None:
     """The runs API's per-user limits, counted over invocations: in flight
     (TEKTON_API_MAX_RUNS_IN_FLIGHT) and created in the last minute
     (TEKTON_API_RUNS_PER_MINUTE). 429 with Retry-After."""
-    mine = PromptInvocation.objects.filter(owner=user)
     max_in_flight = int(settings.TEKTON_API_MAX_RUNS_IN_FLIGHT)
     if max_in_flight > 0:
-        in_flight = mine.filter(
-            status__in=(PromptInvocation.Status.QUEUED, PromptInvocation.Status.RUNNING)
-        ).count()
+        in_flight = prompt_invocations_in_flight_count(user)
         if in_flight >= max_in_flight:
             raise LimitExceeded(
                 limit="prompts_in_flight",
@@ -160,11 +162,7 @@ def prompt_limits_check(user) -> None:
     per_minute = int(settings.TEKTON_API_RUNS_PER_MINUTE)
     if per_minute > 0:
         now = timezone.now()
-        recent = list(
-            mine.filter(created_at__gte=now - timedelta(minutes=1))
-            .order_by("-created_at")
-            .values_list("created_at", flat=True)[:per_minute]
-        )
+        recent = prompt_invocations_created_since(user, now - timedelta(minutes=1), per_minute)
         if len(recent) >= per_minute:
             wait = math.ceil((recent[-1] + timedelta(minutes=1) - now).total_seconds())
             raise LimitExceeded(

@@ -35,3 +35,18 @@ def prompt_invocations_filter(
 
 def prompt_invocation_get(pk: int) -> PromptInvocation:
     return PromptInvocation.objects.select_related("owner").get(pk=pk)
+
+
+def prompt_invocations_in_flight_count(user) -> int:
+    return PromptInvocation.objects.filter(
+        owner=user, status__in=(PromptInvocation.Status.QUEUED, PromptInvocation.Status.RUNNING)
+    ).count()
+
+
+def prompt_invocations_created_since(user, since, limit: int) -> list:
+    """When `user` asked since `since`, newest first, at most `limit`."""
+    return list(
+        PromptInvocation.objects.filter(owner=user, created_at__gte=since)
+        .order_by("-created_at")
+        .values_list("created_at", flat=True)[:limit]
+    )

@@ -351,3 +351,13 @@ def runs_workspace_owners() -> tuple[list[str], list[str]]:
         Run.objects.order_by().values_list("repo_path", flat=True).distinct().exclude(repo_path="")
     )
     return names, repos
+
+
+def run_last_id() -> int:
+    """The highest run id so far (0 with none): what `tekton ask diamond` creates after."""
+    return Run.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+
+
+def run_first_after(run_id: int) -> Run | None:
+    """The first run created after run `run_id`, or None."""
+    return Run.objects.filter(pk__gt=run_id).order_by("pk").first()

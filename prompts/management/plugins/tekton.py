@@ -306,7 +306,7 @@ def ask_diamond(
     debug: DebugOpt = False,
 ) -> None:
     from prompts.services import prompt_invocation_create, prompt_invocation_diamond
-    from runs.models import Run
+    from runs.selectors import run_first_after, run_last_id
     from swarm.frontdoor.invoke import UsageProblem, context_read
     from swarm.frontdoor.journal import DRY_RUN, FAILED, OK, JournalError, git_facts
 
@@ -322,7 +322,7 @@ def ask_diamond(
             raise UsageError(str(exc)) from None
         # The run's goal carries the --context text: the stages read the goal.
         full_goal = f"{goal}\n\nContext:\n{context_text}" if context_text else goal
-        before = Run.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+        before = run_last_id()
         target = str(repo if repo is not None else Path.cwd())
         invocation = prompt_invocation_create(
             agent="diamond",
@@ -366,7 +366,7 @@ def ask_diamond(
 
                 prompt_invocation_fail(invocation=invocation, error=str(exc) or "interrupted")
                 raise
-            run = Run.objects.filter(pk__gt=before).order_by("pk").first()
+            run = run_first_after(before)
             state = OK if code == EXIT_OK else FAILED
             summary = (
                 f"run {run.pk} {run.status}" + (f": {run.reason}" if run.reason else "")
