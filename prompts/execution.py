@@ -152,7 +152,7 @@ def invocation_run(
     except BaseException as exc:
         reason = (
             "interrupted"
-            if isinstance(exc, KeyboardInterrupt)
+            if isinstance(exc, KeyboardInterrupt | asyncio.CancelledError)
             else (" ".join(str(exc).split()) or type(exc).__name__)
         )
         prompt_invocation_fail(invocation=invocation, error=reason[:500])

@@ -16,6 +16,7 @@ start; an invocation that raises (Ctrl-C included) ends FAILED with what is know
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import json
 import os
@@ -222,7 +223,7 @@ class Journal:
         except BaseException as exc:
             reason = (
                 "interrupted"
-                if isinstance(exc, KeyboardInterrupt)
+                if isinstance(exc, KeyboardInterrupt | asyncio.CancelledError)
                 else (" ".join(str(exc).split()) or type(exc).__name__)
             )
             inv.finish(FAILED, error=reason[:500])

@@ -148,15 +148,22 @@ def _ask(
             repo_path=str(Path.cwd()),
         )
         terminal = _Terminal(self)
-        outcome = invocation_run(
-            spec=spec,
-            completer=router,
-            journal=journal,
-            invocation=invocation,
-            say=self._err,
-            on_delta=terminal,
-            git_path=str(Path.cwd()),
-        )
+        try:
+            outcome = invocation_run(
+                spec=spec,
+                completer=router,
+                journal=journal,
+                invocation=invocation,
+                say=self._err,
+                on_delta=terminal,
+                git_path=str(Path.cwd()),
+            )
+        except KeyboardInterrupt:
+            # As `run` in embedded mode: the work dies with this process, so it failed.
+            where = Path(journal.root) / "invocations" / (invocation.journal_id or "")
+            self._err("")
+            self._err(f"interrupted: journaled FAILED in {where}")
+            raise typer.Exit(EXIT_FAILED) from None
         terminal.finish(outcome.response)
         if outcome.is_offline:
             self._err(
