@@ -214,3 +214,34 @@ def test_options_before_the_agent_and_a_recorded_call_replays(memory, tmp_path, 
     assert code == 0, err
     assert again == first
     assert PromptInvocation.objects.order_by("-pk").first().provider == "replay"
+
+
+def test_without_keys_auto_mode_answers_offline_and_says_why(memory, monkeypatch):
+    monkeypatch.setenv("TEKTON_LLM_BACKEND", "auto")
+    for name in (
+        "ANTHROPIC_API_KEY",
+        "OPENAI_API_KEY",
+        "OPENROUTER_API_KEY",
+        "PORTKEY_API_KEY",
+        "AIMLAPI_API_KEY",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    code, out, err = tekton("ask", "claude", "hi", "--memory", str(memory))
+    assert code == 0, err
+    assert "(answered by the offline backend: no API key is set;" in err
+
+
+def test_agno_streams_each_step_on_its_own_lines(memory):
+    code, out, err = tekton("ask", "agno", "add a flag", "--memory", str(memory))
+    assert code == 0, err
+    assert [line for line in err.splitlines() if line.startswith("-- ")] == [
+        "-- planner (anthropic/claude-sonnet-4.6)",
+        "-- coder (anthropic/claude-sonnet-4.6)",
+        "-- reviewer (anthropic/claude-sonnet-4.6)",
+    ]
+    assert len([line for line in out.splitlines() if line.startswith("[offline]")]) == 3
+    row = PromptInvocation.objects.get()
+    assert (
+        row.status == "ok"
+        and [a["model"] for a in row.attempts] == ["anthropic/claude-sonnet-4.6"] * 3
+    )

@@ -79,6 +79,17 @@ class _Terminal:
             self.streamed = True
             self.at_line_start = delta.text.endswith("\n")
 
+    def break_line(self) -> None:
+        """End a streamed line before a progress line (agno's next step) goes to stderr."""
+        if self.streamed and not self.at_line_start:
+            self.command.stdout.write("\n", ending="")
+            self.command.stdout.flush()
+            self.at_line_start = True
+
+    def say(self, line: str) -> None:
+        self.break_line()
+        self.command._err(line)
+
     def finish(self, answer: str) -> None:
         if not self.streamed:
             if answer:
@@ -154,7 +165,7 @@ def _ask(
                 completer=router,
                 journal=journal,
                 invocation=invocation,
-                say=self._err,
+                say=terminal.say,
                 on_delta=terminal,
                 git_path=str(Path.cwd()),
             )
@@ -166,10 +177,12 @@ def _ask(
             raise typer.Exit(EXIT_FAILED) from None
         terminal.finish(outcome.response)
         if outcome.is_offline:
-            self._err(
-                "(answered by the offline backend: no API key is set; "
-                "set ANTHROPIC_API_KEY or OPENAI_API_KEY for a model's answer)"
+            why = (
+                "TEKTON_LLM_BACKEND=offline"
+                if router.mode == "offline"
+                else "no API key is set; set ANTHROPIC_API_KEY or OPENAI_API_KEY for a model's answer"
             )
+            self._err(f"(answered by the offline backend: {why})")
         where = Path(journal.root) / "invocations" / outcome.journal_id
         if outcome.outcome == "FAILED":
             self._err(f"error: {outcome.error}")
