@@ -1,5 +1,6 @@
-"""`tekton ask` as a real process: Ctrl-C while a Codex command line hangs ends it, exit 1,
-the invocation journaled FAILED and its row failed (issue 12)."""
+"""`tekton ask` as a real process, started as the installed `tekton` console command from
+another folder: Ctrl-C while a Codex command line hangs ends it, exit 1, the invocation
+journaled FAILED and its row failed (issue 12)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
-from tests.runs.test_cli_subprocess import MANAGE, Cli
+from tests.runs.test_cli_subprocess import Cli
 from tests.swarm.providers.conftest import fake_tool
+
+TEKTON = str(Path(sys.executable).parent / "tekton")
 
 
 def test_ctrl_c_journals_the_invocation_failed(tmp_path):
@@ -21,7 +25,7 @@ def test_ctrl_c_journals_the_invocation_failed(tmp_path):
     memory = tmp_path / "mem"
     env = {**cli.env, "TEKTON_LLM_BACKEND": "auto", "TEKTON_CODEX_BIN": str(tool)}
     proc = subprocess.Popen(
-        [sys.executable, MANAGE, "tekton", "ask", "codex", "hang", "--memory", str(memory)],
+        [TEKTON, "ask", "codex", "hang", "--memory", str(memory)],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,
