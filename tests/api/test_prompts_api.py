@@ -93,3 +93,16 @@ def test_unauthenticated_is_401(client):
         "/api/prompts/", json.dumps({"prompt": "x"}), content_type="application/json"
     )
     assert response.status_code == 401
+
+
+def test_a_repo_under_the_roots_gives_the_git_facts_and_one_outside_is_refused(
+    api, git_repo, tmp_path, django_capture_on_commit_callbacks
+):
+    response = ask(api, django_capture_on_commit_callbacks, repo=str(git_repo))
+    assert response.status_code == 201, response.content
+    data = api.get(response["Location"]).json()
+    assert data["git_branch"] == "main" and len(data["git_sha"]) == 40
+    assert data["repo_path"] == str(git_repo)
+    response = ask(api, django_capture_on_commit_callbacks, repo=str(tmp_path))
+    assert response.status_code == 400
+    assert "outside the allowed roots" in response.json()["errors"]["repo"][0]
