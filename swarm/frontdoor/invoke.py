@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from swarm.frontdoor.agno import agno_chain, agno_describe, agno_run
+from swarm.frontdoor.agno import BudgetSpent, agno_chain, agno_describe, agno_run
 from swarm.frontdoor.chains import Attempt, chain_complete, chains_merge
 from swarm.frontdoor.intent import intent_classify
 from swarm.frontdoor.journal import DRY_RUN, FAILED, OK, Journal, git_facts
@@ -71,6 +71,9 @@ class InvokeSpec:
     timeout: float = 120.0
     codex_timeout: float = 300.0
     max_chars: int = PROMPT_MAX_CHARS
+    # The invocation's budget, as a run's (0: none): agno stops before a step once spent.
+    budget_tokens: int = 0
+    budget_cost_usd: float = 0.0
 
 
 @dataclass
@@ -312,8 +315,9 @@ async def _body(spec, outcome, inv, completer, say, on_delta, temperature) -> In
                 on_step=lambda s: say(f"-- {s.role} ({s.model})"),
                 on_delta=on_delta,
                 on_done=step_done,
+                budget_left=lambda: _budget_spent(spec, outcome),
             )
-        except ProviderError as exc:
+        except (ProviderError, BudgetSpent) as exc:
             done = getattr(exc, "agno_done", [])
             outcome.response = "\n\n".join(f"## {s.role}\n{c.text.strip()}" for s, c in done)
             outcome.error = _line(exc)
@@ -373,6 +377,15 @@ async def _body(spec, outcome, inv, completer, say, on_delta, temperature) -> In
     _fill(outcome, result.completion)
     outcome.response = result.completion.text
     return finish(OK)
+
+
+def _budget_spent(spec: InvokeSpec, outcome: InvokeOutcome) -> str | None:
+    used = outcome.tokens_in + outcome.tokens_out
+    if spec.budget_tokens and used >= spec.budget_tokens:
+        return f"token budget of {spec.budget_tokens} used up ({used} used)"
+    if spec.budget_cost_usd and outcome.cost_usd >= spec.budget_cost_usd:
+        return f"cost budget of ${spec.budget_cost_usd:.2f} used up (${outcome.cost_usd:.4f} spent)"
+    return None
 
 
 def _context_text(spec: InvokeSpec) -> str:

@@ -380,3 +380,12 @@ async def test_a_chain_that_gets_429_forever_or_garbage_fails_with_each_reason(f
     assert (first["outcome"], first["calls"]) == ("failed", 4) and "HTTP 429" in first["detail"]
     assert second["outcome"] == "failed"
     assert "· prompt · FAILED" in (tmp_path / "m" / "journal.md").read_text()
+
+
+async def test_agno_stops_before_a_step_once_the_budget_is_spent(fake_llm, tmp_path):
+    fake_llm.script(ok("PLAN", input_tokens=900, output_tokens=200))
+    spec = InvokeSpec(kind="agno", text="add a flag", model="openai/gpt-4.1", budget_tokens=1000)
+    outcome = await invoke(spec, completer=_router(fake_llm), journal=Journal(tmp_path / "m"))
+    assert outcome.outcome == "FAILED"
+    assert outcome.error == "token budget of 1000 used up (1100 used); stopped before the coder"
+    assert "PLAN" in outcome.response and len(fake_llm.requests) == 1
