@@ -57,3 +57,12 @@ def test_another_users_invocation_is_404(client_for, user, django_user_model):
     other_user = django_user_model.objects.create_user(username="mallory", password="pw-x")
     theirs = prompt_invocation_create(agent="claude", prompt="x", owner=other_user)
     assert client_for(user).get(f"/prompts/{theirs.pk}/").status_code == 404
+
+
+def test_the_admin_lists_and_shows_invocations_read_only(admin_client):
+    invocation = prompt_invocation_create(agent="claude", prompt=f"key {KEY}", who="ada")
+    listing = admin_client.get("/admin/prompts/promptinvocation/")
+    assert listing.status_code == 200 and "ask claude" in listing.content.decode()
+    page = admin_client.get(f"/admin/prompts/promptinvocation/{invocation.pk}/change/")
+    assert page.status_code == 200 and KEY not in page.content.decode()
+    assert admin_client.get("/admin/prompts/promptinvocation/add/").status_code == 403
