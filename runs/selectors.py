@@ -399,3 +399,13 @@ def stage_usage_history(
     for stage, tokens_in, tokens_out, cost in rows:
         out.setdefault(stage, []).append((tokens_in + tokens_out, float(cost or 0)))
     return out
+
+
+def run_last_id() -> int:
+    """The highest run id so far (0 with none): what `tekton ask diamond` creates after."""
+    return Run.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+
+
+def run_first_after(run_id: int) -> Run | None:
+    """The first run created after run `run_id`, or None."""
+    return Run.objects.filter(pk__gt=run_id).order_by("pk").first()

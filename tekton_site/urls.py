@@ -10,6 +10,7 @@ from notifications.api import (
     HookPauseApi,
     HookResumeApi,
 )
+from prompts.api import PromptDetailApi, PromptListCreateApi
 from runs.api import (
     RunArtifactDownloadApi,
     RunArtifactListApi,
@@ -71,6 +72,8 @@ api_urlpatterns = [
     path("api/runs/<int:run_id>/tests/", RunTestsApi.as_view(), name="run-tests"),
     path("api/runs/<int:run_id>/patch/", RunPatchApi.as_view(), name="run-patch"),
     path("api/runs/<int:run_id>/bundle/", RunBundleApi.as_view(), name="run-bundle"),
+    path("api/prompts/", PromptListCreateApi.as_view(), name="prompt-list"),
+    path("api/prompts/<int:invocation_id>/", PromptDetailApi.as_view(), name="prompt-detail"),
     path("api/config/profiles/", ProfileListCreateApi.as_view(), name="profile-list"),
     path("api/config/profiles/<str:name>/", ProfileDetailApi.as_view(), name="profile-detail"),
     path("api/system/checks/", SystemChecksApi.as_view(), name="system-checks"),

@@ -6,6 +6,7 @@ from django.urls import path
 
 from config_profiles import views as profile_views
 from notifications import views as hook_views
+from prompts import views as prompt_views
 from runs import views as run_views
 from syschecks import views as check_views
 
@@ -31,6 +32,9 @@ urlpatterns = [
         run_views.stage_abort_view,
         name="stage-page-abort",
     ),
+    path("prompts/", prompt_views.prompts_view, name="prompts-page"),
+    path("prompts/ask/", prompt_views.prompt_ask_view, name="prompt-page-ask"),
+    path("prompts/<int:invocation_id>/", prompt_views.prompt_detail_view, name="prompt-page"),
     path("repo/", run_views.repo_health_view, name="repo-page"),
     path("config/", profile_views.profile_list_view, name="profiles-page"),
     path("config/<str:name>/", profile_views.profile_edit_view, name="profile-page"),

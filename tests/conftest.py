@@ -52,6 +52,7 @@ def tekton_settings(settings, tmp_path, monkeypatch):
     repos.mkdir()
     settings.TEKTON_ARTIFACT_ROOT = artifacts.resolve()
     settings.TEKTON_REPO_ROOTS = [repos.resolve()]
+    settings.TEKTON_MEMORY_DIR = (tmp_path / "memory").resolve()
     monkeypatch.setenv("TEKTON_LLM_BACKEND", "offline")
     monkeypatch.delenv("TEKTON_OFFLINE_LATENCY_MS", raising=False)
     return settings

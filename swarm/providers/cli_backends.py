@@ -16,6 +16,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import contextvars
 import json
 import os
 import shutil
@@ -47,6 +48,11 @@ from swarm.providers.streaming import DeltaSink, StreamCallbackError
 from swarm.redact import redact
 
 _READ_CHUNK = 65536
+# A caller that keeps the tool's own output (`tekton ask codex` journals it) sets this to
+# a list; each call appends {"stdout", "stderr", "exit_status", "timed_out"}.
+CLI_OUTPUT: contextvars.ContextVar[list[dict[str, Any]] | None] = contextvars.ContextVar(
+    "tekton_cli_output", default=None
+)
 
 
 def cli_binary(env_var: str, default: str, env: Mapping[str, str] | None = None) -> str | None:
@@ -148,6 +154,7 @@ class _CliBackend(abc.ABC):
             # elsewhere in an empty folder of its own, never in Tekton's checkout.
             workdir = request.metadata.get("workdir")
             cwd = workdir if isinstance(workdir, str) and os.path.isdir(workdir) else tmp
+            kept = CLI_OUTPUT.get()
             try:
                 stdout, stderr, code = await self._run(
                     self.argv(request, schema_file, streaming=streaming),
@@ -158,6 +165,16 @@ class _CliBackend(abc.ABC):
                 )
             except StreamCallbackError as exc:
                 raise exc.original from None
+            except ProviderTimeout:
+                if kept is not None:
+                    kept.append(
+                        {"stdout": "", "stderr": "", "exit_status": None, "timed_out": True}
+                    )
+                raise
+            if kept is not None:
+                kept.append(
+                    {"stdout": stdout, "stderr": stderr, "exit_status": code, "timed_out": False}
+                )
         latency = time.monotonic() - started
         if code != 0:
             first = next((line for line in stderr.splitlines() if line.strip()), "(no stderr)")

@@ -23,6 +23,8 @@ Prices = Mapping[str, tuple[float, float]]
 
 # model id -> (input $/M tokens, output $/M tokens)
 PRICES: dict[str, tuple[float, float]] = {
+    "anthropic/claude-opus-4.6": (5.0, 25.0),
+    "anthropic/claude-sonnet-4.6": (3.0, 15.0),
     "anthropic/claude-opus-4.1": (15.0, 75.0),
     "anthropic/claude-opus-4": (15.0, 75.0),
     "anthropic/claude-sonnet-4.5": (3.0, 15.0),

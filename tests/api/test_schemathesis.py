@@ -28,8 +28,9 @@ MIN_CASES = 1000
 # them), a model needs a route, a
 # profile name must be free, a note must not be only spaces, a check id must be
 # registered, a cursor must be one the server issued, a hook URL must resolve to an allowed
-# address. For these operations only, 400 joins the statuses a schema-valid request
-# may get; every check stays on, and a 5xx or an undocumented answer still fails.
+# address, a prompt must not be only spaces. For these operations only, 400 joins the
+# statuses a schema-valid request may get; every check stays on, and a 5xx or an
+# undocumented answer still fails.
 STATE_DEPENDENT = [
     "runs_list",
     "runs_create",
@@ -40,6 +41,7 @@ STATE_DEPENDENT = [
     "system_checks_run",
     "hooks_create",
     "search",
+    "prompts_create",
 ]
 CONFIG = "\n".join(
     f"""

@@ -122,6 +122,12 @@ def test_explain_imports_no_vendor_sdk_and_no_asgi_server(cli, tmp_path):
     assert found(seen["modules"], ("daphne", "twisted") + VENDOR_SDKS) == []
 
 
+def test_memory_show_imports_no_web_worker_or_provider_stack(cli, tmp_path):
+    done, seen = imported(cli, tmp_path, "tekton", "memory", "show", "--memory", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert found(seen["modules"], WEB_AND_WORKERS + VENDOR_SDKS) == []
+
+
 def test_a_write_command_still_runs_the_system_checks(cli, tmp_path):
     # The checks load the URL configuration and with it DRF: that this shows up here
     # proves both that writes keep Django's checks and that the probe sees imports.
@@ -144,6 +150,12 @@ def test_a_write_command_still_runs_the_system_checks(cli, tmp_path):
         (["run", "--resume", "4", "--explain"], False),
         (["approve", "4", "review"], False),
         (["user-ensure"], False),
+        (["memory", "show", "3"], True),
+        (["memory", "search", "x"], True),
+        (["memory", "prune", "--older-than", "14d"], False),
+        (["prompt", "fix it", "--explain"], True),
+        (["prompt", "fix it"], False),
+        (["ask", "claude", "hi"], False),
         ([], False),
     ],
 )

@@ -92,14 +92,23 @@ DetachOpt = Annotated[
 
 # Subcommand paths that only read: Django's system checks are skipped for them, as
 # `requires_system_checks = []` does for a whole command. `run --explain` is one too.
-READ_ONLY = {("runs",), ("show",), ("check",), ("search",), ("token", "list")}
+READ_ONLY = {
+    ("runs",),
+    ("show",),
+    ("check",),
+    ("search",),
+    ("token", "list"),
+    ("memory", "show"),
+    ("memory", "search"),
+}
+_GROUPS = ("token", "memory")  # read-only entries of these are two words
 # The command's own options that take a value (the rest are flags).
 _VALUE_OPTIONS = {"--settings", "--pythonpath"}
 
 
 def reads_only(args: Sequence[str]) -> bool:
-    """Whether `manage.py tekton ARGS` only reads: READ_ONLY, or `run --explain` (which
-    `--resume` overrides: a resume runs)."""
+    """Whether `manage.py tekton ARGS` only reads: READ_ONLY, `run --explain` (which
+    `--resume` overrides: a resume runs) or `prompt --explain`."""
     words: list[str] = []
     rest = list(args)
     while rest and len(words) < 2:
@@ -110,7 +119,9 @@ def reads_only(args: Sequence[str]) -> bool:
             words.append(arg)
             if words == ["run"]:
                 return "--explain" in rest and "--resume" not in rest
-            if words[0] != "token":
+            if words == ["prompt"]:
+                return "--explain" in rest
+            if words[0] not in _GROUPS:
                 break
     return tuple(words) in READ_ONLY
 

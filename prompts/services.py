@@ -1,0 +1,226 @@
+"""Writes of prompt invocations. Every text is redacted here, before it reaches a row."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from prompts.models import PromptInvocation
+from swarm.redact import Labeller, redact
+
+_STATUS = {"OK": "ok", "FAILED": "failed", "DRY-RUN": "dry-run"}
+
+
+@transaction.atomic
+def prompt_invocation_create(
+    *,
+    agent: str,
+    prompt: str,
+    owner=None,
+    who: str = "",
+    source: str = PromptInvocation.Source.CLI,
+    context: str = "",
+    requested_model: str | None = None,
+    temperature: float | None = None,
+    intent: str | None = None,
+    chain: list[str] | None = None,
+    repo_path: str = "",
+    status: str = PromptInvocation.Status.RUNNING,
+) -> PromptInvocation:
+    label = Labeller()
+    return PromptInvocation.objects.create(
+        owner=owner,
+        who=who[:150],
+        source=source,
+        agent=agent,
+        command=f"ask {agent}" if agent != "prompt" else "prompt",
+        intent=intent or "",
+        status=status,
+        prompt=redact(prompt, labeller=label),
+        context=redact(context, labeller=label),
+        requested_model=requested_model or "",
+        temperature=temperature,
+        chain=list(chain or []),
+        repo_path=repo_path,
+    )
+
+
+@transaction.atomic
+def prompt_invocation_finish(
+    *, invocation: PromptInvocation, outcome: dict[str, Any]
+) -> PromptInvocation:
+    """Record how it ended; `outcome` is InvokeOutcome.redacted() (plain, redacted data),
+    redacted again here so no caller can forget."""
+    data = redact(outcome)
+    git = data.get("git") or {}
+    invocation.status = _STATUS.get(data.get("outcome", ""), PromptInvocation.Status.FAILED)
+    invocation.response = data.get("response") or ""
+    invocation.error = data.get("error") or ""
+    invocation.intent = data.get("intent") or invocation.intent
+    invocation.chain = data.get("chain") or invocation.chain
+    invocation.attempts = data.get("attempts") or []
+    invocation.provider = data.get("provider") or ""
+    invocation.model = data.get("model") or ""
+    invocation.tokens_in = int(data.get("tokens_in") or 0)
+    invocation.tokens_out = int(data.get("tokens_out") or 0)
+    invocation.cost_usd = Decimal(str(round(float(data.get("cost_usd") or 0), 6)))
+    invocation.duration_s = float(data.get("duration_s") or 0)
+    invocation.git_sha = git.get("git_sha") or ""
+    invocation.git_branch = git.get("git_branch") or ""
+    invocation.git_dirty = git.get("git_dirty")
+    invocation.journal_id = data.get("journal_id") or invocation.journal_id
+    invocation.finished_at = timezone.now()
+    invocation.save()
+    return invocation
+
+
+# What of a streaming answer is kept back from the row: a secret still arriving is shown
+# only once enough of it is there for redaction to recognise it.
+PARTIAL_HOLDBACK = 64
+
+
+def prompt_invocation_partial(text: str) -> str:
+    """The part of an answer still streaming that may be shown: redacted, less its last
+    PARTIAL_HOLDBACK characters."""
+    return redact(text[:-PARTIAL_HOLDBACK] if len(text) > PARTIAL_HOLDBACK else "")
+
+
+def prompt_invocation_progress(*, invocation: PromptInvocation, partial: str) -> None:
+    """The answer so far, while it streams (the row is running)."""
+    PromptInvocation.objects.filter(
+        pk=invocation.pk, status=PromptInvocation.Status.RUNNING
+    ).update(response=prompt_invocation_partial(partial))
+
+
+def prompt_invocation_fail(*, invocation: PromptInvocation, error: str) -> PromptInvocation:
+    """Mark an invocation that stopped without an outcome (Ctrl-C, a crash) FAILED."""
+    return prompt_invocation_finish(
+        invocation=invocation,
+        outcome={"outcome": "FAILED", "error": error, "journal_id": invocation.journal_id},
+    )
+
+
+def prompt_invocation_journal_set(*, invocation: PromptInvocation, journal_id: str) -> None:
+    invocation.journal_id = journal_id
+    PromptInvocation.objects.filter(pk=invocation.pk).update(journal_id=journal_id)
+
+
+def prompt_invocation_diamond(
+    *, invocation: PromptInvocation, run, outcome: str, response: str, error: str = ""
+) -> PromptInvocation:
+    invocation.run = run
+    return prompt_invocation_finish(
+        invocation=invocation,
+        outcome={
+            "outcome": outcome,
+            "response": response,
+            "error": error,
+            "tokens_in": run.input_tokens if run else 0,
+            "tokens_out": run.output_tokens if run else 0,
+            "cost_usd": float(run.cost_usd) if run else 0,
+            "journal_id": invocation.journal_id,
+        },
+    )
+
+
+def prompt_invocation_request(
+    *,
+    by,
+    agent: str,
+    prompt: str,
+    context: str = "",
+    model: str | None = None,
+    temperature: float | None = None,
+    intent: str | None = None,
+    dry_run: bool = False,
+    memory: bool = True,
+    repo: str | None = None,
+    source: str = PromptInvocation.Source.API,
+) -> PromptInvocation:
+    """Queue an invocation for a dashboard user (the API, the Prompts page) and have it
+    run once this transaction commits. Refuses (FieldError naming the field) what the CLI
+    refuses as a usage error; `codex` runs a program on this server, so it needs
+    TEKTON_PROMPT_CODEX_ENABLED and a staff user (PermissionDenied otherwise)."""
+    from django.conf import settings
+    from django.core.exceptions import PermissionDenied
+
+    from prompts.execution import router_for, spec_build
+    from runs.services import _repo_check
+    from swarm.frontdoor.invoke import UsageProblem, invoke_plan
+    from tekton_site.errors import FieldError
+
+    if agent == "codex":
+        if not settings.TEKTON_PROMPT_CODEX_ENABLED:
+            raise PermissionDenied("codex is off on this server (TEKTON_PROMPT_CODEX_ENABLED)")
+        if not getattr(by, "is_staff", False):
+            raise PermissionDenied("codex runs a program on the server: staff only")
+    repo_path = ""
+    if repo:
+        try:
+            repo_path = str(_repo_check(repo))
+        except FieldError as exc:
+            raise FieldError("repo", str(exc)) from None
+    try:
+        spec = spec_build(
+            kind=agent,
+            text=prompt,
+            context=context,
+            model=model,
+            temperature=temperature,
+            intent=intent,
+            dry_run=dry_run,
+        )
+        plan = invoke_plan(spec, completer=router_for(agent))
+    except UsageProblem as exc:
+        raise FieldError(exc.field, str(exc)) from None
+    owner = by if getattr(by, "is_authenticated", False) else None
+    invocation = prompt_invocation_create(
+        agent=agent,
+        prompt=prompt,
+        owner=owner,
+        who=owner.get_username() if owner else "",
+        source=source,
+        context=context,
+        requested_model=model,
+        temperature=temperature,
+        intent=plan.intent,
+        chain=plan.chain,
+        repo_path=repo_path,
+        status=PromptInvocation.Status.QUEUED,
+    )
+    invocation.options = {"dry_run": dry_run, "memory": memory, "intent_given": bool(intent)}
+    invocation.save(update_fields=["options"])
+    transaction.on_commit(lambda: _dispatch(invocation.pk))
+    return invocation
+
+
+def _dispatch(invocation_id: int) -> None:
+    import threading
+
+    from django.conf import settings
+    from django.db import connection
+
+    from prompts.execution import invocation_execute
+
+    if settings.TEKTON_EXECUTION == "celery":
+        import tekton_site.celery  # noqa: F401  the configured app, not loaded at start-up
+        from prompts.tasks import prompt_invocation_execute_task
+
+        prompt_invocation_execute_task.apply_async(
+            args=[invocation_id], queue=settings.TEKTON_QUEUE
+        )
+        return
+    if not settings.TEKTON_INLINE_THREADS:
+        invocation_execute(invocation_id=invocation_id)
+        return
+
+    def work() -> None:
+        try:
+            invocation_execute(invocation_id=invocation_id)
+        finally:
+            connection.close()
+
+    threading.Thread(target=work, name=f"tekton-prompt-{invocation_id}", daemon=True).start()
