@@ -313,6 +313,9 @@ SPECTACULAR_SETTINGS = {
         "Authenticate with `Authorization: Bearer <token>` (`manage.py tekton token create USER`)."
     ),
     "VERSION": "1.0.0",
+    # 3.1: its JSON Schema dialect has contentMediaType/contentSchema, which describe an SSE
+    # event's JSON data (runs/streams.py); 3.0 has no words for it.
+    "OAS_VERSION": "3.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     # Request and response components differ (read-only fields, blank rules): keep them apart
