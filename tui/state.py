@@ -250,6 +250,12 @@ class RunState:
                 view.note = str(payload["note"])
         else:
             return set()
+        changed = {"stages", "run"}
+        if kind == "stage.finished" and view.stage in self.cards:
+            # An ended stage streams nothing more: a live card left (its delta came after
+            # the stored message, or before the stage's own events) is stale.
+            self.cards[view.stage] = [c for c in self.cards[view.stage] if not c.is_live]
+            changed.add(f"transcript:{view.stage}")
         if attempt:
             view.attempt = int(attempt)
         if "confidence" in payload:
@@ -258,7 +264,7 @@ class RunState:
             view.approval = _num(payload.get("approval"))
         if payload.get("reason"):
             view.reason = str(payload["reason"])
-        return {"stages", "run"}
+        return changed
 
     def _stored(self, card: Card) -> None:
         cards = self.cards.setdefault(card.stage, [])
@@ -287,6 +293,16 @@ class RunState:
             return {f"transcript:{stage}"}
         if live is None and self._stored_is_current(stage, role, number):
             return set()  # a late delta of a call whose stored message came already
+        view = self.stages.get(stage)
+        if (
+            live is None
+            and view is not None
+            and view.status in ("succeeded", "failed", "cancelled", "skipped")
+            and _delta_attempt(payload, call_id) <= view.attempt
+        ):
+            return (
+                set()
+            )  # that attempt ended: what still arrives of it is late (a retry's is newer)
         if live is None:
             live = Card(stage=stage, role=role, round=number, call_id=call_id)
             live.attempt = self.stages[stage].attempt if stage in self.stages else 0
@@ -309,3 +325,13 @@ class RunState:
             not c.is_live and (c.role, c.round, c.attempt) == (role, number, attempt)
             for c in self.cards.get(stage, [])
         )
+
+
+def _delta_attempt(payload: dict[str, Any], call_id: str) -> int:
+    """The attempt a delta belongs to: its own field, else the engine's call id
+    (`<stage>.<attempt>.<n>`), else 0 (unknown, taken as the current one)."""
+    given = _num(payload.get("attempt"))
+    if given:
+        return int(given)
+    parts = call_id.split(".")
+    return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else 0

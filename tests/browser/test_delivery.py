@@ -67,5 +67,6 @@ def test_a_finished_run_shows_its_branch_evidence_and_how_to_take_it(page, tekto
     expect(row).to_contain_text(f"#{run_id}")
     expect(row.locator(".status").first).to_have_text("succeeded")
     expect(row).to_contain_text("ship")
-    expect(row).to_contain_text("review: ok")
+    # The verdict the run's review gave (the offline backend's varies with the prompt).
+    expect(row).to_contain_text(re.compile(r"review: (ok|revise|block)"))
     screenshot(page, "repositories-branches")

@@ -98,6 +98,10 @@ def test_the_run_page_shows_what_a_stage_retrieved_and_the_repository_page_searc
     first = context.locator("table.context-chunks tbody tr").first
     expect(first).to_contain_text(re.compile(r"shop/invoice\.py:\d+-\d+"))
     expect(first.locator("td.num")).to_have_text(re.compile(r"^0\.\d{4}$"))
+    # Once the stage has ended the panel stops being refreshed under the screenshot.
+    expect(page.locator("#stage-row-review")).to_have_class(
+        re.compile("step-(succeeded|blocked|failed)"), timeout=60_000
+    )
     context.screenshot(path=str(screenshot(page, "run-page-context").with_name("run-context.png")))
 
     page.goto(server.base_url + "/repo/")

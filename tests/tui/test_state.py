@@ -80,6 +80,19 @@ def test_a_late_delta_after_its_stored_message_adds_no_card():
     assert len(s.cards["review"]) == n
 
 
+def test_an_ended_stage_keeps_no_streaming_card_and_takes_no_late_delta():
+    s = state()
+    s.apply(delta("a call whose stored message never came", 0, call="review.1.7", rnd=5))
+    assert any(c.is_live for c in s.cards["review"])
+    finished = Event(seq=90, kind="stage.finished", stage="review", payload={"status": "succeeded"})
+    assert "transcript:review" in s.apply(finished)
+    assert not any(c.is_live for c in s.cards["review"])
+    assert s.apply(delta("later still", 0, call="review.1.8", rnd=6)) == set()
+    assert not any(c.is_live for c in s.cards["review"])
+    # A retry's first words may come before its stage.retried event: they are kept.
+    assert s.apply(delta("second try", 0, call="review.2.1", rnd=7)) == {"transcript:review"}
+
+
 def test_stored_messages_are_not_doubled_when_the_stream_replays_what_the_transcript_had():
     s = state()
     n = len(s.cards["review"])
