@@ -367,7 +367,8 @@ async def test_search_recent_context_and_prune(tmp_path):
 async def test_a_chain_that_gets_429_forever_or_garbage_fails_with_each_reason(fake_llm, tmp_path):
     from tests.fakes.llm_server import malformed
 
-    fake_llm.script(*[status(429)] * 4, malformed())
+    # Garbage is retried like a transient error (four calls), then the chain gives up.
+    fake_llm.script(*[status(429)] * 4, *[malformed()] * 4)
     spec = InvokeSpec(
         kind="prompt",
         text="fix it",
