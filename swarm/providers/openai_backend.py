@@ -19,6 +19,7 @@ in usage.prompt_tokens_details.cached_tokens.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import inspect
 import json
@@ -230,6 +231,10 @@ class OpenAIBackend:
         never retried as if transient."""
         for _ in range(len(FEATURES) + 1):
             caps = self.capabilities(request.model)
+            if request.tools and not caps.tools and request.tool_choice in (None, "auto"):
+                # The model was free not to call a tool: without tools it answers directly,
+                # and the agent works from what its prompt holds.
+                request = dataclasses.replace(request, tools=(), tool_choice=None)
             try:
                 return await self._complete_as(request, caps)
             except _Refusable as wrapped:

@@ -191,6 +191,24 @@ async def test_a_refused_json_object_falls_back_to_the_schema_in_the_prompt(fake
     assert "JSON Schema" in fake_llm.requests[1].body["messages"][1]["content"]
 
 
+async def test_a_server_refusing_tools_is_learned_and_the_agent_answers_without_them(
+    fake_llm, store, llama
+):
+    fake_llm.script(status(400, message="'tools' is not supported for this model"), ok(ANSWER))
+    request = dataclasses.replace(
+        make_request("m", schema=PLAN_SCHEMA),
+        tools=(ToolSpec("read_file", "Read.", {"type": "object"}),),
+    )
+    result = await llama.complete(request)
+    assert result.parsed == ANSWER
+    assert "tools" in fake_llm.requests[0].body and "tools" not in fake_llm.requests[1].body
+    assert store.get("openai", "m", llama.base_url).tools is False
+    # A tool the model must call cannot be dropped: that stays a clear refusal.
+    forced = dataclasses.replace(request, tool_choice="read_file")
+    with pytest.raises(ProviderBadRequest, match="no tool calling"):
+        await llama.complete(forced)
+
+
 async def test_a_validation_error_in_a_500_is_a_bad_request_and_an_outage_is_transient(
     fake_llm, store, llama
 ):
@@ -256,10 +274,12 @@ async def test_anthropic_prompt_mode_after_the_answer_tool_was_refused(fake_llm,
     assert body["system"].startswith("You are terse.\n\nAnswer with one JSON value only")
 
 
-async def test_a_request_with_tools_to_a_server_without_them_is_refused(fake_llm, store, llama):
+async def test_a_required_tool_call_to_a_server_without_tools_is_refused(fake_llm, store, llama):
     store.refuse("openai", "m", llama.base_url, "tools")
     request = dataclasses.replace(
-        make_request("m"), tools=(ToolSpec("read_file", "Read.", {"type": "object"}),)
+        make_request("m"),
+        tools=(ToolSpec("read_file", "Read.", {"type": "object"}),),
+        tool_choice="required",
     )
     with pytest.raises(ProviderBadRequest, match="no tool calling"):
         await llama.complete(request)
