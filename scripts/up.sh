@@ -41,7 +41,8 @@ uv run python manage.py tekton user-ensure admin
 if [ "$first_run" = 1 ]; then
   if [ -z "$repo" ]; then
     # Tekton's own suite takes minutes; the demo repository's four tests take a second.
-    repo="$(uv run python -m tekton_site.demo_repo)"
+    # Under the checkout (an allowed root in embedded mode), wherever TEKTON_DATA_DIR points.
+    repo="$(uv run python -m tekton_site.demo_repo var/demo-repo)"
     echo "First run on the demo repository $repo"
   fi
   echo "Starting a Diamond v5 run (offline backend unless an LLM key is set) ..."
