@@ -365,7 +365,6 @@ async def test_the_run_screen_reconnects_after_the_server_drops_the_stream(live:
                 "the run to block while the stream is live",
             )
             await until(pilot, lambda: len(proxy.event_requests()) == 1, "one stream request")
-            seq_before = screen.state.run["last_event_seq"]
 
             proxy.drop()
             await until(pilot, lambda: screen.stream_state == "reconnecting", "the drop to be seen")
@@ -373,6 +372,9 @@ async def test_the_run_screen_reconnects_after_the_server_drops_the_stream(live:
             # request the same drop cut (both tell the person what happened).
             status = str(screen.query_one("#status").content)
             assert "dropped" in status or "the connection was closed" in status, status
+            # What the screen had applied when the stream dropped (events may have arrived
+            # since seq_before was read; nothing arrives while it is down).
+            seq_before = screen.state.run["last_event_seq"]
             await until(pilot, lambda: screen.stream_state == "live", "the reconnect")
             assert "reconnected after a dropped stream" in str(screen.query_one("#status").content)
             second = proxy.event_requests()[-1]
