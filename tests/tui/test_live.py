@@ -372,8 +372,8 @@ async def test_the_run_screen_reconnects_after_the_server_drops_the_stream(live:
             # request the same drop cut (both tell the person what happened).
             status = str(screen.query_one("#status").content)
             assert "dropped" in status or "the connection was closed" in status, status
-            # What the screen had applied when the stream dropped (events may have arrived
-            # since seq_before was read; nothing arrives while it is down).
+            # What the screen had applied when the stream dropped (nothing arrives while it is
+            # down; events kept coming until the drop, so it is read now, not before).
             seq_before = screen.state.run["last_event_seq"]
             await until(pilot, lambda: screen.stream_state == "live", "the reconnect")
             assert "reconnected after a dropped stream" in str(screen.query_one("#status").content)
