@@ -111,8 +111,19 @@ class RunState:
 
     # --- from the API -----------------------------------------------------------------------
     def detail_update(self, detail: dict[str, Any]) -> None:
-        """The run detail is the truth for everything but the transcript."""
+        """The run detail is the truth for everything but the transcript, unless it is older
+        than what the stream has applied: a detail read while events kept coming (its
+        `last_event_seq` is behind) keeps the stream's statuses and attempts, or a stage
+        that had started would show as queued again and take its late deltas for new ones."""
+        known = int(self.run.get("last_event_seq") or 0)
+        stale = int(detail.get("last_event_seq") or 0) < known
+        previous, previous_run = self.stages, self.run
         self.run = {k: v for k, v in detail.items() if k not in ("stages", "artifacts")}
+        if stale:
+            self.run["last_event_seq"] = known
+            for key in ("status", "reason"):
+                if key in previous_run:
+                    self.run[key] = previous_run[key]
         stages: dict[str, StageView] = {}
         for row in sorted(detail.get("stages") or [], key=lambda r: r.get("position", 0)):
             name = str(row.get("stage"))
@@ -129,6 +140,12 @@ class RunState:
                 tokens=int(row.get("input_tokens") or 0) + int(row.get("output_tokens") or 0),
                 cost_usd=_num(row.get("cost_usd")) or 0.0,
             )
+        if stale:
+            for name, view in stages.items():
+                if name in previous:
+                    kept = previous[name]
+                    view.status, view.attempt = kept.status, kept.attempt
+                    view.reason, view.note = kept.reason, kept.note
         self.stages = stages
         for name in stages:
             self.cards.setdefault(name, [])

@@ -126,3 +126,33 @@ def test_stage_events_move_columns_and_the_run_status():
     assert s.blocked_stage == "integrate"
     s.apply(Event(84, "run.cancelled", "", {"status": "cancelled", "reason": "aborted"}))
     assert s.is_finished and s.run["last_event_seq"] == 84
+
+
+def test_a_detail_read_before_the_latest_events_does_not_roll_back_what_the_stream_said():
+    s = state()
+    # The stream: review approved and retried, its attempt 2 running, a message stored.
+    s.apply(Event(seq=81, kind="run.resumed", stage="", payload={}))
+    s.apply(Event(seq=82, kind="stage.started", stage="review", payload={"attempt": 2}))
+    s.apply(Event(seq=83, kind="run.started", stage="", payload={}))
+    stored = progress(84, "final words")
+    stored.payload["attempt"] = 2
+    s.apply(stored)
+    # A detail read before those events arrives late: review still blocked at attempt 1.
+    old = run_detail()
+    assert old["last_event_seq"] == 80
+    s.detail_update(old)
+    review = s.stages["review"]
+    assert (review.status, review.attempt, s.status) == ("running", 2, "running")
+    assert s.run["last_event_seq"] == 84
+    assert review.votes  # what only the detail knows is still taken from it
+    # So the stored message's late last delta is known for late: no new card.
+    n = len(s.cards["review"])
+    assert s.apply(delta("words", 6, call="review.2.3")) == set()
+    assert len(s.cards["review"]) == n
+
+    # A detail as new as the stream is the truth again.
+    fresh = run_detail(status="succeeded")
+    fresh["last_event_seq"] = 90
+    s.detail_update(fresh)
+    assert s.stages["review"].status == "queued"  # that fake's review row
+    assert s.status == "succeeded"
