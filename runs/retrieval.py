@@ -21,7 +21,7 @@ from django.db import transaction
 
 from runs import events
 from runs.lessons import HistoryLessons
-from runs.models import Artifact, Run, RunEvent
+from runs.models import Artifact, Run, RunEvent, TestRunRecord
 from runs.selectors import runs_visible_to
 from swarm.context import Lesson
 from swarm.redact import redact
@@ -216,6 +216,8 @@ def lesson_of_event(event: RunEvent) -> dict[str, Any] | None:
             failing = [str(t) for t in content["evidence"]["newly_failing"][:10]]
             text = f"The change made these tests newly fail: {', '.join(failing)}"
             kind = "test_fix"
+        elif stage == "test_debug" and event.kind == "stage.finished":
+            return _tests_fixed_lesson(event)
         else:
             return None
         if text:
@@ -227,6 +229,66 @@ def lesson_of_event(event: RunEvent) -> dict[str, Any] | None:
                 "key": f"event:{event.pk}",
             }
     return None
+
+
+def _outcomes(record: dict[str, Any]) -> dict[str, str]:
+    return (record["data"] or {}).get("outcomes") or {}
+
+
+def _tests_fixed_lesson(event: RunEvent) -> dict[str, Any] | None:
+    """What fixed the tests an earlier attempt of this run's change newly failed: the
+    tests that failed on an earlier branch run (and not on the base) and pass on the last
+    one, with the retry notes people gave since and the files the change now touches."""
+    bad = ("failed", "error")
+    records = list(
+        TestRunRecord.objects.filter(run_id=event.run_id, kind__in=("base", "branch"))
+        .order_by("id")
+        .values("id", "kind", "data", "created_at")
+    )
+    base = next((r for r in reversed(records) if r["kind"] == "base"), None)
+    branches = [r for r in records if r["kind"] == "branch"]
+    if base is None or len(branches) < 2:
+        return None
+    on_base, now = _outcomes(base), _outcomes(branches[-1])
+    broke_at = None
+    fixed: set[str] = set()
+    for earlier in branches[:-1]:
+        newly = {t for t, o in _outcomes(earlier).items() if o in bad and on_base.get(t) not in bad}
+        gone = {t for t in newly if now.get(t) == "passed"}
+        if gone and broke_at is None:
+            broke_at = earlier["created_at"]
+        fixed |= gone
+    if not fixed:
+        return None
+    notes = [
+        str((payload or {}).get("note") or "").strip()
+        for payload in RunEvent.objects.filter(
+            run_id=event.run_id, kind="stage.retried", created_at__gte=broke_at
+        )
+        .order_by("seq")
+        .values_list("payload", flat=True)
+        if not (payload or {}).get("automatic")
+    ]
+    notes = [n for n in notes if n]
+    code = (
+        Artifact.objects.filter(run_id=event.run_id, stage="code", kind=Artifact.Kind.JSON)
+        .values_list("content", flat=True)
+        .first()
+    )
+    files = [str(f) for f in ((code or {}).get("files_changed") or [])[:8]]
+    how = f"a person's retry note: {' / '.join(notes)}" if notes else "the change was revised"
+    text = (
+        f"Tests {', '.join(sorted(fixed)[:10])} newly failed on an earlier attempt of the "
+        f"change and passed after {how}"
+        + (f"; the change that passed touches {', '.join(files)}" if files else "")
+    )
+    return {
+        "text": text,
+        "stage": "test_debug",
+        "kind": "test_fix",
+        "outcome": "fixed",
+        "key": f"event:{event.pk}",
+    }
 
 
 def lesson_write(event_id: int) -> str | None:

@@ -270,3 +270,42 @@ def test_each_event_teaches_its_lesson_and_a_resolution_rewrites_the_blocked_one
     failing = lesson_of_event(rec("stage.finished", stage="test_debug", status="succeeded"))
     assert failing["kind"] == "test_fix" and "tests/test_pay.py::test_refund" in failing["text"]
     assert lesson_of_event(rec("stage.finished", stage="plan", status="succeeded")) is None
+
+
+def test_tests_that_a_revised_change_fixed_teach_what_fixed_them():
+    from runs.models import TestRunRecord
+    from runs.retrieval import lesson_of_event
+    from tests.factories import ArtifactFactory
+
+    run = RunFactory()
+
+    def record(kind, **outcomes):
+        TestRunRecord.objects.create(
+            run=run, stage="test_debug", kind=kind, repo_path=run.repo_path, commit="c" * 40,
+            command_key="k", data={"outcomes": outcomes},
+        )  # fmt: skip
+
+    def finished():
+        return lesson_of_event(
+            events.event_record(
+                run_id=run.pk, kind="stage.finished", stage="test_debug", payload={}
+            )
+        )
+
+    ArtifactFactory(run=run, stage="test_debug", content={"status": "ok", "evidence": {}})
+    ArtifactFactory(run=run, stage="code", content={"files_changed": ["shop/pay.py"]})
+    record("base", t_refund="passed", t_old="failed")
+    record("branch", t_refund="failed", t_old="failed")
+    assert finished() is None  # one branch run: nothing was fixed yet
+    events.event_record(
+        run_id=run.pk, kind="stage.retried", stage="code", payload={"note": "round half up"}
+    )
+    events.event_record(
+        run_id=run.pk, kind="stage.retried", stage="code", payload={"automatic": True, "note": "x"}
+    )
+    record("branch", t_refund="passed", t_old="failed")
+    lesson = finished()
+    assert (lesson["kind"], lesson["outcome"]) == ("test_fix", "fixed")
+    assert "t_refund" in lesson["text"] and "t_old" not in lesson["text"]  # failed on base too
+    # The automatic retry's note is no person's: only the one given is named.
+    assert "retry note: round half up; the change that passed touches shop/pay.py" in lesson["text"]
