@@ -559,7 +559,7 @@ class Command(TyperCommand):
                 left = run.stages.exclude(status="skipped").count()
                 self._out(
                     f"run {run.pk} forked from run {parent.pk} at {from_stage} "
-                    f"({run.stages.count() - left} stages reused, {left} to run)"
+                    f"({run.stages.count() - left} stage(s) reused, {left} to run)"
                 )
             self._go(run, after_seq=0, detach=detach, start=None)
 
