@@ -518,6 +518,9 @@ class FollowView:
             return f"{prefix}: {cut(p.get('reason', ''), 200)}"
         if kind == "artifact.created":
             return f"{prefix} {p.get('name', '?')} ({p.get('size', '?')} bytes)"
+        if kind == "run.forked":
+            reused = ", ".join(p.get("reused") or []) or "nothing"
+            return f"{prefix} from run {p.get('parent', '?')}, reusing {reused}"
         if kind == "run.warning":
             return f"{prefix}: {cut(p.get('message', ''), 200)}"
         if kind == "stage.context":

@@ -40,6 +40,7 @@ def test_fork_runs_from_the_stage_and_show_links_both_runs(git_repo):
     assert out.splitlines()[0] == (
         f"run {fork.pk} forked from run {parent.pk} at research (1 stage(s) reused, 1 to run)"
     )
+    assert f"run.forked research from run {parent.pk}, reusing plan" in out
     assert out.splitlines()[-1].startswith(f"run {fork.pk} succeeded; artifacts in ")
     assert fork.status == Run.Status.SUCCEEDED
     assert fork.config["models"]["research"]["proponent"] == "offline/x"
