@@ -210,3 +210,21 @@ def test_compare_across_parent_and_fork_sees_only_visible_runs(
     assert stage_compare(user, fork, "plan", f"run-{parent.pk}").diff == ""
     stranger = django_user_model.objects.create_user("eve", password="pw")
     assert stage_compare_options(stranger, fork, "review") == []
+
+
+def test_a_resume_keeps_the_failed_attempt_and_a_stage_that_never_ran_keeps_nothing(
+    committed, fake_engine, git_repo, user
+):
+    from runs.services import run_resume
+    from swarm.providers.base import ProviderError
+
+    fake_engine.behaviour = {"research": ProviderError("down")}
+    run = committed(
+        run_create, goal="g", repo_path=str(git_repo), stage_from="plan", stage_to="plan_update"
+    )
+    assert run.status == "failed"
+    fake_engine.behaviour = {}
+    run = committed(run_resume, run=run)
+    assert run.status == "succeeded"
+    kept = list(StageAttempt.objects.filter(run=run).values_list("stage", "number", "status"))
+    assert kept == [("research", 1, "failed")]  # plan_update had not started
