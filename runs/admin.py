@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.db.models import Count
 
-from runs.models import Artifact, LlmCall, Run, RunEvent, StageRun
+from runs.models import Artifact, LlmCall, Run, RunEvent, StageAttempt, StageRun
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -72,6 +72,8 @@ class RunAdmin(ReadOnlyAdmin):
         "status",
         "reason",
         "owner",
+        "parent",
+        "forked_from_stage",
         "output_dir",
         "event_count",
         "input_tokens",
@@ -137,6 +139,32 @@ class ArtifactAdmin(ReadOnlyAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+@admin.register(StageAttempt)
+class StageAttemptAdmin(ReadOnlyAdmin):
+    list_display = ("run_id", "stage", "number", "status", "confidence", "created_at")
+    list_filter = ("status", "stage")
+    search_fields = ("=run__id",)
+    list_select_related = ("run",)
+    readonly_fields = (
+        "run",
+        "stage",
+        "number",
+        "status",
+        "reason",
+        "note",
+        "artifact",
+        "patch",
+        "confidence",
+        "approval",
+        "started_at",
+        "finished_at",
+        "created_at",
+    )
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # goes with its run
 
 
 @admin.register(LlmCall)

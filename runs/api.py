@@ -57,6 +57,7 @@ from runs.services import (
     run_budget_set,
     run_cancel,
     run_create,
+    run_fork,
     run_plan,
     run_resume,
     stage_approve,
@@ -102,7 +103,8 @@ def detail_response(run_id: int, request, code: int = status.HTTP_200_OK) -> Res
     headers = {}
     if code == status.HTTP_201_CREATED:
         headers["Location"] = reverse("run-detail", kwargs={"run_id": run.pk})
-    return Response(s.RunDetailSerializer(run).data, status=code, headers=headers)
+    data = s.RunDetailSerializer(run, context={"request": request}).data
+    return Response(data, status=code, headers=headers)
 
 
 def limits_check(user, *, creating: bool) -> None:
@@ -228,7 +230,8 @@ class RunDetailApi(APIView):
         responses={200: s.RunDetailSerializer, **error_responses(401, 404)},
     )
     def get(self, request, run_id: int):
-        return Response(s.RunDetailSerializer(run_for(request, run_id, detail=True)).data)
+        run = run_for(request, run_id, detail=True)
+        return Response(s.RunDetailSerializer(run, context={"request": request}).data)
 
 
 class RunCancelApi(APIView):
@@ -259,6 +262,36 @@ class RunResumeApi(APIView):
         services_check()
         run_resume(run=run, by=request.user)
         return detail_response(run_id, request)
+
+
+class RunForkApi(APIView):
+    @extend_schema(
+        operation_id="runs_fork",
+        summary="Fork a run from a stage (201): a new run on the parent's base commit that "
+        "reuses the parent's finished stages before it and runs from it",
+        description="The fork has the parent's goal, repository, base commit and stage range; "
+        "its stages before `from` are skipped as reused, with copies of the parent's "
+        "artifacts, and the rest run with `profile` and/or `model` (neither: the parent's "
+        "configuration). Every parent stage before `from` must be finished (400 naming "
+        "`from` otherwise); the parent may be in any state.",
+        request=s.RunForkInputSerializer,
+        responses={201: s.RunDetailSerializer, **error_responses(400, 401, 403, 404, 429, 503)},
+    )
+    def post(self, request, run_id: int):
+        parent = run_for(request, run_id)
+        body = s.RunForkInputSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        limits_check(request.user, creating=True)
+        services_check()
+        fork = run_fork(
+            parent=parent,
+            from_stage=data["from"],
+            profile_name=data.get("profile") or None,
+            model=data.get("model") or None,
+            by=request.user,
+        )
+        return detail_response(fork.pk, request, status.HTTP_201_CREATED)
 
 
 class RunBudgetApi(APIView):

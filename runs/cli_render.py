@@ -216,6 +216,9 @@ def run_detail_data(run: Any, tests: dict[str, Any] | None = None) -> dict[str, 
             "branch": run.branch or None,
             "base_commit": run.base_commit or None,
             "head_commit": run.head_commit or None,
+            "parent": run.parent_id,
+            "forked_from_stage": run.forked_from_stage or None,
+            "forks": list(run.forks.order_by("id").values_list("id", flat=True)),
             "tests": tests,
             "config": {
                 k: run.config.get(k)
@@ -245,6 +248,18 @@ def _votes_text(votes: list[dict[str, Any]]) -> str:
     return "\n".join(parts) or "-"
 
 
+def _lineage_line(data: dict[str, Any]) -> str:
+    """`forked from run 12 at review` and `forks: 15, 16`, or nothing."""
+    parts = []
+    if data.get("forked_from_stage"):
+        parent = data.get("parent")
+        parent_text = f"run {parent}" if parent else "a deleted run"
+        parts.append(f"forked from {parent_text} at {data['forked_from_stage']}")
+    if data.get("forks"):
+        parts.append("forks: " + ", ".join(str(i) for i in data["forks"]))
+    return ("\n" + "   ".join(parts)) if parts else ""
+
+
 def run_detail_renderable(data: dict[str, Any]) -> Group:
     """`show RUN_ID` for a person, from run_detail_data()."""
     duration = data.get("duration_s")
@@ -257,6 +272,7 @@ def run_detail_renderable(data: dict[str, Any]) -> Group:
         f"tokens: {data['input_tokens']} in / {data['output_tokens']} out   ",
         f"cost: ${data['cost_usd']:.4f}   duration: {_num(duration, '{:.1f}s')}",
         f"\nreason: {data['reason']}" if data.get("reason") else "",
+        _lineage_line(data),
     )
     stages = Table(title="stages")
     for name in (
@@ -502,6 +518,9 @@ class FollowView:
             return f"{prefix}: {cut(p.get('reason', ''), 200)}"
         if kind == "artifact.created":
             return f"{prefix} {p.get('name', '?')} ({p.get('size', '?')} bytes)"
+        if kind == "run.forked":
+            reused = ", ".join(p.get("reused") or []) or "nothing"
+            return f"{prefix} from run {p.get('parent', '?')}, reusing {reused}"
         if kind == "run.warning":
             return f"{prefix}: {cut(p.get('message', ''), 200)}"
         if kind == "stage.context":

@@ -126,3 +126,28 @@ class RunBudgetForm(forms.Form):
     )
     # The blocked stage to retry once the budget is raised ("" = raise only).
     retry = forms.ChoiceField(choices=[("", "")] + [(s, s) for s in STAGE_NAMES], required=False)
+
+
+class RunForkForm(forms.Form):
+    """Fork a run from one of its stages (runs.services.run_fork decides what is allowed)."""
+
+    from_stage = forms.ChoiceField(label="From stage", choices=STAGE_CHOICES)
+    profile = forms.ChoiceField(choices=[], required=False)
+    model = forms.CharField(
+        label="Model override",
+        required=False,
+        max_length=200,
+        widget=forms.TextInput(attrs={"placeholder": "vendor/model"}),
+    )
+
+    def __init__(self, *args, profiles: list[str], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["profile"].choices = [("", "the run's"), *((p, p) for p in profiles)]
+
+    def service_kwargs(self) -> dict:
+        data = self.cleaned_data
+        return {
+            "from_stage": data["from_stage"],
+            "profile_name": data.get("profile") or None,
+            "model": (data.get("model") or "").strip() or None,
+        }

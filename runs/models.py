@@ -51,6 +51,12 @@ class Run(models.Model):
         related_name="runs",
     )
     output_dir = models.CharField(max_length=1024, blank=True, default="")
+    # A fork (runs.services.run_fork): the run it reuses the finished stages of, and the
+    # stage it ran from. The parent may be deleted; the fork keeps its copies.
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="forks"
+    )
+    forked_from_stage = models.CharField(max_length=32, blank=True, default="")
     # Last RunEvent.seq handed out; incremented under a row lock so seq has no gaps.
     event_seq = models.PositiveIntegerField(default=0)
     input_tokens = models.PositiveBigIntegerField(default=0)
@@ -161,6 +167,37 @@ class StageRun(models.Model):
         if not (self.started_at and self.finished_at):
             return None
         return (self.finished_at - self.started_at).total_seconds()
+
+
+class StageAttempt(models.Model):
+    """A stage attempt a person set aside by retrying (or resuming) the stage: its draft
+    and outcome as they were, kept so the run page can compare attempts. The stage's
+    current attempt stays on its StageRun (and its Artifact once accepted)."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="attempts")
+    stage = models.CharField(max_length=32)
+    number = models.PositiveSmallIntegerField()  # 1, 2, ... in the order they were set aside
+    status = models.CharField(max_length=16)  # the StageRun status it ended in
+    reason = models.TextField(blank=True, default="")
+    note = models.TextField(blank=True, default="")  # the note it ran with
+    artifact = models.JSONField(null=True, blank=True)  # its draft artifact, if any
+    patch = models.TextField(blank=True, default="")  # code: its draft change
+    confidence = models.FloatField(null=True, blank=True)
+    approval = models.FloatField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run_id", "stage", "number"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run", "stage", "number"], name="uniq_attempt_per_stage"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} / {self.stage} attempt {self.number} ({self.status})"
 
 
 class RunEvent(models.Model):

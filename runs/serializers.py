@@ -84,6 +84,34 @@ class RunListFilterSerializer(serializers.Serializer):
     )
 
 
+class RunForkInputSerializer(serializers.Serializer):
+    stage_from = serializers.ChoiceField(
+        choices=STAGE_CHOICES,
+        help_text="the stage the fork runs from; the parent's finished stages before it are "
+        "reused (it must be one of the parent's stages, at most its first unfinished one)",
+    )
+    profile = serializers.CharField(
+        max_length=100,
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="profile name (default: the parent's)",
+    )
+    model = serializers.RegexField(
+        r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._:/+-]*$",
+        max_length=200,
+        required=False,
+        allow_null=True,
+        default=None,
+        error_messages={"invalid": "a model id is vendor/model"},
+        help_text="one vendor/model id for every role of every stage the fork runs; with "
+        "neither profile nor model the parent's configuration is reused",
+    )
+
+    def get_fields(self):
+        return _rename(super().get_fields(), {"stage_from": "from"})
+
+
 class StageRetryInputSerializer(serializers.Serializer):
     note = serializers.CharField(max_length=8000, help_text="goes into the retried stage's prompts")
 
@@ -159,6 +187,8 @@ class RunSerializer(serializers.ModelSerializer):
             "branch",
             "base_commit",
             "head_commit",
+            "parent",
+            "forked_from_stage",
             "created_at",
             "started_at",
             "finished_at",
@@ -170,6 +200,11 @@ class RunSerializer(serializers.ModelSerializer):
             },
             "base_commit": {"help_text": "HEAD of the repository when the run was created"},
             "head_commit": {"help_text": "the commit the run's branch points at"},
+            "parent": {"help_text": "a fork's parent run (null: not a fork, or deleted)"},
+            "forked_from_stage": {
+                "help_text": "the stage a fork ran from; the stages before it are its "
+                'parent\'s, reused ("": not a fork)'
+            },
         }
 
     @extend_schema_field(BudgetSerializer)
@@ -310,6 +345,7 @@ class RunDetailSerializer(RunSerializer):
         help_text="the test evidence Tekton measured (null before test_debug); "
         "per-test results at /api/runs/{id}/tests/"
     )
+    forks = serializers.SerializerMethodField(help_text="the ids of the runs forked from this one")
 
     class Meta(RunSerializer.Meta):
         fields = [
@@ -318,10 +354,20 @@ class RunDetailSerializer(RunSerializer):
             "config",
             "delivery",
             "tests",
+            "forks",
             "stages",
             "artifacts",
         ]
         read_only_fields = fields
+
+    def get_forks(self, run: Run) -> list[int]:
+        forks = run.forks.all()
+        request = self.context.get("request")
+        if request is not None:  # another user's fork does not exist for this one
+            from runs.selectors import runs_visible_to
+
+            forks = runs_visible_to(request.user).filter(parent_id=run.pk)
+        return list(forks.order_by("id").values_list("id", flat=True))
 
     @extend_schema_field(RunDeliverySerializer)
     def get_delivery(self, run: Run) -> dict:

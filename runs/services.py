@@ -1,5 +1,5 @@
-"""Every write a person asks for on a run: plan, create, cancel, resume, approve, retry, abort,
-and the stale-stage sweeper.
+"""Every write a person asks for on a run: plan, create, fork, cancel, resume, approve, retry,
+abort, and the stale-stage sweeper.
 
 All functions are keyword-only and atomic; events are recorded in the same transaction and
 published, like dispatch, only on commit.
@@ -32,7 +32,7 @@ from runs.lifecycle import (
     stage_artifacts_write,
     stages_ready,
 )
-from runs.models import Run, StageRun
+from runs.models import Artifact, Run, StageAttempt, StageRun, TestRunRecord
 from swarm.redact import redact
 from swarm.repo import repo_head
 from swarm.stages import ROLES, UnknownStageError, stage_dependencies, stage_get, stage_range
@@ -311,6 +311,207 @@ def run_create(
     return run
 
 
+def _fork_config(parent: Run, profile_name: str | None, model: str | None) -> tuple[str, dict]:
+    """(profile name, frozen config) of a fork. With neither a profile nor a model the
+    parent's frozen configuration is reused as it is (later profile edits do not leak
+    in), without its cassette to record into; otherwise the profile (default: the
+    parent's) is resolved again for the parent's stage range, keeping the parent's extra
+    consensus-free stages and test command. Budgets are the resolved profile's."""
+    from config_profiles.services import profile_get, profile_resolve
+
+    config = dict(parent.config or {})
+    if profile_name is None and model is None:
+        config["record_path"] = None
+        return parent.profile_name, config
+    profile = profile_get(name=profile_name or parent.profile_name)
+    stages = list(config.get("stages") or stage_range(parent.stage_from, parent.stage_to))
+    resolved = profile_resolve(
+        profile=profile,
+        stages=stages,
+        model=model,
+        consensus_free=list(config.get("consensus_free") or []) or None,
+        test_command=config.get("test_command"),
+    )
+    return profile.name, {**resolved, "ignored_changes": list(config.get("ignored_changes") or [])}
+
+
+def fork_starts(stages: list[StageRun]) -> list[str]:
+    """The stages a run can be forked from, in order: each of its stages up to its first
+    unfinished one (every stage before a fork's start must be done to be reused)."""
+    starts = []
+    for row in sorted(stages, key=lambda r: r.position):
+        starts.append(row.stage)
+        if row.status not in DONE_STATUSES:
+            break
+    return starts
+
+
+@transaction.atomic
+def run_fork(
+    *,
+    parent: Run,
+    from_stage: str,
+    profile_name: str | None = None,
+    model: str | None = None,
+    by=None,
+    dispatch: bool = True,
+) -> Run:
+    """A new run that reuses what `parent` finished before `from_stage` and runs from it,
+    with another profile and/or model (runs/services._fork_config).
+
+    The fork has the parent's goal, repository, base commit and stage range. Its stages
+    before `from_stage` are skipped ("reused from run N") and carry copies of the
+    parent's artifacts (JSON and the code stage's patch, so its workspace is rebuilt as
+    the parent's was), their outcome (confidence, approval, votes) and test records
+    (marked reused); their LLM calls, tokens and cost stay the parent's. Forked after
+    code, it shares the parent's branch and head: the change is the parent's. The rest is
+    queued and dispatched on commit (when `dispatch`), as run_create does.
+
+    `from_stage` must be one of the parent's stages, and every parent stage before it
+    must be done (succeeded or skipped): a fork starts at most at the parent's first
+    unfinished stage. The parent may be in any state, still running included: only
+    finished stages are reused, and those never change again. Raises FieldError
+    (from_stage, profile, model, ...); on error nothing is created. Records run.forked."""
+    try:
+        start = stage_get(from_stage)
+    except UnknownStageError as exc:
+        raise FieldError("from_stage", str(exc)) from None
+    rows = list(StageRun.objects.filter(run=parent).order_by("position"))
+    if from_stage not in {r.stage for r in rows}:
+        raise FieldError(
+            "from_stage",
+            f"run {parent.pk} covers {parent.stage_from} to {parent.stage_to}; "
+            f"{from_stage} is not one of its stages",
+        )
+    earlier = [r for r in rows if r.position < start.index]
+    unfinished = [r for r in earlier if r.status not in DONE_STATUSES]
+    if unfinished:
+        first = unfinished[0]
+        raise FieldError(
+            "from_stage",
+            f"stage {first.stage} of run {parent.pk} is {first.status}; a fork reuses only "
+            f"finished stages, so it can start at {first.stage} at the latest",
+        )
+    profile, config = _fork_config(parent, profile_name, model)
+    after_code = any(r.stage == "code" for r in earlier)
+    fork = Run.objects.create(
+        namespace=settings.TEKTON_NAMESPACE,
+        goal=parent.goal,
+        repo_path=parent.repo_path,
+        base_commit=parent.base_commit,
+        branch=parent.branch if after_code else "",
+        head_commit=parent.head_commit if after_code else "",
+        profile_name=profile,
+        config=config,
+        stage_from=parent.stage_from,
+        stage_to=parent.stage_to,
+        owner=_owner(by),
+        parent=parent,
+        forked_from_stage=from_stage,
+    )
+    reused = f"reused from run {parent.pk}"
+    StageRun.objects.bulk_create(
+        [
+            StageRun(
+                run=fork,
+                stage=r.stage,
+                position=r.position,
+                status=StageRun.Status.SKIPPED,
+                reason=reused,
+                confidence=r.confidence,
+                approval=r.approval,
+                votes=r.votes,
+                mediator=r.mediator,
+                checks=r.checks,
+                finished_at=timezone.now(),
+            )
+            if r.position < start.index
+            else StageRun(run=fork, stage=r.stage, position=r.position)
+            for r in rows
+        ]
+    )
+    names = [r.stage for r in earlier]
+    copied = {
+        (a.stage, a.kind): a
+        for a in Artifact.objects.filter(
+            run=parent, stage__in=names, kind__in=(Artifact.Kind.JSON, Artifact.Kind.PATCH)
+        )
+    }
+    for name in names:
+        data, patch = (
+            copied.get((name, Artifact.Kind.JSON)),
+            copied.get((name, Artifact.Kind.PATCH)),
+        )
+        stage_artifacts_write(
+            run=fork,
+            stage=name,
+            artifact=data.content if data is not None else None,
+            patch=patch.text if patch is not None else None,
+        )
+    TestRunRecord.objects.bulk_create(
+        TestRunRecord(
+            run=fork,
+            stage=t.stage,
+            kind=t.kind,
+            repo_path=t.repo_path,
+            commit=t.commit,
+            command_key=t.command_key,
+            data=t.data,
+            reused=True,
+        )
+        for t in TestRunRecord.objects.filter(run=parent, stage__in=names).order_by("id")
+    )
+    events.event_record(
+        run_id=fork.pk,
+        kind="run.forked",
+        stage=from_stage,
+        payload={
+            "parent": parent.pk,
+            "from_stage": from_stage,
+            "reused": names,
+            "profile": profile,
+            "model": model,
+            "by": _who(by),
+        },
+    )
+    if dispatch:
+        stages_dispatch(stages_ready(run_id=fork.pk))
+    return fork
+
+
+def _attempts_keep(rows: list[StageRun]) -> None:
+    """Set aside the attempts about to be reset (retry, resume): each stage row that ran
+    keeps its draft and outcome as a StageAttempt, numbered after the stage's earlier ones."""
+    ran = [r for r in rows if r.started_at is not None or r.draft]
+    if not ran:
+        return
+    kept: dict[tuple[int, str], int] = {}
+    for run_id, stage in StageAttempt.objects.filter(
+        run_id__in={r.run_id for r in ran}, stage__in={r.stage for r in ran}
+    ).values_list("run_id", "stage"):
+        kept[(run_id, stage)] = kept.get((run_id, stage), 0) + 1
+    attempts = []
+    for r in ran:
+        draft = r.draft if isinstance(r.draft, dict) else {}
+        attempts.append(
+            StageAttempt(
+                run_id=r.run_id,
+                stage=r.stage,
+                number=kept.get((r.run_id, r.stage), 0) + 1,
+                status=r.status,
+                reason=r.reason,
+                note=r.note,
+                artifact=draft.get("artifact"),
+                patch=str(draft.get("patch") or ""),
+                confidence=r.confidence,
+                approval=r.approval,
+                started_at=r.started_at,
+                finished_at=r.finished_at,
+            )
+        )
+    StageAttempt.objects.bulk_create(attempts)
+
+
 def run_dispatch(*, run: Run) -> None:
     """Dispatch the ready stages of a run created with `dispatch=False` (a follower that
     must listen before the stages start, as `tekton run --deltas` does). A stage already
@@ -365,7 +566,8 @@ def run_cancel(*, run: Run, by=None) -> Run:
 def run_resume(*, run: Run, by=None) -> Run:
     """Continue a failed, cancelled or blocked run from its first unfinished stage. Stages
     that succeeded or were skipped are kept with their artifacts (never run or written
-    again); every other stage goes back to queued with attempt 0. Records run.resumed and
+    again); every other stage goes back to queued with attempt 0 (one that ran keeps its
+    attempt as a StageAttempt). Records run.resumed and
     dispatches the ready stages on commit.
 
     A queued or running run resumes only when it is orphaned (the process that ran it
@@ -381,6 +583,7 @@ def run_resume(*, run: Run, by=None) -> Run:
         )
     pending = StageRun.objects.filter(run=run).exclude(status__in=DONE_STATUSES)
     first = pending.order_by("position").values_list("stage", flat=True).first()
+    _attempts_keep(list(pending))
     pending.update(
         updated_at=timezone.now(),
         status=StageRun.Status.QUEUED,
@@ -511,7 +714,8 @@ def stage_retry(*, run: Run, stage: str, note: str, by=None) -> Run:
     """Run a blocked or failed stage again with a person's note (it goes into the stage's
     prompts). The stage goes back to queued with attempt 0; in a failed or cancelled run
     the other failed or cancelled stages are queued again too, so the run can finish.
-    Records stage.retried; the run goes on. Raises StateError / FieldError."""
+    Each attempt set aside keeps its draft and outcome as a StageAttempt. Records
+    stage.retried; the run goes on. Raises StateError / FieldError."""
     locked = _locked(run)
     row = _stage(locked, stage)
     if row.status not in (StageRun.Status.BLOCKED, StageRun.Status.FAILED):
@@ -537,11 +741,14 @@ def stage_retry(*, run: Run, stage: str, note: str, by=None) -> Run:
         "finished_at": None,
         "draft": None,
     }
-    StageRun.objects.filter(pk=row.pk).update(note=note, reason="", **reset)
+    others = StageRun.objects.none()
     if locked.status == Run.Status.FAILED:
-        StageRun.objects.filter(
+        others = StageRun.objects.filter(
             run=run, status__in=(StageRun.Status.FAILED, StageRun.Status.CANCELLED)
-        ).exclude(pk=row.pk).update(reason="", **reset)
+        ).exclude(pk=row.pk)
+    _attempts_keep([row, *others])
+    StageRun.objects.filter(pk=row.pk).update(note=note, reason="", **reset)
+    others.update(reason="", **reset)
     events.event_record(
         run_id=run.pk,
         kind="stage.retried",

@@ -24,8 +24,9 @@ from django_htmx.http import HttpResponseClientRedirect
 from config_profiles.selectors import profile_names
 from runs import render as show
 from runs.artifacts_store import artifact_bytes
+from runs.compare import stage_compare, stage_compare_options
 from runs.delivery import repo_run_branches, run_delivery, run_test_results
-from runs.forms import RunBudgetForm, RunFilterForm, RunLaunchForm, StageRetryForm
+from runs.forms import RunBudgetForm, RunFilterForm, RunForkForm, RunLaunchForm, StageRetryForm
 from runs.health import services_check
 from runs.models import Artifact, Run, StageRun
 from runs.repo_health import (
@@ -49,10 +50,12 @@ from runs.selectors import (
     stage_messages,
 )
 from runs.services import (
+    fork_starts,
     run_abort,
     run_budget_set,
     run_cancel,
     run_create,
+    run_fork,
     run_plan,
     run_resume,
     stage_approve,
@@ -317,6 +320,34 @@ def _delivery_context(run: Run) -> dict[str, Any]:
     }
 
 
+def _compare_context(request: HttpRequest, run: Run, stage: StageRun | None) -> dict[str, Any]:
+    """The stage's artifact against another attempt, the parent or a fork (?compare=)."""
+    if stage is None:
+        return {"compare_options": [], "comparison": None}
+    options = stage_compare_options(request.user, run, stage.stage)
+    key = request.GET.get("compare", "")
+    comparison = stage_compare(request.user, run, stage.stage, key) if key else None
+    return {
+        "compare_options": options,
+        "compare_key": key,
+        "comparison": comparison,
+        "compare_files": show.diff_files(comparison.diff) if comparison and comparison.diff else [],
+    }
+
+
+def _lineage_context(request: HttpRequest, run: Run, stages: list[StageRun]) -> dict[str, Any]:
+    """The parent and forks the person may see, and the fork form."""
+    visible = runs_visible_to(request.user)
+    starts = fork_starts(stages)
+    form = RunForkForm(profiles=_profiles(), initial={"from_stage": starts[-1] if starts else ""})
+    form.fields["from_stage"].choices = [(s, s) for s in starts]
+    return {
+        "parent": visible.filter(pk=run.parent_id).first() if run.parent_id else None,
+        "forks": list(visible.filter(parent_id=run.pk).order_by("id")),
+        "fork_form": form,
+    }
+
+
 @require_GET
 @login_required
 def run_detail_view(request: HttpRequest, run_id: int) -> HttpResponse:
@@ -334,12 +365,17 @@ def run_detail_view(request: HttpRequest, run_id: int) -> HttpResponse:
     context = {
         **run_live_context(run, stages, run_message_counts(run.pk)),
         **_stage_panel_context(run, selected),
+        **_compare_context(request, run, selected),
         "selected": wanted,
         "unknown_stage": None if selected else wanted,
     }
     if target in ("stage-panel", "stage-list", "run-header"):
         return render(request, f"runs/detail.html#{target}", context)
-    return render(request, "runs/detail.html", {**context, **_delivery_context(run)})
+    return render(
+        request,
+        "runs/detail.html",
+        {**context, **_delivery_context(run), **_lineage_context(request, run, stages)},
+    )
 
 
 def _back(run: Run, stage: str = "") -> HttpResponse:
@@ -375,6 +411,27 @@ def run_resume_view(request: HttpRequest, run_id: int) -> HttpResponse:
         return _back(run)
     _act(request, run, f"Run {run.pk} resumed.", run_resume)
     return _back(run)
+
+
+@require_POST
+@login_required
+def run_fork_view(request: HttpRequest, run_id: int) -> HttpResponse:
+    """Fork the run from a stage (the form on its page) and go to the fork's page."""
+    run = _visible_run(request, run_id)
+    form = RunForkForm(request.POST, profiles=_profiles())
+    if not form.is_valid():
+        messages.error(request, "; ".join(e for errs in form.errors.values() for e in errs))
+        return _back(run)
+    try:
+        services_check()
+        fork = run_fork(parent=run, by=request.user, **form.service_kwargs())
+    except (FieldError, StateError, ServiceUnavailable) as exc:
+        messages.error(request, str(exc))
+        return _back(run)
+    messages.success(
+        request, f"Run {fork.pk} forked from run {run.pk} at {fork.forked_from_stage}."
+    )
+    return redirect(reverse("run-page", args=[fork.pk]))
 
 
 @require_POST

@@ -27,6 +27,7 @@ logger = logging.getLogger("tekton.api")
 FIELD_NAMES = {
     "stage_from": "from",
     "stage_to": "to",
+    "from_stage": "from",  # a fork's first stage to run
     "repo_path": "repo",
     "profile_name": "profile",
     # The server's TEKTON_LLM_BACKEND, not a request field: no field of the body is wrong.

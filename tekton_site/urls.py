@@ -18,6 +18,7 @@ from runs.api import (
     RunBundleApi,
     RunCancelApi,
     RunDetailApi,
+    RunForkApi,
     RunListCreateApi,
     RunPatchApi,
     RunResumeApi,
@@ -45,6 +46,7 @@ api_urlpatterns = [
     path("api/runs/<int:run_id>/cancel/", RunCancelApi.as_view(), name="run-cancel"),
     path("api/runs/<int:run_id>/resume/", RunResumeApi.as_view(), name="run-resume"),
     path("api/runs/<int:run_id>/budget/", RunBudgetApi.as_view(), name="run-budget"),
+    path("api/runs/<int:run_id>/fork/", RunForkApi.as_view(), name="run-fork"),
     path(
         "api/runs/<int:run_id>/stages/<str:stage>/approve/",
         StageApproveApi.as_view(),

@@ -16,6 +16,7 @@ urlpatterns = [
     path("runs/<int:run_id>/", run_views.run_detail_view, name="run-page"),
     path("runs/<int:run_id>/cancel/", run_views.run_cancel_view, name="run-page-cancel"),
     path("runs/<int:run_id>/resume/", run_views.run_resume_view, name="run-page-resume"),
+    path("runs/<int:run_id>/fork/", run_views.run_fork_view, name="run-page-fork"),
     path("runs/<int:run_id>/budget/", run_views.run_budget_view, name="run-page-budget"),
     path(
         "runs/<int:run_id>/stages/<str:stage>/approve/",

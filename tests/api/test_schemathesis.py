@@ -25,7 +25,7 @@ MIN_CASES = 1000
 # Requests that match the schema but that the server must still refuse with a documented
 # 400, because acceptance depends on the server's state, not on the request's shape: the
 # repository must exist under TEKTON_REPO_ROOTS and be git (a searched one must be under
-# them), a model needs a route, a
+# them), a model needs a route, a fork starts at a stage its parent has finished up to, a
 # profile name must be free, a note must not be only spaces, a check id must be
 # registered, a cursor must be one the server issued, a hook URL must resolve to an allowed
 # address, a prompt must not be only spaces. For these operations only, 400 joins the
@@ -34,6 +34,7 @@ MIN_CASES = 1000
 STATE_DEPENDENT = [
     "runs_list",
     "runs_create",
+    "runs_fork",
     "runs_stage_retry",
     "profiles_create",
     "profiles_update",

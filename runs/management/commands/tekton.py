@@ -522,6 +522,47 @@ class Command(TyperCommand):
                 dispatch=(lambda: services.run_dispatch(run=run)) if later else None,
             )
 
+    @command(
+        help="Fork a run from a stage: a new run on its base commit that reuses its finished "
+        "stages before STAGE and runs from there (with another --model or --profile), "
+        "followed live like `run`."
+    )
+    def fork(
+        self,
+        run_id: Annotated[int, typer.Argument(help="The run to fork (the parent).")],
+        from_stage: Annotated[
+            str,
+            typer.Option("--from", help="The stage to run from; the stages before it are reused."),
+        ],
+        model: Annotated[
+            str | None,
+            typer.Option("--model", help="One vendor/model id for every agent of the fork."),
+        ] = None,
+        profile: Annotated[
+            str | None, typer.Option("--profile", help="Model profile (default: the parent's).")
+        ] = None,
+        detach: DetachOpt = False,
+        debug: DebugOpt = False,
+    ) -> None:
+        from runs import services
+
+        with self._errors(debug):
+            parent = self._run_get(run_id)
+            run = services.run_fork(
+                parent=parent,
+                from_stage=from_stage,
+                profile_name=profile,
+                model=model,
+                dispatch=not cli_process.is_inline(),
+            )
+            if not detach:
+                left = run.stages.exclude(status="skipped").count()
+                self._out(
+                    f"run {run.pk} forked from run {parent.pk} at {from_stage} "
+                    f"({run.stages.count() - left} stage(s) reused, {left} to run)"
+                )
+            self._go(run, after_seq=0, detach=detach, start=None)
+
     @command(help="Approve a blocked stage anyway; the run goes on.")
     def approve(
         self,
