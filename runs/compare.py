@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runs.models import Artifact, Run, StageAttempt, StageRun
-from runs.selectors import runs_visible_to
+from runs.selectors import run_lineage
 from swarm.stages import stage_get
 
 
@@ -48,13 +48,11 @@ def _current(run_id: int, stage: str) -> dict[str, Any] | None:
 
 def _related_runs(user, run: Run) -> list[tuple[Run, str]]:
     """The parent and the forks of `run` that `user` may see, each with how it is named."""
-    visible = runs_visible_to(user)
+    parent, forks = run_lineage(user, run)
     found: list[tuple[Run, str]] = []
-    if run.parent_id:
-        parent = visible.filter(pk=run.parent_id).first()
-        if parent is not None:
-            found.append((parent, f"parent run {parent.pk}"))
-    for fork in visible.filter(parent_id=run.pk).order_by("id"):
+    if parent is not None:
+        found.append((parent, f"parent run {parent.pk}"))
+    for fork in forks:
         found.append((fork, f"fork run {fork.pk} (from {fork.forked_from_stage})"))
     return found
 

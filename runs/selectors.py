@@ -24,6 +24,13 @@ def runs_visible_to(user) -> QuerySet[Run]:
     return runs.filter(owner=user)
 
 
+def run_lineage(user, run: Run) -> tuple[Run | None, list[Run]]:
+    """The parent `run` was forked from and the forks of `run`, those `user` may see."""
+    visible = runs_visible_to(user)
+    parent = visible.filter(pk=run.parent_id).first() if run.parent_id else None
+    return parent, list(visible.filter(parent_id=run.pk).order_by("id"))
+
+
 def run_visible(user, run_id: int, *, detail: bool = False) -> Run | None:
     """The run if `user` may see it (with stages and artifacts prefetched for `detail`),
     else None: another user's run does not exist for them."""

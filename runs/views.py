@@ -39,6 +39,7 @@ from runs.repo_health import (
 from runs.selectors import (
     run_artifacts,
     run_evidence_summary,
+    run_lineage,
     run_live,
     run_message_counts,
     run_stages,
@@ -337,15 +338,11 @@ def _compare_context(request: HttpRequest, run: Run, stage: StageRun | None) -> 
 
 def _lineage_context(request: HttpRequest, run: Run, stages: list[StageRun]) -> dict[str, Any]:
     """The parent and forks the person may see, and the fork form."""
-    visible = runs_visible_to(request.user)
     starts = fork_starts(stages)
     form = RunForkForm(profiles=_profiles(), initial={"from_stage": starts[-1] if starts else ""})
     form.fields["from_stage"].choices = [(s, s) for s in starts]
-    return {
-        "parent": visible.filter(pk=run.parent_id).first() if run.parent_id else None,
-        "forks": list(visible.filter(parent_id=run.pk).order_by("id")),
-        "fork_form": form,
-    }
+    parent, forks = run_lineage(request.user, run)
+    return {"parent": parent, "forks": forks, "fork_form": form}
 
 
 @require_GET
