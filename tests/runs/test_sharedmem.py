@@ -220,3 +220,24 @@ def test_repository_facts_are_shared_per_commit(git_repo, tekton_settings, monke
     assert second == first
     assert len(calls) == 1
     assert shared_memory().get_json(stage_inputs._facts_key(str(git_repo), head))["head"] == head
+
+
+def test_index_status_claims_a_commit_once_records_progress_and_the_last_commit(settings):
+    from runs import index_status
+    from swarm.retrieval import IndexReport
+
+    settings.REDIS_URL = ""  # the in-process equivalent: the same calls
+    repo = f"/srv/{uuid.uuid4().hex}"
+    assert index_status.index_claim(repo=repo, commit="c1") is True
+    assert index_status.index_claim(repo=repo, commit="c1") is False  # another worker
+    index_status.index_progress_recorder(repo=repo, commit="c1")(3, 3, "a.py")
+    (job,) = index_status.index_status_get(repo=repo)["indexing"]
+    assert (job["commit"], job["done"], job["total"]) == ("c1", 3, 3)
+    report = IndexReport(
+        repo=repo, commit="c1", files=3, embedded_files=3, reused_files=0, chunks=7
+    )
+    index_status.index_finished(repo=repo, commit="c1", report=report)
+    status = index_status.index_status_get(repo=repo)
+    assert status["indexing"] == []
+    assert (status["last"]["commit"], status["last"]["chunks"]) == ("c1", 7)
+    assert index_status.index_claim(repo=repo, commit="c1") is True  # free again
