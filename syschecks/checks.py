@@ -498,7 +498,11 @@ def check_rate_limits(ctx: CheckContext) -> list[CheckResult]:
             )
         ]
     memory = shared_memory()
-    where = "shared in Redis" if memory.kind == "redis" else "in this process (embedded)"
+    where = (
+        "shared by every worker in Redis"
+        if memory.kind == "redis"
+        else "in this process: embedded mode"
+    )
     local = "" if settings.TEKTON_RATE_LIMIT_LOCAL else "; loopback servers not limited"
     listed = "; ".join(f"{glob}: {limit.describe()}" for glob, limit in rules)
     results = [CheckResult(status="ok", detail=f"{listed} ({where}{local})")]

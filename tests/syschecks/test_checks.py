@@ -538,7 +538,10 @@ def test_rate_limits_show_the_limits_and_what_each_shared_bucket_holds(settings,
         shared_memory().close()
     main, bucket = results
     assert main.status == "ok"
-    assert "anthropic/*: 50 requests/min, 400000 tokens/min (shared in Redis" in main.detail
+    assert (
+        "anthropic/*: 50 requests/min, 400000 tokens/min (shared by every worker in Redis"
+        in main.detail
+    )
     assert bucket.id == "rate_limits.bucket:anthropic:anthropic/claude-opus-4.1"
     import re
 
