@@ -82,11 +82,13 @@ def spec_build(
 def router_for(kind: str, *, record_path: str | None = None):
     """The Router the stages use, from this process's environment; `record_path` appends
     every call to that cassette (replayable with TEKTON_LLM_BACKEND=replay)."""
+    from runs.sharedmem import rate_limiter_get
     from swarm.frontdoor.invoke import retry_options_for
     from swarm.providers import router_build
 
     return router_build(
         env=dict(os.environ),
+        rate_limiter=rate_limiter_get(),
         retry_options=retry_options_for(kind),
         record_path=record_path,
         replay_path=os.environ.get("TEKTON_REPLAY_PATH") or None,

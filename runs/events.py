@@ -15,6 +15,7 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.dispatch import Signal
@@ -35,8 +36,10 @@ events_recorded = Signal()
 
 
 def run_group(run_id: int) -> str:
-    """The channel-layer group that carries a run's events."""
-    return f"tekton.run.{run_id}"
+    """The channel-layer group that carries a run's events, named in this installation's
+    namespace (the layer's prefix keeps installations apart too; the name keeps them
+    apart on a layer whose prefix was set to be shared)."""
+    return f"{settings.TEKTON_NAMESPACE}.run.{run_id}"
 
 
 def event_record(

@@ -20,6 +20,7 @@ from django.conf import settings
 from django.db import transaction
 
 from runs import events
+from runs.index_status import index_claim, index_finished, index_progress_recorder
 from runs.lessons import HistoryLessons
 from runs.models import Artifact, Run, RunEvent, TestRunRecord
 from runs.selectors import runs_visible_to
@@ -125,9 +126,17 @@ def run_index_ensure(run_id: int) -> None:
         if key in _indexing:
             return  # another thread of this process is on it
         _indexing.add(key)
+    report = None
+    claimed = False
     try:
+        claimed = index_claim(repo=run.repo_path, commit=run.base_commit)
+        if not claimed:
+            return  # another worker is on it
         report = retrieval.index_commit(
-            repo=run.repo_path, path=run.repo_path, commit=run.base_commit
+            repo=run.repo_path,
+            path=run.repo_path,
+            commit=run.base_commit,
+            progress=index_progress_recorder(repo=run.repo_path, commit=run.base_commit),
         )
         logger.info("run %s: indexed %s", run_id, report)
     except (RetrievalUnavailable, RetrievalError) as exc:
@@ -138,6 +147,8 @@ def run_index_ensure(run_id: int) -> None:
     finally:
         with _indexing_lock:
             _indexing.discard(key)
+        if claimed:
+            index_finished(repo=run.repo_path, commit=run.base_commit, report=report)
 
 
 # --- lessons, written when their events happen -----------------------------------------------

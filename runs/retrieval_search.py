@@ -8,6 +8,7 @@ from typing import Any
 
 from django.conf import settings
 
+from runs.index_status import index_finished, index_progress_recorder
 from runs.retrieval import retrieval_get
 from runs.selectors import runs_visible_to
 from runs.services import repo_check
@@ -48,14 +49,26 @@ def repo_index(
     (Milvus or the embedding model out of reach)."""
     path = repo_check(repo_path, field_name="repo")
     retrieval = _retrieval_or_refuse()
+    label = commit or "HEAD"
+    recorder = index_progress_recorder(repo=str(path), commit=label)
+
+    def both(done: int, total: int, file_path: str) -> None:
+        recorder(done, total, file_path)
+        if progress is not None:
+            progress(done, total, file_path)
+
+    report = None
     try:
-        return retrieval.index_commit(
-            repo=str(path), path=path, commit=commit or "HEAD", progress=progress, force=force
+        report = retrieval.index_commit(
+            repo=str(path), path=path, commit=label, progress=both, force=force
         )
+        return report
     except RetrievalError as exc:
         raise FieldError("commit" if commit != "HEAD" else "repo", str(exc)) from None
     except RetrievalUnavailable as exc:
         raise ServiceUnavailable("milvus", str(exc)) from None
+    finally:
+        index_finished(repo=str(path), commit=label, report=report)
 
 
 def repo_search(

@@ -7,6 +7,8 @@ Read-only: nothing here writes to the database.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -21,6 +23,7 @@ from runs.artifacts_store import artifact_read_json
 from runs.budgets import budget_limits
 from runs.models import Artifact, Run, StageRun
 from runs.retrieval import StageContext, stage_context_build
+from runs.sharedmem import rate_limiter_get, shared_memory
 from runs.stage_work import RunStageWork, code_files_text, stage_workspace_facts
 from swarm.budget import budget_check
 from swarm.context import RepoFacts, StageConfig, StageInput
@@ -34,18 +37,46 @@ _FACTS_CACHE: OrderedDict[tuple[int, str], RepoFacts] = OrderedDict()
 _FACTS_LOCK = threading.Lock()
 
 
+FACTS_TTL_S = 3600.0
+
+
+def _facts_key(repo_path: str, commit: str) -> str:
+    return f"facts:{hashlib.sha256(repo_path.encode()).hexdigest()[:24]}:{commit}"
+
+
+def _facts_load(data: Any) -> RepoFacts | None:
+    try:
+        fields = {f.name for f in dataclasses.fields(RepoFacts)}
+        if not isinstance(data, dict) or set(data) != fields:
+            return None  # written by another version of RepoFacts: compute again
+        return RepoFacts(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+    except TypeError:
+        return None
+
+
 def run_repo_facts(run: Run) -> RepoFacts:
     """The repository as the run first saw it, read once per run and process: a handful
-    of git subprocesses cost more than the rest of a stage's orchestration together."""
+    of git subprocesses cost more than the rest of a stage's orchestration together.
+    Facts read at the run's base commit are shared with every worker for an hour
+    (runs/sharedmem.py, keyed by repository and commit), so the stages of a run on many
+    workers, and other runs on the same commit, read them once."""
     key = (run.pk, run.repo_path)
     with _FACTS_LOCK:
         facts = _FACTS_CACHE.get(key)
+    if facts is None and run.base_commit:
+        facts = _facts_load(shared_memory().get_json(_facts_key(run.repo_path, run.base_commit)))
     if facts is None:
         facts = repo_facts(run.repo_path)
-        with _FACTS_LOCK:
-            _FACTS_CACHE[key] = facts
-            while len(_FACTS_CACHE) > 256:
-                _FACTS_CACHE.popitem(last=False)
+        if run.base_commit and facts.head == run.base_commit:
+            shared_memory().set_json(
+                _facts_key(run.repo_path, run.base_commit),
+                dataclasses.asdict(facts),
+                ttl_s=FACTS_TTL_S,
+            )
+    with _FACTS_LOCK:
+        _FACTS_CACHE[key] = facts
+        while len(_FACTS_CACHE) > 256:
+            _FACTS_CACHE.popitem(last=False)
     return facts
 
 
@@ -148,4 +179,5 @@ def completer_build(config: dict[str, Any]) -> Router:
         replay_path=config.get("replay_path"),
         record_path=config.get("record_path"),
         prices={m: tuple(p) for m, p in (config.get("prices") or {}).items()},
+        rate_limiter=rate_limiter_get(),
     )

@@ -475,6 +475,54 @@ def _channel_layer_passwords() -> list[str]:
     return [p for p in found if p]
 
 
+# --- provider rate limits -------------------------------------------------------------------
+
+
+@register(id="rate_limits", title="Provider rate limits", category="providers")
+def check_rate_limits(ctx: CheckContext) -> list[CheckResult]:
+    """The configured limits (TEKTON_RATE_LIMITS) and what each bucket in use holds now,
+    shared by every worker through Redis (in-process in embedded mode)."""
+    from runs.sharedmem import shared_memory
+    from swarm.providers.limits import rate_limits_parse
+
+    try:
+        rules = rate_limits_parse(settings.TEKTON_RATE_LIMITS)
+    except ValueError as exc:
+        return [CheckResult(status="error", detail=str(exc), hint="Fix TEKTON_RATE_LIMITS.")]
+    if not rules:
+        return [
+            CheckResult(
+                status="ok",
+                detail="no limits configured (TEKTON_RATE_LIMITS): calls go out as fast as "
+                "the stages make them",
+            )
+        ]
+    memory = shared_memory()
+    where = (
+        "shared by every worker in Redis"
+        if memory.kind == "redis"
+        else "in this process: embedded mode"
+    )
+    local = "" if settings.TEKTON_RATE_LIMIT_LOCAL else "; loopback servers not limited"
+    listed = "; ".join(f"{glob}: {limit.describe()}" for glob, limit in rules)
+    results = [CheckResult(status="ok", detail=f"{listed} ({where}{local})")]
+    for fill in memory.buckets.fill():
+        parts = []
+        if fill.requests is not None:
+            parts.append(f"{fill.requests:.0f}/{fill.limit.requests} requests")
+        if fill.tokens is not None:
+            parts.append(f"{fill.tokens:.0f}/{fill.limit.tokens} tokens")
+        results.append(
+            CheckResult(
+                id=f"rate_limits.bucket:{fill.key}",
+                title=f"Rate limit bucket {fill.key}",
+                status="ok",
+                detail="holds " + ", ".join(parts),
+            )
+        )
+    return results
+
+
 # --- milvus --------------------------------------------------------------------------------
 
 
@@ -556,6 +604,7 @@ def check_milvus(ctx: CheckContext) -> list[CheckResult]:
 def _milvus_status(where: str, *secrets: str) -> list[CheckResult]:
     import dataclasses
 
+    from runs.index_status import index_status_get
     from runs.retrieval import retrieval_config
     from swarm.retrieval import RetrievalError, retrieval_for
 
@@ -601,6 +650,11 @@ def _milvus_status(where: str, *secrets: str) -> list[CheckResult]:
             )
         else:
             text = f"not indexed; {repo.lessons} lesson{'s' if repo.lessons != 1 else ''}"
+        for job in index_status_get(repo=repo.repo)["indexing"]:
+            total = job.get("total")
+            text += f"; indexing {str(job['commit'])[:12]} now" + (
+                f" ({job['done']}/{total} files)" if total else ""
+            )
         results.append(
             CheckResult(
                 id=f"milvus.repo:{repo.repo}",

@@ -186,6 +186,31 @@ TEKTON_LLM_TIMEOUT_SECONDS = env_float("TEKTON_LLM_TIMEOUT_SECONDS", 120.0)
 # (tests); True runs them in a background thread (the web process, the CLI).
 TEKTON_INLINE_THREADS = env_bool("TEKTON_INLINE_THREADS", True)
 TEKTON_QUEUE = os.environ.get("TEKTON_QUEUE") or TEKTON_NAMESPACE
+# Every Redis key of this installation starts with this: the broker's (kombu's
+# global_keyprefix), the shared memory's (runs/sharedmem.py) and, unless
+# TEKTON_CHANNEL_PREFIX says otherwise, the channel layer's.
+TEKTON_REDIS_PREFIX = os.environ.get("TEKTON_REDIS_PREFIX") or f"{TEKTON_NAMESPACE}:"
+TEKTON_CHANNEL_PREFIX = os.environ.get("TEKTON_CHANNEL_PREFIX") or f"{TEKTON_REDIS_PREFIX}asgi"
+# Per-provider rate limits shared by every worker (swarm/providers/limits.py): a JSON
+# object {model glob: {"rpm": requests/min, "tpm": tokens/min}}, the first matching glob
+# wins, each model gets its own bucket. The offline backend is never limited, nor a
+# server on loopback (the local fake servers) unless TEKTON_RATE_LIMIT_LOCAL=true.
+try:
+    TEKTON_RATE_LIMITS = json.loads(os.environ.get("TEKTON_RATE_LIMITS") or "{}")
+except ValueError as exc:
+    raise ImproperlyConfigured(f"TEKTON_RATE_LIMITS is not JSON: {exc}") from None
+if not isinstance(TEKTON_RATE_LIMITS, dict) or not all(
+    isinstance(v, dict)
+    and v
+    and set(v) <= {"rpm", "tpm"}
+    and all(type(n) is int and n >= 1 for n in v.values())
+    for v in TEKTON_RATE_LIMITS.values()
+):
+    raise ImproperlyConfigured(
+        'TEKTON_RATE_LIMITS must be a JSON object like {"anthropic/*": {"rpm": 50, '
+        '"tpm": 400000}}: each value has rpm and/or tpm, whole numbers >= 1'
+    )
+TEKTON_RATE_LIMIT_LOCAL = env_bool("TEKTON_RATE_LIMIT_LOCAL", False)
 
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
@@ -204,7 +229,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     # Redelivery of a message whose worker died; the claim + heartbeat guard makes an
     # early redelivery of a live stage harmless, and the sweeper covers the rest.
     "visibility_timeout": env_int("TEKTON_VISIBILITY_TIMEOUT", 3600),
-    "global_keyprefix": os.environ.get("TEKTON_REDIS_PREFIX") or f"{TEKTON_NAMESPACE}:",
+    "global_keyprefix": TEKTON_REDIS_PREFIX,
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Celery's consumer, made to survive the broker restarting under unacked messages.
@@ -216,7 +241,7 @@ if REDIS_URL:
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
                 "hosts": [REDIS_URL],
-                "prefix": f"{TEKTON_NAMESPACE}:asgi",
+                "prefix": TEKTON_CHANNEL_PREFIX,
                 "capacity": 1000,
             },
         }

@@ -46,6 +46,7 @@ from swarm.providers.capabilities import (
     capabilities_default,
 )
 from swarm.providers.cli_backends import ClaudeCliBackend, CodexCliBackend, cli_binary
+from swarm.providers.limits import LimitedProvider, RateLimiter, bucket_key
 from swarm.providers.pricing import Prices, usage_cost_usd
 from swarm.providers.pricing import price_for as table_price_for
 from swarm.providers.replay import RecordingProvider, ReplayProvider
@@ -201,8 +202,10 @@ class Router:
         retry_options: Mapping[str, Any] | None = None,
         capability_store: CapabilityStore | None = None,
         prices: Prices | None = None,
+        rate_limiter: RateLimiter | None = None,
     ) -> None:
         self.routes = routes
+        self.rate_limiter = rate_limiter
         self.prices = dict(prices or {})
         self.env = env
         self.mode = mode
@@ -417,10 +420,26 @@ class Router:
         profile's model id with `cost_usd` filled from pricing (cached input and cache
         writes at their own prices) when the backend left it 0. Stream pieces reach
         `request.on_delta` stamped with their attempt (see StreamDelta).
+        With a rate limiter, each call (each retry too) first waits for its bucket.
         Raises NoRouteError before any call, or the backend's last ProviderError."""
         info = self.resolve(request.model)
+        backend = self.provider_for(info)
+        limit = (
+            self.rate_limiter.limit_for(
+                backend=info.backend, base_url=info.base_url, model=request.model
+            )
+            if self.rate_limiter is not None
+            else None
+        )
+        if limit is not None:
+            backend = LimitedProvider(
+                backend,
+                self.rate_limiter,  # type: ignore[arg-type]
+                limit=limit,
+                key=bucket_key(info.backend, request.model),
+            )
         provider: Provider = _Routed(
-            RetryingProvider(self.provider_for(info), **self._retry_options), info, self.prices
+            RetryingProvider(backend, **self._retry_options), info, self.prices
         )
         if self.record_path:
             provider = RecordingProvider(
@@ -462,6 +481,7 @@ def router_build(
     retry_options: Mapping[str, Any] | None = None,
     capability_store: CapabilityStore | None = None,
     prices: Prices | None = None,
+    rate_limiter: RateLimiter | None = None,
 ) -> Router:
     """A Router over the profile's `routes` (validated) then the built-in ones.
 
@@ -469,7 +489,8 @@ def router_build(
     keyword arguments (tests pass a recording `sleep`). `capability_store` defaults to
     the process-wide one, so what one router learns of a server the next one knows.
     Raises NoRouteError for an unknown mode, bad routes, or replay mode without a
-    readable cassette. `prices` are the profile's ({model id: (input, output) $/M})."""
+    readable cassette. `prices` are the profile's ({model id: (input, output) $/M}).
+    `rate_limiter` (swarm.providers.limits) holds calls back to the configured limits."""
     env = os.environ if env is None else env
     mode = (backend_override or env.get(MODE_ENV) or "auto").strip().lower()
     if mode not in MODES:
@@ -492,4 +513,5 @@ def router_build(
         retry_options=retry_options,
         capability_store=capability_store,
         prices=prices,
+        rate_limiter=rate_limiter,
     )

@@ -504,3 +504,48 @@ def test_workspace_disk_reports_free_space_and_use(settings, tmp_path, monkeypat
     result = workspaces()["workspaces.disk"]
     assert result.status == "error" and "100.0 MiB free" in result.detail
     assert "tekton workspaces prune" in result.hint
+
+
+# --- provider rate limits ---------------------------------------------------------------------
+
+
+def test_rate_limits_not_configured_is_ok(settings):
+    settings.TEKTON_RATE_LIMITS = {}
+    (result,) = checks_run(only=["rate_limits"])
+    assert result.status == "ok"
+    assert "no limits configured" in result.detail
+
+
+def test_rate_limits_show_the_limits_and_what_each_shared_bucket_holds(settings, local_redis):
+    import uuid
+
+    import redis
+
+    from runs.sharedmem import rate_limiter_get, shared_memory
+
+    settings.REDIS_URL = f"{local_redis}/15"
+    settings.TEKTON_REDIS_PREFIX = f"tekton_t_{uuid.uuid4().hex[:8]}:"
+    settings.TEKTON_RATE_LIMITS = {"anthropic/*": {"rpm": 50, "tpm": 400000}}
+    limiter = rate_limiter_get()
+    limit = limiter.limit_for(backend="anthropic", base_url=None, model="anthropic/claude-opus-4.1")
+    try:
+        assert limiter.buckets.take("anthropic:anthropic/claude-opus-4.1", limit, 10000) == 0.0
+        results = checks_run(only=["rate_limits"])
+    finally:
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        keys = list(client.scan_iter(match=settings.TEKTON_REDIS_PREFIX + "*"))
+        client.delete(*keys)
+        shared_memory().close()
+    main, bucket = results
+    assert main.status == "ok"
+    assert (
+        "anthropic/*: 50 requests/min, 400000 tokens/min (shared by every worker in Redis"
+        in main.detail
+    )
+    assert bucket.id == "rate_limits.bucket:anthropic:anthropic/claude-opus-4.1"
+    import re
+
+    # What the draw took, refilled a little since (50 a minute, 400000 a minute).
+    match = re.fullmatch(r"holds (\d+)/50 requests, (\d+)/400000 tokens", bucket.detail)
+    assert match, bucket.detail
+    assert 49 <= int(match[1]) <= 50 and 390000 <= int(match[2]) < 400000
