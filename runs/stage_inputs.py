@@ -57,9 +57,9 @@ def _facts_load(data: Any) -> RepoFacts | None:
 def run_repo_facts(run: Run) -> RepoFacts:
     """The repository as the run first saw it, read once per run and process: a handful
     of git subprocesses cost more than the rest of a stage's orchestration together.
-    Facts read at the run's base commit are shared with every worker for an hour
-    (runs/sharedmem.py, keyed by repository and commit), so the stages of a run on many
-    workers, and other runs on the same commit, read them once."""
+    Facts read from a clean checkout at the run's base commit are shared with every worker
+    for an hour (runs/sharedmem.py, keyed by repository and commit), so the stages of a run
+    on many workers, and other runs on the same commit, read them once."""
     key = (run.pk, run.repo_path)
     with _FACTS_LOCK:
         facts = _FACTS_CACHE.get(key)
@@ -67,7 +67,9 @@ def run_repo_facts(run: Run) -> RepoFacts:
         facts = _facts_load(shared_memory().get_json(_facts_key(run.repo_path, run.base_commit)))
     if facts is None:
         facts = repo_facts(run.repo_path)
-        if run.base_commit and facts.head == run.base_commit:
+        # A dirty checkout's facts name its uncommitted changes: those are this checkout's
+        # moment, not the commit's, so only a clean checkout's facts are shared.
+        if run.base_commit and facts.head == run.base_commit and not facts.is_dirty:
             shared_memory().set_json(
                 _facts_key(run.repo_path, run.base_commit),
                 dataclasses.asdict(facts),

@@ -221,6 +221,13 @@ def test_repository_facts_are_shared_per_commit(git_repo, tekton_settings, monke
     assert len(calls) == 1
     assert shared_memory().get_json(stage_inputs._facts_key(str(git_repo), head))["head"] == head
 
+    # A dirty checkout's uncommitted changes are its own moment: never shared.
+    shared_memory().delete(stage_inputs._facts_key(str(git_repo), head))
+    (git_repo / "README.md").write_text("edited, not committed\n")
+    three = Run(pk=90003, repo_path=str(git_repo), base_commit=head)
+    assert stage_inputs.run_repo_facts(three).is_dirty
+    assert shared_memory().get_json(stage_inputs._facts_key(str(git_repo), head)) is None
+
 
 def test_index_status_claims_a_commit_once_records_progress_and_the_last_commit(settings):
     from runs import index_status
