@@ -7,8 +7,10 @@ lines each) and times, `--repeat` times each:
 - `Workspace.create()` from nothing: `git worktree add --detach` with parallel checkout
   (what a run's first stage pays); target <= 1 s;
 - the same worktree add with one checkout worker, for comparison;
-- a reference: one Python process writing the same files into a fresh folder on the
-  same disk (what making that many files costs the file system);
+- two references: one Python process writing the same files into a fresh folder on the
+  same disk, and `tar -c | tar -x` copying the fresh workspace's files (no `.git`) to
+  another fresh folder: what making that many files costs the file system, the floor any
+  way of making a checkout from nothing (clone, copy, archive) pays;
 - `create()` from the repository's spare (a finished run's worktree at the commit
   before, 20 files differ), target <= 1 s;
 - `create()` again on the healthy worktree (reuse), `rebuild([patch])` from a clean
@@ -97,6 +99,7 @@ def main(argv: list[str] | None = None) -> None:
         "create",
         "single",
         "floor",
+        "copy",
         "recycled",
         "reuse",
         "rebuild",
@@ -122,6 +125,7 @@ def main(argv: list[str] | None = None) -> None:
         previous = Workspace(repo=repo, base="HEAD~1", run_name="tekton/run-0-bench0000", root=root)
         single = tmp / "single"
         floor_dir = tmp / "floor"
+        copy_dir = tmp / "copy"
         patch = (
             "diff --git a/pkg000/mod00000.py b/pkg000/mod00000.py\n"
             "--- a/pkg000/mod00000.py\n+++ b/pkg000/mod00000.py\n"
@@ -134,6 +138,12 @@ def main(argv: list[str] | None = None) -> None:
         for _ in range(args.repeat):
             workspaces_prune(root, live=[], repos=[repo], spares=False)
             measure("create", ws.create)
+            copy_dir.mkdir()
+            measure("copy", lambda: subprocess.run(
+                f"tar -C {ws.path} --exclude=./.git -cf - . | tar -C {copy_dir} -xf -",
+                shell=True, check=True,
+            ))  # fmt: skip
+            shutil.rmtree(copy_dir)
             measure("single", lambda: git_run(
                 repo, "-c", "checkout.workers=1", "worktree", "add", "-q", "--detach",
                 str(single), "HEAD", check=True, timeout=600,
@@ -164,6 +174,11 @@ def main(argv: list[str] | None = None) -> None:
         ("`git worktree add` with one checkout worker", times["single"], ""),
         (f"reference: Python writing the same {args.files:,} files one by one", times["floor"], ""),
         (
+            f"reference: `tar -c | tar -x` of the fresh workspace's {args.files:,} files",
+            times["copy"],
+            "",
+        ),
+        (
             "`create()` from the spare (the previous run's worktree, 20 files differ)",
             times["recycled"],
             "<= 1 s",
@@ -175,12 +190,16 @@ def main(argv: list[str] | None = None) -> None:
         ("`remove(recycle=False)`: worktree deleted", times["remove"], ""),
     ]
     ratio = statistics.median(times["create"]) / statistics.median(times["floor"])
+    copy_ratio = statistics.median(times["create"]) / statistics.median(times["copy"])
     for label, values, _ in rows:
         f = fig(values)
         print(
             f"{label}: median {f['median'] * 1000:.1f} ms (min {f['min'] * 1000:.1f}, max {f['max'] * 1000:.1f})"
         )
-    print(f"create / floor = {ratio:.2f}x; load average {load_start:.2f} -> {load_end:.2f}")
+    print(
+        f"create / floor = {ratio:.2f}x, create / tar copy = {copy_ratio:.2f}x; "
+        f"load average {load_start:.2f} -> {load_end:.2f}"
+    )
 
     table = "\n".join(
         f"| {label} | {fig(v)['median'] * 1000:.1f} | {fig(v)['min'] * 1000:.1f} | {fig(v)['max'] * 1000:.1f} | {target} |"
@@ -200,7 +219,13 @@ each measuring every operation once in turn, after a `sync`; times in ms.
 
 A run's first workspace of a repository is a full checkout, bound by the file system
 making {args.files:,} files: git's parallel checkout takes {ratio:.2f}x the time one
-Python process needs to write the same files. Every later run of the repository starts
+Python process needs to write the same files and {copy_ratio:.2f}x the time `tar` needs
+to copy them from a finished checkout, with no git at all. Any other way of making the
+workspace from nothing (`git clone --shared`, `checkout-index` into a `--no-checkout`
+worktree, a copy of a clean checkout; ext4 has no reflinks, and hard links would let a
+sandboxed command's in-place write change the other tree) writes the same files, so the
+`tar` row is the floor on this disk: where it is above 1 s, so is every from-nothing
+workspace. Every later run of the repository starts
 from the spare a finished run left (`remove()` keeps one per repository): `git worktree
 move`, then `git reset --hard <base>` and `git clean -fdx`, which write only the files
 that differ and remove what commands left. The disk and the 2 cores are shared with other

@@ -13,7 +13,10 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from runs.models import RunEvent
-from runs.retrieval import lesson_write, run_index_ensure
+
+# runs.retrieval (and with it swarm.retrieval, the indexer and the vector store) is
+# imported only when work is dispatched: runs.apps connects this module's receiver in
+# every process, the read commands of the CLI included.
 
 logger = logging.getLogger("tekton.runs.retrieval_dispatch")
 
@@ -47,6 +50,8 @@ def run_index_dispatch(run_id: int) -> None:
 
         run_index_task.apply_async(args=[run_id], queue=settings.TEKTON_QUEUE)
         return
+    from runs.retrieval import run_index_ensure
+
     _in_background(run_index_ensure, run_id, name=f"tekton-index-run-{run_id}")
 
 
@@ -80,4 +85,6 @@ def lesson_dispatch(event_id: int) -> None:
 
         lesson_write_task.apply_async(args=[event_id], queue=settings.TEKTON_QUEUE)
         return
+    from runs.retrieval import lesson_write
+
     _in_background(lesson_write, event_id, name=f"tekton-lesson-{event_id}")

@@ -49,6 +49,8 @@ def scrape_registry() -> CollectorRegistry:
 
 
 def exposition(*, with_database: bool) -> bytes:
+    import runs.metrics  # noqa: F401  its counters register on import (runs.apps defers it)
+
     body = generate_latest(REGISTRY)
     if with_database:
         body += generate_latest(scrape_registry())
@@ -76,6 +78,8 @@ def exporter_start(*, with_database: bool):
     if not port:
         return None
     from prometheus_client import start_http_server
+
+    import runs.metrics  # noqa: F401  its counters register on import (runs.apps defers it)
 
     registry = REGISTRY
     if with_database:

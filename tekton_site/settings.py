@@ -76,7 +76,8 @@ INSTALLED_APPS = [
     # Before django.contrib.staticfiles: its runserver is Daphne's (ASGI), imported only
     # when the server starts (see tekton_site/management/commands/runserver.py).
     "tekton_site",
-    "django.contrib.admin",
+    # django.contrib.admin, its admin modules found by the URLs (tekton_site/admin_config.py)
+    "tekton_site.admin_config.AdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

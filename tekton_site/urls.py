@@ -95,6 +95,10 @@ if RunEventsApi is not None:
         path("api/runs/<int:run_id>/events", RunEventsApi.as_view(), name="run-events")
     )
 
+# Every app's admin.py registers its models here, not when Django sets up
+# (tekton_site/admin_config.py): before admin.site.urls reads the registry.
+admin.autodiscover()
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),

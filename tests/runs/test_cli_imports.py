@@ -55,6 +55,22 @@ WEB_AND_WORKERS = (
 # The vendor SDKs, and the HTTP client they and the webhook sender share (a read command
 # sends nothing), and the provider layer itself.
 VENDOR_SDKS = ("anthropic", "openai", "httpx", "swarm.providers")
+# What a read command does not use, made lazy so that it starts at once: typer's markdown
+# renderer and pretty tracebacks (runs/cli_typer.py), retrieval's indexer and store
+# (runs/retrieval_dispatch.py), the metrics (runs/apps.py) and the admin modules
+# (tekton_site/admin_config.py; django.contrib.admin itself is the app, imported by
+# Django). Module names or package prefixes.
+DEFERRED = (
+    "markdown_it",
+    "rich.markdown",
+    "rich.traceback",
+    "runs.retrieval",
+    "swarm.retrieval",
+    "runs.metrics",
+    "runs.admin",
+    "config_profiles.admin",
+    "accounts.admin",
+)
 # Django itself imports an installed app's package, its apps module and (from ready()) its
 # checks module when it sets up; anything beyond those is the stack.
 APP_SHELLS = {
@@ -111,6 +127,27 @@ def test_read_commands_import_no_web_worker_or_vendor_stack(cli, tmp_path, args)
     assert done.returncode == 0, done.stderr
     assert found(seen["modules"], WEB_AND_WORKERS + VENDOR_SDKS) == []
     assert seen["pydantic_models"] == []
+    assert deferred(seen["modules"]) == []
+
+
+def deferred(modules: list[str]) -> list[str]:
+    return sorted(m for m in modules for d in DEFERRED if m == d or m.startswith(d + "."))
+
+
+def test_tekton_help_keeps_its_rich_panels_without_the_markdown_renderer(cli, tmp_path):
+    done, seen = imported(cli, tmp_path, "tekton", "--help")
+    assert done.returncode == 0, done.stderr
+    assert "╭─ Commands" in done.stdout and "│ runs " in done.stdout
+    assert "typer.rich_utils" in seen["modules"]
+    assert deferred(seen["modules"]) == []
+
+
+def test_a_write_command_still_finds_the_admin_and_the_metrics(cli, tmp_path):
+    # The system checks of a write command discover the admin modules (the admin's own
+    # checks need its registry), and the URL configuration they load imports them too.
+    done, seen = imported(cli, tmp_path, "tekton", "cancel", "424242")
+    assert done.returncode == 2
+    assert {"runs.admin", "config_profiles.admin"} <= set(seen["modules"])
 
 
 def test_explain_imports_no_vendor_sdk_and_no_asgi_server(cli, tmp_path):
