@@ -199,6 +199,9 @@ class _StageRunner:
         self.cost_usd = 0.0
         self.fallback_provider = str(getattr(completer, "name", "") or "unknown")
         self._call_numbers = itertools.count(1)
+        self._cache_key = (
+            f"tekton-run{inp.run_id}-{inp.stage}-{inp.attempt}" if inp.run_id else None
+        )
         # The calls of each role's current answer that streamed text: discarded together
         # when the answer fails validation (the repair streams afresh).
         self._streamed: dict[str, list[str]] = {}
@@ -313,6 +316,8 @@ class _StageRunner:
                 cost_usd=completion.cost_usd,
                 latency_s=completion.latency_s,
                 attempts=completion.attempts,
+                cached_input_tokens=completion.usage.cached_input_tokens,
+                cache_write_tokens=completion.usage.cache_write_tokens,
             )
         )
         return completion
@@ -402,6 +407,10 @@ class _StageRunner:
                 # prefix); a turn that used its calls is told to answer instead.
                 tools=tuple(self.tools.definitions) if turn is not None else (),
                 tool_choice=("none" if done else None) if turn is not None else None,
+                # The prompts' shared messages (swarm.prompts) are the stable prefix the
+                # vendors cache; one key per stage attempt keeps its calls together.
+                cache_prefix=min(prompts.SHARED_MESSAGES, len(conversation)),
+                cache_key=self._cache_key,
             )
             completion = await self._complete(role, rnd, request)
             if turn is None or not completion.tool_calls or done:

@@ -389,7 +389,7 @@ async def test_retry_note_and_prior_artifacts_reach_the_prompts(facts):
     )
     assert out.status == "succeeded"
     for request in completer.requests:
-        text = request.messages[-1].content
+        text = request.messages[1].content  # the stage's shared context, in the prefix
         assert "prefer the stdlib" in text and "GET /health returns 200" in text
 
 
