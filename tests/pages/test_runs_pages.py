@@ -399,9 +399,9 @@ def test_run_page_splits_input_into_cached_and_uncached_for_the_run_and_each_sta
     header = page.split('id="stage-list"')[0]
     assert "41k cached</span> / 5.5k uncached" in header and "(+ 5.3k cache writes)" in header
     plan = page.split('id="stage-row-plan"')[1].split("</li>")[0]
-    assert "in 41k cached / 5.5k" in plan and "+ 5.3k written to it" in plan
+    assert "in 41k cached / 5.5k uncached" in plan and "+ 5.3k written to it" in plan
     research = page.split('id="stage-row-research"')[1].split("</li>")[0]
-    assert "in 0 cached / 900" in research and "written to it" not in research
+    assert "in 0 cached / 900 uncached" in research and "written to it" not in research
     # A stage that sent nothing yet says nothing about caching.
     Run.objects.filter(pk=run.pk).update(input_tokens=0, cached_input_tokens=0)
     StageRun.objects.filter(run=run).update(input_tokens=0, cached_input_tokens=0)
