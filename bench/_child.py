@@ -1,9 +1,9 @@
 """The Django side of the benchmarks: runs in a subprocess whose environment picks the mode.
 
-    python -m bench._child embedded-run --goal G --repo R [--schedule sequential]
-        create a run (no dispatch), optionally switch its schedule, execute it in this
-        process with runs.dispatch.run_inline (what the CLI does in embedded mode) and
-        print {"run_id", "wall_s"}.
+    python -m bench._child embedded-run --goal G --repo R [--schedule sequential] [--model M]
+        create a run (no dispatch; --model puts M in every role), optionally switch its
+        schedule, execute it in this process with runs.dispatch.run_inline (what the CLI
+        does in embedded mode) and print {"run_id", "wall_s", its tokens and cost}.
     python -m bench._child create-runs --goal G --repo R -n N
         create N runs and dispatch them (services mode: Celery messages); print the ids.
     python -m bench._child find-run GOAL
@@ -34,7 +34,13 @@ def _ts(value) -> float | None:
     return value.timestamp() if value is not None else None
 
 
-def embedded_run(goal: str, repo: str, schedule: str | None, config: str | None = None) -> dict:
+def embedded_run(
+    goal: str,
+    repo: str,
+    schedule: str | None,
+    config: str | None = None,
+    model: str | None = None,
+) -> dict:
     from django.db import transaction
 
     from runs.dispatch import run_inline
@@ -43,7 +49,7 @@ def embedded_run(goal: str, repo: str, schedule: str | None, config: str | None 
 
     started = time.perf_counter()
     with transaction.atomic():
-        run = run_create(goal=goal, repo_path=repo, dispatch=False)
+        run = run_create(goal=goal, repo_path=repo, dispatch=False, model=model)
         if schedule:
             # The predecessor's schedule: a run config key execution honours when present.
             run.config = {**run.config, "schedule": schedule}
@@ -60,8 +66,24 @@ def embedded_run(goal: str, repo: str, schedule: str | None, config: str | None 
         "wall_s": wall,
         "status": run.status,
         "input_tokens": run.input_tokens,
+        "cached_input_tokens": run.cached_input_tokens,
+        "cache_write_tokens": run.cache_write_tokens,
         "output_tokens": run.output_tokens,
+        "cost_usd": float(run.cost_usd),
+        "llm_calls": run.llm_calls.count(),
+        "uncached_by_call": _uncached_by_call(run),
     }
+
+
+def _uncached_by_call(run) -> dict[str, int]:
+    """The input tokens billed in full, by the kind of call that sent them."""
+    from runs.models import uncached_input_tokens
+
+    out = {"opening round": 0, "debate rounds": 0, "mediator": 0}
+    for c in run.llm_calls.all():
+        kind = "mediator" if c.role == "mediator" else "opening round" if c.round == 0 else None
+        out[kind or "debate rounds"] += uncached_input_tokens(c)
+    return out
 
 
 def create_runs(goal: str, repo: str, n: int) -> dict:
@@ -132,6 +154,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--repo", required=True)
     p.add_argument("--schedule", default=None)
     p.add_argument("--config", default=None, help="JSON merged into the run's config")
+    p.add_argument("--model", default=None, help="one model for every role of every stage")
     p = sub.add_parser("create-runs")
     p.add_argument("--goal", required=True)
     p.add_argument("--repo", required=True)
@@ -143,7 +166,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     _setup()
     if args.cmd == "embedded-run":
-        result = embedded_run(args.goal, args.repo, args.schedule, args.config)
+        result = embedded_run(args.goal, args.repo, args.schedule, args.config, args.model)
     elif args.cmd == "create-runs":
         result = create_runs(args.goal, args.repo, args.n)
     elif args.cmd == "find-run":

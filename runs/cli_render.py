@@ -178,7 +178,7 @@ def run_detail_data(run: Any, tests: dict[str, Any] | None = None) -> dict[str, 
                 "votes": s.votes or [],
                 "reason": s.reason,
                 "note": s.note,
-                "input_tokens": s.input_tokens,
+                **_input_split(s),
                 "output_tokens": s.output_tokens,
                 "cost_usd": float(s.cost_usd),
                 "duration_s": s.duration_s,
@@ -206,7 +206,7 @@ def run_detail_data(run: Any, tests: dict[str, Any] | None = None) -> dict[str, 
             "stage_from": run.stage_from,
             "stage_to": run.stage_to,
             "output_dir": run.output_dir or None,
-            "input_tokens": run.input_tokens,
+            **_input_split(run),
             "output_tokens": run.output_tokens,
             "cost_usd": float(run.cost_usd),
             "created_at": run.created_at.isoformat() if run.created_at else None,
@@ -237,6 +237,26 @@ def run_detail_data(run: Any, tests: dict[str, Any] | None = None) -> dict[str, 
             "artifacts": artifacts,
         }
     )
+
+
+def _input_split(row: Any) -> dict[str, int]:
+    """A run's or stage's input tokens and how the prompt caches split them."""
+    return {
+        "input_tokens": row.input_tokens,
+        "cached_input_tokens": row.cached_input_tokens,
+        "cache_write_tokens": row.cache_write_tokens,
+        "uncached_input_tokens": row.uncached_input_tokens,
+    }
+
+
+def input_split_text(data: dict[str, Any]) -> str:
+    """ "41,200 cached / 3,100 uncached (+ 5,300 cache writes)" from _input_split's keys."""
+    text = (
+        f"{int(data.get('cached_input_tokens') or 0):,} cached / "
+        f"{int(data.get('uncached_input_tokens') or 0):,} uncached"
+    )
+    written = int(data.get("cache_write_tokens") or 0)
+    return text + (f" (+ {written:,} cache writes)" if written else "")
 
 
 def _votes_text(votes: list[dict[str, Any]]) -> str:
@@ -270,7 +290,8 @@ def run_detail_renderable(data: dict[str, Any]) -> Group:
         f"goal: {cut(data['goal'], 120)}\n",
         f"repository: {data['repo_path']}\n",
         f"tokens: {data['input_tokens']} in / {data['output_tokens']} out   ",
-        f"cost: ${data['cost_usd']:.4f}   duration: {_num(duration, '{:.1f}s')}",
+        f"cost: ${data['cost_usd']:.4f}   duration: {_num(duration, '{:.1f}s')}\n",
+        f"input: {input_split_text(data)}",
         f"\nreason: {data['reason']}" if data.get("reason") else "",
         _lineage_line(data),
     )
@@ -283,6 +304,7 @@ def run_detail_renderable(data: dict[str, Any]) -> Group:
         "confidence",
         "approval",
         "votes (weight)",
+        "input cached / uncached",
         "reason",
     ):
         stages.add_column(name)
@@ -295,6 +317,7 @@ def run_detail_renderable(data: dict[str, Any]) -> Group:
             _num(s["confidence"]),
             _num(s["approval"]),
             _votes_text(s["votes"]),
+            input_split_text(s),
             cut(s["reason"] or "", 60),
         )
     artifacts = Table(title="artifacts")

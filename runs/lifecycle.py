@@ -117,6 +117,8 @@ def run_summary(run: Run) -> dict[str, Any]:
                 "answered_by": answered.get(s.stage, {}),
                 "offline": _only_offline(answered.get(s.stage, {})),
                 "input_tokens": s.input_tokens,
+                "cached_input_tokens": s.cached_input_tokens,
+                "cache_write_tokens": s.cache_write_tokens,
                 "output_tokens": s.output_tokens,
                 "cost_usd": float(s.cost_usd),
                 "duration_s": s.duration_s,
@@ -135,6 +137,8 @@ def run_summary(run: Run) -> dict[str, Any]:
         "stages": stages,
         "totals": {
             "input_tokens": run.input_tokens,
+            "cached_input_tokens": run.cached_input_tokens,
+            "cache_write_tokens": run.cache_write_tokens,
             "output_tokens": run.output_tokens,
             "total_tokens": run.total_tokens,
             "cost_usd": float(run.cost_usd),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -60,6 +61,9 @@ class Run(models.Model):
     # Last RunEvent.seq handed out; incremented under a row lock so seq has no gaps.
     event_seq = models.PositiveIntegerField(default=0)
     input_tokens = models.PositiveBigIntegerField(default=0)
+    # Of input_tokens: read from the vendors' prompt caches / written to them.
+    cached_input_tokens = models.PositiveBigIntegerField(default=0)
+    cache_write_tokens = models.PositiveBigIntegerField(default=0)
     output_tokens = models.PositiveBigIntegerField(default=0)
     cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=0)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
@@ -96,6 +100,10 @@ class Run(models.Model):
     @property
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
+
+    @property
+    def uncached_input_tokens(self) -> int:
+        return uncached_input_tokens(self)
 
     @property
     def duration_s(self) -> float | None:
@@ -144,6 +152,9 @@ class StageRun(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     input_tokens = models.PositiveBigIntegerField(default=0)
+    # Of input_tokens: read from the vendors' prompt caches / written to them.
+    cached_input_tokens = models.PositiveBigIntegerField(default=0)
+    cache_write_tokens = models.PositiveBigIntegerField(default=0)
     output_tokens = models.PositiveBigIntegerField(default=0)
     cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=0)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -161,6 +172,10 @@ class StageRun(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in self.FINISHED
+
+    @property
+    def uncached_input_tokens(self) -> int:
+        return uncached_input_tokens(self)
 
     @property
     def duration_s(self) -> float | None:
@@ -250,6 +265,11 @@ class Artifact(models.Model):
         return f"run {self.run_id} / {self.name}"
 
 
+def uncached_input_tokens(row: Any) -> int:
+    """The input tokens of a run, stage or call billed at the full input price."""
+    return max(row.input_tokens - row.cached_input_tokens - row.cache_write_tokens, 0)
+
+
 class LlmCall(models.Model):
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="llm_calls")
     stage = models.CharField(max_length=32)
@@ -258,6 +278,8 @@ class LlmCall(models.Model):
     provider = models.CharField(max_length=40)
     model = models.CharField(max_length=200)
     input_tokens = models.PositiveIntegerField(default=0)
+    cached_input_tokens = models.PositiveIntegerField(default=0)  # of input_tokens
+    cache_write_tokens = models.PositiveIntegerField(default=0)  # of input_tokens
     output_tokens = models.PositiveIntegerField(default=0)
     cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=0)
     latency_ms = models.PositiveIntegerField(default=0)

@@ -61,7 +61,7 @@ class StageRecorder:
         metrics.llm_calls_observe(items)
         calls: list[LlmCall] = []
         progress: list[tuple[str, str, dict[str, Any] | None]] = []
-        tokens_in = tokens_out = 0
+        tokens_in = tokens_out = cached = written = 0
         cost = Decimal(0)
         for item in items:
             if isinstance(item, AgentDelta):
@@ -77,6 +77,8 @@ class StageRecorder:
                         provider=item.provider[:40],
                         model=item.model[:200],
                         input_tokens=max(0, int(item.input_tokens)),
+                        cached_input_tokens=max(0, int(item.cached_input_tokens)),
+                        cache_write_tokens=max(0, int(item.cache_write_tokens)),
                         output_tokens=max(0, int(item.output_tokens)),
                         cost_usd=call_cost,
                         latency_ms=max(0, int(item.latency_s * 1000)),
@@ -88,6 +90,8 @@ class StageRecorder:
                 )
                 tokens_in += max(0, int(item.input_tokens))
                 tokens_out += max(0, int(item.output_tokens))
+                cached += max(0, int(item.cached_input_tokens))
+                written += max(0, int(item.cache_write_tokens))
                 cost += call_cost
             elif isinstance(item, AgentMessage):
                 payload = {
@@ -113,7 +117,9 @@ class StageRecorder:
         with transaction.atomic():
             if calls:
                 LlmCall.objects.bulk_create(calls)
-                self.tokens_add(tokens_in, tokens_out, float(cost))
+                self.tokens_add(
+                    tokens_in, tokens_out, float(cost), cached=cached, cache_written=written
+                )
             events.events_record(run_id=stage.run_id, items=progress)
 
     def deltas_publish(self, items: list[tuple[str, dict[str, Any]]]) -> None:
@@ -124,7 +130,17 @@ class StageRecorder:
             items=[(stage, {**payload, "attempt": attempt}) for stage, payload in items],
         )
 
-    def tokens_add(self, input_tokens: int, output_tokens: int, cost: float) -> None:
+    def tokens_add(
+        self,
+        input_tokens: int,
+        output_tokens: int,
+        cost: float,
+        *,
+        cached: int = 0,
+        cache_written: int = 0,
+    ) -> None:
+        """Add to the stage's and the run's tallies; `cached` and `cache_written` are the
+        part of input_tokens read from / written to the prompt caches."""
         input_tokens, output_tokens = max(0, int(input_tokens)), max(0, int(output_tokens))
         if not (input_tokens or output_tokens or cost):
             return
@@ -136,6 +152,10 @@ class StageRecorder:
             "output_tokens": F("output_tokens") + output_tokens,
             "cost_usd": F("cost_usd") + decimal_usd(cost),
         }
+        if cached:
+            delta["cached_input_tokens"] = F("cached_input_tokens") + max(0, int(cached))
+        if cache_written:
+            delta["cache_write_tokens"] = F("cache_write_tokens") + max(0, int(cache_written))
         with transaction.atomic():
             Run.objects.filter(pk=self.stage.run_id).update(**delta)
             StageRun.objects.filter(pk=self.stage.pk).update(**delta)

@@ -425,6 +425,10 @@ class StageView:
     reason: str = ""
     tokens: str = "0"
     cost: str = "$0"
+    # Input tokens as the prompt caches split them ("" when the stage sent none).
+    input_cached: str = ""
+    input_uncached: str = ""
+    cache_written: str = ""
 
     @property
     def css(self) -> str:
@@ -435,6 +439,18 @@ class StageView:
         # Changes whenever anything shown about the stage changes; tekton.js compares it
         # to decide whether the open stage panel needs a refresh.
         return f"{self.status}:{self.attempt}:{self.messages}:{self.confidence}:{self.reason[:40]}"
+
+
+def input_split(row: Any) -> dict[str, str]:
+    """A run's or stage's input tokens read from the prompt caches, billed in full and
+    written to them, formatted; empty when it sent no input yet."""
+    if not row.input_tokens:
+        return {"input_cached": "", "input_uncached": "", "cache_written": ""}
+    return {
+        "input_cached": fmt_tokens(row.cached_input_tokens),
+        "input_uncached": fmt_tokens(row.uncached_input_tokens),
+        "cache_written": fmt_tokens(row.cache_write_tokens) if row.cache_write_tokens else "",
+    }
 
 
 def stage_views(run: Any, stages: list[Any], messages: dict[str, int] | None = None) -> list[Any]:
@@ -477,6 +493,7 @@ def stage_views(run: Any, stages: list[Any], messages: dict[str, int] | None = N
                 reason=row.reason or "",
                 tokens=fmt_tokens(row.input_tokens + row.output_tokens),
                 cost=fmt_cost(row.cost_usd),
+                **input_split(row),
             )
         )
     return out

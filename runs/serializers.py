@@ -162,6 +162,9 @@ class RunSerializer(serializers.ModelSerializer):
     consensus_free = serializers.SerializerMethodField()
     cost_usd = serializers.FloatField()
     total_tokens = serializers.IntegerField()
+    uncached_input_tokens = serializers.IntegerField(
+        help_text="input tokens billed at the full price: input - cached - cache writes"
+    )
     duration_s = serializers.FloatField(allow_null=True)
     budget = serializers.SerializerMethodField()
 
@@ -179,6 +182,9 @@ class RunSerializer(serializers.ModelSerializer):
             "owner",
             "consensus_free",
             "input_tokens",
+            "cached_input_tokens",
+            "cache_write_tokens",
+            "uncached_input_tokens",
             "output_tokens",
             "total_tokens",
             "cost_usd",
@@ -235,6 +241,9 @@ class VoteSerializer(serializers.Serializer):
 class StageSerializer(serializers.ModelSerializer):
     votes = VoteSerializer(many=True)
     cost_usd = serializers.FloatField()
+    uncached_input_tokens = serializers.IntegerField(
+        help_text="input tokens billed at the full price: input - cached - cache writes"
+    )
     duration_s = serializers.FloatField(allow_null=True)
 
     class Meta:
@@ -250,6 +259,9 @@ class StageSerializer(serializers.ModelSerializer):
             "reason",
             "note",
             "input_tokens",
+            "cached_input_tokens",
+            "cache_write_tokens",
+            "uncached_input_tokens",
             "output_tokens",
             "cost_usd",
             "duration_s",

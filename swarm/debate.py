@@ -199,6 +199,9 @@ class _StageRunner:
         self.cost_usd = 0.0
         self.fallback_provider = str(getattr(completer, "name", "") or "unknown")
         self._call_numbers = itertools.count(1)
+        self._cache_key = (
+            f"tekton-run{inp.run_id}-{inp.stage}-{inp.attempt}" if inp.run_id else None
+        )
         # The calls of each role's current answer that streamed text: discarded together
         # when the answer fails validation (the repair streams afresh).
         self._streamed: dict[str, list[str]] = {}
@@ -313,6 +316,8 @@ class _StageRunner:
                 cost_usd=completion.cost_usd,
                 latency_s=completion.latency_s,
                 attempts=completion.attempts,
+                cached_input_tokens=completion.usage.cached_input_tokens,
+                cache_write_tokens=completion.usage.cache_write_tokens,
             )
         )
         return completion
@@ -368,9 +373,14 @@ class _StageRunner:
         schema: dict[str, Any],
         schema_name: str,
         repairs: str | None = None,
+        breakpoint: bool = True,
     ) -> tuple[Completion, list[Message]]:
         """Ask `role` and return its final answer with the whole conversation (tool calls
-        and their results included), so a repair continues from what the model saw."""
+        and their results included), so a repair continues from what the model saw.
+
+        `breakpoint` False: the first request marks no cache prefix (Anthropic writes a
+        marked prefix at 1.25x the input price), for a call no later call can read from;
+        its follow-ups (after tool calls) repeat the prefix and mark it."""
         model = self._model(role)
         metadata: dict[str, Any] = {
             "stage": self.stage,
@@ -387,6 +397,7 @@ class _StageRunner:
             metadata["workdir"] = workdir
         turn = self.tools.turn(role) if self._tools_on(model) else None
         conversation = list(messages)
+        marked = breakpoint
         while True:
             done = turn is not None and turn.calls >= self.cfg.max_tool_calls
             request = CompletionRequest(
@@ -402,7 +413,12 @@ class _StageRunner:
                 # prefix); a turn that used its calls is told to answer instead.
                 tools=tuple(self.tools.definitions) if turn is not None else (),
                 tool_choice=("none" if done else None) if turn is not None else None,
+                # The prompts' shared messages (swarm.prompts) are the stable prefix the
+                # vendors cache; one key per stage attempt keeps its calls together.
+                cache_prefix=min(prompts.SHARED_MESSAGES, len(conversation)) if marked else 0,
+                cache_key=self._cache_key,
             )
+            marked = True
             completion = await self._complete(role, rnd, request)
             if turn is None or not completion.tool_calls or done:
                 return completion, conversation
@@ -429,11 +445,12 @@ class _StageRunner:
         schema: dict[str, Any],
         schema_name: str,
         validate: Callable[[Any], dict[str, Any]],
+        breakpoint: bool = True,
     ) -> tuple[dict[str, Any] | None, str]:
         """Call, parse, redact, validate; on failure one repair call. (answer, "") or
         (None, the last validation error)."""
         answer, error, _ = await self._ask_once(
-            role, rnd, kind, messages, schema, schema_name, validate
+            role, rnd, kind, messages, schema, schema_name, validate, breakpoint
         )
         return answer, error
 
@@ -447,10 +464,13 @@ class _StageRunner:
         schema: dict[str, Any],
         schema_name: str,
         validate: Callable[[Any], dict[str, Any]],
+        breakpoint: bool = True,
     ) -> tuple[dict[str, Any] | None, str, tuple[list[Message], str]]:
         """_ask, also returning (the conversation before the last answer, that answer's
         text): what a further repair continues from."""
-        completion, conversation = await self._call(role, rnd, kind, messages, schema, schema_name)
+        completion, conversation = await self._call(
+            role, rnd, kind, messages, schema, schema_name, breakpoint=breakpoint
+        )
         try:
             return validate(redact(_parse_json(completion))), "", (conversation, completion.text)
         except ArtifactInvalid as exc:
@@ -595,6 +615,9 @@ class _StageRunner:
             debater_json_schema(),
             "debater_answer",
             lambda d: answer_validate(DebaterAnswer, d, what=f"{role} answer"),
+            # The opening calls start together, so none reads what another writes: one
+            # writes the stage's prefix for the later rounds, the others pay no premium.
+            breakpoint=rnd > 0 or role == DEBATER_ROLES[0] or self.cfg.sequential,
         )
         if answer is None:
             # The stage goes on without this voice: a no-vote, noted for the others to see.
@@ -652,6 +675,7 @@ class _StageRunner:
             mediator_json_schema(self.stage),
             "mediator_answer",
             validate,
+            breakpoint=False,  # the one call with this prefix (its schema is its own)
         )
         if answer is None:
             return self._outcome(

@@ -45,6 +45,9 @@ class LlmCallDone(EngineEvent):
     latency_s: float
     attempts: int
     error: str = ""
+    # Of input_tokens: read from the vendor's prompt cache / written to it.
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
     # When the call ended (epoch seconds): the record may be written a little later.
     ended_at: float = field(default_factory=time.time)
     kind: str = field(init=False, default="llm.call")

@@ -1,10 +1,20 @@
 """The messages each agent gets. Everything inserted passes through swarm.redact first.
 
-The user message carries one machine-readable block, `<tekton-context>{json}</tekton-context>`,
-with the goal, the stage, the repository facts, the full earlier artifacts, lessons, the
-person's note and the attempt, and (in debate rounds and for the mediator) a
-`<tekton-transcript>[...]</tekton-transcript>` block. Models read them as plain JSON; the
-offline backend parses them (`context_extract`) to build its answers from real inputs.
+Every prompt is laid out for the vendors' prompt caches: its first SHARED_MESSAGES
+messages are the part all calls of one kind in a stage attempt share, byte for byte (the
+system text, the stage's instructions, then a user message with the goal, the
+repository context, the earlier artifacts and the retrieved code), and only the last
+message differs per call (the role and its brief, the round, the transcript so far, the
+ask). The transcript comes first in that last message, so the three calls of a round
+share it too, and a round's transcript starts with the one before it.
+
+The shared user message carries one machine-readable block,
+`<tekton-context>{json}</tekton-context>` (goal, stage, repository facts, the full
+earlier artifacts, lessons, the person's note, the attempt); the last message carries
+`<tekton-turn>{"role", "round"}</tekton-turn>` and (in debate rounds and for the
+mediator) `<tekton-transcript>[...]</tekton-transcript>`. Models read them as plain
+JSON; the offline backend parses them (`context_extract`) to build its answers from real
+inputs.
 """
 
 from __future__ import annotations
@@ -20,6 +30,10 @@ from swarm.stages import stage_get
 
 CONTEXT_OPEN, CONTEXT_CLOSE = "<tekton-context>", "</tekton-context>"
 TRANSCRIPT_OPEN, TRANSCRIPT_CLOSE = "<tekton-transcript>", "</tekton-transcript>"
+TURN_OPEN, TURN_CLOSE = "<tekton-turn>", "</tekton-turn>"
+# The messages every prompt starts with that its stage's calls of one kind share: what a
+# request's cache_prefix covers.
+SHARED_MESSAGES = 2
 PROMPT_FILES_CAP = 200  # file names shown to a model; file_count stays exact
 
 _JSON_ONLY = (
@@ -50,14 +64,13 @@ def repo_facts_compact(repo: RepoFacts) -> dict[str, Any]:
     }
 
 
-def _context(inp: StageInput, *, role: str, round: int, label: Labeller) -> dict[str, Any]:
+def _context(inp: StageInput, *, label: Labeller) -> dict[str, Any]:
+    # No role or round here: this block is in the prefix every call of the stage shares.
     spec = stage_get(inp.stage)
     ctx = {
         "stage": inp.stage,
         "stage_index": spec.index,
         "produces": spec.produces,
-        "role": role,
-        "round": round,
         "goal": inp.goal,
         "attempt": inp.attempt,
         "note": inp.note,
@@ -81,13 +94,13 @@ def _dump(value: Any) -> str:
     return text.replace("<tekton-", "\\u003ctekton-").replace("</tekton-", "\\u003c/tekton-")
 
 
-def _system(inp: StageInput, role: str, extra: str) -> Message:
+def _system(inp: StageInput, extra: str) -> Message:
     spec = stage_get(inp.stage)
     text = (
-        f"You are the {role} in stage {spec.index}/9 `{spec.name}` of a Diamond v5 run: a "
+        f"You take part in stage {spec.index}/9 `{spec.name}` of a Diamond v5 run: a "
         "proponent, a skeptic and a pragmatist debate, a mediator writes the stage's "
-        "artifact, and a weighted quorum decides.\n"
-        f"Your brief: {spec.briefs[role]}\n"
+        "artifact, and a weighted quorum decides. Your role and its brief are in the last "
+        "message.\n"
         f"This stage produces: {spec.produces}.\n{extra}\n{_JSON_ONLY}"
     )
     return Message("system", text)
@@ -98,9 +111,8 @@ def _plain(text: str) -> str:
     return text.replace("<tekton-", "<tekton_").replace("</tekton-", "</tekton_")
 
 
-def _user(
-    inp: StageInput, ctx: dict[str, Any], transcript: list[dict[str, Any]] | None, ask: str
-) -> Message:
+def _shared(inp: StageInput, ctx: dict[str, Any]) -> Message:
+    """The user message every call of the stage starts with: what the stage works from."""
     parts = [f"Goal: {_plain(ctx['goal'])}"]
     if ctx["note"]:
         parts.append(
@@ -123,10 +135,21 @@ def _user(
             + _plain(redact(inp.code_context))
         )
     parts.append(f"{CONTEXT_OPEN}\n{_dump(ctx)}\n{CONTEXT_CLOSE}")
+    return Message("user", "\n\n".join(parts))
+
+
+def _turn(
+    inp: StageInput, *, role: str, round: int, transcript: list[dict[str, Any]] | None, ask: str
+) -> Message:
+    """The last message, the only one that differs between the stage's calls."""
+    parts = []
     if transcript is not None:
         parts.append(
             f"The debate so far:\n{TRANSCRIPT_OPEN}\n{_dump(transcript)}\n{TRANSCRIPT_CLOSE}"
         )
+    brief = stage_get(inp.stage).briefs[role]
+    parts.append(f"You are the {role}. Your brief: {brief}")
+    parts.append(f"{TURN_OPEN}{_dump({'role': role, 'round': round})}{TURN_CLOSE}")
     parts.append(ask)
     return Message("user", "\n\n".join(parts))
 
@@ -144,7 +167,7 @@ def debater_messages(
 ) -> list[Message]:
     """Opening round (round 0, empty transcript) or debate round `round` of `rounds`."""
     label = Labeller()
-    ctx = _context(inp, role=role, round=round, label=label)
+    ctx = _context(inp, label=label)
     if round == 0:
         ask = (
             "Opening round: give your independent take. Vote approve if the stage can go "
@@ -160,15 +183,18 @@ def debater_messages(
             f"position, and vote on the proposal in hand ({where}): approve only if you "
             "would ship the stage's artifact built on it."
         )
-    system = _system(inp, role, _DEBATER_SHAPE)
-    return [system, _user(inp, ctx, shown, ask)]
+    return [
+        _system(inp, _DEBATER_SHAPE),
+        _shared(inp, ctx),
+        _turn(inp, role=role, round=round, transcript=shown, ask=ask),
+    ]
 
 
 def mediator_messages(
     inp: StageInput, *, transcript: list[dict[str, Any]], artifact_schema: dict[str, Any]
 ) -> list[Message]:
     label = Labeller()
-    ctx = _context(inp, role="mediator", round=-1, label=label)
+    ctx = _context(inp, label=label)
     shown = redact(transcript, labeller=label)
     extra = (
         "Answer {artifact, status (approve|revise|block), rationale, dissent, risks, "
@@ -176,19 +202,26 @@ def mediator_messages(
         "against this stage's artifact schema:\n" + _dump(artifact_schema)
     )
     ask = "Reconcile the debate into the stage's artifact."
-    return [_system(inp, "mediator", extra), _user(inp, ctx, shown, ask)]
+    return [
+        _system(inp, extra),
+        _shared(inp, ctx),
+        _turn(inp, role="mediator", round=-1, transcript=shown, ask=ask),
+    ]
 
 
 def draft_messages(inp: StageInput, *, artifact_schema: dict[str, Any]) -> list[Message]:
     """Consensus-free: the proponent alone drafts the artifact; executable checks decide."""
-    label = Labeller()
-    ctx = _context(inp, role="proponent", round=0, label=label)
+    ctx = _context(inp, label=Labeller())
     extra = (
         "This stage is consensus-free: you alone draft the artifact and executable checks "
         "(schema validation; for code, `git apply --check` of your diff) decide. Answer with "
         "the artifact itself, matching this schema:\n" + _dump(artifact_schema)
     )
-    return [_system(inp, "proponent", extra), _user(inp, ctx, None, "Draft the artifact.")]
+    return [
+        _system(inp, extra),
+        _shared(inp, ctx),
+        _turn(inp, role="proponent", round=0, transcript=None, ask="Draft the artifact."),
+    ]
 
 
 def repair_messages(messages: list[Message], *, bad_text: str, error: str) -> list[Message]:
@@ -209,26 +242,31 @@ _BLOCK = re.compile(re.escape(CONTEXT_OPEN) + r"\s*(.*?)\s*" + re.escape(CONTEXT
 _TRANSCRIPT = re.compile(
     re.escape(TRANSCRIPT_OPEN) + r"\s*(.*?)\s*" + re.escape(TRANSCRIPT_CLOSE), re.DOTALL
 )
+_TURN = re.compile(re.escape(TURN_OPEN) + r"\s*(.*?)\s*" + re.escape(TURN_CLOSE), re.DOTALL)
 
 
-def context_extract(messages: list[Message] | tuple[Message, ...]) -> dict[str, Any] | None:
-    """The context block of the first user message that has one (None if absent)."""
+def _first_block(
+    pattern: re.Pattern[str], messages: list[Message] | tuple[Message, ...], kind: type
+) -> Any:
     for m in messages:
-        if m.role == "user" and (found := _BLOCK.search(m.text)):
+        if m.role == "user" and (found := pattern.search(m.text)):
             try:
                 data = json.loads(found.group(1))
             except json.JSONDecodeError:
                 return None
-            return data if isinstance(data, dict) else None
+            return data if isinstance(data, kind) else None
     return None
 
 
+def context_extract(messages: list[Message] | tuple[Message, ...]) -> dict[str, Any] | None:
+    """The context block of the first user message that has one (None if absent), with
+    the role and round of the turn block merged in where there is one."""
+    data = _first_block(_BLOCK, messages, dict)
+    if data is None:
+        return None
+    turn = _first_block(_TURN, messages, dict) or {}
+    return {**data, **{k: turn[k] for k in ("role", "round") if k in turn}}
+
+
 def transcript_extract(messages: list[Message] | tuple[Message, ...]) -> list[dict[str, Any]]:
-    for m in messages:
-        if m.role == "user" and (found := _TRANSCRIPT.search(m.text)):
-            try:
-                data = json.loads(found.group(1))
-            except json.JSONDecodeError:
-                return []
-            return data if isinstance(data, list) else []
-    return []
+    return _first_block(_TRANSCRIPT, messages, list) or []

@@ -280,15 +280,22 @@ def test_detail_shows_stages_and_artifacts(api, user):
         reason="quorum met",
         votes=[{"role": "skeptic", "approve": True, "self_confidence": 0.7, "reason": "ok"}],
         input_tokens=120,
+        cached_input_tokens=70,
+        cache_write_tokens=30,
         output_tokens=40,
         cost_usd="0.0123",
     )
+    Run.objects.filter(pk=run.pk).update(input_tokens=500, cached_input_tokens=400)
     artifact_write(run=run, stage="plan", kind="json", name="plan.json", data={"goals": ["x"]})
     body = api.get(f"/api/runs/{run.pk}/").json()
     plan = body["stages"][0]
     assert plan["stage"] == "plan" and plan["status"] == "succeeded" and plan["attempt"] == 1
     assert plan["confidence"] == 0.82 and plan["votes"][0]["role"] == "skeptic"
     assert plan["cost_usd"] == pytest.approx(0.0123) and plan["input_tokens"] == 120
+    # How the prompt caches split the input: read / written / billed in full.
+    assert (plan["cached_input_tokens"], plan["cache_write_tokens"]) == (70, 30)
+    assert plan["uncached_input_tokens"] == 20
+    assert (body["cached_input_tokens"], body["uncached_input_tokens"]) == (400, 100)
     assert [a["name"] for a in body["artifacts"]] == ["plan.json"]
     assert body["config"]["rounds"] == 2 and body["last_event_seq"] == 0
 

@@ -15,6 +15,10 @@ message_stop; OpenAI: chat.completion.chunk lines, a usage chunk when
 stream_options.include_usage is set, then [DONE]), sent in chunked transfer encoding one
 event per chunk, as the vendors do. Usage carries cached-token fields in each vendor's
 shape: a scenario's `input_tokens` counts all input tokens, like swarm's Usage.
+
+With `cache=PromptCache()` (tests/fakes/prompt_cache.py) the server counts the input
+tokens of each request itself and applies the vendor's prompt-caching rules to them
+instead of the scenario's numbers: what a call writes is stored when it finishes.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.fakes.prompt_cache import CacheUse, PromptCache
 
 
 @dataclass(frozen=True)
@@ -165,6 +171,8 @@ class FakeLlmServer:
     # Answers when no scenario is queued: responder(path, body) -> Scenario (a scripted
     # model that reads the request, e.g. tests/fakes/diamond.py).
     responder: Callable[[str, dict[str, Any]], Scenario] | None = None
+    # Count tokens and cache prompt prefixes as the vendors do (None: scripted numbers).
+    cache: PromptCache | None = None
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -188,6 +196,16 @@ class FakeLlmServer:
     def _record(self, req: ReceivedRequest) -> None:
         with self._lock:
             self.requests.append(req)
+
+    def _cache_use(self, path: str, scenario: Scenario, body: dict[str, Any]) -> CacheUse | None:
+        if self.cache is None or scenario.kind not in ("ok", "tool_calls", "not_json"):
+            return None
+        path = path.rstrip("/")
+        if path.endswith("/v1/messages"):
+            return self.cache.anthropic(body)
+        if path.endswith("/chat/completions"):
+            return self.cache.openai(body)
+        return None
 
     # --- addresses -------------------------------------------------------------------
     @property
@@ -229,10 +247,21 @@ class FakeLlmServer:
                     )
                 )
                 scenario = server._next(self.path, body)
+                body = body if isinstance(body, dict) else {}
+                # The cache is looked up when the call arrives ...
+                use = server._cache_use(self.path, scenario, body)
+                if use is not None:
+                    scenario = dataclasses.replace(
+                        scenario,
+                        input_tokens=use.input_tokens,
+                        cached_tokens=use.cached_tokens,
+                        cache_write_tokens=use.cache_write_tokens,
+                    )
                 if scenario.delay:
                     # An Event wait, not time.sleep, so stop() wakes sleeping handlers.
                     server._stopping.wait(scenario.delay)
-                body = body if isinstance(body, dict) else {}
+                if use is not None:
+                    use.commit()  # ... and written when it has finished, not before
                 if self.path.rstrip("/").endswith("/v1/messages"):
                     answer = _anthropic_answer(scenario, body)
                 elif self.path.rstrip("/").endswith("/chat/completions"):

@@ -387,6 +387,27 @@ def test_run_page_queries_do_not_grow_with_events_or_stages(client_for, user):
     )
 
 
+def test_run_page_splits_input_into_cached_and_uncached_for_the_run_and_each_stage(
+    client_for, user
+):
+    run = RunFactory(owner=user, stage_from="plan", stage_to="research")
+    split = {"input_tokens": 52_000, "cached_input_tokens": 41_200, "cache_write_tokens": 5_300}
+    Run.objects.filter(pk=run.pk).update(**split)
+    StageRun.objects.filter(run=run, stage="plan").update(status="succeeded", **split)
+    StageRun.objects.filter(run=run, stage="research").update(input_tokens=900)
+    page = client_for(user).get(f"/runs/{run.pk}/").content.decode()
+    header = page.split('id="stage-list"')[0]
+    assert "41k cached</span> / 5.5k uncached" in header and "(+ 5.3k cache writes)" in header
+    plan = page.split('id="stage-row-plan"')[1].split("</li>")[0]
+    assert "in 41k cached / 5.5k uncached" in plan and "+ 5.3k written to it" in plan
+    research = page.split('id="stage-row-research"')[1].split("</li>")[0]
+    assert "in 0 cached / 900 uncached" in research and "written to it" not in research
+    # A stage that sent nothing yet says nothing about caching.
+    Run.objects.filter(pk=run.pk).update(input_tokens=0, cached_input_tokens=0)
+    StageRun.objects.filter(run=run).update(input_tokens=0, cached_input_tokens=0)
+    assert "cached" not in client_for(user).get(f"/runs/{run.pk}/").content.decode()
+
+
 def test_run_page_shows_the_newest_messages_of_a_long_transcript(client_for, user):
     from runs.views import TRANSCRIPT_LIMIT
 

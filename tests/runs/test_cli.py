@@ -20,6 +20,7 @@ from runs.models import Run, RunEvent, StageRun
 from runs.services import run_cancel, run_create
 from swarm.stages import STAGE_NAMES
 from tests.cli import tekton
+from tests.factories import RunFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 migration = importlib.import_module("config_profiles.migrations.0002_default_profile")
@@ -252,6 +253,23 @@ def test_runs_and_show(git_repo):
     assert all(a["path"].startswith(run.config["artifact_root"]) for a in data["artifacts"])
     code, out, _ = tekton("show", str(run.pk))
     assert code == 0 and "research.json" in out and "proponent: yes" in out
+
+
+def test_show_splits_input_into_cached_and_uncached_per_stage_and_run():
+    run = RunFactory(stage_from="plan", stage_to="research")
+    split = {"input_tokens": 52_000, "cached_input_tokens": 41_200, "cache_write_tokens": 5_300}
+    Run.objects.filter(pk=run.pk).update(**split)
+    StageRun.objects.filter(run=run, stage="plan").update(**split)
+    code, out, _ = tekton("show", str(run.pk), "--json")
+    data = json.loads(out)
+    assert code == 0
+    assert (data["cached_input_tokens"], data["uncached_input_tokens"]) == (41_200, 5_500)
+    plan, research = data["stages"]
+    assert (plan["cached_input_tokens"], plan["cache_write_tokens"]) == (41_200, 5_300)
+    assert plan["uncached_input_tokens"] == 5_500 and research["uncached_input_tokens"] == 0
+    code, out, _ = tekton("show", str(run.pk))
+    assert "input: 41,200 cached / 5,500 uncached (+ 5,300 cache writes)" in out
+    assert out.count("41,200 cached") == 2  # the run's line and the plan stage's row
 
 
 def test_live_display_on_a_terminal(git_repo, monkeypatch):

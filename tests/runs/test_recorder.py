@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from decimal import Decimal
 
 import pytest
@@ -79,3 +80,27 @@ def test_an_empty_batch_writes_nothing():
     StageRecorder(stage).record([])
     assert not RunEvent.objects.filter(run=run).exists()
     assert not LlmCall.objects.filter(run=run).exists()
+
+
+def test_cached_and_cache_write_tokens_are_kept_per_call_stage_and_run():
+    run, stage = _stage()
+    cached = dataclasses.replace(_call(2000, 20, 0.01), cached_input_tokens=1500)
+    written = dataclasses.replace(_call(1800, 20, 0.02), cache_write_tokens=1600)
+    recorder = StageRecorder(stage)
+    recorder.record([cached, written])
+    recorder.record([_call(100, 5, 0.001)])
+    run.refresh_from_db()
+    stage.refresh_from_db()
+    for row in (run, stage):
+        assert (row.input_tokens, row.cached_input_tokens, row.cache_write_tokens) == (
+            3900,
+            1500,
+            1600,
+        )
+        assert row.uncached_input_tokens == 800
+    calls = LlmCall.objects.filter(run=run).order_by("id")
+    assert [(c.cached_input_tokens, c.cache_write_tokens) for c in calls] == [
+        (1500, 0),
+        (0, 1600),
+        (0, 0),
+    ]

@@ -2,11 +2,13 @@ from __future__ import annotations
 
 import pytest
 
+from swarm import prompts
 from swarm.context import StageCancelled
 from swarm.debate import stage_run
 from swarm.events import AgentMessage, LlmCallDone
 from swarm.providers.base import ProviderTransientError
 from swarm.repo import patch_check
+from swarm.stages import DEBATER_ROLES
 from tests.swarm.conftest import (
     ScriptedCompleter,
     by_kind,
@@ -389,7 +391,7 @@ async def test_retry_note_and_prior_artifacts_reach_the_prompts(facts):
     )
     assert out.status == "succeeded"
     for request in completer.requests:
-        text = request.messages[-1].content
+        text = request.messages[1].content  # the stage's shared context, in the prefix
         assert "prefer the stdlib" in text and "GET /health returns 200" in text
 
 
@@ -400,3 +402,29 @@ async def test_mediator_that_says_block_blocks(facts):
     assert out.status == "blocked"
     assert out.reason == "mediator said block: the goal contradicts itself"
     assert out.mediator["status"] == "block"
+
+
+async def test_cache_prefixes_are_marked_where_a_later_call_reads_them(facts):
+    out, completer = await run(facts, by_kind(), rounds=2, input_kw={"run_id": 7, "attempt": 2})
+    assert out.status == "succeeded"
+    marks = {
+        (r.metadata["kind"], r.metadata["role"], r.metadata["round"]): r.cache_prefix
+        for r in completer.requests
+    }
+    shared = prompts.SHARED_MESSAGES
+    # The opening calls run at once: only the proponent's marks (writes) the prefix ...
+    assert [marks["debater", role, 0] for role in DEBATER_ROLES] == [shared, 0, 0]
+    # ... which every later round reads; the mediator's prefix (its own schema) no one does.
+    assert all(marks["debater", role, rnd] == shared for role in DEBATER_ROLES for rnd in (1, 2))
+    assert marks["mediator", "mediator", 3] == 0
+    assert {r.cache_key for r in completer.requests} == {"tekton-run7-plan-2"}
+    # Every call's prefix is the same messages; what differs is its last one.
+    prefixes = {r.messages[:shared] for r in completer.requests if r.metadata["kind"] == "debater"}
+    assert len(prefixes) == 1
+
+
+async def test_in_the_sequential_schedule_every_opening_call_marks_the_prefix(facts):
+    _, completer = await run(facts, by_kind(), rounds=1, sequential=True)
+    opening = [r for r in completer.requests if r.metadata["round"] == 0]
+    assert [r.cache_prefix for r in opening] == [prompts.SHARED_MESSAGES] * 3
+    assert {r.cache_key for r in completer.requests} == {None}  # no run: keyed by prefix
