@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('runs', '0006_budget_reservations'),
+        ('runs', '0007_run_fork_attempts'),
     ]
 
     operations = [
