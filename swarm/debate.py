@@ -198,6 +198,9 @@ class _StageRunner:
         self.input_tokens = self.output_tokens = 0
         self.cost_usd = 0.0
         self.fallback_provider = str(getattr(completer, "name", "") or "unknown")
+        # Built once per stage and shared by its calls (nothing changes a request's schema):
+        # a fresh deep copy per call cost more than the offline call itself.
+        self._debater_schema = debater_json_schema()
         self._call_numbers = itertools.count(1)
         # The calls of each role's current answer that streamed text: discarded together
         # when the answer fails validation (the repair streams afresh).
@@ -592,7 +595,7 @@ class _StageRunner:
             rnd,
             "debater",
             messages,
-            debater_json_schema(),
+            self._debater_schema,
             "debater_answer",
             lambda d: answer_validate(DebaterAnswer, d, what=f"{role} answer"),
         )
