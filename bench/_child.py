@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import sys
 import time
 
@@ -48,6 +49,10 @@ def embedded_run(
     from runs.services import run_create
 
     started = time.perf_counter()
+    own, kids = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
     with transaction.atomic():
         run = run_create(goal=goal, repo_path=repo, dispatch=False, model=model)
         if schedule:
@@ -60,10 +65,16 @@ def embedded_run(
             run.save(update_fields=["config"])
     run_inline(run.pk)
     wall = time.perf_counter() - started
+    own_after = resource.getrusage(resource.RUSAGE_SELF)
+    kids_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     run = Run.objects.get(pk=run.pk)
     return {
         "run_id": run.pk,
         "wall_s": wall,
+        # CPU of this process (every thread) and of its finished subprocesses (git,
+        # bubblewrap, the tests) while the run was created and executed.
+        "cpu_s": own_after.ru_utime + own_after.ru_stime - own.ru_utime - own.ru_stime,
+        "child_cpu_s": kids_after.ru_utime + kids_after.ru_stime - kids.ru_utime - kids.ru_stime,
         "status": run.status,
         "input_tokens": run.input_tokens,
         "cached_input_tokens": run.cached_input_tokens,
@@ -86,11 +97,21 @@ def _uncached_by_call(run) -> dict[str, int]:
     return out
 
 
-def create_runs(goal: str, repo: str, n: int) -> dict:
+def create_runs(goal: str, repo: str, n: int, config: str | None = None) -> dict:
+    from django.db import transaction
+
     from runs.services import run_create
 
     started = time.time()
-    ids = [run_create(goal=f"{goal} #{i + 1}", repo_path=repo).pk for i in range(n)]
+    ids = []
+    for i in range(n):
+        with transaction.atomic():
+            # Dispatch happens on commit, so a config merged here is what the worker reads.
+            run = run_create(goal=f"{goal} #{i + 1}", repo_path=repo)
+            if config:
+                run.config = {**run.config, **json.loads(config)}
+                run.save(update_fields=["config"])
+        ids.append(run.pk)
     return {"run_ids": ids, "created_s": time.time() - started, "started_at": started}
 
 
@@ -159,6 +180,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--goal", required=True)
     p.add_argument("--repo", required=True)
     p.add_argument("-n", type=int, required=True)
+    p.add_argument("--config", default=None, help="JSON merged into each run's config")
     p = sub.add_parser("find-run")
     p.add_argument("goal")
     p = sub.add_parser("dump")
@@ -168,7 +190,7 @@ def main(argv: list[str]) -> int:
     if args.cmd == "embedded-run":
         result = embedded_run(args.goal, args.repo, args.schedule, args.config, args.model)
     elif args.cmd == "create-runs":
-        result = create_runs(args.goal, args.repo, args.n)
+        result = create_runs(args.goal, args.repo, args.n, args.config)
     elif args.cmd == "find-run":
         result = find_run(args.goal)
     else:

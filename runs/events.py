@@ -10,10 +10,13 @@ costs nothing lasting: the stored `stage.progress` message of the call follows.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import threading
 from typing import Any
 
-from asgiref.sync import async_to_sync
+from asgiref.sync import SyncToAsync, async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import transaction
@@ -43,17 +46,25 @@ def run_group(run_id: int) -> str:
 
 
 def event_record(
-    *, run_id: int, kind: str, stage: str = "", payload: dict[str, Any] | None = None
+    *,
+    run_id: int,
+    kind: str,
+    stage: str = "",
+    payload: dict[str, Any] | None = None,
+    savepoint: bool = True,
 ) -> RunEvent:
     """Write the next event of a run and publish it once the transaction commits.
 
     See events_record; raises Run.DoesNotExist when the run is gone.
     """
-    return events_record(run_id=run_id, items=[(kind, stage, payload)])[0]
+    return events_record(run_id=run_id, items=[(kind, stage, payload)], savepoint=savepoint)[0]
 
 
 def events_record(
-    *, run_id: int, items: list[tuple[str, str, dict[str, Any] | None]]
+    *,
+    run_id: int,
+    items: list[tuple[str, str, dict[str, Any] | None]],
+    savepoint: bool = True,
 ) -> list[RunEvent]:
     """Write several events of one run, in order, in one transaction; publish on commit.
 
@@ -61,15 +72,16 @@ def events_record(
     `UPDATE ... SET event_seq = event_seq + n` on the run row, which takes the row's write
     lock, so concurrent writers (review and threat side by side) serialise and seq has no
     gap and no duplicate. Payloads are redacted. Raises Run.DoesNotExist when the run is gone.
+    `savepoint=False`: the caller's transaction is undone on any error anyway, so no
+    savepoint of its own (two round trips less inside it).
     """
     if not items:
         return []
     n = len(items)
-    with transaction.atomic():
-        updated = Run.objects.filter(pk=run_id).update(event_seq=F("event_seq") + n)
-        if not updated:
+    with transaction.atomic(savepoint=savepoint):
+        last = _seq_bump(run_id, n)
+        if last is None:
             raise Run.DoesNotExist(f"run {run_id} does not exist")
-        last = Run.objects.values_list("event_seq", flat=True).get(pk=run_id)
         rows = RunEvent.objects.bulk_create(
             RunEvent(
                 run_id=run_id,
@@ -85,6 +97,27 @@ def events_record(
                 logger.warning("events receiver %r failed: %s", receiver, redact(str(result)))
         transaction.on_commit(lambda: events_publish(rows))
     return rows
+
+
+def _seq_bump(run_id: int, n: int) -> int | None:
+    """Add `n` to the run's event_seq and return the new value (None: no such run), in one
+    round trip where the database returns updated rows (PostgreSQL, SQLite >= 3.35)."""
+    conn = transaction.get_connection()
+    if conn.vendor == "postgresql" or (
+        conn.vendor == "sqlite" and conn.Database.sqlite_version_info >= (3, 35)
+    ):
+        q = conn.ops.quote_name
+        table, seq, pk = q(Run._meta.db_table), q("event_seq"), q(Run._meta.pk.column)
+        with conn.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {table} SET {seq} = {seq} + %s WHERE {pk} = %s RETURNING {seq}",
+                [n, run_id],
+            )
+            row = cursor.fetchone()
+        return None if row is None else int(row[0])
+    if not Run.objects.filter(pk=run_id).update(event_seq=F("event_seq") + n):
+        return None
+    return Run.objects.values_list("event_seq", flat=True).get(pk=run_id)
 
 
 def event_message(event: RunEvent) -> dict[str, Any]:
@@ -147,8 +180,8 @@ def event_publish(event: RunEvent) -> None:
 
 
 def events_publish(rows: list[RunEvent]) -> None:
-    """Send events to their runs' groups, in order, in one trip through async_to_sync
-    (each trip costs a thread and an event loop). Never raises: the database is the record,
+    """Send events to their runs' groups, in order, in one trip to the publishing loop
+    (see `_send`). Never raises: the database is the record,
     and a down Redis must not fail the stage that wrote the events."""
     if not rows:
         return
@@ -164,9 +197,45 @@ def events_publish(rows: list[RunEvent]) -> None:
         )
 
 
+# Sends from threads with no event loop (the engine's recording thread, inline runs,
+# Celery's pool threads) go to one long-lived loop per process: async_to_sync there would
+# start a thread and a new event loop per call, and the Redis layer would open a new
+# connection for each new loop. Made on first use, again after a fork.
+_loop_lock = threading.Lock()
+_loop: asyncio.AbstractEventLoop | None = None
+_loop_pid = 0
+SEND_TIMEOUT_S = 30.0
+
+
+def _publish_loop() -> asyncio.AbstractEventLoop:
+    global _loop, _loop_pid
+    with _loop_lock:
+        if _loop is None or _loop_pid != os.getpid() or _loop.is_closed():
+            loop = asyncio.new_event_loop()
+            threading.Thread(
+                target=loop.run_forever, name="tekton-events-publish", daemon=True
+            ).start()
+            _loop, _loop_pid = loop, os.getpid()
+        return _loop
+
+
+def _caller_loop() -> bool:
+    """Whether async_to_sync would hand this call to an event loop that is already running
+    (a sync view under the ASGI server: its loop serves that server's subscribers)."""
+    try:
+        asyncio.get_running_loop()
+        return True  # async_to_sync refuses; keep its error as it was
+    except RuntimeError:
+        pass
+    if getattr(SyncToAsync.threadlocal, "main_event_loop_pid", None) != os.getpid():
+        return False
+    loop = getattr(SyncToAsync.threadlocal, "main_event_loop", None)
+    return loop is not None and loop.is_running()
+
+
 def _send(items: list[Any]) -> str:
     """group_send each item (a RunEvent, or a ready message with its run_id) to its run's
-    group in one async_to_sync trip. Returns "" or what went wrong, redacted."""
+    group in one trip to an event loop. Returns "" or what went wrong, redacted."""
     try:
         layer = get_channel_layer()
         if layer is None:
@@ -179,7 +248,10 @@ def _send(items: list[Any]) -> str:
                 else:
                     await layer.group_send(run_group(item["run_id"]), item)
 
-        async_to_sync(send_all)()
+        if _caller_loop():
+            async_to_sync(send_all)()
+        else:
+            asyncio.run_coroutine_threadsafe(send_all(), _publish_loop()).result(SEND_TIMEOUT_S)
         return ""
     except Exception as exc:
         return redact(str(exc)) or type(exc).__name__

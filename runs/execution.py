@@ -143,6 +143,7 @@ def _claim(stage_run_id: int, worker: str) -> tuple[StageRun, str] | None:
                     "stages": list((run.config or {}).get("stages") or []),
                     "profile": run.profile_name,
                 },
+                savepoint=False,  # the claim is one transaction: an error undoes it all
             )
         Run.objects.filter(pk=run.pk, status=Run.Status.QUEUED).update(status=Run.Status.RUNNING)
         stage.refresh_from_db()
@@ -151,6 +152,7 @@ def _claim(stage_run_id: int, worker: str) -> tuple[StageRun, str] | None:
             kind="stage.started",
             stage=stage.stage,
             payload={"attempt": stage.attempt},
+            savepoint=False,
         )
     return stage, token
 

@@ -115,12 +115,13 @@ class StageRecorder:
         if not (calls or progress):
             return
         with transaction.atomic():
+            # Any error undoes the whole batch: no savepoints inside it.
             if calls:
                 LlmCall.objects.bulk_create(calls)
                 self.tokens_add(
                     tokens_in, tokens_out, float(cost), cached=cached, cache_written=written
                 )
-            events.events_record(run_id=stage.run_id, items=progress)
+            events.events_record(run_id=stage.run_id, items=progress, savepoint=False)
 
     def deltas_publish(self, items: list[tuple[str, dict[str, Any]]]) -> None:
         """Publish coalesced streamed text (swarm.deltas) as this attempt's deltas."""
@@ -156,7 +157,8 @@ class StageRecorder:
             delta["cached_input_tokens"] = F("cached_input_tokens") + max(0, int(cached))
         if cache_written:
             delta["cache_write_tokens"] = F("cache_write_tokens") + max(0, int(cache_written))
-        with transaction.atomic():
+        # Both rows or neither; inside a caller's transaction, that transaction decides.
+        with transaction.atomic(savepoint=False):
             Run.objects.filter(pk=self.stage.run_id).update(**delta)
             StageRun.objects.filter(pk=self.stage.pk).update(**delta)
 

@@ -198,6 +198,9 @@ class _StageRunner:
         self.input_tokens = self.output_tokens = 0
         self.cost_usd = 0.0
         self.fallback_provider = str(getattr(completer, "name", "") or "unknown")
+        # Built once per stage and shared by its calls (nothing changes a request's schema):
+        # a fresh deep copy per call cost more than the offline call itself.
+        self._debater_schema = debater_json_schema()
         self._call_numbers = itertools.count(1)
         self._cache_key = (
             f"tekton-run{inp.run_id}-{inp.stage}-{inp.attempt}" if inp.run_id else None
@@ -612,7 +615,7 @@ class _StageRunner:
             rnd,
             "debater",
             messages,
-            debater_json_schema(),
+            self._debater_schema,
             "debater_answer",
             lambda d: answer_validate(DebaterAnswer, d, what=f"{role} answer"),
             # The opening calls start together, so none reads what another writes: one

@@ -103,3 +103,31 @@ def test_publish_failure_is_logged_redacted_never_raised(monkeypatch, caplog):
         event_publish(event)
     assert "could not publish" in caplog.text
     assert SECRET not in caplog.text
+
+
+@pytest.mark.django_db
+def test_publishing_reuses_one_loop_and_keeps_order(monkeypatch):
+    # From a thread with no event loop (the recording thread, a Celery pool thread), each
+    # send used to start a thread and a loop of its own; now they share one per process.
+    run = RunFactory(with_stages=False)
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(run_group(run.pk), channel)
+    rows = [
+        event_record(run_id=run.pk, kind="stage.progress", stage="plan", payload={"i": i})
+        for i in range(3)
+    ]  # not sent yet: the test's transaction never commits
+    starts: list[str] = []
+    start = threading.Thread.start
+
+    def counted(self):
+        starts.append(self.name)
+        return start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", counted)
+    for row in rows * 10:
+        event_publish(row)
+    monkeypatch.setattr(threading.Thread, "start", start)
+    assert len(starts) <= 1  # the publishing loop's thread, the first time in the process
+    got = [async_to_sync(layer.receive)(channel)["seq"] for _ in range(30)]
+    assert got == [r.seq for r in rows] * 10
