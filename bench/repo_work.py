@@ -5,7 +5,7 @@ contents in the prompts) changes in a full offline run's wall time and tokens.
 
 Embedded mode (SQLite, in-process, the offline backend at latency 0) over the same small
 repository, alternating two settings run by run after one warm-up each:
-- "no tools": the run's `tool_grants` empty (no read_file/search/run_tests for any role);
+- "no tools": every stage and role granted no tool (no read_file/search/run_tests);
 - "tools": the default grants (the offline backend reads the files its backlog names).
 Both keep the workspace, the sandboxed test runs and the file contents the code stage is
 given. Tokens are the run's own totals; the offline backend counts them as the vendors
@@ -19,8 +19,15 @@ import json
 import statistics
 
 from bench.common import EmbeddedEnv, child, doc_section_write, machine
+from swarm.stages import STAGE_NAMES
+from swarm.tools import ROLES
 
-MODES = {"no tools": {"tool_grants": {}}, "tools": {}}
+# An empty table would mean "the defaults" (swarm.tools.tool_grants_check fills what a
+# table leaves out): no tools is every stage and role granted an empty list.
+MODES = {
+    "no tools": {"tool_grants": {stage: {role: [] for role in ROLES} for stage in STAGE_NAMES}},
+    "tools": {},
+}
 
 
 def measure(runs: int) -> dict[str, list[dict]]:
