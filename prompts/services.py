@@ -148,9 +148,9 @@ def prompt_invocation_request(
     from django.core.exceptions import PermissionDenied
 
     from prompts.execution import router_for, spec_build
-    from runs.services import _repo_check
     from swarm.frontdoor.invoke import UsageProblem, invoke_plan
     from tekton_site.errors import FieldError
+    from tekton_site.paths import repo_check
 
     if agent == "codex":
         if not settings.TEKTON_PROMPT_CODEX_ENABLED:
@@ -159,10 +159,7 @@ def prompt_invocation_request(
             raise PermissionDenied("codex runs a program on the server: staff only")
     repo_path = ""
     if repo:
-        try:
-            repo_path = str(_repo_check(repo))
-        except FieldError as exc:
-            raise FieldError("repo", str(exc)) from None
+        repo_path = str(repo_check(repo, field_name="repo"))
     try:
         spec = spec_build(
             kind=agent,

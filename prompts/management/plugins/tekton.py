@@ -123,11 +123,11 @@ def _ask(
         try:
             record_path = None
             if record is not None:
-                from runs.services import _record_path_check
                 from tekton_site.errors import FieldError
+                from tekton_site.paths import record_path_check
 
                 try:
-                    record_path = str(_record_path_check(record))
+                    record_path = str(record_path_check(record))
                 except FieldError as exc:
                     raise UsageProblem(exc.message) from None
             context_text = context_read(context) if context is not None else ""
