@@ -163,18 +163,29 @@ def events_publish(rows: list[RunEvent]) -> None:
 
 def _send(items: list[Any]) -> str:
     """group_send each item (a RunEvent, or a ready message with its run_id) to its run's
-    group in one async_to_sync trip. Returns "" or what went wrong, redacted."""
+    group. Returns "" or what went wrong, redacted."""
+    return group_messages_send(
+        [
+            (run_group(item.run_id), event_message(item))
+            if isinstance(item, RunEvent)
+            else (run_group(item["run_id"]), item)
+            for item in items
+        ]
+    )
+
+
+def group_messages_send(messages: list[tuple[str, dict[str, Any]]]) -> str:
+    """Send (group, message) pairs, in order, in one async_to_sync trip: the one caller of
+    group_send in the project (prompts.events publishes an invocation's events through
+    it). Returns "" or what went wrong, redacted; never raises."""
     try:
         layer = get_channel_layer()
         if layer is None:
             return ""
 
         async def send_all() -> None:
-            for item in items:
-                if isinstance(item, RunEvent):
-                    await layer.group_send(run_group(item.run_id), event_message(item))
-                else:
-                    await layer.group_send(run_group(item["run_id"]), item)
+            for group, message in messages:
+                await layer.group_send(group, message)
 
         async_to_sync(send_all)()
         return ""
