@@ -270,7 +270,7 @@ class PromptEventsPageSerializer(serializers.Serializer):
         allow_null=True,
         help_text="Pass as ?after= for the next page; null when no more events exist now.",
     )
-    status = serializers.ChoiceField(choices=PromptInvocation.Status.choices)
+    invocation_status = serializers.ChoiceField(choices=PromptInvocation.Status.choices)
 
 
 class PromptEventsApi(APIView):
@@ -341,6 +341,6 @@ class PromptEventsApi(APIView):
             {
                 "events": [prompt_event_dict(e) for e in events],
                 "next_after": events[-1].seq if more else None,
-                "status": invocation.status,
+                "invocation_status": invocation.status,
             }
         )

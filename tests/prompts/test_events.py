@@ -137,7 +137,7 @@ async def test_the_stream_replays_resumes_and_ends_with_204(user, django_user_mo
     assert done.status_code == 204
     page = (await client.get(url, {"after": 3})).json()
     assert [e["kind"] for e in page["events"]] == ["prompt.finished"]
-    assert page["status"] == "ok"
+    assert page["invocation_status"] == "ok"
 
     other = await sync_to_async(django_user_model.objects.create_user)(
         username="eve", password="pw-for-tests-only"
