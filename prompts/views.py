@@ -108,7 +108,9 @@ def prompt_detail_view(request: HttpRequest, invocation_id: int) -> HttpResponse
     )
     # The answer's growth is in the response already; the rest is the progress list.
     events = [e for e in prompt_events_after(invocation.pk, 0) if e.kind != "prompt.answer"]
-    context = {"inv": invocation, "form": again, "events": events}
+    # While it runs the row has no attempts yet; its events do.
+    attempts = invocation.attempts or [e.payload for e in events if e.kind == "prompt.attempt"]
+    context = {"inv": invocation, "form": again, "events": events, "attempts": attempts}
     if request.htmx and request.htmx.target == "prompt-main":
         return render(request, "prompts/detail.html#prompt-main", context)
     return render(request, "prompts/detail.html", context)
