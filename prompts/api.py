@@ -1,6 +1,8 @@
 """/api/prompts/: single-prompt invocations over HTTP, with the runs API's auth,
 ownership (another user's invocation is 404) and per-user limits. A POST queues the
-invocation (201) and a worker (or, embedded, this process) runs it; poll its detail."""
+invocation (201) and a worker (or, embedded, this process) runs it; follow it on
+/api/prompts/<id>/events (Server-Sent Events, as a run's, with Last-Event-ID resume) or
+poll its detail."""
 
 from __future__ import annotations
 
@@ -10,11 +12,13 @@ from datetime import timedelta
 from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, serializers, status
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from prompts.events import PROMPT_EVENT_KINDS, prompt_event_dict
 from prompts.models import PromptInvocation
 from prompts.selectors import (
     prompt_invocations_created_since,
@@ -23,6 +27,7 @@ from prompts.selectors import (
     prompt_invocations_visible_to,
 )
 from runs.api import IN_FLIGHT_RETRY_AFTER_S, RunCursorPagination
+from runs.streams import EventStreamRenderer, sse_event_schema, sse_response
 from swarm.frontdoor.intent import INTENTS
 from tekton_site.api_errors import LimitExceeded
 from tekton_site.api_errors import error_responses as api_error_responses
@@ -203,7 +208,7 @@ class PromptListCreateApi(APIView):
 
     @extend_schema(
         operation_id="prompts_create",
-        summary="Ask: queue one invocation (201); poll its detail until it is finished",
+        summary="Ask: queue one invocation (201); follow its events (or poll its detail)",
         request=PromptCreateInputSerializer,
         responses={201: PromptInvocationSerializer, **error_responses(400, 401, 403, 429, 503)},
     )
@@ -241,3 +246,101 @@ class PromptDetailApi(APIView):
         if invocation is None:
             raise exceptions.NotFound(f"prompt invocation {invocation_id} not found")
         return Response(PromptInvocationSerializer(invocation).data)
+
+
+class PromptEventsQuerySerializer(serializers.Serializer):
+    after = serializers.IntegerField(
+        min_value=0, default=0, help_text="Return events with seq greater than this."
+    )
+    limit = serializers.IntegerField(
+        min_value=1, max_value=1000, default=100, help_text="JSON page size (SSE ignores it)."
+    )
+
+
+class PromptEventSerializer(serializers.Serializer):
+    seq = serializers.IntegerField()
+    kind = serializers.ChoiceField(choices=PROMPT_EVENT_KINDS)
+    payload = serializers.JSONField()
+    created_at = serializers.DateTimeField(allow_null=True)
+
+
+class PromptEventsPageSerializer(serializers.Serializer):
+    events = PromptEventSerializer(many=True)
+    next_after = serializers.IntegerField(
+        allow_null=True,
+        help_text="Pass as ?after= for the next page; null when no more events exist now.",
+    )
+    invocation_status = serializers.ChoiceField(choices=PromptInvocation.Status.choices)
+
+
+class PromptEventsApi(APIView):
+    """An invocation's progress: SSE with `Accept: text/event-stream`, a JSON page
+    otherwise. The stream is the runs' (runs.streams, runs.event_hub) over PromptEvent."""
+
+    renderer_classes = [JSONRenderer, EventStreamRenderer]
+
+    @extend_schema(
+        operation_id="prompts_events",
+        summary="An invocation's progress (JSON page, or Server-Sent Events with "
+        "Accept: text/event-stream)",
+        description="Kinds, in order: `prompt.queued` / `prompt.started` (chain, intent), "
+        "`prompt.step` (a model, or an agno role, begins), `prompt.attempt` (a model "
+        "answered or failed), `prompt.fallback` (the chain moves on: from, to, reason), "
+        "`prompt.answer` (the answer grew: write `text` at `offset`), and last "
+        "`prompt.finished` (status, outcome, the whole response, error, tokens, cost).",
+        parameters=[
+            PromptEventsQuerySerializer,
+            OpenApiParameter(
+                "Last-Event-ID",
+                {"type": "integer", "minimum": 0},
+                OpenApiParameter.HEADER,
+                required=False,
+                description="SSE resume point (the last seq received); wins over ?after=.",
+            ),
+        ],
+        responses={
+            (200, "application/json"): PromptEventsPageSerializer,
+            (200, "text/event-stream"): OpenApiResponse(
+                sse_event_schema("PromptEvent", "prompt.started, prompt.attempt, ..."),
+                description="One schema per event: `id: <seq>`, `event: <kind>`, `data: <event "
+                "JSON>`; `: heartbeat` comments between them; ends after `prompt.finished` "
+                "(or after TEKTON_SSE_MAX_SECONDS: reconnect with Last-Event-ID).",
+            ),
+            (204, "text/event-stream"): OpenApiResponse(
+                description="The invocation is finished and nothing is left after the resume point."
+            ),
+            400: OpenApiResponse(description="A bad after, limit or Last-Event-ID."),
+            401: OpenApiResponse(description="No or wrong credentials."),
+            404: OpenApiResponse(description="No such invocation, or not yours."),
+        },
+    )
+    def get(self, request, invocation_id: int):
+        from prompts.selectors import prompt_events_after, prompt_last_event
+        from prompts.streams import PROMPT_EVENTS
+
+        query = PromptEventsQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        after = query.validated_data["after"]
+        invocation = prompt_invocations_visible_to(request.user).filter(pk=invocation_id).first()
+        if invocation is None:
+            raise exceptions.NotFound(f"prompt invocation {invocation_id} not found")
+        if getattr(request.accepted_renderer, "format", "") == EventStreamRenderer.format:
+            return sse_response(
+                request,
+                invocation.pk,
+                after=after,
+                is_finished=invocation.is_finished,
+                last=prompt_last_event(invocation.pk),
+                source=PROMPT_EVENTS,
+            )
+        limit = query.validated_data["limit"]
+        events = prompt_events_after(invocation.pk, after, limit + 1)
+        more = len(events) > limit
+        events = events[:limit]
+        return Response(
+            {
+                "events": [prompt_event_dict(e) for e in events],
+                "next_after": events[-1].seq if more else None,
+                "invocation_status": invocation.status,
+            }
+        )

@@ -109,10 +109,11 @@ def invocation_run(
     """Run `spec`, keeping `invocation` (already created) in step; returns the
     InvokeOutcome. Whatever stops it (Ctrl-C included) leaves the row FAILED.
 
-    `live` (the API and the page): the answer so far goes into the row every
-    LIVE_SECONDS while it streams, so a reader polling the invocation sees it grow. The
-    calls then run in a thread of their own and this thread does every database write
-    (the ORM refuses to run inside an event loop)."""
+    `live` (the API and the page): the answer so far goes into the row, and the progress
+    (steps, attempts, fallbacks, the answer's growth) into the invocation's events, every
+    LIVE_SECONDS while it runs, so its stream (and a reader polling the row) follows it.
+    The calls then run in a thread of their own and this thread does every database
+    write (the ORM refuses to run inside an event loop)."""
     from prompts.services import (
         prompt_invocation_fail,
         prompt_invocation_finish,
@@ -122,7 +123,15 @@ def invocation_run(
     from swarm.frontdoor.invoke import invoke
 
     pieces: list[str] = []
+    reported: list[tuple[str, dict[str, Any]]] = []
+    wake = threading.Event()
+    on_event = None
     if live:
+
+        def on_event(kind: str, data: dict[str, Any]) -> None:
+            # From the calls' event loop: only hand it over; this thread writes it.
+            reported.append((f"prompt.{kind}", data))
+            wake.set()
 
         def on_delta(delta, _outer=on_delta):
             if delta.restart:
@@ -143,13 +152,14 @@ def invocation_run(
                 git_path=git_path,
                 meta={"invocation": invocation.pk, "who": invocation.who},
                 on_journal=lambda jid: invocation.__setattr__("journal_id", jid),
+                on_event=on_event,
             )
         finally:
             await completer.aclose()
 
     try:
         outcome = (
-            _run_live(go, invocation, pieces, prompt_invocation_progress)
+            _run_live(go, invocation, pieces, reported, wake, prompt_invocation_progress)
             if live
             else (asyncio.run(go()))
         )
@@ -167,10 +177,10 @@ def invocation_run(
     return outcome
 
 
-LIVE_SECONDS = 0.5
+LIVE_SECONDS = 0.25
 
 
-def _run_live(go, invocation, pieces: list[str], progress):
+def _run_live(go, invocation, pieces: list[str], reported: list, wake, progress):
     result: dict[str, Any] = {}
 
     def work() -> None:
@@ -181,13 +191,22 @@ def _run_live(go, invocation, pieces: list[str], progress):
 
     thread = threading.Thread(target=work, name=f"tekton-prompt-calls-{invocation.pk}")
     thread.start()
-    shown = ""
-    while thread.is_alive():
-        thread.join(LIVE_SECONDS)
+    text_seen = shown = ""
+
+    def tick() -> None:
+        nonlocal text_seen, shown
+        taken = reported[: len(reported)]
+        del reported[: len(taken)]
         text = "".join(pieces)
-        if text != shown and thread.is_alive():
-            progress(invocation=invocation, partial=text)
-            shown = text
+        if taken or text != text_seen:
+            shown = progress(invocation=invocation, partial=text, sent=shown, events=taken)
+            text_seen = text
+
+    while thread.is_alive():
+        wake.wait(LIVE_SECONDS)
+        wake.clear()
+        tick()
+    tick()  # what was reported after the last tick, before the finish
     if "error" in result:
         raise result["error"]
     return result["outcome"]
@@ -198,14 +217,11 @@ def invocation_execute(*, invocation_id: int) -> None:
     owner's journal, record the outcome. Its texts are the stored, redacted ones: what
     the web asked is sent as it was kept. Safe to call twice; a missing or claimed row
     is left alone."""
-    from prompts.services import prompt_invocation_fail
+    from prompts.services import prompt_invocation_claim, prompt_invocation_fail
     from swarm.frontdoor.invoke import UsageProblem
     from swarm.frontdoor.journal import Journal, JournalError
 
-    claimed = PromptInvocation.objects.filter(
-        pk=invocation_id, status=PromptInvocation.Status.QUEUED
-    ).update(status=PromptInvocation.Status.RUNNING)
-    if claimed != 1:
+    if not prompt_invocation_claim(invocation_id=invocation_id):
         return
     invocation = PromptInvocation.objects.select_related("owner").get(pk=invocation_id)
     options = invocation.options or {}

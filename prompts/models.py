@@ -58,6 +58,7 @@ class PromptInvocation(models.Model):
     git_branch = models.CharField(max_length=200, blank=True, default="")
     git_dirty = models.BooleanField(null=True, blank=True)
     journal_id = models.CharField(max_length=40, blank=True, default="")
+    event_seq = models.PositiveIntegerField(default=0)  # the last PromptEvent's seq
     run = models.ForeignKey(
         "runs.Run", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -74,3 +75,28 @@ class PromptInvocation(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in self.FINISHED
+
+
+class PromptEvent(models.Model):
+    """One step of an invocation's progress, as its stream sends it: `seq` starts at 1 and
+    has no gaps per invocation, so a client resumes with Last-Event-ID (as with RunEvent).
+    Kinds: PROMPT_EVENT_KINDS in prompts.events."""
+
+    invocation = models.ForeignKey(
+        PromptInvocation, on_delete=models.CASCADE, related_name="events"
+    )
+    seq = models.PositiveIntegerField()
+    kind = models.CharField(max_length=40)
+    payload = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["invocation_id", "seq"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["invocation", "seq"], name="uniq_prompt_event_seq_per_invocation"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"prompt {self.invocation_id} #{self.seq} {self.kind}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from prompts.models import PromptInvocation
+from prompts.models import PromptEvent, PromptInvocation
 
 
 def prompt_invocations_visible_to(user) -> QuerySet[PromptInvocation]:
@@ -49,4 +49,33 @@ def prompt_invocations_created_since(user, since, limit: int) -> list:
         PromptInvocation.objects.filter(owner=user, created_at__gte=since)
         .order_by("-created_at")
         .values_list("created_at", flat=True)[:limit]
+    )
+
+
+def prompt_events_after(
+    invocation_id: int, after_seq: int, limit: int | None = None
+) -> list[PromptEvent]:
+    """An invocation's events with seq > after_seq, in seq order (at most `limit`)."""
+    events = PromptEvent.objects.filter(invocation_id=invocation_id, seq__gt=after_seq).order_by(
+        "seq"
+    )
+    if limit is not None:
+        events = events[:limit]
+    return list(events)
+
+
+def prompt_last_event(invocation_id: int) -> dict | None:
+    """{"seq", "kind"} of an invocation's newest event, or None before the first."""
+    return (
+        PromptEvent.objects.filter(invocation_id=invocation_id)
+        .order_by("-seq")
+        .values("seq", "kind")
+        .first()
+    )
+
+
+def prompt_invocation_status(invocation_id: int) -> str | None:
+    """An invocation's status; None when it is gone."""
+    return (
+        PromptInvocation.objects.filter(pk=invocation_id).values_list("status", flat=True).first()
     )

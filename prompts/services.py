@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
+from prompts.events import FINAL_KIND, prompt_events_record
 from prompts.models import PromptInvocation
 from swarm.redact import Labeller, redact
 
@@ -31,7 +34,7 @@ def prompt_invocation_create(
     status: str = PromptInvocation.Status.RUNNING,
 ) -> PromptInvocation:
     label = Labeller()
-    return PromptInvocation.objects.create(
+    invocation = PromptInvocation.objects.create(
         owner=owner,
         who=who[:150],
         source=source,
@@ -46,14 +49,48 @@ def prompt_invocation_create(
         chain=list(chain or []),
         repo_path=repo_path,
     )
+    queued = status == PromptInvocation.Status.QUEUED
+    prompt_events_record(
+        invocation_id=invocation.pk,
+        items=[
+            (
+                "prompt.queued" if queued else "prompt.started",
+                {"agent": agent, "intent": invocation.intent, "chain": invocation.chain},
+            )
+        ],
+    )
+    return invocation
+
+
+@transaction.atomic
+def prompt_invocation_claim(*, invocation_id: int) -> bool:
+    """Take a queued invocation to run it: True for the one caller that moved it from
+    queued to running (and recorded `prompt.started`); False when it is gone or taken."""
+    claimed = PromptInvocation.objects.filter(
+        pk=invocation_id, status=PromptInvocation.Status.QUEUED
+    ).update(status=PromptInvocation.Status.RUNNING)
+    if claimed != 1:
+        return False
+    invocation = PromptInvocation.objects.only("intent", "chain", "agent").get(pk=invocation_id)
+    prompt_events_record(
+        invocation_id=invocation_id,
+        items=[
+            (
+                "prompt.started",
+                {"agent": invocation.agent, "intent": invocation.intent, "chain": invocation.chain},
+            )
+        ],
+    )
+    return True
 
 
 @transaction.atomic
 def prompt_invocation_finish(
     *, invocation: PromptInvocation, outcome: dict[str, Any]
 ) -> PromptInvocation:
-    """Record how it ended; `outcome` is InvokeOutcome.redacted() (plain, redacted data),
-    redacted again here so no caller can forget."""
+    """Record how it ended, and its `prompt.finished` event (the last one); `outcome` is
+    InvokeOutcome.redacted() (plain, redacted data), redacted again here so no caller
+    can forget."""
     data = redact(outcome)
     git = data.get("git") or {}
     invocation.status = _STATUS.get(data.get("outcome", ""), PromptInvocation.Status.FAILED)
@@ -73,7 +110,29 @@ def prompt_invocation_finish(
     invocation.git_dirty = git.get("git_dirty")
     invocation.journal_id = data.get("journal_id") or invocation.journal_id
     invocation.finished_at = timezone.now()
-    invocation.save()
+    # Not save(): that would write back the event counter as it was read.
+    fields = [f.name for f in PromptInvocation._meta.concrete_fields if f.name != "event_seq"]
+    invocation.save(update_fields=[f for f in fields if f != "id"])
+    prompt_events_record(
+        invocation_id=invocation.pk,
+        items=[
+            (
+                FINAL_KIND,
+                {
+                    "status": invocation.status,
+                    "outcome": data.get("outcome") or "FAILED",
+                    "response": invocation.response,
+                    "error": invocation.error,
+                    "provider": invocation.provider,
+                    "model": invocation.model,
+                    "tokens_in": invocation.tokens_in,
+                    "tokens_out": invocation.tokens_out,
+                    "cost_usd": float(invocation.cost_usd),
+                    "duration_s": invocation.duration_s,
+                },
+            )
+        ],
+    )
     return invocation
 
 
@@ -88,11 +147,29 @@ def prompt_invocation_partial(text: str) -> str:
     return redact(text[:-PARTIAL_HOLDBACK] if len(text) > PARTIAL_HOLDBACK else "")
 
 
-def prompt_invocation_progress(*, invocation: PromptInvocation, partial: str) -> None:
-    """The answer so far, while it streams (the row is running)."""
-    PromptInvocation.objects.filter(
-        pk=invocation.pk, status=PromptInvocation.Status.RUNNING
-    ).update(response=prompt_invocation_partial(partial))
+@transaction.atomic
+def prompt_invocation_progress(
+    *,
+    invocation: PromptInvocation,
+    partial: str,
+    sent: str = "",
+    events: Iterable[tuple[str, dict[str, Any]]] = (),
+) -> str:
+    """While it runs: the answer so far into the row, and as events what happened since
+    the last call: `events` ((kind, payload), as the calls reported them) and the
+    answer's growth over `sent` (what the previous call returned) as `prompt.answer`
+    {"text", "offset"}: write `text` at `offset`, dropping what followed. Returns the
+    answer text shown now (redacted, its tail held back)."""
+    shown = prompt_invocation_partial(partial)
+    items = list(events)
+    if shown != sent:
+        start = len(os.path.commonprefix([sent, shown]))
+        items.append(("prompt.answer", {"text": shown[start:], "offset": start}))
+        PromptInvocation.objects.filter(
+            pk=invocation.pk, status=PromptInvocation.Status.RUNNING
+        ).update(response=shown)
+    prompt_events_record(invocation_id=invocation.pk, items=items)
+    return shown
 
 
 def prompt_invocation_fail(*, invocation: PromptInvocation, error: str) -> PromptInvocation:
@@ -106,6 +183,32 @@ def prompt_invocation_fail(*, invocation: PromptInvocation, error: str) -> Promp
 def prompt_invocation_journal_set(*, invocation: PromptInvocation, journal_id: str) -> None:
     invocation.journal_id = journal_id
     PromptInvocation.objects.filter(pk=invocation.pk).update(journal_id=journal_id)
+
+
+@transaction.atomic
+def prompt_invocations_prune(*, journal_ids: list[str], login: str, dry_run: bool = False) -> int:
+    """Delete the rows (and their events) of the invocations journaled under
+    `journal_ids`, the folders `tekton memory prune` removed from one journal. Only rows
+    of whoever prunes: those asked from the command line by `login`, and those of the
+    user named `login`; when that user is staff, anyone's. Returns how many rows went
+    (with `dry_run`, how many would)."""
+    from django.contrib.auth import get_user_model
+    from django.db.models import Q
+
+    if not journal_ids:
+        return 0
+    user = get_user_model().objects.filter(username=login).first() if login else None
+    rows = PromptInvocation.objects.filter(journal_id__in=journal_ids)
+    if not getattr(user, "is_staff", False):
+        mine = Q(owner__isnull=True, who=login)
+        if user is not None:
+            mine |= Q(owner=user)
+        rows = rows.filter(mine)
+    if dry_run:
+        return rows.count()
+    ids = list(rows.values_list("pk", flat=True))
+    PromptInvocation.objects.filter(pk__in=ids).delete()
+    return len(ids)
 
 
 def prompt_invocation_diamond(
@@ -148,9 +251,9 @@ def prompt_invocation_request(
     from django.core.exceptions import PermissionDenied
 
     from prompts.execution import router_for, spec_build
-    from runs.services import _repo_check
     from swarm.frontdoor.invoke import UsageProblem, invoke_plan
     from tekton_site.errors import FieldError
+    from tekton_site.paths import repo_check
 
     if agent == "codex":
         if not settings.TEKTON_PROMPT_CODEX_ENABLED:
@@ -159,10 +262,7 @@ def prompt_invocation_request(
             raise PermissionDenied("codex runs a program on the server: staff only")
     repo_path = ""
     if repo:
-        try:
-            repo_path = str(_repo_check(repo))
-        except FieldError as exc:
-            raise FieldError("repo", str(exc)) from None
+        repo_path = str(repo_check(repo, field_name="repo"))
     try:
         spec = spec_build(
             kind=agent,

@@ -13,7 +13,11 @@ from django.views.decorators.http import require_GET, require_POST
 
 from prompts.forms import PromptAskForm, PromptFilterForm
 from prompts.models import PromptInvocation
-from prompts.selectors import prompt_invocations_filter, prompt_invocations_visible_to
+from prompts.selectors import (
+    prompt_events_after,
+    prompt_invocations_filter,
+    prompt_invocations_visible_to,
+)
 from tekton_site.errors import FieldError
 
 HISTORY_ROWS = 100
@@ -102,7 +106,11 @@ def prompt_detail_view(request: HttpRequest, invocation_id: int) -> HttpResponse
             "memory": True,
         },
     )
-    context = {"inv": invocation, "form": again}
+    # The answer's growth is in the response already; the rest is the progress list.
+    events = [e for e in prompt_events_after(invocation.pk, 0) if e.kind != "prompt.answer"]
+    # While it runs the row has no attempts yet; its events do.
+    attempts = invocation.attempts or [e.payload for e in events if e.kind == "prompt.attempt"]
+    context = {"inv": invocation, "form": again, "events": events, "attempts": attempts}
     if request.htmx and request.htmx.target == "prompt-main":
         return render(request, "prompts/detail.html#prompt-main", context)
     return render(request, "prompts/detail.html", context)

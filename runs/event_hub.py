@@ -9,6 +9,10 @@ joins, skips what it already sent and fetches any gap from the database, so what
 is every event after its resume point, in seq order, with no gap and no duplicate.
 The feed unsubscribes when its last local subscriber leaves.
 
+The same machinery carries any other stored, seq-numbered event stream (a prompt
+invocation's, see prompts.events): an `EventSource` names its group and its reads, and
+feeds are keyed by (source, id); RUN_EVENTS is the default.
+
 Deltas (`stage.delta`, streamed text) are not hints: the message is the whole thing (there
 is no row to read). The feed hands each one straight to the subscribers that asked for
 deltas, in arrival order between the stored events; they carry no seq and never move a
@@ -23,8 +27,9 @@ import logging
 import os
 import weakref
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -89,6 +94,33 @@ def _run_state_sync(run_id: int) -> tuple[str, int, str] | None:
     return status, (last or {}).get("seq", 0), (last or {}).get("kind", "")
 
 
+@dataclass(frozen=True)
+class EventSource:
+    """A kind of stored event stream the hub can carry: the group its hints go to and the
+    (synchronous) reads that reconcile them. `state` answers (status, last seq, kind of
+    the last event) or None when the object is gone; the stream ends after an event of
+    `final_kinds` once the status is one of `finished`."""
+
+    name: str
+    group: Callable[[int], str]
+    events_after: Callable[[int, int, int], list[dict[str, Any]]]
+    last_seq: Callable[[int], int]
+    state: Callable[[int], tuple[str, int, str] | None]
+    final_kinds: tuple[str, ...]
+    finished: tuple[str, ...]
+
+
+RUN_EVENTS = EventSource(
+    name="run",
+    group=run_group,
+    events_after=lambda run_id, after, limit: _events_after_sync(run_id, after, limit),
+    last_seq=lambda run_id: _last_seq_sync(run_id),
+    state=lambda run_id: _run_state_sync(run_id),
+    final_kinds=FINAL_KINDS,
+    finished=tuple(Run.FINISHED),
+)
+
+
 async def db_call(fn, *args):
     """Run a short read-mostly database function on the stream pool (persistent connections,
     no per-call reconnect), e.g. a WebSocket's authentication at connect time."""
@@ -97,31 +129,38 @@ async def db_call(fn, *args):
     )
 
 
-async def db_events_after(run_id: int, after_seq: int, limit: int = PAGE) -> list[dict[str, Any]]:
-    """A run's events after `after_seq` (at most `limit`), as dicts, read on the stream pool."""
-    return await sync_to_async(_with_reconnect, thread_sensitive=False, executor=_db_executor)(
-        _events_after_sync, run_id, after_seq, limit
-    )
+async def db_events_after(
+    run_id: int, after_seq: int, limit: int = PAGE, *, source: EventSource = RUN_EVENTS
+) -> list[dict[str, Any]]:
+    """A run's (a source's object's) events after `after_seq` (at most `limit`), as dicts,
+    read on the stream pool."""
+    return await db_call(source.events_after, run_id, after_seq, limit)
 
 
-async def db_last_seq(run_id: int) -> int:
-    return await sync_to_async(_with_reconnect, thread_sensitive=False, executor=_db_executor)(
-        _last_seq_sync, run_id
-    )
+async def db_last_seq(run_id: int, *, source: EventSource = RUN_EVENTS) -> int:
+    return await db_call(source.last_seq, run_id)
 
 
-async def db_run_state(run_id: int) -> tuple[str, int, str] | None:
-    return await sync_to_async(_with_reconnect, thread_sensitive=False, executor=_db_executor)(
-        _run_state_sync, run_id
-    )
+async def db_run_state(
+    run_id: int, *, source: EventSource = RUN_EVENTS
+) -> tuple[str, int, str] | None:
+    return await db_call(source.state, run_id)
 
 
 class Subscription:
     """One local subscriber's view of a run: its resume point and the batches the feed
     handed it. Use through `RunEventHub.subscribe()`."""
 
-    def __init__(self, run_id: int, after_seq: int, *, deltas: bool = False):
+    def __init__(
+        self,
+        run_id: int,
+        after_seq: int,
+        *,
+        deltas: bool = False,
+        source: EventSource = RUN_EVENTS,
+    ):
         self.run_id = run_id
+        self.source = source
         self.last_seq = after_seq
         self.deltas = deltas
         self._pending: deque[list[dict[str, Any]]] = deque()
@@ -144,7 +183,7 @@ class Subscription:
     async def _catch_up(self) -> AsyncIterator[dict[str, Any]]:
         """Everything in the database after last_seq, page by page."""
         while True:
-            page = await db_events_after(self.run_id, self.last_seq, PAGE)
+            page = await db_events_after(self.run_id, self.last_seq, PAGE, source=self.source)
             for event in page:
                 self.last_seq = event["seq"]
                 yield event
@@ -154,20 +193,21 @@ class Subscription:
     async def stream(self, heartbeat_seconds: float | None = None) -> AsyncIterator[Any]:
         """Replayed then live events (dicts) in seq order; `HEARTBEAT` after
         `heartbeat_seconds` of silence. Ends after a final event (run.finished, run.failed,
-        run.cancelled) when nothing follows it."""
+        run.cancelled; the source's final kinds) when nothing follows it."""
+        final_kinds = self.source.final_kinds
         last_kind = ""
         async for event in self._catch_up():
             last_kind = event["kind"]
             yield event
-        if last_kind in FINAL_KINDS:
+        if last_kind in final_kinds:
             return
         if not last_kind:
             # Nothing after the resume point: a finished run has nothing more to say.
-            state = await db_run_state(self.run_id)
+            state = await db_run_state(self.run_id, source=self.source)
             if state is None:
                 return
             status, seq, kind = state
-            if status in Run.FINISHED and kind in FINAL_KINDS and self.last_seq >= seq:
+            if status in self.source.finished and kind in final_kinds and self.last_seq >= seq:
                 return
         while True:
             if not self._pending and not self._resync:
@@ -195,7 +235,10 @@ class Subscription:
                     if seq > self.last_seq + 1:
                         # A gap (dropped hint, or joined mid-way): the database has them.
                         missing = await db_events_after(
-                            self.run_id, self.last_seq, seq - self.last_seq - 1
+                            self.run_id,
+                            self.last_seq,
+                            seq - self.last_seq - 1,
+                            source=self.source,
                         )
                         for old in missing:
                             if old["seq"] < seq:
@@ -205,15 +248,17 @@ class Subscription:
                     self.last_seq = seq
                     last_kind = event["kind"]
                     yield event
-            if last_kind in FINAL_KINDS and not self._pending and not self._resync:
+            if last_kind in final_kinds and not self._pending and not self._resync:
                 return
 
 
 class _Feed:
     """The one channel-layer subscription of a run in this process and its reader."""
 
-    def __init__(self, run_id: int):
+    def __init__(self, run_id: int, source: EventSource = RUN_EVENTS):
         self.run_id = run_id
+        self.source = source
+        self.group = source.group(run_id)
         self.subscribers: set[Subscription] = set()
         self.last_seq = 0
         self.ready = asyncio.Event()
@@ -226,12 +271,12 @@ class _Feed:
         try:
             # Read before subscribing to the group: an event committed in between is still
             # above last_seq, so the first read picks it up.
-            self.last_seq = await db_last_seq(self.run_id)
+            self.last_seq = await db_last_seq(self.run_id, source=self.source)
             self._layer = get_channel_layer()
             if self._layer is not None:
                 try:
                     self._channel = await self._layer.new_channel()
-                    await self._layer.group_add(run_group(self.run_id), self._channel)
+                    await self._layer.group_add(self.group, self._channel)
                     self._tasks.append(asyncio.create_task(self._receive()))
                 except Exception as exc:  # a down Redis degrades to polling, not to an error
                     logger.warning(
@@ -288,7 +333,7 @@ class _Feed:
 
     async def _pull(self) -> None:
         while True:
-            batch = await db_events_after(self.run_id, self.last_seq, PAGE)
+            batch = await db_events_after(self.run_id, self.last_seq, PAGE, source=self.source)
             if not batch:
                 return
             self.last_seq = batch[-1]["seq"]
@@ -305,14 +350,14 @@ class _Feed:
                 await task
         if self._layer is not None and self._channel is not None:
             with contextlib.suppress(Exception):
-                await self._layer.group_discard(run_group(self.run_id), self._channel)
+                await self._layer.group_discard(self.group, self._channel)
 
 
 class RunEventHub:
-    """The feeds of one event loop, keyed by run id."""
+    """The feeds of one event loop, keyed by (source name, id)."""
 
     def __init__(self):
-        self._feeds: dict[int, _Feed] = {}
+        self._feeds: dict[tuple[str, int], _Feed] = {}
 
     def feed_count(self) -> int:
         return len(self._feeds)
@@ -320,22 +365,28 @@ class RunEventHub:
     def subscribers_total(self) -> int:
         return sum(len(feed.subscribers) for feed in list(self._feeds.values()))
 
-    def subscriber_count(self, run_id: int) -> int:
-        feed = self._feeds.get(run_id)
+    def subscriber_count(self, run_id: int, *, source: EventSource = RUN_EVENTS) -> int:
+        feed = self._feeds.get((source.name, run_id))
         return len(feed.subscribers) if feed else 0
 
     @contextlib.asynccontextmanager
     async def subscribe(
-        self, run_id: int, after_seq: int = 0, *, deltas: bool = False
+        self,
+        run_id: int,
+        after_seq: int = 0,
+        *,
+        deltas: bool = False,
+        source: EventSource = RUN_EVENTS,
     ) -> AsyncIterator[Subscription]:
-        """A subscription to `run_id` from `after_seq` (with `deltas`, streamed text too);
-        joins (or starts) the run's feed before the subscriber replays, so nothing
-        committed meanwhile is missed."""
-        sub = Subscription(run_id, after_seq, deltas=deltas)
-        feed = self._feeds.get(run_id)
+        """A subscription to `run_id` (an object of `source`) from `after_seq` (with
+        `deltas`, streamed text too); joins (or starts) its feed before the subscriber
+        replays, so nothing committed meanwhile is missed."""
+        sub = Subscription(run_id, after_seq, deltas=deltas, source=source)
+        key = (source.name, run_id)
+        feed = self._feeds.get(key)
         starting = feed is None
         if feed is None:
-            feed = self._feeds[run_id] = _Feed(run_id)
+            feed = self._feeds[key] = _Feed(run_id, source)
         feed.subscribers.add(sub)
         try:
             if starting:
@@ -345,8 +396,8 @@ class RunEventHub:
             yield sub
         finally:
             feed.subscribers.discard(sub)
-            if not feed.subscribers and self._feeds.get(run_id) is feed:
-                del self._feeds[run_id]
+            if not feed.subscribers and self._feeds.get(key) is feed:
+                del self._feeds[key]
                 await feed.stop()
 
 

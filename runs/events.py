@@ -236,17 +236,28 @@ def _caller_loop() -> bool:
 def _send(items: list[Any]) -> str:
     """group_send each item (a RunEvent, or a ready message with its run_id) to its run's
     group in one trip to an event loop. Returns "" or what went wrong, redacted."""
+    return group_messages_send(
+        [
+            (run_group(item.run_id), event_message(item))
+            if isinstance(item, RunEvent)
+            else (run_group(item["run_id"]), item)
+            for item in items
+        ]
+    )
+
+
+def group_messages_send(messages: list[tuple[str, dict[str, Any]]]) -> str:
+    """Send (group, message) pairs, in order, in one trip to an event loop: the one caller of
+    group_send in the project (prompts.events publishes an invocation's events through
+    it). Returns "" or what went wrong, redacted; never raises."""
     try:
         layer = get_channel_layer()
         if layer is None:
             return ""
 
         async def send_all() -> None:
-            for item in items:
-                if isinstance(item, RunEvent):
-                    await layer.group_send(run_group(item.run_id), event_message(item))
-                else:
-                    await layer.group_send(run_group(item["run_id"]), item)
+            for group, message in messages:
+                await layer.group_send(group, message)
 
         if _caller_loop():
             async_to_sync(send_all)()

@@ -11,10 +11,9 @@ from django.conf import settings
 from runs.index_status import index_finished, index_progress_recorder
 from runs.retrieval import retrieval_get
 from runs.selectors import runs_visible_to
-from runs.services import repo_check
 from swarm.retrieval import IndexReport, Retrieval, RetrievalError, RetrievalUnavailable
 from tekton_site.errors import FieldError, ServiceUnavailable, StateError
-from tekton_site.paths import path_typed
+from tekton_site.paths import path_typed, repo_check
 
 
 def _retrieval_or_refuse() -> Retrieval:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import getpass
 import logging
-import os
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -37,7 +36,7 @@ from swarm.redact import redact
 from swarm.repo import repo_head
 from swarm.stages import ROLES, UnknownStageError, stage_dependencies, stage_get, stage_range
 from tekton_site.errors import FieldError, StateError
-from tekton_site.paths import path_exists, path_typed
+from tekton_site.paths import record_path_check, repo_check
 
 logger = logging.getLogger("tekton.runs.services")
 
@@ -131,49 +130,6 @@ def _owner(by):
     return by if by is not None and getattr(by, "is_authenticated", False) else None
 
 
-def _repo_check(repo_path: str | Path) -> Path:
-    return repo_check(repo_path)
-
-
-def repo_check(repo_path: str | Path, *, field_name: str = "repo_path") -> Path:
-    """The repository's resolved path: it exists, is inside TEKTON_REPO_ROOTS and is a git
-    repository. Raises FieldError naming `field_name`."""
-    from swarm.repo import is_git_repo
-
-    field = field_name
-    if not str(repo_path or "").strip():
-        raise FieldError(field, "a repository path is required")
-    path = path_typed(repo_path, field=field, what="repository")
-    if not path_exists(path, field=field, what="repository"):
-        raise FieldError(field, f"repository {path} does not exist")
-    roots = [Path(r).expanduser().resolve() for r in settings.TEKTON_REPO_ROOTS]
-    if not any(path == root or path.is_relative_to(root) for root in roots):
-        listed = ", ".join(str(r) for r in roots) or "(none configured)"
-        raise FieldError(
-            field,
-            f"repository {path} is outside the allowed roots ({listed}); set TEKTON_REPO_ROOTS to allow it",
-        )
-    if not path.is_dir() or not is_git_repo(path):
-        raise FieldError(field, f"{path} is not a git repository")
-    return path
-
-
-def _record_path_check(raw: str | Path) -> Path:
-    """A cassette to record into: a file whose folder exists or can be made."""
-    path = path_typed(raw, field="record_path", what="cassette")
-    if path_exists(path, field="record_path", what="cassette") and path.is_dir():
-        raise FieldError("record_path", f"the cassette {path} is a folder; name a file")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise FieldError(
-            "record_path", f"cannot create the cassette's folder {path.parent}: {exc.strerror}"
-        ) from None
-    if not os.access(path.parent, os.W_OK):
-        raise FieldError("record_path", f"the cassette's folder {path.parent} is not writable")
-    return path
-
-
 def run_plan(
     *,
     goal: str,
@@ -214,9 +170,9 @@ def run_plan(
         stages = stage_range(stage_from, stage_to)
     except ValueError as exc:
         raise FieldError("stage_to", str(exc)) from None
-    path = _repo_check(repo_path)
+    path = repo_check(repo_path)
     if record_path:
-        record_path = _record_path_check(record_path)
+        record_path = record_path_check(record_path)
     requested = (test_command or "").strip() or None
     if requested is not None and len(requested) > TEST_COMMAND_MAX_CHARS:
         raise FieldError(

@@ -32,8 +32,7 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from runs.event_hub import HEARTBEAT, event_dict, hub
-from runs.events import FINAL_KINDS
+from runs.event_hub import HEARTBEAT, RUN_EVENTS, EventSource, event_dict, hub
 from runs.models import Run
 from runs.selectors import run_events_after, run_last_event, runs_visible_to
 
@@ -75,22 +74,25 @@ async def sse_stream(
     max_seconds: float,
     *,
     deltas: bool = False,
+    source: EventSource = RUN_EVENTS,
 ) -> AsyncIterator[bytes]:
-    """The body of the stream; runs on the event loop, reads through the hub's pool.
+    """The body of the stream (of a run, or of another `source`'s object); runs on the
+    event loop, reads through the hub's pool.
 
     A stream lasts at most `max_seconds`: proxies cut long-lived responses anyway, and the
     client's reconnect with Last-Event-ID loses nothing, so ending it on purpose keeps
     every connection's life bounded and predictable."""
     deadline = time.monotonic() + max_seconds
     yield f"retry: {RECONNECT_MS}\n\n".encode()
-    async with hub().subscribe(run_id, after_seq, deltas=deltas) as sub:
+    async with hub().subscribe(run_id, after_seq, deltas=deltas, source=source) as sub:
         async for item in sub.stream(heartbeat_seconds=min(heartbeat_seconds, max_seconds)):
             yield b": heartbeat\n\n" if item is HEARTBEAT else sse_format(item)
             if time.monotonic() >= deadline:
                 return
 
 
-def _last_event_id(request) -> int | None:
+def last_event_id(request) -> int | None:
+    """The SSE resume point a reconnecting client sent, or None; a malformed one is a 400."""
     raw = request.headers.get("Last-Event-ID")
     if raw is None or raw.strip() == "":
         return None
@@ -139,44 +141,52 @@ class RunEventsPageSerializer(serializers.Serializer):
 # Each Server-Sent Event, as a client parses it (OpenAPI 3.0 reads a text/event-stream
 # schema as one event's): the data is a RunEvent, or an Error body for `event: error`.
 SSE_KIND_PATTERN = r"^[a-z_]+\.[a-z_]+$"
-SSE_EVENT_SCHEMA: dict[str, Any] = {
-    "oneOf": [
-        {
-            "type": "object",
-            "required": ["id", "event", "data"],
-            "properties": {
-                "id": {
-                    "type": "string",
-                    "pattern": "^[0-9]+$",
-                    "description": "The event's seq; send the last one as Last-Event-ID.",
-                },
-                "event": {
-                    "type": "string",
-                    "pattern": SSE_KIND_PATTERN,
-                    "description": "The event's kind: run.started, stage.finished, ...",
-                },
-                "data": {
-                    "type": "string",
-                    "contentMediaType": "application/json",
-                    "contentSchema": {"$ref": "#/components/schemas/RunEvent"},
-                },
-                "retry": {"type": "integer", "minimum": 0},
-            },
-        },
-        {
-            "type": "object",
-            "required": ["event", "data"],
-            "properties": {
-                "event": {"type": "string", "enum": ["error"]},
-                "data": {
-                    "type": "string",
-                    "contentMediaType": "application/json",
-                    "contentSchema": {"$ref": "#/components/schemas/Error"},
+
+
+def sse_event_schema(data_component: str, kinds: str) -> dict[str, Any]:
+    """The OpenAPI schema of one event of a stream whose `data` is a `data_component`
+    (a components/schemas name) and whose kinds are described by `kinds`."""
+    return {
+        "oneOf": [
+            {
+                "type": "object",
+                "required": ["id", "event", "data"],
+                "properties": {
+                    "id": {
+                        "type": "string",
+                        "pattern": "^[0-9]+$",
+                        "description": "The event's seq; send the last one as Last-Event-ID.",
+                    },
+                    "event": {
+                        "type": "string",
+                        "pattern": SSE_KIND_PATTERN,
+                        "description": f"The event's kind: {kinds}",
+                    },
+                    "data": {
+                        "type": "string",
+                        "contentMediaType": "application/json",
+                        "contentSchema": {"$ref": f"#/components/schemas/{data_component}"},
+                    },
+                    "retry": {"type": "integer", "minimum": 0},
                 },
             },
-        },
-    ]
-}
+            {
+                "type": "object",
+                "required": ["event", "data"],
+                "properties": {
+                    "event": {"type": "string", "enum": ["error"]},
+                    "data": {
+                        "type": "string",
+                        "contentMediaType": "application/json",
+                        "contentSchema": {"$ref": "#/components/schemas/Error"},
+                    },
+                },
+            },
+        ]
+    }
+
+
+SSE_EVENT_SCHEMA = sse_event_schema("RunEvent", "run.started, stage.finished, ...")
 
 
 class RunEventsApi(APIView):
@@ -237,22 +247,45 @@ class RunEventsApi(APIView):
         )
 
     def _stream(self, request, run: Run, after: int, deltas: bool = False):
-        resume = _last_event_id(request)
-        after = after if resume is None else resume
-        last = run_last_event(run.pk)
-        if run.is_finished and last is not None and last["kind"] in FINAL_KINDS:
-            if after >= last["seq"]:
-                return Response(status=204)
-        # The stream outlives this view: give back this request thread's database
-        # connection now instead of holding one per open stream until it ends.
-        if not connection.in_atomic_block:
-            connection.close()
-        heartbeat = float(getattr(settings, "TEKTON_SSE_HEARTBEAT_SECONDS", 15))
-        longest = float(getattr(settings, "TEKTON_SSE_MAX_SECONDS", 300))
-        response = StreamingHttpResponse(
-            sse_stream(run.pk, after, heartbeat, longest, deltas=deltas),
-            content_type="text/event-stream",
+        return sse_response(
+            request,
+            run.pk,
+            after=after,
+            is_finished=run.is_finished,
+            last=run_last_event(run.pk),
+            deltas=deltas,
         )
-        response["Cache-Control"] = "no-cache"
-        response["X-Accel-Buffering"] = "no"
-        return response
+
+
+def sse_response(
+    request,
+    object_id: int,
+    *,
+    after: int,
+    is_finished: bool,
+    last: dict[str, Any] | None,
+    deltas: bool = False,
+    source: EventSource = RUN_EVENTS,
+):
+    """The SSE answer for one object of `source` (a run, a prompt invocation) whose access
+    the view has checked: 204 when it is finished and nothing is left after the resume
+    point (Last-Event-ID wins over `after`), else the stream. `last` is {"seq", "kind"}
+    of its newest stored event, or None."""
+    resume = last_event_id(request)
+    after = after if resume is None else resume
+    if is_finished and last is not None and last["kind"] in source.final_kinds:
+        if after >= last["seq"]:
+            return Response(status=204)
+    # The stream outlives this view: give back this request thread's database
+    # connection now instead of holding one per open stream until it ends.
+    if not connection.in_atomic_block:
+        connection.close()
+    heartbeat = float(getattr(settings, "TEKTON_SSE_HEARTBEAT_SECONDS", 15))
+    longest = float(getattr(settings, "TEKTON_SSE_MAX_SECONDS", 300))
+    response = StreamingHttpResponse(
+        sse_stream(object_id, after, heartbeat, longest, deltas=deltas, source=source),
+        content_type="text/event-stream",
+    )
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response

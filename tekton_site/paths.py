@@ -8,6 +8,9 @@ import errno
 import os
 from pathlib import Path
 
+from django.conf import settings
+
+from swarm.repo import is_git_repo
 from tekton_site.errors import FieldError
 
 PATH_MAX = 4096  # Linux's PATH_MAX, a byte count
@@ -57,3 +60,40 @@ def path_exists(path: Path, *, field: str, what: str) -> bool:
             field, f"the {what} path cannot be used: {os.strerror(exc.errno or 0)}"
         ) from None
     return True
+
+
+def repo_check(repo_path: str | Path, *, field_name: str = "repo_path") -> Path:
+    """The repository's resolved path: it exists, is inside TEKTON_REPO_ROOTS and is a git
+    repository. Raises FieldError naming `field_name`."""
+    field = field_name
+    if not str(repo_path or "").strip():
+        raise FieldError(field, "a repository path is required")
+    path = path_typed(repo_path, field=field, what="repository")
+    if not path_exists(path, field=field, what="repository"):
+        raise FieldError(field, f"repository {path} does not exist")
+    roots = [Path(r).expanduser().resolve() for r in settings.TEKTON_REPO_ROOTS]
+    if not any(path == root or path.is_relative_to(root) for root in roots):
+        listed = ", ".join(str(r) for r in roots) or "(none configured)"
+        raise FieldError(
+            field,
+            f"repository {path} is outside the allowed roots ({listed}); set TEKTON_REPO_ROOTS to allow it",
+        )
+    if not path.is_dir() or not is_git_repo(path):
+        raise FieldError(field, f"{path} is not a git repository")
+    return path
+
+
+def record_path_check(raw: str | Path) -> Path:
+    """A cassette to record into: a file whose folder exists or can be made."""
+    path = path_typed(raw, field="record_path", what="cassette")
+    if path_exists(path, field="record_path", what="cassette") and path.is_dir():
+        raise FieldError("record_path", f"the cassette {path} is a folder; name a file")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FieldError(
+            "record_path", f"cannot create the cassette's folder {path.parent}: {exc.strerror}"
+        ) from None
+    if not os.access(path.parent, os.W_OK):
+        raise FieldError("record_path", f"the cassette's folder {path.parent} is not writable")
+    return path

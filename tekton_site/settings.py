@@ -356,6 +356,7 @@ SPECTACULAR_SETTINGS = {
         "RunStatusEnum": "runs.models.Run.Status",
         "StageStatusEnum": "runs.models.StageRun.Status",
         "CheckStatusEnum": "syschecks.registry.STATUSES",
+        "PromptInvocationStatusEnum": "prompts.models.PromptInvocation.Status",
     },
 }
 # Per-user limits on the API: runs queued or running at once, and runs created per minute.

@@ -10,7 +10,7 @@ from notifications.api import (
     HookPauseApi,
     HookResumeApi,
 )
-from prompts.api import PromptDetailApi, PromptListCreateApi
+from prompts.api import PromptDetailApi, PromptEventsApi, PromptListCreateApi
 from runs.api import (
     RunArtifactDownloadApi,
     RunArtifactListApi,
@@ -76,6 +76,11 @@ api_urlpatterns = [
     path("api/runs/<int:run_id>/bundle/", RunBundleApi.as_view(), name="run-bundle"),
     path("api/prompts/", PromptListCreateApi.as_view(), name="prompt-list"),
     path("api/prompts/<int:invocation_id>/", PromptDetailApi.as_view(), name="prompt-detail"),
+    path(
+        "api/prompts/<int:invocation_id>/events",
+        PromptEventsApi.as_view(),
+        name="prompt-events",
+    ),
     path("api/config/profiles/", ProfileListCreateApi.as_view(), name="profile-list"),
     path("api/config/profiles/<str:name>/", ProfileDetailApi.as_view(), name="profile-detail"),
     path("api/system/checks/", SystemChecksApi.as_view(), name="system-checks"),

@@ -11,6 +11,11 @@
       is told to leave alone) grows in a card per running call, with a typing indicator;
       the stored message replaces it when the panel is fetched again. The text is kept
       per call, so a panel swap mid-stream redraws it instead of losing it.
+   6. The Prompts page follows a running invocation's event stream (#prompt-live, the API's
+      Server-Sent Events with the session cookie): `prompt.answer` writes its text at its
+      offset in the response; any other event fetches #prompt-main again, so the server
+      renders the steps, attempts and fallbacks; after `prompt.finished` the stream is
+      closed (a reconnect would get 204). EventSource resumes with Last-Event-ID itself.
 */
 (function () {
   "use strict";
@@ -262,4 +267,55 @@
       liveRedraw();
     }
   });
+
+  function promptFollow() {
+    var live = document.getElementById("prompt-live");
+    if (!live || !live.dataset.events || typeof EventSource === "undefined") {
+      return;
+    }
+    var url = live.dataset.events + "?after=" + encodeURIComponent(live.dataset.after || "0");
+    var source = new EventSource(url);
+    var answer = null; // the answer as the stream built it; null until its first piece
+    var refresh = function () {
+      htmx.ajax("GET", live.dataset.page, { target: "#prompt-main", swap: "outerHTML" });
+    };
+    var onAnswer = function (message) {
+      var data = JSON.parse(message.data);
+      var p = data.payload || {};
+      var shown = document.getElementById("prompt-response");
+      if (!shown) {
+        return;
+      }
+      var base = answer === null ? shown.textContent : answer;
+      answer = base.slice(0, p.offset || 0) + (p.text || "");
+      shown.textContent = answer;
+      shown.hidden = !answer;
+      var waiting = document.getElementById("prompt-waiting");
+      if (waiting && answer) {
+        waiting.hidden = true;
+      }
+    };
+    source.addEventListener("prompt.answer", onAnswer);
+    ["prompt.started", "prompt.step", "prompt.attempt", "prompt.fallback"].forEach(function (kind) {
+      source.addEventListener(kind, refresh);
+    });
+    // A redraw renders the stored answer, which may lag what the stream already wrote.
+    document.addEventListener("htmx:afterSwap", function () {
+      var shown = document.getElementById("prompt-response");
+      if (live.dataset.events && answer !== null && shown && shown.textContent.length < answer.length) {
+        shown.textContent = answer;
+        shown.hidden = false;
+      }
+    });
+    source.addEventListener("prompt.finished", function () {
+      source.close();
+      live.removeAttribute("data-events"); // the final redraw shows the whole answer
+      refresh();
+    });
+  }
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", promptFollow);
+  } else {
+    promptFollow();
+  }
 })();

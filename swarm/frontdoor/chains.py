@@ -83,12 +83,16 @@ async def chain_complete(
     chain: Sequence[str],
     *,
     on_attempt: Callable[[Attempt], None] | None = None,
+    on_start: Callable[[str], None] | None = None,
 ) -> ChainResult:
     """Send `request` to each model of `chain` in turn until one answers. Stops at once on
     a ProviderBadRequest or ProviderAuthError. `on_attempt` hears of each model tried as
-    soon as it is done (to print and journal why the chain moved on)."""
+    soon as it is done (to print and journal why the chain moved on); `on_start` of each
+    model as it is tried."""
     result = ChainResult(None)
     for model in chain:
+        if on_start is not None:
+            on_start(model)
         started = time.monotonic()
         try:
             completion = await completer.complete(dataclasses.replace(request, model=model))

@@ -29,6 +29,8 @@ from swarm.providers.base import (
 )
 from swarm.redact import redact
 
+EventCallback = Callable[[str, dict[str, Any]], None]
+
 KINDS = ("claude", "codex", "agno", "prompt")
 DEFAULT_CLAUDE_MODEL = "anthropic/claude-sonnet-4.6"
 DEFAULT_CODEX_MODEL = "codex/gpt-5-codex"
@@ -232,10 +234,14 @@ async def invoke(
     git_path: str | Path | None = None,
     meta: Mapping[str, Any] | None = None,
     on_journal: Callable[[str], None] | None = None,
+    on_event: EventCallback | None = None,
 ) -> InvokeOutcome:
     """Run `spec` and journal it (when `journal` is given). `say` hears progress lines
     (the model tried, why the chain moved on); `on_delta` the answer as it streams;
-    `on_journal` the journal folder's name once it exists. Raises UsageProblem before
+    `on_journal` the journal folder's name once it exists; `on_event` the progress as
+    data, (kind, payload): "step" a model (agno: a role) begins ({"model", "role"?}),
+    "attempt" a model is done (Attempt.as_dict()), "fallback" the chain moves on
+    ({"from", "to", "reason"}). Called on the event loop: it must not block. Raises UsageProblem before
     anything is written; a JournalError when the memory directory cannot be written."""
     outcome = invoke_plan(spec, completer=completer)
     temperature = 0.2 if spec.temperature is None else spec.temperature
@@ -250,20 +256,30 @@ async def invoke(
         "memory_offered": bool(spec.memory),
     }
     if journal is None:
-        return await _body(spec, outcome, None, completer, say, on_delta, temperature)
+        return await _body(spec, outcome, None, completer, say, on_delta, temperature, on_event)
     with journal.invocation(
         agent=spec.kind, command=command, prompt=spec.text, context=spec.context, **facts
     ) as inv:
         outcome.journal_id = inv.id
         if on_journal is not None:
             on_journal(inv.id)
-        return await _body(spec, outcome, inv, completer, say, on_delta, temperature)
+        return await _body(spec, outcome, inv, completer, say, on_delta, temperature, on_event)
 
 
-async def _body(spec, outcome, inv, completer, say, on_delta, temperature) -> InvokeOutcome:
+async def _body(
+    spec, outcome, inv, completer, say, on_delta, temperature, on_event=None
+) -> InvokeOutcome:
     def event(kind: str, **data: Any) -> None:
         if inv is not None:
             inv.event(kind, **data)
+
+    def notify(kind: str, **data: Any) -> None:
+        if on_event is not None:
+            on_event(kind, data)
+
+    def step_start(step) -> None:
+        say(f"-- {step.role} ({step.model})")
+        notify("step", role=step.role, model=step.model)
 
     def finish(state: str, **extra: Any) -> InvokeOutcome:
         outcome.outcome = state
@@ -293,15 +309,15 @@ async def _body(spec, outcome, inv, completer, say, on_delta, temperature) -> In
 
         def step_done(step, completion, seconds):
             _fill(outcome, completion)
-            outcome.attempts.append(
-                Attempt(
-                    step.model,
-                    "ok",
-                    f"{step.role} by {completion.provider}",
-                    completion.attempts,
-                    round(seconds, 3),
-                ).as_dict()
-            )
+            attempt = Attempt(
+                step.model,
+                "ok",
+                f"{step.role} by {completion.provider}",
+                completion.attempts,
+                round(seconds, 3),
+            ).as_dict()
+            outcome.attempts.append(attempt)
+            notify("attempt", **attempt)
             event("step", role=step.role, model=step.model, provider=completion.provider)
 
         try:
@@ -312,7 +328,7 @@ async def _body(spec, outcome, inv, completer, say, on_delta, temperature) -> In
                 context=_context_text(spec),
                 temperature=temperature,
                 timeout=spec.timeout,
-                on_step=lambda s: say(f"-- {s.role} ({s.model})"),
+                on_step=step_start,
                 on_delta=on_delta,
                 on_done=step_done,
                 budget_left=lambda: _budget_spent(spec, outcome),
@@ -337,14 +353,24 @@ async def _body(spec, outcome, inv, completer, say, on_delta, temperature) -> In
     def tried(attempt: Attempt) -> None:
         outcome.attempts.append(attempt.as_dict())
         event("attempt", **attempt.as_dict())
+        notify("attempt", **attempt.as_dict())
         if attempt.outcome != "ok" and len(outcome.chain) > 1:
-            moving = (
-                attempt.outcome in ("failed", "no-route") and attempt.model != outcome.chain[-1]
-            )
+            # Attempts follow the chain one to one, so the next model is at their count.
+            tried_n = len(outcome.attempts)
+            moving = attempt.outcome in ("failed", "no-route") and tried_n < len(outcome.chain)
             say(
                 f"{attempt.model}: {attempt.outcome}: {attempt.detail}"
                 + ("; trying the next model" if moving else "")
             )
+            if moving:
+                notify(
+                    "fallback",
+                    **{
+                        "from": attempt.model,
+                        "to": outcome.chain[tried_n],
+                        "reason": attempt.detail,
+                    },
+                )
 
     kept: list[dict[str, Any]] | None = None
     token = None
@@ -358,7 +384,13 @@ async def _body(spec, outcome, inv, completer, say, on_delta, temperature) -> In
             say(
                 f"intent {outcome.intent} ({outcome.intent_reason}); chain {' -> '.join(outcome.chain)}"
             )
-        result = await chain_complete(completer, request, outcome.chain, on_attempt=tried)
+        result = await chain_complete(
+            completer,
+            request,
+            outcome.chain,
+            on_attempt=tried,
+            on_start=lambda model: notify("step", model=model),
+        )
     finally:
         if token is not None:
             CLI_OUTPUT.reset(token)

@@ -310,9 +310,10 @@ class Journal:
         text = "\n".join(parts)
         return text if len(text) <= budget else text[: budget - 1] + "…"
 
-    def prune(self, *, older_than: datetime.timedelta) -> list[str]:
+    def prune(self, *, older_than: datetime.timedelta, dry_run: bool = False) -> list[str]:
         """Remove the invocations that started before now - `older_than`, their journal
-        sections and events; return the removed folders' names."""
+        sections and events; return the removed folders' names (with `dry_run`, the
+        names it would remove, removing nothing)."""
         cutoff = _now() - older_than
         folder = self.root / INVOCATIONS
         if not folder.is_dir():
@@ -321,10 +322,11 @@ class Journal:
         for path in sorted(folder.iterdir()):
             started = _stamp_time(path.name)
             if started is not None and started < cutoff:
-                shutil.rmtree(path, ignore_errors=True)
+                if not dry_run:
+                    shutil.rmtree(path, ignore_errors=True)
                 removed.append(path.name)
-        if not removed:
-            return []
+        if not removed or dry_run:
+            return removed
         gone = set(removed)
         sections = self._read(self.journal_path).split("\n## ")
         kept = [s for s in sections if not any(f"{INVOCATIONS}/{name}\n" in s for name in gone)]

@@ -13,3 +13,6 @@ def test_the_openapi_document_validates_against_its_specification():
     validate_schema(schema)  # raises on any violation, e.g. a keyword 3.0 does not know
     events = schema["paths"]["/api/runs/{run_id}/events"]["get"]["responses"]["200"]
     assert "oneOf" in events["content"]["text/event-stream"]["schema"]
+    prompt = schema["paths"]["/api/prompts/{invocation_id}/events"]["get"]["responses"]["200"]
+    assert "oneOf" in prompt["content"]["text/event-stream"]["schema"]
+    assert "PromptEvent" in schema["components"]["schemas"]

@@ -13,6 +13,7 @@ from schemathesis.generation.modes import GenerationMode
 
 from accounts.services import token_create
 from config_profiles.services import profile_create
+from prompts.services import prompt_invocation_create, prompt_invocation_finish
 from runs.models import Run, StageRun
 from tests.factories import RunFactory
 
@@ -102,6 +103,9 @@ def test_the_api_keeps_to_its_schema(
     run = RunFactory(owner=staff_user, repo_path=str(git_repo), status=Run.Status.BLOCKED)
     StageRun.objects.filter(run=run, stage="plan").update(status=StageRun.Status.BLOCKED)
     profile_create(data={"name": "scratch", "stage_models": {"default": "openai/gpt-4o"}})
+    # A finished invocation: its detail and its event stream (which then ends at once).
+    asked = prompt_invocation_create(agent="claude", prompt="hi", owner=staff_user)
+    prompt_invocation_finish(invocation=asked, outcome={"outcome": "OK", "response": "hi"})
 
     app = get_wsgi_application()
     schema = schemathesis.openapi.from_wsgi(
@@ -142,6 +146,8 @@ def test_the_api_keeps_to_its_schema(
             if "stage" in params:
                 fixed["stage"] = "plan"
             exercise(op, GenerationMode.POSITIVE, path_parameters=fixed)
+        elif "invocation_id" in params:
+            exercise(op, GenerationMode.POSITIVE, path_parameters={"invocation_id": asked.pk})
         elif "name" in params and op.method.upper() != "DELETE":
             exercise(op, GenerationMode.POSITIVE, path_parameters={"name": "scratch"})
 

@@ -245,3 +245,48 @@ def test_agno_streams_each_step_on_its_own_lines(memory):
         row.status == "ok"
         and [a["model"] for a in row.attempts] == ["anthropic/claude-sonnet-4.6"] * 3
     )
+
+
+def test_memory_prune_removes_those_invocations_rows_too_yours_unless_staff(
+    memory, monkeypatch, django_user_model
+):
+    import getpass
+    from datetime import timedelta
+
+    import swarm.frontdoor.journal as journal_module
+    from prompts.models import PromptEvent
+    from prompts.services import prompt_invocation_create
+
+    for text in ("about pelicans", "about herons"):
+        assert tekton("ask", "claude", text, "--memory", str(memory))[0] == 0
+    mine = list(PromptInvocation.objects.order_by("pk"))
+    assert len(mine) == 2 and all(r.journal_id for r in mine)
+    # Another user's invocation whose folder in her own journal has the same name.
+    eve = django_user_model.objects.create_user("eve", password="pw-for-tests-only")
+    theirs = prompt_invocation_create(agent="claude", prompt="eve's", owner=eve)
+    PromptInvocation.objects.filter(pk=theirs.pk).update(journal_id=mine[0].journal_id)
+    later = journal_module._now() + timedelta(days=15)
+    monkeypatch.setattr(journal_module, "_now", lambda: later)
+    prune = ("memory", "prune", "--older-than", "14d", "--memory", str(memory))
+
+    code, out, _ = tekton(*prune, "--dry-run")
+    assert code == 0
+    assert "would remove 2 invocation(s)" in out and "and 2 database row(s)" in out
+    assert PromptInvocation.objects.count() == 3
+    assert len(list((memory / "invocations").iterdir())) == 2
+
+    code, out, _ = tekton(*prune)
+    assert code == 0 and "removed 2 invocation(s)" in out and "and 2 database row(s)" in out
+    assert list(PromptInvocation.objects.values_list("pk", flat=True)) == [theirs.pk]
+    assert not PromptEvent.objects.exclude(invocation=theirs).exists()
+    assert list((memory / "invocations").iterdir()) == []
+
+    # A staff user of this login's name prunes anyone's rows of the folders it removes.
+    assert tekton("ask", "claude", "about gulls", "--memory", str(memory))[0] == 0
+    gulls = PromptInvocation.objects.exclude(pk=theirs.pk).get()
+    PromptInvocation.objects.filter(pk=theirs.pk).update(journal_id=gulls.journal_id)
+    django_user_model.objects.create_user(getpass.getuser(), password="x", is_staff=True)
+    monkeypatch.setattr(journal_module, "_now", lambda: later + timedelta(days=15))
+    code, out, _ = tekton(*prune)
+    assert code == 0 and "removed 1 invocation(s)" in out and "and 2 database row(s)" in out
+    assert not PromptInvocation.objects.exists()

@@ -50,3 +50,29 @@ def test_the_stream_is_documented_per_event_not_as_a_string(sse_events_op):
         "$ref": "#/components/schemas/RunEvent"
     }
     assert error["properties"]["event"]["enum"] == ["error"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_every_event_of_a_prompt_stream_keeps_to_its_documented_schema(user, token_for, settings):
+    from prompts.models import PromptInvocation
+    from prompts.services import prompt_invocation_create, prompt_invocation_finish
+
+    settings.TEKTON_SSE_MAX_SECONDS = 1
+    invocation = prompt_invocation_create(
+        agent="claude", prompt="hi", owner=user, status=PromptInvocation.Status.QUEUED
+    )
+    prompt_invocation_finish(invocation=invocation, outcome={"outcome": "OK", "response": "hi"})
+    schema = schemathesis.openapi.from_wsgi("/api/schema/?format=json", get_wsgi_application())
+    op = schema["/api/prompts/{invocation_id}/events"]["GET"]
+    media = op.definition.raw["responses"]["200"]["content"]["text/event-stream"]
+    assert media["schema"]["oneOf"][0]["properties"]["data"]["contentSchema"] == {
+        "$ref": "#/components/schemas/PromptEvent"
+    }
+    headers = {"Authorization": f"Bearer {token_for(user)}", "Accept": "text/event-stream"}
+    case = op.Case(path_parameters={"invocation_id": invocation.pk})
+    response = case.call_and_validate(headers=headers)
+    assert response.status_code == 200
+    assert b"event: prompt.queued" in response.content
+    assert (
+        response.content.count(b"\nevent: ") == 2 and b"event: prompt.finished" in response.content
+    )

@@ -123,11 +123,11 @@ def _ask(
         try:
             record_path = None
             if record is not None:
-                from runs.services import _record_path_check
                 from tekton_site.errors import FieldError
+                from tekton_site.paths import record_path_check
 
                 try:
-                    record_path = str(_record_path_check(record))
+                    record_path = str(record_path_check(record))
                 except FieldError as exc:
                     raise UsageProblem(exc.message) from None
             context_text = context_read(context) if context is not None else ""
@@ -536,9 +536,15 @@ def memory_search(
 def memory_prune(
     self,
     older_than: Annotated[str, typer.Option("--older-than", help="Like 14d, 12h, 30m, 2w.")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say what would go; remove nothing.")
+    ] = False,
     memory_dir: MemoryOpt = None,
     debug: DebugOpt = False,
 ) -> None:
+    """The journal's folders, and the database rows of those invocations: yours (asked
+    from this login, or by the user of that name), anyone's when that user is staff."""
+    from prompts.services import prompt_invocations_prune
     from swarm.frontdoor.journal import duration_parse
 
     with self._errors(debug):
@@ -547,7 +553,10 @@ def memory_prune(
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         journal = _journal(memory_dir)
-        removed = journal.prune(older_than=age)
+        removed = journal.prune(older_than=age, dry_run=dry_run)
+        rows = prompt_invocations_prune(journal_ids=removed, login=_login(), dry_run=dry_run)
+        verb = "would remove" if dry_run else "removed"
         self._out(
-            f"removed {len(removed)} invocation(s) older than {older_than} from {journal.root}"
+            f"{verb} {len(removed)} invocation(s) older than {older_than} from {journal.root}"
+            f" and {rows} database row(s)"
         )
