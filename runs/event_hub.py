@@ -212,8 +212,9 @@ class Subscription:
 class _Feed:
     """The one channel-layer subscription of a run in this process and its reader."""
 
-    def __init__(self, run_id: int):
+    def __init__(self, run_id: int, poll_seconds: float | None = None):
         self.run_id = run_id
+        self.poll_seconds = poll_seconds
         self.subscribers: set[Subscription] = set()
         self.last_seq = 0
         self.ready = asyncio.Event()
@@ -277,7 +278,7 @@ class _Feed:
     async def _pull_loop(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._hint.wait(), timeout=POLL_SECONDS)
+                await asyncio.wait_for(self._hint.wait(), timeout=self.poll_seconds or POLL_SECONDS)
             self._hint.clear()
             try:
                 await self._pull()
@@ -326,16 +327,22 @@ class RunEventHub:
 
     @contextlib.asynccontextmanager
     async def subscribe(
-        self, run_id: int, after_seq: int = 0, *, deltas: bool = False
+        self,
+        run_id: int,
+        after_seq: int = 0,
+        *,
+        deltas: bool = False,
+        poll_seconds: float | None = None,
     ) -> AsyncIterator[Subscription]:
         """A subscription to `run_id` from `after_seq` (with `deltas`, streamed text too);
         joins (or starts) the run's feed before the subscriber replays, so nothing
-        committed meanwhile is missed."""
+        committed meanwhile is missed. `poll_seconds` sets the database read between
+        hints of a feed this call starts (a follower no hint can reach polls faster)."""
         sub = Subscription(run_id, after_seq, deltas=deltas)
         feed = self._feeds.get(run_id)
         starting = feed is None
         if feed is None:
-            feed = self._feeds[run_id] = _Feed(run_id)
+            feed = self._feeds[run_id] = _Feed(run_id, poll_seconds)
         feed.subscribers.add(sub)
         try:
             if starting:
