@@ -278,6 +278,8 @@ def test_follow_from_another_process_reads_the_events_by_seq_until_the_block(cli
     lines = [line for line in done.stdout.splitlines() if line.startswith(f"run {run_id} #")]
     assert [int(line.split()[2][1:]) for line in lines] == list(range(1, last + 1))
     assert not [line for line in done.stdout.splitlines() if " · " in line]  # no deltas here
-    assert "embedded mode" in done.stderr.splitlines()[0]
+    note, said = done.stderr.splitlines()[:2]
+    assert note.startswith("note: embedded mode: the agents' streamed text reaches only")
+    assert said.startswith(f"following run {run_id} (") and "every 0.2 s (embedded mode)" in said
     assert f"manage.py tekton approve {run_id} research" in done.stderr
     assert "Traceback" not in done.stderr

@@ -553,6 +553,13 @@ class Command(TyperCommand):
                 )
                 deltas = False
             follower = EventFollower(run.pk, 0, deltas=deltas).start()
+            how = (
+                "reading its events every 0.2 s (embedded mode)"
+                if cli_process.is_inline()
+                else "on the event stream"
+            )
+            # Said once it is subscribed: from here on nothing the run does is missed.
+            self._err(f"following run {run.pk} ({run.status}), {how}; Ctrl-C stops following")
             try:
                 code = self._follow(run.pk, follower=follower, worker=None)
             except KeyboardInterrupt:
