@@ -29,7 +29,7 @@ from swarm.redact import redact
 
 logger = logging.getLogger("tekton.runs.cli_stream")
 
-POLL_SECONDS = 0.2  # a follower's database read between hints (the hub's own is 1 s)
+POLL_SECONDS = 0.2  # the database read of a follower no hint reaches (the hub's own is 1 s)
 END = object()  # put after the run's final event: the stream has nothing more
 
 
@@ -37,11 +37,20 @@ class EventFollower:
     """`start()` subscribes (before it returns, so nothing committed or streamed after it
     is missed); `get(timeout)` returns the next items (events as objects with seq, kind,
     stage, payload; deltas as dicts with stage and payload; END once the stream ended);
-    `stop()` leaves. A failing stream is logged and ends the items with END: the caller's
+    `stop()` leaves. `poll_seconds` for a follower the layer's hints cannot reach (its
+    reads are timed then, not ordered after the deltas a hint follows). A failing stream is logged and ends the items with END: the caller's
     own status checks say where the run got to."""
 
-    def __init__(self, run_id: int, after_seq: int = 0, *, deltas: bool = False):
+    def __init__(
+        self,
+        run_id: int,
+        after_seq: int = 0,
+        *,
+        deltas: bool = False,
+        poll_seconds: float | None = None,
+    ):
         self.run_id = run_id
+        self.poll_seconds = poll_seconds
         self.after_seq = after_seq
         self.deltas = deltas
         self.error: str = ""
@@ -99,7 +108,7 @@ class EventFollower:
         from runs.event_hub import HEARTBEAT, hub
 
         async with hub().subscribe(
-            self.run_id, self.after_seq, deltas=self.deltas, poll_seconds=POLL_SECONDS
+            self.run_id, self.after_seq, deltas=self.deltas, poll_seconds=self.poll_seconds
         ) as sub:
             self._ready.set()
             async for item in sub.stream(heartbeat_seconds=5):
@@ -136,6 +145,8 @@ class DeltaPrinter:
                 self.write(f"{self._name(stage, payload)}: (discarded; the call is retried)\n")
             return
         text = str(payload.get("text") or "")
+        if not text:
+            return  # a call's card opening before its readable text: no line for it yet
         offset = payload.get("offset")
         known = self.texts.get(call, "")
         if isinstance(offset, int) and offset < len(known):

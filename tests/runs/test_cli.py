@@ -319,7 +319,12 @@ def test_run_with_deltas_prints_each_agents_words_before_its_stored_message(git_
     streamed = [line for line in lines if line.startswith("plan · ")]
     roles = {line.split(" · ")[1] for line in streamed}
     assert roles == {"proponent", "skeptic", "pragmatist", "mediator"}
-    assert any('{"position": "' in line for line in streamed)  # the answer as written
+    # The readable text of each answer (its position, the mediator's rationale), not JSON.
+    assert any(line.startswith("plan · skeptic · opening: [offline] skeptic") for line in streamed)
+    assert any(
+        line.startswith("plan · mediator · mediator: [offline] reconciled") for line in streamed
+    )
+    assert not [line for line in streamed if '{"' in line or '"checks"' in line]
     # Every event still has its line, and the stream's text never went into the record.
     events = [line for line in lines if line.startswith(f"run {run.pk} #")]
     assert len(events) == RunEvent.objects.filter(run=run).count()
@@ -328,7 +333,7 @@ def test_run_with_deltas_prints_each_agents_words_before_its_stored_message(git_
     mediator_stored = next(
         i for i, line in enumerate(lines) if "stage.progress plan" in line and "mediator" in line
     )
-    assert first_words < mediator_stored
+    assert first_words < mediator_stored, out
 
 
 def test_follow_shows_a_run_another_thread_runs_and_ends_where_it_blocks(git_repo, monkeypatch):

@@ -542,7 +542,7 @@ class Command(TyperCommand):
         ] = False,
         debug: DebugOpt = False,
     ) -> None:
-        from runs.cli_stream import EventFollower
+        from runs.cli_stream import POLL_SECONDS, EventFollower
 
         with self._errors(debug):
             run = self._run_get(run_id)
@@ -552,7 +552,8 @@ class Command(TyperCommand):
                     "that runs the stages; following the stored events"
                 )
                 deltas = False
-            follower = EventFollower(run.pk, 0, deltas=deltas).start()
+            poll = POLL_SECONDS if cli_process.is_inline() else None
+            follower = EventFollower(run.pk, 0, deltas=deltas, poll_seconds=poll).start()
             how = (
                 "reading its events every 0.2 s (embedded mode)"
                 if cli_process.is_inline()
