@@ -116,7 +116,7 @@ def test_blocked_run_exits_3_then_approve_finishes_it(git_repo):
     assert code == 3
     run = Run.objects.get()
     assert run.status == Run.Status.BLOCKED
-    assert f"manage.py tekton approve {run.pk} research" in err
+    assert f"manage.py tekton approve {run.pk} review" in err
     assert f"manage.py tekton retry {run.pk} review --note" in err
     assert f"manage.py tekton abort {run.pk}" in err
 
