@@ -56,6 +56,7 @@ class EventFollower:
         self.error: str = ""
         self._inbox: queue.Queue[Any] = queue.Queue()
         self._ready = threading.Event()
+        self._stopping = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task | None = None
         self._thread = threading.Thread(
@@ -80,6 +81,7 @@ class EventFollower:
                 return out
 
     def stop(self) -> None:
+        self._stopping.set()  # a thread that has not begun yet ends as soon as it does
         loop, task = self._loop, self._task
         if loop is not None and task is not None:
             with contextlib.suppress(RuntimeError):  # the loop ended meanwhile
@@ -101,6 +103,8 @@ class EventFollower:
     async def _run(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._task = asyncio.current_task()
+        if self._stopping.is_set():
+            return
         with contextlib.suppress(asyncio.CancelledError):
             await self._follow()
 
@@ -113,6 +117,8 @@ class EventFollower:
             self._ready.set()
             async for item in sub.stream(heartbeat_seconds=5):
                 if item is HEARTBEAT:
+                    if self._stopping.is_set():
+                        return  # a cancel that missed the task
                     continue
                 if item.get("seq") is None:
                     self._inbox.put(item)  # a delta: stage and payload
