@@ -1,10 +1,17 @@
-"""`manage.py tekton run --deltas`: the agents' text as it streams, in a terminal.
+"""`manage.py tekton run` and `follow`: a run's live events in a terminal.
 
-DeltaListener follows a run's `stage.delta` messages on the channel layer (the stream the
-dashboard and the TUI get) from a thread with its own event loop: Redis in services mode,
-the in-process layer when this process runs the stages (embedded mode). DeltaPrinter
-writes them as running text: the pieces of one call continue its line, and a piece of
-another call starts a new line named after its stage, role and round.
+EventFollower follows a run through the event hub (runs/event_hub.py), the stream the
+dashboard's SSE and WebSocket and the TUI get, from a thread with its own event loop:
+the stored events from the database in seq order with no gap (the channel layer's
+messages only say when to read), and with `deltas` the agents' streamed text, which
+the messages carry. In services mode the layer is Redis, so a second process gets it
+all; in embedded mode it is this process's own layer, which carries what the stages
+running here publish and nothing from another process: a follower there reads new
+events by seq every POLL_SECONDS and gets no deltas.
+
+DeltaPrinter writes the deltas as running text: the pieces of one call continue its
+line, and a piece of another call starts a new line named after its stage, role and
+round.
 """
 
 from __future__ import annotations
@@ -15,49 +22,58 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
-from channels.layers import InMemoryChannelLayer, get_channel_layer
-
-from runs.events import DELTA_KIND, deltas_unpack, run_group
 from swarm.redact import redact
 
 logger = logging.getLogger("tekton.runs.cli_stream")
 
-# The in-process layer's queues wake a receiver only when its loop runs: poll them.
-_WAKE_SECONDS = 0.05
+POLL_SECONDS = 0.2  # the database read of a follower no hint reaches (the hub's own is 1 s)
+END = object()  # put after the run's final event: the stream has nothing more
 
 
-class DeltaListener:
-    """`start()` joins the run's group; `drain()` returns the deltas received since the
-    last call (dicts: stage, payload); `stop()` leaves. A layer that fails is logged and
-    the listener goes quiet: the stored events still come."""
+class EventFollower:
+    """`start()` subscribes (before it returns, so nothing committed or streamed after it
+    is missed); `get(timeout)` returns the next items (events as objects with seq, kind,
+    stage, payload; deltas as dicts with stage and payload; END once the stream ended);
+    `stop()` leaves. `poll_seconds` for a follower the layer's hints cannot reach (its
+    reads are timed then, not ordered after the deltas a hint follows). A failing stream is logged and ends the items with END: the caller's
+    own status checks say where the run got to."""
 
-    def __init__(self, run_id: int):
+    def __init__(
+        self,
+        run_id: int,
+        after_seq: int = 0,
+        *,
+        deltas: bool = False,
+        poll_seconds: float | None = None,
+    ):
         self.run_id = run_id
-        self._inbox: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.poll_seconds = poll_seconds
+        self.after_seq = after_seq
+        self.deltas = deltas
+        self.error: str = ""
+        self._inbox: queue.Queue[Any] = queue.Queue()
         self._ready = threading.Event()
-        self._stop = threading.Event()
-        self._settle = threading.Event()
-        self._settled = threading.Event()
+        self._stopping = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task | None = None
         self._thread = threading.Thread(
-            target=self._main, name=f"tekton-deltas-{run_id}", daemon=True
+            target=self._main, name=f"tekton-follow-{run_id}", daemon=True
         )
 
-    def start(self) -> DeltaListener:
+    def start(self) -> EventFollower:
         self._thread.start()
-        self._ready.wait(timeout=5)
+        self._ready.wait(timeout=10)
         return self
 
-    def drain(self, *, settle: bool = False) -> list[dict[str, Any]]:
-        """The deltas received so far. With `settle`, first whatever the layer already
-        holds for this listener (a call's text is published before its stored message
-        commits, so after reading events, settling yields the text that preceded them)."""
-        if settle and self._thread.is_alive() and self._ready.is_set():
-            self._settled.clear()
-            self._settle.set()
-            self._settled.wait(timeout=1.0)
-        out = []
+    def get(self, timeout: float) -> list[Any]:
+        """What arrived: waits up to `timeout` for the first item, then takes the rest."""
+        try:
+            out = [self._inbox.get(timeout=timeout)]
+        except queue.Empty:
+            return []
         while True:
             try:
                 out.append(self._inbox.get_nowait())
@@ -65,49 +81,49 @@ class DeltaListener:
                 return out
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2)
+        self._stopping.set()  # a thread that has not begun yet ends as soon as it does
+        loop, task = self._loop, self._task
+        if loop is not None and task is not None:
+            with contextlib.suppress(RuntimeError):  # the loop ended meanwhile
+                loop.call_soon_threadsafe(task.cancel)
+        self._thread.join(timeout=5)
+        if self._thread.is_alive():
+            logger.warning("run %s: the event stream did not stop", self.run_id)
 
     def _main(self) -> None:
         try:
-            asyncio.run(self._listen())
+            asyncio.run(self._run())
         except Exception as exc:
-            logger.warning("run %s: not following its deltas: %s", self.run_id, redact(str(exc)))
+            self.error = redact(str(exc)) or type(exc).__name__
+            logger.warning("run %s: the event stream failed: %s", self.run_id, self.error)
         finally:
             self._ready.set()
+            self._inbox.put(END)
 
-    async def _listen(self) -> None:
-        layer = get_channel_layer()
-        if layer is None:
+    async def _run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task()
+        if self._stopping.is_set():
             return
-        channel = await layer.new_channel()
-        group = run_group(self.run_id)
-        await layer.group_add(group, channel)
-        self._ready.set()
-        poll = _WAKE_SECONDS if isinstance(layer, InMemoryChannelLayer) else 0.5
-        try:
-            while not self._stop.is_set():
-                if self._settle.is_set():
-                    # Take what is waiting now: a short receive ends once nothing is left.
-                    self._settle.clear()
-                    while await self._receive(layer, channel, _WAKE_SECONDS):
-                        pass
-                    self._settled.set()
-                    continue
-                await self._receive(layer, channel, poll)
-        finally:
-            with contextlib.suppress(Exception):
-                await layer.group_discard(group, channel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._follow()
 
-    async def _receive(self, layer: Any, channel: str, timeout: float) -> bool:
-        try:
-            message = await asyncio.wait_for(layer.receive(channel), timeout)
-        except TimeoutError:
-            return False
-        if message.get("kind") == DELTA_KIND:
-            for delta in deltas_unpack(message):
-                self._inbox.put(delta)
-        return True
+    async def _follow(self) -> None:
+        from runs.event_hub import HEARTBEAT, hub
+
+        async with hub().subscribe(
+            self.run_id, self.after_seq, deltas=self.deltas, poll_seconds=self.poll_seconds
+        ) as sub:
+            self._ready.set()
+            async for item in sub.stream(heartbeat_seconds=5):
+                if item is HEARTBEAT:
+                    if self._stopping.is_set():
+                        return  # a cancel that missed the task
+                    continue
+                if item.get("seq") is None:
+                    self._inbox.put(item)  # a delta: stage and payload
+                else:
+                    self._inbox.put(SimpleNamespace(**item))
 
 
 def round_label(role: str, number: int) -> str:
@@ -135,6 +151,8 @@ class DeltaPrinter:
                 self.write(f"{self._name(stage, payload)}: (discarded; the call is retried)\n")
             return
         text = str(payload.get("text") or "")
+        if not text:
+            return  # a call's card opening before its readable text: no line for it yet
         offset = payload.get("offset")
         known = self.texts.get(call, "")
         if isinstance(offset, int) and offset < len(known):

@@ -255,10 +255,13 @@ class Subscription:
 class _Feed:
     """The one channel-layer subscription of a run in this process and its reader."""
 
-    def __init__(self, run_id: int, source: EventSource = RUN_EVENTS):
+    def __init__(
+        self, run_id: int, source: EventSource = RUN_EVENTS, poll_seconds: float | None = None
+    ):
         self.run_id = run_id
         self.source = source
         self.group = source.group(run_id)
+        self.poll_seconds = poll_seconds
         self.subscribers: set[Subscription] = set()
         self.last_seq = 0
         self.ready = asyncio.Event()
@@ -322,7 +325,7 @@ class _Feed:
     async def _pull_loop(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._hint.wait(), timeout=POLL_SECONDS)
+                await asyncio.wait_for(self._hint.wait(), timeout=self.poll_seconds or POLL_SECONDS)
             self._hint.clear()
             try:
                 await self._pull()
@@ -377,16 +380,19 @@ class RunEventHub:
         *,
         deltas: bool = False,
         source: EventSource = RUN_EVENTS,
+        poll_seconds: float | None = None,
     ) -> AsyncIterator[Subscription]:
         """A subscription to `run_id` (an object of `source`) from `after_seq` (with
         `deltas`, streamed text too); joins (or starts) its feed before the subscriber
-        replays, so nothing committed meanwhile is missed."""
+        replays, so nothing committed meanwhile is missed. `poll_seconds` sets the database
+        read between hints of a feed this call starts (a follower no hint can reach polls
+        faster)."""
         sub = Subscription(run_id, after_seq, deltas=deltas, source=source)
         key = (source.name, run_id)
         feed = self._feeds.get(key)
         starting = feed is None
         if feed is None:
-            feed = self._feeds[key] = _Feed(run_id, source)
+            feed = self._feeds[key] = _Feed(run_id, source, poll_seconds)
         feed.subscribers.add(sub)
         try:
             if starting:

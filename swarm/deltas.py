@@ -4,6 +4,13 @@ The engine emits an AgentDelta per piece a provider streams (a word, often less)
 one by one, 100 concurrent runs would flood the channel layer, so the pieces of each call
 are joined and let out every `interval` seconds at most (DeltaCoalescer.flush).
 
+What is published is the readable part of each call's answer (swarm.readable): the text
+its stored card will show, decoded from the JSON while it streams (a plain answer as it
+is). One extractor on the server, so the run page, the TUI (a remote server's too) and
+the CLI show the same words and none of them parses partial JSON. A call whose readable
+text has not begun yet (a mediator writing its artifact before its rationale) first
+sends an empty piece, so its card opens with its typing indicator.
+
 Redaction: a key can arrive split across two pieces, so each call's whole text so far is
 redacted and the last `hold` characters of the redacted text are held back until more
 text comes or the call ends (a secret shorter than `hold` characters is never published
@@ -25,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from swarm.events import AgentDelta
+from swarm.readable import ReadableText
 from swarm.redact import redact
 
 INTERVAL_SECONDS = 0.05
@@ -37,8 +45,9 @@ class _Call:
     role: str
     round: int
     model: str
-    raw: list[str] = field(default_factory=list)
+    reader: ReadableText = field(default_factory=ReadableText)
     sent: str = ""  # the redacted text published so far
+    opened: bool = False  # an empty piece went out: subscribers show the call's card
     ended: bool = False
     dirty: bool = False
 
@@ -66,7 +75,7 @@ class DeltaCoalescer:
         if delta.discard:
             if call is not None:
                 del self._calls[delta.call_id]
-                if call.sent:
+                if call.sent or call.opened:
                     self._discards.append(
                         (
                             call.stage,
@@ -86,7 +95,7 @@ class DeltaCoalescer:
                 delta.stage, delta.role, delta.round, delta.model
             )
         if delta.text:
-            call.raw.append(delta.text)
+            call.reader.feed(delta.text)
             call.dirty = True
         if delta.done:
             call.ended = call.dirty = True
@@ -113,30 +122,32 @@ class DeltaCoalescer:
             if not call.dirty:
                 continue
             call.dirty = False
-            text = redact("".join(call.raw))
+            text = redact(call.reader.text)
             upto = len(text) if call.ended else len(text) - self.hold
             if call.ended:
                 del self._calls[call_id]
             if upto <= 0:
+                if not (call.ended or call.sent or call.opened):
+                    call.opened = True
+                    out.append((call.stage, self._payload(call_id, call, "", 0)))
                 continue
             start = _common_prefix(call.sent, text[:upto])
             if start == upto:
                 continue
             call.sent = text[:upto]
-            out.append(
-                (
-                    call.stage,
-                    {
-                        "role": call.role,
-                        "round": call.round,
-                        "call_id": call_id,
-                        "model": call.model,
-                        "text": text[start:upto],
-                        "offset": start,
-                    },
-                )
-            )
+            out.append((call.stage, self._payload(call_id, call, text[start:upto], start)))
         return out
+
+    @staticmethod
+    def _payload(call_id: str, call: _Call, text: str, offset: int) -> dict[str, Any]:
+        return {
+            "role": call.role,
+            "round": call.round,
+            "call_id": call_id,
+            "model": call.model,
+            "text": text,
+            "offset": offset,
+        }
 
 
 def _common_prefix(a: str, b: str) -> int:

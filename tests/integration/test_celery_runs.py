@@ -7,6 +7,8 @@ the tests only read the database with psycopg and the artifact files from disk.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 import uuid
 from collections import Counter
@@ -15,7 +17,14 @@ from pathlib import Path
 import pytest
 
 from swarm.stages import PATCH_FILE, STAGE_NAMES, STAGES, SUMMARY_FILE
-from tests.integration.harness import Services, manage, sha256_file, wait_for
+from tests.integration.harness import (
+    MANAGE_PY,
+    PROJECT_DIR,
+    Services,
+    manage,
+    sha256_file,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -277,6 +286,44 @@ def test_run_with_deltas_prints_the_workers_streamed_words_over_redis(
     # It listened before the stages were dispatched: the first words are there too.
     roles = {line.split(" · ")[1] for line in streamed}
     assert roles == {"proponent", "skeptic", "pragmatist", "mediator"}, streamed
-    assert any(line.startswith("plan · mediator · mediator: {") for line in streamed), streamed
+    mediator = "plan · mediator · mediator: [offline] reconciled"  # its rationale, as text
+    assert any(line.startswith(mediator) for line in streamed), streamed
     (run,) = services.query("SELECT id FROM runs_run WHERE goal = %s", (goal,))
     assert "stage.delta" not in {e["kind"] for e in _events(services, run["id"])}
+
+
+def test_follow_gets_a_workers_run_events_and_deltas_from_another_process(
+    services, git_repo, start_worker
+):
+    # The run waits in the queue until `follow` (its own process) has joined the stream;
+    # only then does a worker start, so every word it streams comes after the join.
+    goal = _goal("Explain the add function")
+    run_id = _start_run(services, goal, git_repo, "--to", "plan")
+    follow = subprocess.Popen(
+        [sys.executable, str(MANAGE_PY), "tekton", "follow", str(run_id), "--deltas"],
+        cwd=PROJECT_DIR,
+        env=dict(services.env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        said = follow.stderr.readline()  # said once it has joined the stream
+        assert said.startswith(f"following run {run_id} (queued), on the event stream"), said
+        start_worker(extra_env={"TEKTON_OFFLINE_LATENCY_MS": "200"})
+        out, err = follow.communicate(timeout=150)
+    finally:
+        if follow.poll() is None:
+            follow.kill()
+            follow.wait()
+
+    assert follow.returncode == 0, f"stdout:\n{out}\nstderr:\n{err}"
+    lines = out.splitlines()
+    # Every stored event once, in seq order, then the outcome.
+    seqs = [int(line.split()[2][1:]) for line in lines if line.startswith(f"run {run_id} #")]
+    assert seqs == [e["seq"] for e in _events(services, run_id)]
+    assert lines[-1].startswith(f"run {run_id} succeeded")
+    # The worker's streamed words reached this process over Redis, every agent's.
+    streamed = [line for line in lines if line.startswith("plan · ")]
+    roles = {line.split(" · ")[1] for line in streamed}
+    assert roles == {"proponent", "skeptic", "pragmatist", "mediator"}, streamed

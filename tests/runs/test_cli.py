@@ -176,6 +176,8 @@ def test_unknown_run_id_is_a_usage_error():
         ("approve", "4242", "plan"),
         ("cancel", "4242"),
         ("run", "--resume", "4242"),
+        ("follow", "4242"),
+        ("follow", "4242", "--deltas"),
     ):
         code, _, err = tekton(*args)
         assert code == 2, args
@@ -335,7 +337,12 @@ def test_run_with_deltas_prints_each_agents_words_before_its_stored_message(git_
     streamed = [line for line in lines if line.startswith("plan · ")]
     roles = {line.split(" · ")[1] for line in streamed}
     assert roles == {"proponent", "skeptic", "pragmatist", "mediator"}
-    assert any('{"position": "' in line for line in streamed)  # the answer as written
+    # The readable text of each answer (its position, the mediator's rationale), not JSON.
+    assert any(line.startswith("plan · skeptic · opening: [offline] skeptic") for line in streamed)
+    assert any(
+        line.startswith("plan · mediator · mediator: [offline] reconciled") for line in streamed
+    )
+    assert not [line for line in streamed if '{"' in line or '"checks"' in line]
     # Every event still has its line, and the stream's text never went into the record.
     events = [line for line in lines if line.startswith(f"run {run.pk} #")]
     assert len(events) == RunEvent.objects.filter(run=run).count()
@@ -344,7 +351,40 @@ def test_run_with_deltas_prints_each_agents_words_before_its_stored_message(git_
     mediator_stored = next(
         i for i, line in enumerate(lines) if "stage.progress plan" in line and "mediator" in line
     )
-    assert first_words < mediator_stored
+    assert first_words < mediator_stored, out
+
+
+def test_follow_shows_a_run_another_thread_runs_and_ends_where_it_blocks(git_repo, monkeypatch):
+    # Another thread runs the stages while `follow` watches from the start: every stored
+    # event once, in seq order, then the block's line and how to go on, exit 3.
+    import threading
+
+    from runs import cli_process
+
+    monkeypatch.setenv("TEKTON_OFFLINE_LATENCY_MS", "5")
+    run = run_create(
+        goal="g [offline:block=research]",
+        repo_path=str(git_repo),
+        stage_to="research",
+        dispatch=False,
+    )
+    worker = cli_process.Worker(lambda: cli_process.drive(run.pk))
+    runner = threading.Timer(0.3, worker.start)  # follow is already waiting when it starts
+    runner.start()
+    code, out, err = tekton("follow", str(run.pk))
+    runner.join()
+    worker.join()
+    assert code == 3, err
+    run.refresh_from_db()
+    assert run.status == Run.Status.BLOCKED
+    seqs = [
+        int(line.split()[2][1:]) for line in out.splitlines() if line.startswith(f"run {run.pk} #")
+    ]
+    assert seqs == list(range(1, run.event_seq + 1))
+    assert "blocked: " in err and f"manage.py tekton approve {run.pk} research" in err
+    # A finished (here: blocked) run: its events again, the same end, at once.
+    code, again, _ = tekton("follow", str(run.pk))
+    assert code == 3 and again == out
 
 
 def test_tui_subcommand_starts_the_terminal_ui_and_reports_its_refusal(capsys):

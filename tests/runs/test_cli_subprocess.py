@@ -258,3 +258,28 @@ def test_a_failing_provider_is_one_line_per_failure_and_the_traceback_goes_to_th
     assert "sk-ant-api03" not in done.stderr
     log = (cli.data / "logs" / "cli.log").read_text()
     assert "Traceback" in log and "sk-ant-api03" not in log
+
+
+def test_follow_from_another_process_reads_the_events_by_seq_until_the_block(cli):
+    # Embedded mode: the detached child runs the stages and its in-memory layer is out of
+    # this process's reach, so `follow` reads the new events by seq while they are written.
+    env = {"TEKTON_OFFLINE_LATENCY_MS": "100"}
+    goal = "g [offline:block=research]"
+    done = cli("tekton", "run", "--goal", goal, "--repo", str(cli.repo), "--to", "research",
+               "--detach", env=env)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    run_id = int(done.stdout.strip())
+    assert dict(cli.runs())[run_id] in ("queued", "running")
+    done = cli("tekton", "follow", str(run_id), "--deltas")
+    assert done.returncode == 3, done.stderr
+    assert dict(cli.runs())[run_id] == "blocked"
+    with sqlite3.connect(cli.data / "tekton.sqlite3") as db:
+        (last,) = db.execute("SELECT event_seq FROM runs_run WHERE id = ?", (run_id,)).fetchone()
+    lines = [line for line in done.stdout.splitlines() if line.startswith(f"run {run_id} #")]
+    assert [int(line.split()[2][1:]) for line in lines] == list(range(1, last + 1))
+    assert not [line for line in done.stdout.splitlines() if " · " in line]  # no deltas here
+    note, said = done.stderr.splitlines()[:2]
+    assert note.startswith("note: embedded mode: the agents' streamed text reaches only")
+    assert said.startswith(f"following run {run_id} (") and "every 0.2 s (embedded mode)" in said
+    assert f"manage.py tekton approve {run_id} research" in done.stderr
+    assert "Traceback" not in done.stderr

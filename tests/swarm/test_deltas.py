@@ -86,3 +86,18 @@ def test_a_discard_is_sent_only_for_a_call_that_published_text():
     assert payload == {"role": "skeptic", "round": 1, "call_id": "c1", "discard": True}
     c.add(piece("again"))
     assert [p["offset"] for _, p in c.flush()] == [0]  # the retry starts a fresh text
+
+
+def test_what_goes_out_is_the_answers_readable_text_and_an_empty_piece_opens_its_card():
+    c = DeltaCoalescer(interval=0, hold=0, clock=Clock())
+    c.add(piece('{"score": {"a": 1}, "posi'))
+    ((_, opened),) = c.flush()  # no readable text yet: an empty piece opens the card
+    assert (opened["text"], opened["offset"]) == ("", 0)
+    c.add(piece('tion": "Roll\\u00e9 back'))
+    c.add(piece('\\n", "checks": ["x"]}', done=True))
+    assert published(c.flush()) == "Rollé back\n"
+    c.add(piece('{"artifact": {"goals": ["g"]}', call="m", role="mediator"))
+    c.flush()
+    c.add(piece("", call="m", discard=True))  # its card is open: subscribers drop it
+    ((_, dropped),) = c.flush()
+    assert dropped == {"role": "mediator", "round": 1, "call_id": "m", "discard": True}

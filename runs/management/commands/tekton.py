@@ -11,18 +11,24 @@ Exit codes: 0 the run's last stage succeeded (or the command did what it was ask
 value, unknown run, an action the run's state does not allow); 3 the run is blocked and
 waits for a person (the message names `approve`, `retry` and `abort`).
 
-Following a run: without --detach the command polls the run's events from the database
-after the last seq (every 0.2 s) and shows them, as a live Progress display on a
-terminal and as one plain line per event otherwise. The same happens in both execution
-modes; in embedded (inline) mode this process also runs the stages, in a background
-thread. Ctrl-C while following: in inline mode the run would die with this process, so
-it is cancelled (exit 1); in celery mode the workers go on with it and the command only
-stops following (exit 130).
+Following a run: without --detach the command follows the run through the event hub
+(runs/cli_stream.py EventFollower over runs/event_hub.py), the stream the dashboard and
+the TUI get: stored events from the database in seq order with no gap, woken by the
+channel layer's messages (Redis in services mode; this process's own layer in embedded
+mode, where this process also runs the stages, in a background thread). It shows them
+as a live Progress display on a terminal and as one plain line per event otherwise.
+Ctrl-C while following: in inline mode the run would die with this process, so it is
+cancelled (exit 1); in celery mode the workers go on with it and the command only stops
+following (exit 130).
 
-`run --deltas` also prints the agents' text as it streams (runs/cli_stream.py), from the
-channel layer the dashboard and the TUI follow: Redis in services mode, this process's
-own layer in embedded mode, where the stages run here. A plain line per event replaces
-the progress bars then, so the running text has the terminal to itself.
+`follow RUN_ID` does the same for a run that is already under way (or done: it shows
+its events and ends with the same exit code). In embedded mode another process runs the
+stages and its in-memory layer is out of reach, so `follow` reads new events by seq
+every 0.2 s and shows no streamed text. Ctrl-C stops following and leaves the run alone.
+
+`run --deltas` and `follow --deltas` also print the agents' text as it streams, where
+the layer carries it (the deltas' text is in the message). A plain line per event
+replaces the progress bars then, so the running text has the terminal to itself.
 
 `tui [RUN_ID]` opens the terminal UI (tui.main.tui_run) on the run list, or on one run.
 
@@ -40,7 +46,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -69,9 +74,9 @@ from runs.models import Run
 from runs.selectors import (
     run_blocked_at,
     run_detail,
-    run_events_after,
     run_evidence_summary,
     run_get,
+    run_last_seq,
     run_status,
     runs_with_progress,
 )
@@ -95,6 +100,7 @@ DetachOpt = Annotated[
 READ_ONLY = {
     ("runs",),
     ("show",),
+    ("follow",),
     ("check",),
     ("search",),
     ("token", "list"),
@@ -213,71 +219,63 @@ class Command(TyperCommand):
 
     # --- following ----------------------------------------------------------------------
 
-    def _follow(
-        self,
-        run_id: int,
-        *,
-        after_seq: int,
-        worker: cli_process.Worker | None,
-        deltas: Any = None,
-    ) -> int:
-        """Show the run's events after `after_seq` until it ends, blocks or (inline) the
-        worker stops; return the exit code for where the run got to. `deltas` (a
-        cli_stream.DeltaListener) adds the agents' streamed text between the events."""
+    def _follow(self, run_id: int, *, follower: Any, worker: cli_process.Worker | None) -> int:
+        """Show the run's events from `follower` (a started cli_stream.EventFollower)
+        until the run ends, blocks or (inline) the worker stops; return the exit code for
+        where the run got to. A follower with deltas adds the agents' streamed text
+        between the events, as plain lines."""
+        from runs.cli_stream import END, POLL_SECONDS, DeltaPrinter
+
         view = FollowView.for_run(run_detail(run_id))
         console = self._console()
-        live = console.is_terminal and deltas is None
+        live = console.is_terminal and not follower.deltas
         progress = view.progress_start(console) if live else None
-        printer = None
-        if deltas is not None:
-            from runs.cli_stream import DeltaPrinter
-
-            printer = DeltaPrinter(self._write)
+        printer = DeltaPrinter(self._write) if follower.deltas else None
+        seen = follower.after_seq
+        ended = False
         if progress is not None:
             progress.start()
         try:
-            worker_done_seen = False
-            while True:
-                events = run_events_after(run_id, after_seq)
-                if printer is not None:
-                    # Drained after the read: a call's text is published before its stored
-                    # message commits, so what precedes these events is in hand.
-                    for delta in deltas.drain(settle=bool(events)):
-                        printer.delta(delta["stage"], delta["payload"])
-                    if events:
-                        printer.line_end()
-                for event in events:
-                    after_seq = event.seq
-                    line = view.apply(event)
-                    if not live:
-                        self._out(line)
-                if view.final_kind:
+            while not (ended or view.final_kind):
+                items = follower.get(timeout=POLL_SECONDS)
+                for item in items:
+                    if item is END:
+                        ended = True
+                    elif isinstance(item, dict):  # a delta
+                        if printer is not None:
+                            printer.delta(item["stage"], item["payload"])
+                    else:
+                        if printer is not None:
+                            printer.line_end()
+                        seen = item.seq
+                        line = view.apply(item)
+                        if not live:
+                            self._out(line)
+                if items or ended or view.final_kind:
+                    continue
+                # Nothing new: has the run stopped where no final event comes (blocked, or
+                # nothing here can move it on), with every event it recorded shown?
+                if worker is not None and worker.is_alive():
+                    continue
+                status = run_status(run_id)
+                if status is None:  # deleted meanwhile: _outcome says so
                     break
-                if worker is not None:
-                    if not worker.is_alive():
-                        if worker_done_seen and not events:
-                            break
-                        worker_done_seen = True
-                        continue
-                else:
-                    status = run_status(run_id)
-                    if status is None:  # deleted meanwhile: _outcome says so
-                        break
-                    if status == Run.Status.BLOCKED and not events:
-                        break
-                    if status in Run.FINISHED and not events:
-                        break
-                time.sleep(cli_process.POLL_SECONDS)
+                stopped = status == Run.Status.BLOCKED or status in Run.FINISHED
+                if (worker is not None or stopped) and seen >= run_last_seq(run_id):
+                    break
         finally:
             if progress is not None:
                 progress.stop()
-            if deltas is not None:
-                deltas.stop()
+            follower.stop()
+            if printer is not None:
                 printer.line_end()
         if worker is not None:
             worker.join()
             if worker.error is not None:
                 raise worker.error
+        if ended and not view.final_kind and follower.error:
+            self._err(f"error: following run {run_id} stopped: {follower.error}")
+            return EXIT_FAILED
         return self._outcome(run_id)
 
     def _outcome(self, run_id: int) -> int:
@@ -335,22 +333,23 @@ class Command(TyperCommand):
                 cli_process.spawn_execute(run.pk)
             self._out(str(run.pk))
             raise typer.Exit(EXIT_OK)
-        listener = None
-        if deltas:
-            from runs.cli_stream import DeltaListener
+        from runs.cli_stream import EventFollower
 
-            # Joined before the stages start, so the first words are not missed.
-            listener = DeltaListener(run.pk).start()
-        if dispatch is not None:
-            dispatch()
+        # Subscribed before the stages start (or are dispatched), so the first words are
+        # not missed; the stored events come by seq whenever it joins.
+        follower = EventFollower(run.pk, after_seq, deltas=deltas).start()
         worker = None
-        if cli_process.is_inline():
-            worker = cli_process.Worker(start or (lambda: cli_process.drive(run.pk)))
-            worker.start()
         try:
-            code = self._follow(run.pk, after_seq=after_seq, worker=worker, deltas=listener)
+            if dispatch is not None:
+                dispatch()
+            if cli_process.is_inline():
+                worker = cli_process.Worker(start or (lambda: cli_process.drive(run.pk)))
+                worker.start()
+            code = self._follow(run.pk, follower=follower, worker=worker)
         except KeyboardInterrupt:
             code = self._interrupted(run.pk, worker)
+        finally:
+            follower.stop()
         raise typer.Exit(code)
 
     def _interrupted(self, run_id: int, worker: cli_process.Worker | None) -> int:
@@ -562,6 +561,58 @@ class Command(TyperCommand):
                     f"({run.stages.count() - left} stage(s) reused, {left} to run)"
                 )
             self._go(run, after_seq=0, detach=detach, start=None)
+
+    @command(
+        help="Follow a run already under way: its events live (the progress display on a "
+        "terminal) until it finishes (exit 0/1) or blocks (exit 3, with what to approve). "
+        "Services mode: the Redis event stream the dashboard and the TUI follow. Embedded "
+        "mode: the stages run in another process, whose in-process stream this one cannot "
+        "reach, so new events are read from the database by seq (every 0.2 s) and "
+        "--deltas has nothing to show. Ctrl-C stops following; the run goes on."
+    )
+    def follow(
+        self,
+        run_id: Annotated[int, typer.Argument(help="Run id.")],
+        deltas: Annotated[
+            bool,
+            typer.Option(
+                "--deltas",
+                help="Also print the agents' text as it streams (services mode; plain lines "
+                "replace the progress bars).",
+            ),
+        ] = False,
+        debug: DebugOpt = False,
+    ) -> None:
+        from runs.cli_stream import POLL_SECONDS, EventFollower
+
+        with self._errors(debug):
+            run = self._run_get(run_id)
+            if deltas and cli_process.is_inline():
+                self._err(
+                    "note: embedded mode: the agents' streamed text reaches only the process "
+                    "that runs the stages; following the stored events"
+                )
+                deltas = False
+            poll = POLL_SECONDS if cli_process.is_inline() else None
+            follower = EventFollower(run.pk, 0, deltas=deltas, poll_seconds=poll).start()
+            how = (
+                "reading its events every 0.2 s (embedded mode)"
+                if cli_process.is_inline()
+                else "on the event stream"
+            )
+            # Said once it is subscribed: from here on nothing the run does is missed.
+            self._err(f"following run {run.pk} ({run.status}), {how}; Ctrl-C stops following")
+            try:
+                code = self._follow(run.pk, follower=follower, worker=None)
+            except KeyboardInterrupt:
+                self._err(
+                    f"stopped following; run {run.pk} goes on "
+                    f"(`{MANAGE} tekton show {run.pk}`, `{MANAGE} tekton cancel {run.pk}`)"
+                )
+                code = EXIT_INTERRUPTED
+            finally:
+                follower.stop()
+        raise typer.Exit(code)
 
     @command(help="Approve a blocked stage anyway; the run goes on.")
     def approve(
