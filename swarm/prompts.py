@@ -25,7 +25,7 @@ import re
 from typing import Any
 
 from swarm.context import RepoFacts, StageInput
-from swarm.providers.base import Message
+from swarm.providers.base import Message, TextBlock
 from swarm.redact import Labeller, redact
 from swarm.stages import stage_get
 
@@ -131,11 +131,17 @@ def _run_message(inp: StageInput, label: Labeller) -> Message:
     """What the run works from, the same for every call of every stage (until a stage adds
     its artifact at the end): the goal, the repository, the earlier artifacts."""
     ctx = _run_context(inp, label=label)
-    parts = [f"Goal: {_plain(ctx['goal'])}", f"{CONTEXT_OPEN}\n{_dump(ctx)}\n{CONTEXT_CLOSE}"]
+    blocks = [
+        TextBlock(f"Goal: {_plain(ctx['goal'])}\n\n{CONTEXT_OPEN}\n{_dump(ctx)}\n{CONTEXT_CLOSE}")
+    ]
+    # One block per artifact: a block's end is where Anthropic's cache can find what the
+    # stage before wrote (its run part ended one artifact earlier).
     for name, artifact in _artifacts(inp, label=label):
         body = _dump({"stage": name, "artifact": artifact})
-        parts.append(f"The {name} stage's artifact:\n{ARTIFACT_OPEN}{body}{ARTIFACT_CLOSE}")
-    return Message("user", "\n\n".join(parts))
+        blocks.append(
+            TextBlock(f"The {name} stage's artifact:\n{ARTIFACT_OPEN}{body}{ARTIFACT_CLOSE}")
+        )
+    return Message("user", tuple(blocks))
 
 
 def _stage_message(inp: StageInput, label: Labeller) -> Message:

@@ -391,7 +391,7 @@ async def test_retry_note_and_prior_artifacts_reach_the_prompts(facts):
     )
     assert out.status == "succeeded"
     for request in completer.requests:
-        run_part, stage_part = (m.content for m in request.messages[1:3])  # in the prefix
+        run_part, stage_part = (m.text for m in request.messages[1:3])  # in the prefix
         assert "GET /health returns 200" in run_part and "prefer the stdlib" in stage_part
 
 

@@ -26,7 +26,7 @@ def test_debater_prompt_carries_brief_goal_facts_and_prior_artifacts(facts):
     spec = stage_get("research")
     assert spec.briefs["skeptic"] in turn.content and spec.produces in user.content
     assert "use the stdlib" in user.content and "review blocked on missing tests" in user.content
-    assert "use the stdlib" not in run_part.content  # a stage's note is the stage's
+    assert "use the stdlib" not in run_part.text  # a stage's note is the stage's
     ctx = prompts.context_extract([system, run_part, user, turn])
     assert ctx["goal"] == inp.goal and ctx["role"] == "skeptic"
     assert ctx["prior_artifacts"] == {"plan": valid_artifacts()["plan"]}
@@ -66,15 +66,15 @@ def test_everything_inserted_is_redacted(facts):
         prompts.draft_messages(inp, artifact_schema={}),
         prompts.repair_messages([], bad_text=KEY, error=f"bad {KEY}"),
     ):
-        text = "\n".join(m.content for m in messages)
+        text = "\n".join(m.text for m in messages)
         assert KEY not in text and "ops@example.com" not in text
     _, user, _, shown, turn = prompts.debater_messages(
         inp, role="proponent", round=1, rounds=2, transcript=transcript
     )
     turn = Message("user", shown.content + turn.content)
     # One labeller per prompt: the same key has the same label in the context and the turn.
-    assert "[API_KEY#1]" in user.content and "[API_KEY#1]" in turn.content
-    assert "[API_KEY#2]" not in user.content + turn.content
+    assert "[API_KEY#1]" in user.text and "[API_KEY#1]" in turn.content
+    assert "[API_KEY#2]" not in user.text + turn.content
 
 
 def test_a_stages_calls_share_one_prefix_and_differ_only_in_the_last_message(facts):
@@ -94,7 +94,7 @@ def test_a_stages_calls_share_one_prefix_and_differ_only_in_the_last_message(fac
     ] * 3
     assert len({p[-1].content for p in prompts_of_stage}) == len(prompts_of_stage)
     # What differs is after the prefix: no role, round or transcript in it.
-    prefix_text = "".join(m.content for m in prompts_of_stage[-1][:shared])
+    prefix_text = "".join(m.text for m in prompts_of_stage[-1][:shared])
     assert "skeptic" not in prefix_text.split("a skeptic and", 1)[1]
     assert prompts.TRANSCRIPT_OPEN not in prefix_text and "plan A" not in prefix_text
     # Round 2's prompt starts with round 1's, the round-0 transcript included.
@@ -121,7 +121,7 @@ def test_the_run_part_is_shared_across_stages_and_grows_at_its_end(facts):
         for i in (plan, research, later)
     ]
     assert run_parts[0][0] == run_parts[1][0] == run_parts[2][0]  # one system text
-    texts = [part[1].content for part in run_parts]
+    texts = [part[1].text for part in run_parts]
     assert texts[2].startswith(texts[1]) and texts[1].startswith(texts[0])
     ctx = prompts.context_extract(
         prompts.debater_messages(later, role="skeptic", round=0, rounds=1, transcript=[])

@@ -181,3 +181,31 @@ def test_anthropic_reads_what_an_earlier_request_wrote_up_to_20_blocks_back():
 def test_anthropic_refuses_more_than_4_breakpoints():
     with pytest.raises(CacheRequestError, match="maximum of 4"):
         PromptCache().anthropic(_body(*["x"] * 5, marked=(0, 1, 2, 3, 4)))
+
+
+async def test_anthropic_a_stage_reads_the_run_part_the_stage_before_wrote(router, facts):
+    from swarm import prompts
+    from tests.swarm.conftest import stage_input, valid_artifacts
+
+    artifacts = valid_artifacts()
+    goal = "Document the add function. " + stable(1200)  # the run part alone is cacheable
+
+    def opening(stage: str, prior: dict) -> CompletionRequest:
+        inp = stage_input(facts, stage, goal=goal, prior_artifacts=prior)
+        messages = prompts.debater_messages(inp, role="proponent", round=0, rounds=1, transcript=[])
+        return CompletionRequest(
+            model=SONNET,
+            messages=tuple(messages),
+            max_tokens=64,
+            cache_prefix=prompts.SHARED_MESSAGES,
+            cache_shared=prompts.RUN_MESSAGES,
+        )
+
+    first = await router.complete(opening("research", {"plan": artifacts["plan"]}))
+    both = {"plan": artifacts["plan"], "research": artifacts["research"]}
+    second = await router.complete(opening("plan_update", both))
+    assert first.usage.cached_input_tokens == 0
+    # The next stage's run part is this one's plus the research artifact: it reads what
+    # the research stage wrote at its run part's end, one block before its own.
+    assert second.usage.cached_input_tokens > 1200
+    assert second.usage.cache_write_tokens < first.usage.cache_write_tokens
