@@ -376,14 +376,16 @@ class _StageRunner:
         schema: dict[str, Any],
         schema_name: str,
         repairs: str | None = None,
-        breakpoint: bool = True,
+        cache_prefix: int | None = None,
     ) -> tuple[Completion, list[Message]]:
         """Ask `role` and return its final answer with the whole conversation (tool calls
         and their results included), so a repair continues from what the model saw.
 
-        `breakpoint` False: the first request marks no cache prefix (Anthropic writes a
-        marked prefix at 1.25x the input price), for a call no later call can read from;
-        its follow-ups (after tool calls) repeat the prefix and mark it."""
+        `cache_prefix`: how many of the first messages the first request marks as its
+        cacheable prefix (None: the stage's shared messages; 0: none, for a call no later
+        call can read from, since Anthropic writes a marked prefix at 1.25x the input
+        price); its follow-ups (after tool calls) repeat the prompt and mark at least the
+        stage's shared messages."""
         model = self._model(role)
         metadata: dict[str, Any] = {
             "stage": self.stage,
@@ -400,7 +402,7 @@ class _StageRunner:
             metadata["workdir"] = workdir
         turn = self.tools.turn(role) if self._tools_on(model) else None
         conversation = list(messages)
-        marked = breakpoint
+        prefix = prompts.SHARED_MESSAGES if cache_prefix is None else cache_prefix
         while True:
             done = turn is not None and turn.calls >= self.cfg.max_tool_calls
             request = CompletionRequest(
@@ -418,10 +420,11 @@ class _StageRunner:
                 tool_choice=("none" if done else None) if turn is not None else None,
                 # The prompts' shared messages (swarm.prompts) are the stable prefix the
                 # vendors cache; one key per stage attempt keeps its calls together.
-                cache_prefix=min(prompts.SHARED_MESSAGES, len(conversation)) if marked else 0,
+                cache_prefix=min(prefix, len(conversation)),
+                cache_shared=min(prompts.RUN_MESSAGES, prefix, len(conversation)),
                 cache_key=self._cache_key,
             )
-            marked = True
+            prefix = max(prefix, prompts.SHARED_MESSAGES)
             completion = await self._complete(role, rnd, request)
             if turn is None or not completion.tool_calls or done:
                 return completion, conversation
@@ -448,12 +451,12 @@ class _StageRunner:
         schema: dict[str, Any],
         schema_name: str,
         validate: Callable[[Any], dict[str, Any]],
-        breakpoint: bool = True,
+        cache_prefix: int | None = None,
     ) -> tuple[dict[str, Any] | None, str]:
         """Call, parse, redact, validate; on failure one repair call. (answer, "") or
         (None, the last validation error)."""
         answer, error, _ = await self._ask_once(
-            role, rnd, kind, messages, schema, schema_name, validate, breakpoint
+            role, rnd, kind, messages, schema, schema_name, validate, cache_prefix
         )
         return answer, error
 
@@ -467,12 +470,12 @@ class _StageRunner:
         schema: dict[str, Any],
         schema_name: str,
         validate: Callable[[Any], dict[str, Any]],
-        breakpoint: bool = True,
+        cache_prefix: int | None = None,
     ) -> tuple[dict[str, Any] | None, str, tuple[list[Message], str]]:
         """_ask, also returning (the conversation before the last answer, that answer's
         text): what a further repair continues from."""
         completion, conversation = await self._call(
-            role, rnd, kind, messages, schema, schema_name, breakpoint=breakpoint
+            role, rnd, kind, messages, schema, schema_name, cache_prefix=cache_prefix
         )
         try:
             return validate(redact(_parse_json(completion))), "", (conversation, completion.text)
@@ -606,6 +609,18 @@ class _StageRunner:
         )
 
     # --- debate ----------------------------------------------------------------------------
+    def _debater_prefix(self, role: str, rnd: int) -> int:
+        """The messages a debater's first request marks for the cache. A round's calls
+        start together, so none reads what another writes: the proponent's marks (writes)
+        the part new in this round (the stage's context in the opening round, the last
+        round's transcript after it) for the rounds after; the others mark only what an
+        earlier call wrote (the run's part, the transcript up to the round before) and pay
+        no premium for the rest."""
+        full = prompts.SHARED_MESSAGES + rnd  # the prompt but its turn
+        if role == DEBATER_ROLES[0] or self.cfg.sequential:
+            return full
+        return prompts.RUN_MESSAGES if rnd == 0 else full - 1
+
     async def _debater(self, role: str, rnd: int, seen: list[dict[str, Any]]) -> dict[str, Any]:
         messages = prompts.debater_messages(
             self.inp, role=role, round=rnd, rounds=self.cfg.rounds, transcript=seen
@@ -618,9 +633,7 @@ class _StageRunner:
             self._debater_schema,
             "debater_answer",
             lambda d: answer_validate(DebaterAnswer, d, what=f"{role} answer"),
-            # The opening calls start together, so none reads what another writes: one
-            # writes the stage's prefix for the later rounds, the others pay no premium.
-            breakpoint=rnd > 0 or role == DEBATER_ROLES[0] or self.cfg.sequential,
+            cache_prefix=self._debater_prefix(role, rnd),
         )
         if answer is None:
             # The stage goes on without this voice: a no-vote, noted for the others to see.
@@ -678,7 +691,7 @@ class _StageRunner:
             mediator_json_schema(self.stage),
             "mediator_answer",
             validate,
-            breakpoint=False,  # the one call with this prefix (its schema is its own)
+            cache_prefix=0,  # the one call with this prefix (its schema is its own)
         )
         if answer is None:
             return self._outcome(

@@ -1,20 +1,21 @@
 """The messages each agent gets. Everything inserted passes through swarm.redact first.
 
-Every prompt is laid out for the vendors' prompt caches: its first SHARED_MESSAGES
-messages are the part all calls of one kind in a stage attempt share, byte for byte (the
-system text, the stage's instructions, then a user message with the goal, the
-repository context, the earlier artifacts and the retrieved code), and only the last
-message differs per call (the role and its brief, the round, the transcript so far, the
-ask). The transcript comes first in that last message, so the three calls of a round
-share it too, and a round's transcript starts with the one before it.
+Every prompt is laid out for the vendors' prompt caches, most widely shared first:
+the system text (the same for the whole run), a user message with the goal, the
+repository facts and the earlier artifacts in stage order (the same for every call of
+the run until a stage appends its artifact: RUN_MESSAGES), a user message with the
+stage's own context (the same for every call of one kind in the stage attempt:
+SHARED_MESSAGES), one user message per debate round so far (round k's prompt repeats
+round k-1's and adds one), and last the turn: the role, its brief, the answer's shape
+and the ask.
 
-The shared user message carries one machine-readable block,
-`<tekton-context>{json}</tekton-context>` (goal, stage, repository facts, the full
-earlier artifacts, lessons, the person's note, the attempt); the last message carries
-`<tekton-turn>{"role", "round"}</tekton-turn>` and (in debate rounds and for the
-mediator) `<tekton-transcript>[...]</tekton-transcript>`. Models read them as plain
-JSON; the offline backend parses them (`context_extract`) to build its answers from real
-inputs.
+The run message carries `<tekton-context>{goal, repo}</tekton-context>` and one
+`<tekton-artifact>{stage, artifact}</tekton-artifact>` per earlier artifact; the stage
+message a second `<tekton-context>` (stage, attempt, note, lessons, workspace, test
+evidence); each round message `<tekton-transcript>[...]</tekton-transcript>`; the turn
+`<tekton-turn>{"role", "round"}</tekton-turn>`. Models read them as plain JSON; the
+offline backend parses them back (`context_extract`, `transcript_extract`) to build its
+answers from real inputs.
 """
 
 from __future__ import annotations
@@ -24,16 +25,20 @@ import re
 from typing import Any
 
 from swarm.context import RepoFacts, StageInput
-from swarm.providers.base import Message
+from swarm.providers.base import Message, TextBlock
 from swarm.redact import Labeller, redact
 from swarm.stages import stage_get
 
 CONTEXT_OPEN, CONTEXT_CLOSE = "<tekton-context>", "</tekton-context>"
 TRANSCRIPT_OPEN, TRANSCRIPT_CLOSE = "<tekton-transcript>", "</tekton-transcript>"
 TURN_OPEN, TURN_CLOSE = "<tekton-turn>", "</tekton-turn>"
-# The messages every prompt starts with that its stage's calls of one kind share: what a
-# request's cache_prefix covers.
-SHARED_MESSAGES = 2
+ARTIFACT_OPEN, ARTIFACT_CLOSE = "<tekton-artifact>", "</tekton-artifact>"
+# The messages every prompt starts with that every call of the run shares (system text,
+# then the goal, repository and earlier artifacts), and those every call of one kind in a
+# stage shares (the stage's own context after them). Then one message per debate round
+# so far, then the turn.
+RUN_MESSAGES = 2
+SHARED_MESSAGES = 3
 PROMPT_FILES_CAP = 200  # file names shown to a model; file_count stays exact
 
 _JSON_ONLY = (
@@ -64,18 +69,27 @@ def repo_facts_compact(repo: RepoFacts) -> dict[str, Any]:
     }
 
 
-def _context(inp: StageInput, *, label: Labeller) -> dict[str, Any]:
+def _run_context(inp: StageInput, *, label: Labeller) -> dict[str, Any]:
+    # What every stage of the run works from: in the prefix every call of the run shares.
+    return redact({"goal": inp.goal, "repo": repo_facts_compact(inp.repo)}, labeller=label)
+
+
+def _artifacts(inp: StageInput, *, label: Labeller) -> list[tuple[str, Any]]:
+    # In stage order, so stage k+1's prompt starts with stage k's artifacts as stage k
+    # showed them (only the newest one is new to the cache).
+    order = sorted(inp.prior_artifacts, key=lambda name: stage_get(name).index)
+    return [(name, redact(inp.prior_artifacts[name], labeller=label)) for name in order]
+
+
+def _stage_context(inp: StageInput, *, label: Labeller) -> dict[str, Any]:
     # No role or round here: this block is in the prefix every call of the stage shares.
     spec = stage_get(inp.stage)
     ctx = {
         "stage": inp.stage,
         "stage_index": spec.index,
         "produces": spec.produces,
-        "goal": inp.goal,
         "attempt": inp.attempt,
         "note": inp.note,
-        "repo": repo_facts_compact(inp.repo),
-        "prior_artifacts": inp.prior_artifacts,
         "lessons": [{"text": x.text, "source": x.source} for x in inp.lessons],
     }
     # Measured by Tekton, not by a model: where the change is and what the tests said.
@@ -94,16 +108,18 @@ def _dump(value: Any) -> str:
     return text.replace("<tekton-", "\\u003ctekton-").replace("</tekton-", "\\u003c/tekton-")
 
 
-def _system(inp: StageInput, extra: str) -> Message:
-    spec = stage_get(inp.stage)
-    text = (
-        f"You take part in stage {spec.index}/9 `{spec.name}` of a Diamond v5 run: a "
-        "proponent, a skeptic and a pragmatist debate, a mediator writes the stage's "
-        "artifact, and a weighted quorum decides. Your role and its brief are in the last "
-        "message.\n"
-        f"This stage produces: {spec.produces}.\n{extra}\n{_JSON_ONLY}"
-    )
-    return Message("system", text)
+_SYSTEM = (
+    "You take part in a Diamond v5 run of nine stages: in each, a proponent, a skeptic and "
+    "a pragmatist debate, a mediator writes the stage's artifact, and a weighted quorum "
+    "decides. The run's goal, repository and earlier artifacts come first, then the "
+    "stage, then the debate so far; your role, its brief and the answer's shape are in "
+    "the last message.\n" + _JSON_ONLY
+)
+
+
+def _system() -> Message:
+    # One text for every call of the run: tools and system are the prefix all stages share.
+    return Message("system", _SYSTEM)
 
 
 def _plain(text: str) -> str:
@@ -111,9 +127,28 @@ def _plain(text: str) -> str:
     return text.replace("<tekton-", "<tekton_").replace("</tekton-", "</tekton_")
 
 
-def _shared(inp: StageInput, ctx: dict[str, Any]) -> Message:
-    """The user message every call of the stage starts with: what the stage works from."""
-    parts = [f"Goal: {_plain(ctx['goal'])}"]
+def _run_message(inp: StageInput, label: Labeller) -> Message:
+    """What the run works from, the same for every call of every stage (until a stage adds
+    its artifact at the end): the goal, the repository, the earlier artifacts."""
+    ctx = _run_context(inp, label=label)
+    blocks = [
+        TextBlock(f"Goal: {_plain(ctx['goal'])}\n\n{CONTEXT_OPEN}\n{_dump(ctx)}\n{CONTEXT_CLOSE}")
+    ]
+    # One block per artifact: a block's end is where Anthropic's cache can find what the
+    # stage before wrote (its run part ended one artifact earlier).
+    for name, artifact in _artifacts(inp, label=label):
+        body = _dump({"stage": name, "artifact": artifact})
+        blocks.append(
+            TextBlock(f"The {name} stage's artifact:\n{ARTIFACT_OPEN}{body}{ARTIFACT_CLOSE}")
+        )
+    return Message("user", tuple(blocks))
+
+
+def _stage_message(inp: StageInput, label: Labeller) -> Message:
+    """What the stage works from: the same for every call of one kind in the stage."""
+    spec = stage_get(inp.stage)
+    ctx = _stage_context(inp, label=label)
+    parts = [f"This is stage {spec.index}/9 `{spec.name}`. It produces: {spec.produces}."]
     if ctx["note"]:
         parts.append(
             f"A person retried this stage with this note; act on it: {_plain(ctx['note'])}"
@@ -138,19 +173,30 @@ def _shared(inp: StageInput, ctx: dict[str, Any]) -> Message:
     return Message("user", "\n\n".join(parts))
 
 
-def _turn(
-    inp: StageInput, *, role: str, round: int, transcript: list[dict[str, Any]] | None, ask: str
-) -> Message:
-    """The last message, the only one that differs between the stage's calls."""
-    parts = []
-    if transcript is not None:
-        parts.append(
-            f"The debate so far:\n{TRANSCRIPT_OPEN}\n{_dump(transcript)}\n{TRANSCRIPT_CLOSE}"
+def _transcript_messages(transcript: list[dict[str, Any]]) -> list[Message]:
+    """One message per round, oldest first: round k's prompt repeats round k-1's messages
+    and adds one, so each round's part is a cacheable step of the prefix."""
+    rounds: dict[int, list[dict[str, Any]]] = {}
+    for entry in transcript:
+        rounds.setdefault(int(entry.get("round", 0)), []).append(entry)
+    return [
+        Message(
+            "user",
+            f"The debate, round {rnd}:\n{TRANSCRIPT_OPEN}\n{_dump(entries)}\n{TRANSCRIPT_CLOSE}",
         )
+        for rnd, entries in sorted(rounds.items())
+    ]
+
+
+def _turn(inp: StageInput, *, role: str, round: int, shape: str, ask: str) -> Message:
+    """The last message, the only one that differs between the calls of a round."""
     brief = stage_get(inp.stage).briefs[role]
-    parts.append(f"You are the {role}. Your brief: {brief}")
-    parts.append(f"{TURN_OPEN}{_dump({'role': role, 'round': round})}{TURN_CLOSE}")
-    parts.append(ask)
+    parts = [
+        f"You are the {role}. Your brief: {brief}",
+        f"{TURN_OPEN}{_dump({'role': role, 'round': round})}{TURN_CLOSE}",
+        shape,
+        ask,
+    ]
     return Message("user", "\n\n".join(parts))
 
 
@@ -162,18 +208,24 @@ def proposal_in_hand(transcript: list[dict[str, Any]]) -> dict[str, Any] | None:
     return None
 
 
+def _head(inp: StageInput, label: Labeller) -> list[Message]:
+    # Built before the transcript is redacted: the labeller numbers secrets in the order
+    # it meets them, so the prefix's labels never depend on what comes after it.
+    return [_system(), _run_message(inp, label), _stage_message(inp, label)]
+
+
 def debater_messages(
     inp: StageInput, *, role: str, round: int, rounds: int, transcript: list[dict[str, Any]]
 ) -> list[Message]:
     """Opening round (round 0, empty transcript) or debate round `round` of `rounds`."""
     label = Labeller()
-    ctx = _context(inp, label=label)
+    head = _head(inp, label)
     if round == 0:
         ask = (
             "Opening round: give your independent take. Vote approve if the stage can go "
             "ahead along the lines you propose, no if it cannot."
         )
-        shown = None
+        shown: list[dict[str, Any]] = []
     else:
         shown = redact(transcript, labeller=label)
         proposal = proposal_in_hand(shown)
@@ -183,45 +235,36 @@ def debater_messages(
             f"position, and vote on the proposal in hand ({where}): approve only if you "
             "would ship the stage's artifact built on it."
         )
-    return [
-        _system(inp, _DEBATER_SHAPE),
-        _shared(inp, ctx),
-        _turn(inp, role=role, round=round, transcript=shown, ask=ask),
-    ]
+    turn = _turn(inp, role=role, round=round, shape=_DEBATER_SHAPE, ask=ask)
+    return [*head, *_transcript_messages(shown), turn]
 
 
 def mediator_messages(
     inp: StageInput, *, transcript: list[dict[str, Any]], artifact_schema: dict[str, Any]
 ) -> list[Message]:
     label = Labeller()
-    ctx = _context(inp, label=label)
+    head = _head(inp, label)
     shown = redact(transcript, labeller=label)
-    extra = (
+    shape = (
         "Answer {artifact, status (approve|revise|block), rationale, dissent, risks, "
         "checklist, confidence in [0, 1], votes, loops_run}. `artifact` must validate "
         "against this stage's artifact schema:\n" + _dump(artifact_schema)
     )
     ask = "Reconcile the debate into the stage's artifact."
-    return [
-        _system(inp, extra),
-        _shared(inp, ctx),
-        _turn(inp, role="mediator", round=-1, transcript=shown, ask=ask),
-    ]
+    turn = _turn(inp, role="mediator", round=-1, shape=shape, ask=ask)
+    return [*head, *_transcript_messages(shown), turn]
 
 
 def draft_messages(inp: StageInput, *, artifact_schema: dict[str, Any]) -> list[Message]:
     """Consensus-free: the proponent alone drafts the artifact; executable checks decide."""
-    ctx = _context(inp, label=Labeller())
-    extra = (
+    head = _head(inp, Labeller())
+    shape = (
         "This stage is consensus-free: you alone draft the artifact and executable checks "
         "(schema validation; for code, `git apply --check` of your diff) decide. Answer with "
         "the artifact itself, matching this schema:\n" + _dump(artifact_schema)
     )
-    return [
-        _system(inp, extra),
-        _shared(inp, ctx),
-        _turn(inp, role="proponent", round=0, transcript=None, ask="Draft the artifact."),
-    ]
+    turn = _turn(inp, role="proponent", round=0, shape=shape, ask="Draft the artifact.")
+    return [*head, turn]
 
 
 def repair_messages(messages: list[Message], *, bad_text: str, error: str) -> list[Message]:
@@ -239,34 +282,49 @@ def repair_messages(messages: list[Message], *, bad_text: str, error: str) -> li
 
 
 _BLOCK = re.compile(re.escape(CONTEXT_OPEN) + r"\s*(.*?)\s*" + re.escape(CONTEXT_CLOSE), re.DOTALL)
+_ARTIFACT = re.compile(
+    re.escape(ARTIFACT_OPEN) + r"\s*(.*?)\s*" + re.escape(ARTIFACT_CLOSE), re.DOTALL
+)
 _TRANSCRIPT = re.compile(
     re.escape(TRANSCRIPT_OPEN) + r"\s*(.*?)\s*" + re.escape(TRANSCRIPT_CLOSE), re.DOTALL
 )
 _TURN = re.compile(re.escape(TURN_OPEN) + r"\s*(.*?)\s*" + re.escape(TURN_CLOSE), re.DOTALL)
 
 
-def _first_block(
+def _blocks(
     pattern: re.Pattern[str], messages: list[Message] | tuple[Message, ...], kind: type
-) -> Any:
+) -> list[Any]:
+    """Every block of `pattern` in the user messages, in order (unparseable ones left out)."""
+    found = []
     for m in messages:
-        if m.role == "user" and (found := pattern.search(m.text)):
+        if m.role != "user":
+            continue
+        for match in pattern.finditer(m.text):
             try:
-                data = json.loads(found.group(1))
+                data = json.loads(match.group(1))
             except json.JSONDecodeError:
-                return None
-            return data if isinstance(data, kind) else None
-    return None
+                continue
+            if isinstance(data, kind):
+                found.append(data)
+    return found
 
 
 def context_extract(messages: list[Message] | tuple[Message, ...]) -> dict[str, Any] | None:
-    """The context block of the first user message that has one (None if absent), with
-    the role and round of the turn block merged in where there is one."""
-    data = _first_block(_BLOCK, messages, dict)
-    if data is None:
+    """The run's and the stage's context blocks merged (None if there is none), the
+    earlier artifacts as `prior_artifacts`, and the role and round of the turn block."""
+    blocks = _blocks(_BLOCK, messages, dict)
+    if not blocks:
         return None
-    turn = _first_block(_TURN, messages, dict) or {}
+    data: dict[str, Any] = {"prior_artifacts": {}}
+    for block in blocks:
+        data.update(block)
+    for entry in _blocks(_ARTIFACT, messages, dict):
+        if isinstance(entry.get("stage"), str):
+            data["prior_artifacts"][entry["stage"]] = entry.get("artifact")
+    turn = next(iter(_blocks(_TURN, messages, dict)), {})
     return {**data, **{k: turn[k] for k in ("role", "round") if k in turn}}
 
 
 def transcript_extract(messages: list[Message] | tuple[Message, ...]) -> list[dict[str, Any]]:
-    return _first_block(_TRANSCRIPT, messages, list) or []
+    """The debate so far: every round's transcript block, in order."""
+    return [entry for block in _blocks(_TRANSCRIPT, messages, list) for entry in block]

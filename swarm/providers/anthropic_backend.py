@@ -9,8 +9,10 @@ Streaming (`request.on_delta`) goes through `messages.stream`: text deltas, and 
 answer tool's JSON as it is written, reach the callback; a stream that ends before
 `message_stop` is a ProviderTransientError, never a half answer.
 
-Cache hints put `cache_control: {"type": "ephemeral"}` breakpoints at the end of the
-system prompt and on the last message of the request's stable prefix; usage reports
+Cache hints put `cache_control: {"type": "ephemeral"}` breakpoints on the last tool
+definition, on the last message of the part the whole run shares (`cache_shared`) and on
+the last message of the request's stable prefix (on the system prompt when the prefix is
+nothing else); usage reports
 cache reads and writes, which Anthropic counts apart from `input_tokens` and Usage
 counts inside it.
 """
@@ -201,16 +203,22 @@ class AnthropicBackend:
         if request.json_schema is not None and answer_tool is None:
             system_parts.append(schema_instruction(request.json_schema))
         system = "\n\n".join(p for p in system_parts if p)
-        last_in_prefix = max(
-            (i for i, m in enumerate(request.messages[:prefix_end]) if m.role != "system"),
-            default=None,
-        )
+        in_prefix = [i for i, m in enumerate(request.messages[:prefix_end]) if m.role != "system"]
+        # Breakpoints (at most 4 a request): after the tools, at the end of the part the
+        # whole run shares, at the end of the stable prefix. Anthropic also finds what an
+        # earlier request wrote up to 20 blocks before a breakpoint, so a debate round's
+        # breakpoint reads what the round before it wrote.
+        shared_end = request.cache_shared if caps.cache == "breakpoints" else 0
+        marks = set(in_prefix[-1:])
+        shared_in = [i for i in in_prefix if i < shared_end]
+        if shared_in:
+            marks.add(shared_in[-1])
         messages = []
         for i, m in enumerate(request.messages):
             if m.role == "system":
                 continue
             content = _content(m)
-            if i == last_in_prefix:
+            if i in marks:
                 content = _with_breakpoint(content)
             messages.append({"role": m.role, "content": content})
         kwargs: dict[str, Any] = {
@@ -220,7 +228,10 @@ class AnthropicBackend:
             "timeout": request.timeout,
         }
         if system:
-            cache_system = any(m.role == "system" for m in request.messages[:prefix_end])
+            # The system text ends the prefix only when no message of it follows.
+            cache_system = not marks and any(
+                m.role == "system" for m in request.messages[:prefix_end]
+            )
             kwargs["system"] = _with_breakpoint(system) if cache_system else system
         tools = [
             {"name": t.name, "description": t.description, "input_schema": t.input_schema}
@@ -234,6 +245,9 @@ class AnthropicBackend:
                     "input_schema": request.json_schema,
                 }
             )
+        if tools and prefix_end:
+            # The definitions are the same for every call that has them, in every stage.
+            tools[-1] = {**tools[-1], "cache_control": EPHEMERAL}
         if tools:
             kwargs["tools"] = tools
         choice = request.tool_choice

@@ -132,6 +132,10 @@ class CompletionRequest:
     # None). Neither changes the answer, so cassette keys leave them out.
     cache_prefix: int = 0
     cache_key: str | None = None
+    # Of those, the first `cache_shared` are shared more widely (every call of the run,
+    # across stages): Anthropic gets one more breakpoint there and one after the tool
+    # definitions, which every call with them repeats.
+    cache_shared: int = 0
     # Called with each piece of answer text as it arrives (see StreamDelta). Never
     # serialised, never part of a cassette key.
     on_delta: DeltaCallback | None = field(default=None, compare=False, repr=False)
@@ -143,6 +147,11 @@ class CompletionRequest:
                 object.__setattr__(self, name, tuple(value))
         if self.cache_prefix < 0:
             raise ValueError(f"cache_prefix must be >= 0, got {self.cache_prefix}")
+        if not 0 <= self.cache_shared <= self.cache_prefix:
+            raise ValueError(
+                f"cache_shared must be in [0, cache_prefix={self.cache_prefix}], "
+                f"got {self.cache_shared}"
+            )
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from tests.fakes.prompt_cache import CacheUse, PromptCache
+from tests.fakes.prompt_cache import CacheRequestError, CacheUse, PromptCache
 
 
 @dataclass(frozen=True)
@@ -249,7 +249,10 @@ class FakeLlmServer:
                 scenario = server._next(self.path, body)
                 body = body if isinstance(body, dict) else {}
                 # The cache is looked up when the call arrives ...
-                use = server._cache_use(self.path, scenario, body)
+                try:
+                    use = server._cache_use(self.path, scenario, body)
+                except CacheRequestError as exc:
+                    use, scenario = None, status(400, message=str(exc))
                 if use is not None:
                     scenario = dataclasses.replace(
                         scenario,

@@ -5,9 +5,11 @@ Tokens: the fake counts one token per 4 characters of the request's canonical JS
 and a shared prefix is a shared count. A prefix is cached under a hash of what it holds.
 
 Anthropic (explicit breakpoints): the prefix order is tools, system, messages; a block
-with `cache_control` ends a cacheable prefix, and only one of at least the model's
-minimum length (1,024 tokens; 2,048 for Sonnet 4.6 and the Haiku 3s; 4,096 for Opus 4.5+
-and Haiku 4.5) is cached. A call reads the longest breakpoint prefix in the cache
+with `cache_control` (at most 4 in a request, more is a 400) ends a cacheable prefix,
+and only one of at least the model's minimum length (1,024 tokens; 2,048 for Sonnet 4.6
+and the Haiku 3s; 4,096 for Opus 4.5+ and Haiku 4.5) is written, at the breakpoint
+only. From each breakpoint the lookup walks back block by block, up to 20 blocks, for a
+prefix an earlier request wrote; a call reads the longest found
 (`cache_read_input_tokens`) and writes its last eligible breakpoint beyond that
 (`cache_creation_input_tokens`, billed at 1.25x); `input_tokens` is the rest.
 
@@ -33,6 +35,8 @@ from dataclasses import dataclass
 from typing import Any
 
 CHARS_PER_TOKEN = 4
+MAX_BREAKPOINTS = 4  # Anthropic: cache_control on at most 4 blocks of a request
+LOOKBACK_BLOCKS = 20  # Anthropic: how far before a breakpoint it looks for a hit
 TTL_S = 300.0
 OPENAI_MIN_TOKENS = 1024
 OPENAI_STEP_TOKENS = 128
@@ -70,6 +74,10 @@ def _without_cache_control(block: Any) -> Any:
     if isinstance(block, dict):
         return {k: v for k, v in block.items() if k != "cache_control"}
     return block
+
+
+class CacheRequestError(ValueError):
+    """The request breaks a caching rule the vendor answers with a 400."""
 
 
 @dataclass(frozen=True)
@@ -121,23 +129,38 @@ class PromptCache:
                 marked = isinstance(block, dict) and "cache_control" in block
                 cached = {"role": message.get("role"), **_without_cache_control(block)}
                 blocks.append((cached, marked))
+        marks = sum(marked for _, marked in blocks)
+        if marks > MAX_BREAKPOINTS:
+            raise CacheRequestError(
+                f"A maximum of {MAX_BREAKPOINTS} blocks with cache_control may be provided. "
+                f"Found {marks}."
+            )
         model = str(body.get("model") or "")
         digest = hashlib.sha256(b"anthropic\0" + model.encode())
         chars = 0
-        points: list[tuple[int, str]] = []  # (prefix tokens, prefix hash) at each breakpoint
-        for block, marked in blocks:
+        ends: list[tuple[int, str]] = []  # (prefix tokens, prefix hash) at each block's end
+        points: list[int] = []  # the blocks that carry a breakpoint
+        for i, (block, marked) in enumerate(blocks):
             text = _canonical(block)
             chars += len(text)
             digest.update(text.encode() + b"\0")
+            ends.append((tokens_of(chars), digest.hexdigest()))
             if marked:
-                points.append((tokens_of(chars), digest.hexdigest()))
+                points.append(i)
         total = tokens_of(chars)
-        eligible = [p for p in points if p[0] >= anthropic_min_tokens(model)]
+        eligible = [i for i in points if ends[i][0] >= anthropic_min_tokens(model)]
         if not self.enabled or not eligible:
             return CacheUse(total, 0, 0, lambda: None)
-        read = next((n for n, key in reversed(eligible) if self._hit(key)), 0)
-        written = max(eligible[-1][0] - read, 0)
-        return CacheUse(total, read, written, lambda: self._store([k for _, k in eligible]))
+        read = 0
+        for i in reversed(eligible):
+            # From a breakpoint back to LOOKBACK_BLOCKS earlier block ends: the longest
+            # prefix an earlier request wrote.
+            for j in range(i, max(i - LOOKBACK_BLOCKS, 0) - 1, -1):
+                if self._hit(ends[j][1]):
+                    read = max(read, ends[j][0])
+                    break
+        written = max(ends[eligible[-1]][0] - read, 0)
+        return CacheUse(total, read, written, lambda: self._store([ends[i][1] for i in eligible]))
 
     # --- OpenAI ------------------------------------------------------------------------
     def openai(self, body: dict[str, Any]) -> CacheUse:

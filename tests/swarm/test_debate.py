@@ -197,7 +197,7 @@ async def test_debater_invalid_after_repair_casts_no_vote(facts):
     out, completer = await run(facts, by_kind(debaters=debaters), rounds=1)
     assert out.status == "succeeded"
     assert [v.role for v in out.votes] == ["proponent", "skeptic"]
-    mediator_prompt = completer.requests[-1].messages[-1].content
+    mediator_prompt = "".join(m.text for m in completer.requests[-1].messages)
     assert "answer discarded after a repair: pragmatist answer invalid" in mediator_prompt
 
 
@@ -391,8 +391,8 @@ async def test_retry_note_and_prior_artifacts_reach_the_prompts(facts):
     )
     assert out.status == "succeeded"
     for request in completer.requests:
-        text = request.messages[1].content  # the stage's shared context, in the prefix
-        assert "prefer the stdlib" in text and "GET /health returns 200" in text
+        run_part, stage_part = (m.text for m in request.messages[1:3])  # in the prefix
+        assert "GET /health returns 200" in run_part and "prefer the stdlib" in stage_part
 
 
 async def test_mediator_that_says_block_blocks(facts):
@@ -408,19 +408,37 @@ async def test_cache_prefixes_are_marked_where_a_later_call_reads_them(facts):
     out, completer = await run(facts, by_kind(), rounds=2, input_kw={"run_id": 7, "attempt": 2})
     assert out.status == "succeeded"
     marks = {
-        (r.metadata["kind"], r.metadata["role"], r.metadata["round"]): r.cache_prefix
+        (r.metadata["kind"], r.metadata["role"], r.metadata["round"]): (
+            r.cache_prefix,
+            r.cache_shared,
+        )
         for r in completer.requests
     }
-    shared = prompts.SHARED_MESSAGES
-    # The opening calls run at once: only the proponent's marks (writes) the prefix ...
-    assert [marks["debater", role, 0] for role in DEBATER_ROLES] == [shared, 0, 0]
-    # ... which every later round reads; the mediator's prefix (its own schema) no one does.
-    assert all(marks["debater", role, rnd] == shared for role in DEBATER_ROLES for rnd in (1, 2))
-    assert marks["mediator", "mediator", 3] == 0
+    run_part, shared = prompts.RUN_MESSAGES, prompts.SHARED_MESSAGES
+    # A round's calls run at once: only the proponent's marks (writes) what is new in the
+    # round (the stage's context, then the last round's transcript); the others mark what
+    # an earlier call wrote (the run's part, the transcript up to the round before).
+    assert [marks["debater", role, 0] for role in DEBATER_ROLES] == [
+        (shared, run_part),
+        (run_part, run_part),
+        (run_part, run_part),
+    ]
+    for rnd in (1, 2):
+        assert [marks["debater", role, rnd][0] for role in DEBATER_ROLES] == [
+            shared + rnd,
+            shared + rnd - 1,
+            shared + rnd - 1,
+        ]
+    # The mediator's prefix (its own schema) no one reads.
+    assert marks["mediator", "mediator", 3] == (0, 0)
     assert {r.cache_key for r in completer.requests} == {"tekton-run7-plan-2"}
-    # Every call's prefix is the same messages; what differs is its last one.
-    prefixes = {r.messages[:shared] for r in completer.requests if r.metadata["kind"] == "debater"}
+    # Every call's prefix is the same messages, and a round's prompt starts with the
+    # round before's: what differs is its last message.
+    prefixes = {r.messages[:shared] for r in completer.requests}
     assert len(prefixes) == 1
+    by_round = {r.metadata["round"]: r.messages for r in completer.requests}
+    assert by_round[2][: shared + 1] == by_round[1][: shared + 1]
+    assert by_round[3][: shared + 2] == by_round[2][: shared + 2]  # the mediator's
 
 
 async def test_in_the_sequential_schedule_every_opening_call_marks_the_prefix(facts):

@@ -250,4 +250,4 @@ async def test_test_debug_ships_only_where_the_evidence_agrees(
     assert out.artifact["ship"] is (evidence_ship and (consensus_free or model_ship))
     if not evidence_ship:
         assert "1 test(s) newly failing" in out.reason
-    assert '"test_evidence"' in seen[0].messages[1].text  # the agents argued over it
+    assert '"test_evidence"' in seen[0].messages[2].text  # the agents argued over it

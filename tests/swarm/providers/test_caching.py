@@ -6,7 +6,7 @@ import pytest
 
 from swarm.providers import router_build
 from swarm.providers.anthropic_backend import AnthropicBackend
-from swarm.providers.base import Message, Usage
+from swarm.providers.base import Message, ToolSpec, Usage
 from swarm.providers.capabilities import CapabilityStore
 from swarm.providers.openai_backend import OpenAIBackend
 from swarm.providers.pricing import usage_cost_usd
@@ -60,14 +60,11 @@ def openai_takes_cache_key(store, backend, model="test-model"):
 # --- Anthropic -------------------------------------------------------------------------
 
 
-async def test_anthropic_breakpoints_end_the_system_prompt_and_the_stable_prefix(
-    fake_llm, anthropic_backend
-):
+async def test_anthropic_breakpoint_ends_the_stable_prefix(fake_llm, anthropic_backend):
     await anthropic_backend.complete(conversation(cache_prefix=2))
     body = fake_llm.requests[0].body
-    assert body["system"] == [
-        {"type": "text", "text": CONVERSATION[0].content, "cache_control": EPHEMERAL}
-    ]
+    # The message after it ends the same prefix: the system prompt needs no breakpoint.
+    assert body["system"] == CONVERSATION[0].content
     assert body["messages"] == [
         {
             "role": "user",
@@ -78,6 +75,27 @@ async def test_anthropic_breakpoints_end_the_system_prompt_and_the_stable_prefix
         {"role": "assistant", "content": "Round 1 answer."},
         {"role": "user", "content": "Round 2: answer the others."},
     ]
+
+
+async def test_anthropic_breakpoints_after_the_tools_the_shared_part_and_the_prefix(
+    fake_llm, anthropic_backend
+):
+    fake_llm.script(ok({"answer": 1}))
+    tool = ToolSpec("read_file", "Read a file.", {"type": "object", "properties": {}})
+    await anthropic_backend.complete(
+        conversation(
+            cache_prefix=4,
+            cache_shared=2,
+            tools=(tool,),
+            json_schema={"type": "object", "properties": {"answer": {"type": "integer"}}},
+        )
+    )
+    body = fake_llm.requests[0].body
+    # The last tool definition (the answer tool) ends the part every call repeats.
+    assert [("cache_control" in t) for t in body["tools"]] == [False, True]
+    marked = [i for i, m in enumerate(body["messages"]) if "cache_control" in str(m)]
+    assert marked == [0, 2]  # the shared part's end, the prefix's end
+    assert str(body).count("cache_control") <= 4
 
 
 async def test_anthropic_prefix_of_only_the_system_prompt(fake_llm, anthropic_backend):

@@ -12,7 +12,7 @@ from swarm.providers.base import CompletionRequest, Message
 from swarm.providers.capabilities import CapabilityStore
 from swarm.providers.pricing import price_for
 from tests.fakes.llm_server import slow
-from tests.fakes.prompt_cache import CHARS_PER_TOKEN, PromptCache
+from tests.fakes.prompt_cache import CHARS_PER_TOKEN, CacheRequestError, PromptCache
 
 SONNET = "anthropic/claude-sonnet-4.5"  # caches from 1,024 tokens
 HAIKU = "anthropic/claude-haiku-4.5"  # caches from 4,096 tokens
@@ -149,3 +149,63 @@ def test_an_entry_expires_five_minutes_after_its_last_use():
     now[0] = 1000.0
     use = cache.anthropic(body)
     assert use.cached_tokens == 0 and use.cache_write_tokens > 1024
+
+
+def _body(*texts: str, marked: tuple[int, ...]) -> dict:
+    blocks = [
+        {
+            "type": "text",
+            "text": t,
+            **({"cache_control": {"type": "ephemeral"}} if i in marked else {}),
+        }
+        for i, t in enumerate(texts)
+    ]
+    return {"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": blocks}]}
+
+
+def test_anthropic_reads_what_an_earlier_request_wrote_up_to_20_blocks_back():
+    cache = PromptCache()
+    base, round_one = stable(1500), "round 1 transcript. " * 200
+    first = cache.anthropic(_body(base, round_one, marked=(1,)))
+    first.commit()
+    # A later request marks only its own end; the lookup walks back to what was written.
+    near = cache.anthropic(_body(base, round_one, *["more"] * 20, marked=(21,)))
+    assert near.cached_tokens == first.cache_write_tokens > 1024
+    far = cache.anthropic(_body(base, round_one, *["more"] * 21, marked=(22,)))
+    assert far.cached_tokens == 0  # 21 blocks back: out of the window
+    # Only breakpoints write: the unmarked block end in between was never stored.
+    between = cache.anthropic(_body(base, marked=(0,)))
+    assert between.cached_tokens == 0
+
+
+def test_anthropic_refuses_more_than_4_breakpoints():
+    with pytest.raises(CacheRequestError, match="maximum of 4"):
+        PromptCache().anthropic(_body(*["x"] * 5, marked=(0, 1, 2, 3, 4)))
+
+
+async def test_anthropic_a_stage_reads_the_run_part_the_stage_before_wrote(router, facts):
+    from swarm import prompts
+    from tests.swarm.conftest import stage_input, valid_artifacts
+
+    artifacts = valid_artifacts()
+    goal = "Document the add function. " + stable(1200)  # the run part alone is cacheable
+
+    def opening(stage: str, prior: dict) -> CompletionRequest:
+        inp = stage_input(facts, stage, goal=goal, prior_artifacts=prior)
+        messages = prompts.debater_messages(inp, role="proponent", round=0, rounds=1, transcript=[])
+        return CompletionRequest(
+            model=SONNET,
+            messages=tuple(messages),
+            max_tokens=64,
+            cache_prefix=prompts.SHARED_MESSAGES,
+            cache_shared=prompts.RUN_MESSAGES,
+        )
+
+    first = await router.complete(opening("research", {"plan": artifacts["plan"]}))
+    both = {"plan": artifacts["plan"], "research": artifacts["research"]}
+    second = await router.complete(opening("plan_update", both))
+    assert first.usage.cached_input_tokens == 0
+    # The next stage's run part is this one's plus the research artifact: it reads what
+    # the research stage wrote at its run part's end, one block before its own.
+    assert second.usage.cached_input_tokens > 1200
+    assert second.usage.cache_write_tokens < first.usage.cache_write_tokens
