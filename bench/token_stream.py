@@ -189,14 +189,16 @@ async def _client_main(args) -> None:
     runs = [int(x) for x in args.runs.split(",")]
     transports = args.transports.split(",")
     follow = {"sse": _sse, "ws": _ws, "tui": _tui}
-    clocks = {t: StampClock() for t in transports}
+    # One clock per subscriber: call ids ("plan.1.3") repeat from run to run.
+    clocks: dict[str, list[StampClock]] = {t: [] for t in transports}
     readies, tasks = [], []
     for run_id in runs:
         for t in transports:
-            ready = asyncio.Event()
+            ready, clock = asyncio.Event(), StampClock()
             readies.append(ready)
+            clocks[t].append(clock)
             tasks.append(
-                asyncio.create_task(follow[t](args.base, args.token, run_id, ready, clocks[t]))
+                asyncio.create_task(follow[t](args.base, args.token, run_id, ready, clock))
             )
     await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), 180)
     print("ready", flush=True)
@@ -207,9 +209,12 @@ async def _client_main(args) -> None:
     print(
         json.dumps(
             {
-                "latencies": {t: c.latencies for t, c in clocks.items()},
-                "splits": {t: c.split() for t, c in clocks.items()},
-                "deltas": {t: c.deltas for t, c in clocks.items()},
+                "latencies": {t: [x for c in cs for x in c.latencies] for t, cs in clocks.items()},
+                "splits": {
+                    t: [[x for c in cs for x in c.split()[i]] for i in (0, 1)]
+                    for t, cs in clocks.items()
+                },
+                "deltas": {t: sum(c.deltas for c in cs) for t, cs in clocks.items()},
                 "unfinished": len(pending),
                 "errors": errors[:5],
             }
@@ -222,12 +227,14 @@ async def _client_main(args) -> None:
 
 
 class LayerCounter:
-    """Redis MONITOR in a thread: the channel layer's EVAL calls (one per group_send) under
-    `prefix`, and how many of them carried deltas."""
+    """Redis MONITOR in a thread: the channel layer's sends under `prefix` (one EVAL per
+    group_send with the default layer, one PUBLISH with the pub/sub one), and how many of
+    them carried deltas."""
 
-    def __init__(self, redis_url: str, prefix: str) -> None:
+    def __init__(self, redis_url: str, prefix: str, *, on: bool = True) -> None:
         import redis
 
+        self.on = on
         self.prefix = prefix
         self.sends = 0
         self.delta_sends = 0
@@ -237,8 +244,9 @@ class LayerCounter:
         self._ready = threading.Event()
 
     def __enter__(self) -> LayerCounter:
-        self._thread.start()
-        self._ready.wait(10)
+        if self.on:
+            self._thread.start()
+            self._ready.wait(10)
         self.started = time.monotonic()
         return self
 
@@ -249,7 +257,8 @@ class LayerCounter:
                 if self._stop.is_set():
                     return
                 text = command.get("command") or ""
-                if text[:4].upper() == "EVAL" and self.prefix in text:
+                verb = text.split(" ", 1)[0].strip('"').upper()
+                if verb in ("EVAL", "EVALSHA", "PUBLISH") and self.prefix in text:
                     self.sends += 1
                     if "run.delta" in text:
                         self.delta_sends += 1
@@ -257,6 +266,8 @@ class LayerCounter:
     def __exit__(self, *exc) -> None:
         self.seconds = time.monotonic() - self.started
         self._stop.set()
+        if not self.on:
+            return
         # One more command wakes the monitor loop so it sees the stop.
         self._conn.ping()
         self._thread.join(10)
@@ -291,7 +302,7 @@ def _cpu_s(pid: int) -> float:
     return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
-def _batch(svc, server, workers, token, username, repo, n, stream: bool, transports, latency_ms):
+def _batch(svc, server, workers, token, username, repo, n, stream: bool, transports, monitor):
     proc = manage(
         [
             "shell",
@@ -337,25 +348,37 @@ def _batch(svc, server, workers, token, username, repo, n, stream: bool, transpo
         if line.strip() != "ready":
             raise RuntimeError(f"client failed: {line}{c.stderr.read()[-3000:]}")
     time.sleep(1.0)  # the last streams' generators subscribe to the hub after their headers
+    # One connection for the whole batch: a new one per poll could find none left.
+    poll = svc.connect()
+    peak = {"mine": 0, "total": 0}
     before = _pg_writes(svc)
     tables_before = _pg_tables(svc)
     cpu_before = {p: _cpu_s(p) for p in [server.proc.pid, *(w.pid for w in workers)]}
     load_before = os.getloadavg()[0]
     started = time.monotonic()
-    with LayerCounter(svc.redis_url, svc.env.get("TEKTON_REDIS_PREFIX", "")) as layer:
+    layer = LayerCounter(svc.redis_url, svc.env.get("TEKTON_REDIS_PREFIX", ""), on=monitor)
+    with layer:
         proc = manage(["shell", "-c", _DISPATCH.format(ids=ids)], env=svc.env, timeout=120)
         if proc.returncode != 0:
             raise RuntimeError(proc.stderr[-3000:])
 
         def done() -> bool:
-            rows = svc.query(
-                "SELECT count(*) AS n FROM runs_run WHERE id = ANY(%s) AND status = ANY(%s)",
-                (ids, list(FINISHED)),
-            )
-            return rows[0]["n"] == len(ids)
+            # Also the peak of this database's connections: 100 stages hold 100, and
+            # PostgreSQL's max_connections (100 here) is shared with everything else.
+            (row,) = poll.execute(
+                "SELECT (SELECT count(*) FROM runs_run WHERE id = ANY(%s) AND status = ANY(%s))"
+                " AS n, (SELECT count(*) FROM pg_stat_activity WHERE datname = %s) AS mine,"
+                " (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')"
+                " AS total",
+                (ids, list(FINISHED), svc.dbname),
+            ).fetchall()
+            peak["mine"] = max(peak["mine"], row["mine"])
+            peak["total"] = max(peak["total"], row["total"])
+            return row["n"] == len(ids)
 
         wait_for(done, timeout=1800, interval=0.25, what=f"{n} runs to finish")
     wall = time.monotonic() - started
+    poll.close()
     cpu = {p: _cpu_s(p) - c for p, c in cpu_before.items()}
     load_after = os.getloadavg()[0]
     time.sleep(2.0)  # idle backends flush their statistics within a second
@@ -413,6 +436,7 @@ def _batch(svc, server, workers, token, username, repo, n, stream: bool, transpo
         "cpu_daphne_s": cpu[server.proc.pid],
         "cpu_workers_s": sum(v for p, v in cpu.items() if p != server.proc.pid),
         "cpu_clients_s": client_cpu,
+        "connections": peak,
         "load": (load_before, load_after),
     }
 
@@ -435,6 +459,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=1, help="Celery worker processes")
     parser.add_argument("--concurrency", type=int, default=100, help="threads per worker")
     parser.add_argument("--transports", default=",".join(TRANSPORTS))
+    parser.add_argument(
+        "--layer",
+        choices=["redis", "pubsub"],
+        default="redis",
+        help="channel layer: the project's (redis) or channels_redis' pub/sub one",
+    )
+    parser.add_argument(
+        "--no-monitor", action="store_true", help="no Redis MONITOR (no layer message count)"
+    )
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
     if args.cmd == "client":
@@ -452,6 +485,11 @@ def main(argv: list[str] | None = None) -> None:
             "TEKTON_HEARTBEAT_SECONDS": "5",
             "TEKTON_STAGE_LEASE_SECONDS": "120",
             "TEKTON_LOG_LEVEL": "WARNING",
+            **(
+                {"DJANGO_SETTINGS_MODULE": "bench.pubsub_settings"}
+                if args.layer == "pubsub"
+                else {}
+            ),
         },
     )
     rows = []
@@ -483,7 +521,11 @@ def main(argv: list[str] | None = None) -> None:
         username = "bench-tokens"
         token = user_token(svc.env, username, staff=True)
         for n in counts:
-            for stream in (True, False):
+            # Latency without MONITOR (it slows Redis and costs CPU); the on/off comparison
+            # with it, both passes under the same conditions.
+            for stream, monitor in ((True, False), (True, True), (False, True)):
+                if args.no_monitor and monitor:
+                    continue
                 row = _batch(
                     svc,
                     server,
@@ -494,16 +536,18 @@ def main(argv: list[str] | None = None) -> None:
                     n,
                     stream,
                     transports,
-                    args.latency_ms,
+                    monitor,
                 )
+                row["monitor"] = monitor
                 rows.append(row)
                 lat = "; ".join(
                     f"{t} p50 {_fmt(v, 50)} ms p95 {_fmt(v, 95)} ms ({len(v)} tokens)"
                     for t, v in row["latencies"].items()
-                    if stream
+                    if stream and not monitor
                 )
                 print(
-                    f"{n:>4} runs, streaming {'on ' if stream else 'off'}: "
+                    f"{n:>4} runs, streaming {'on ' if stream else 'off'}"
+                    f"{' (MONITOR)' if monitor else ''}: "
                     f"{row['succeeded']}/{n} succeeded in {row['wall_s']:.1f} s; "
                     f"layer {row['layer_sends'] / row['layer_seconds']:.0f} msg/s "
                     f"({row['layer_delta_sends']} deltas); writes/run {row['writes_per_run']:.0f}, "
@@ -516,10 +560,11 @@ def main(argv: list[str] | None = None) -> None:
                         f"\n     held back p50 {_fmt(row['holds'], 50)} ms p95 "
                         f"{_fmt(row['holds'], 95)} ms; path p50 {_fmt(row['paths'], 50)} ms "
                         f"p95 {_fmt(row['paths'], 95)} ms"
-                        if stream
+                        if stream and not monitor
                         else ""
                     )
                     + f"\n     writes/run by table {row['tables']}"
+                    + f"\n     peak PostgreSQL connections {row['connections']}"
                     + (f"\n     errors {row['errors']}" if row["errors"] else ""),
                     flush=True,
                 )
@@ -530,18 +575,27 @@ def main(argv: list[str] | None = None) -> None:
             worker.stop()
         svc.close()
     if not args.no_write:
-        doc_section_write("token_stream", _doc(args, rows, transports))
-        print("wrote the token_stream section of docs/benchmarks.md")
+        name = "token_stream" if args.layer == "redis" else "token_stream_pubsub"
+        doc_section_write(name, _doc(args, rows, transports))
+        print(f"wrote the {name} section of docs/benchmarks.md")
 
 
 def _doc(args, rows: list[dict], transports: list[str]) -> str:
     names = {"sse": "SSE", "ws": "WebSocket", "tui": "TUI (RunStream)"}
     lines = [
-        "## Streamed tokens: provider to subscriber (issue 11, section 5)",
+        "## Streamed tokens: provider to subscriber (issue 11, section 5)"
+        + ("" if args.layer == "redis" else ", pub/sub channel layer"),
         "",
         f"`uv run python -m bench.token_stream --runs {args.runs} --latency-ms "
-        f"{args.latency_ms} --workers {args.workers} --concurrency {args.concurrency}` on "
-        f"{machine()}; services mode (PostgreSQL, Redis channel layer), {args.workers} Celery "
+        f"{args.latency_ms} --workers {args.workers} --concurrency {args.concurrency}"
+        + ("" if args.layer == "redis" else " --layer pubsub")
+        + f"` on {machine()}; services mode (PostgreSQL, Redis channel layer: "
+        + (
+            "the project's `RedisChannelLayer`"
+            if args.layer == "redis"
+            else "`channels_redis.pubsub.RedisPubSubChannelLayer`, bench/pubsub_settings.py"
+        )
+        + f"), {args.workers} Celery "
         f"worker process(es) with {args.concurrency} threads, one daphne process; each run is "
         "the plan stage alone (10 LLM calls, 4 sequential steps) on the offline backend, "
         f"{args.latency_ms} ms a call streamed in 12 pieces. Every run has one subscriber per "
@@ -549,17 +603,17 @@ def _doc(args, rows: list[dict], transports: list[str]) -> str:
         "time stamped into a piece as it leaves the provider to the moment the subscriber "
         "has that stamp whole, over every (subscriber, piece). Target: p95 <= 100 ms at 100.",
         "",
-        "| runs | transport | p50 ms | p95 ms | max ms | pieces timed | 1-min load (start -> end) |",
+        "| runs | transport | p50 ms | p95 ms | max ms | pieces timed per run | 1-min load (start -> end) |",
         "|---:|---|---:|---:|---:|---:|---|",
     ]
     for r in rows:
-        if not r["stream"]:
+        if not r["stream"] or r["monitor"]:
             continue
         for t in transports:
             v = r["latencies"][t]
             lines.append(
                 f"| {r['runs']} | {names[t]} | {_fmt(v, 50)} | {_fmt(v, 95)} | "
-                f"{max(v) if v else float('nan'):.0f} | {len(v)} | "
+                f"{max(v) if v else float('nan'):.0f} | {len(v) / r['runs']:.0f} | "
                 f"{r['load'][0]:.1f} -> {r['load'][1]:.1f} |"
             )
     lines += [
@@ -576,7 +630,7 @@ def _doc(args, rows: list[dict], transports: list[str]) -> str:
         "|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        if r["stream"]:
+        if r["stream"] and not r["monitor"]:
             lines.append(
                 f"| {r['runs']} | {_fmt(r['holds'], 50)} | {_fmt(r['holds'], 95)} | "
                 f"{_fmt(r['paths'], 50)} | {_fmt(r['paths'], 95)} |"
@@ -594,7 +648,7 @@ def _doc(args, rows: list[dict], transports: list[str]) -> str:
         "| commits / run | RunEvent rows / run | LlmCall rows / run | CPU s: workers, daphne, clients |",
         "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for r in rows:
+    for r in (r for r in rows if r["monitor"]):
         lines.append(
             f"| {r['runs']} | {'on' if r['stream'] else 'off'} | {r['wall_s']:.1f} | "
             f"{r['layer_sends'] / r['layer_seconds']:.0f} | {r['layer_delta_sends']} | "
@@ -603,7 +657,7 @@ def _doc(args, rows: list[dict], transports: list[str]) -> str:
             f"{r['cpu_workers_s']:.1f}, {r['cpu_daphne_s']:.1f}, {r['cpu_clients_s']:.1f} |"
         )
     lines += ["", "Row writes per run by table (`pg_stat_user_tables`):", ""]
-    for r in rows:
+    for r in (r for r in rows if r["monitor"]):
         tables = ", ".join(f"{t} {w:.1f}" for t, w in r["tables"].items())
         lines.append(f"- {r['runs']} runs, streaming {'on' if r['stream'] else 'off'}: {tables}")
     return "\n".join(lines)
