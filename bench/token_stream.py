@@ -303,6 +303,21 @@ def _cpu_s(pid: int) -> float:
 
 
 def _batch(svc, server, workers, token, username, repo, n, stream: bool, transports, monitor):
+    clients: list[subprocess.Popen] = []
+    try:
+        return _batch_run(
+            svc, server, workers, token, username, repo, n, stream, transports, monitor, clients
+        )
+    finally:
+        for c in clients:  # a failed batch leaves no client waiting for runs that never end
+            if c.poll() is None:
+                c.kill()
+                c.wait()
+
+
+def _batch_run(
+    svc, server, workers, token, username, repo, n, stream, transports, monitor, clients
+):
     proc = manage(
         [
             "shell",
@@ -315,7 +330,6 @@ def _batch(svc, server, workers, token, username, repo, n, stream: bool, transpo
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr[-3000:])
     ids = json.loads(proc.stdout.strip().splitlines()[-1])
-    clients = []
     # Subscribed either way: the layer sends a stored event's hint only to a group with
     # members, so the off batch needs its listeners too for a fair count.
     groups = [ids[i::CLIENT_PROCESSES] for i in range(CLIENT_PROCESSES)]
