@@ -15,9 +15,9 @@ tui.stream.RunStream over SSE), spread over a few client processes; once all are
 connected the runs are dispatched at once. A subscriber rebuilds each call's text from
 the deltas (offset + text) and times every stamp when it is first complete: latency =
 arrival - stamp, p50 and p95 over every (subscriber, stamp). The same N runs are then
-repeated with the run config "stream": false (providers called without streaming, no
-deltas) and nobody subscribed, for the comparison: channel-layer messages per second
-(Redis MONITOR, the layer's EVAL calls under this bench's prefix: one per group_send)
+repeated twice under Redis MONITOR, streaming on and with the run config "stream": false
+(providers called without streaming, no deltas), for the comparison: channel-layer
+messages per second (the layer's sends under this bench's prefix: one per group_send)
 and database writes per run (pg_stat_database rows inserted + updated + deleted in this
 bench's database, and the RunEvent / LlmCall rows). Targets: p95 <= 100 ms at 100 runs;
 database writes unchanged.
@@ -652,7 +652,8 @@ def _doc(args, rows: list[dict], transports: list[str]) -> str:
     lines += [
         "",
         'Streaming on versus off (the run config `"stream": false`: providers called '
-        "without streaming, no deltas; nobody subscribed to the off runs). Channel-layer "
+        "without streaming, no deltas; the same subscribers), each pass under Redis MONITOR "
+        "(the latency rows above come from a pass without it). Channel-layer "
         "messages: the layer's group sends seen by Redis MONITOR under this bench's prefix "
         "(stored events' hints and delta batches) over the batch's wall time. Database "
         "writes: rows inserted + updated + deleted in the bench database "
