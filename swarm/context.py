@@ -87,6 +87,10 @@ class StageConfig:
     budget_cost_usd: float | None = None
     # Benchmarks only: run every call one after another, as the predecessor did.
     sequential: bool = False
+    # Ask providers for streamed answers (published as deltas while they are written).
+    # Off (run config "stream": false): one plain call each, no deltas; what is stored
+    # is the same either way.
+    stream: bool = True
     # A debater's turn makes at most this many tool calls; then it must answer.
     max_tool_calls: int = 8
     # How many times a diff that does not apply goes back with the error before the

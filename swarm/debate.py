@@ -274,7 +274,10 @@ class _StageRunner:
         self, role: str, rnd: int, request: CompletionRequest
     ) -> Completion:
         call_id = f"{self.stage}.{self.inp.attempt}.{next(self._call_numbers)}"
-        request = dataclasses.replace(request, on_delta=self._on_delta(role, rnd, call_id, request))
+        if self.cfg.stream:
+            request = dataclasses.replace(
+                request, on_delta=self._on_delta(role, rnd, call_id, request)
+            )
         started = time.monotonic()
         span = telemetry.llm_span_start(request)
         try:

@@ -34,7 +34,9 @@ cost is 0.
 
 Tools on the request are accepted and never called: the answer is the same as without
 them. With an on_delta callback the answer is streamed in STREAM_PIECES pieces, the
-latency spread between them.
+latency spread between them. For bench.token_stream, TEKTON_OFFLINE_STREAM_STAMPS=1 starts
+each streamed piece with the wall time it left the provider, `«t=1712345678.123456»`, so a
+subscriber can time it; the stored answer (Completion.text) never carries them.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ from swarm.providers.streaming import text_pieces
 from swarm.stages import STAGE_NAMES, stage_get
 
 LATENCY_ENV = "TEKTON_OFFLINE_LATENCY_MS"
+STAMPS_ENV = "TEKTON_OFFLINE_STREAM_STAMPS"
 _MARKER = re.compile(r"\[offline:(block|invalid)=([a-z_]+)\]")
 _TAG = "[offline]"
 
@@ -415,6 +418,7 @@ class OfflineProvider:
         self.latency_ms = _latency_from_env() if latency_ms is None else float(latency_ms)
         if self.latency_ms < 0:
             raise ValueError(f"latency_ms must be >= 0, got {latency_ms!r}")
+        self.stamps = os.environ.get(STAMPS_ENV, "").strip().lower() in ("1", "true", "yes")
 
     def _seed(self, request: CompletionRequest) -> int:
         h = hashlib.sha256(request.model.encode())
@@ -510,6 +514,8 @@ class OfflineProvider:
                     await asyncio.sleep(self.latency_ms / 1000 / pieces)
                 else:
                     await asyncio.sleep(0)  # a real stream: other tasks run between pieces
+                if self.stamps:
+                    piece = f"\u00abt={time.time():.6f}\u00bb{piece}"
                 request.on_delta(StreamDelta(piece))
         return Completion(
             text=text,

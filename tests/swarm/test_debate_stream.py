@@ -171,3 +171,20 @@ async def test_an_answer_that_fails_validation_is_discarded_before_its_repair(fa
     assert first[0].text == "not json at all, just words"
     assert first[-1].discard
     assert second[-1].done and not any(d.discard for d in second)
+
+
+async def test_with_streaming_off_nothing_streams_and_the_outcome_is_the_same(facts):
+    outcomes, streamed = [], []
+    for stream in (True, False):
+        events: list = []
+        outcome = await stage_run(
+            stage_input(facts, "plan"),
+            config(rounds=1, stream=stream),
+            completer=OfflineProvider(latency_ms=0),
+            emit=events.append,
+        )
+        outcomes.append(outcome)
+        streamed.append(len(calls_of(events)))
+    assert streamed == [7, 0]  # 3 + 3 debater calls and the mediator, then none
+    assert outcomes[1].status == "succeeded"
+    assert outcomes[1].artifact == outcomes[0].artifact

@@ -3,6 +3,8 @@ deltas in order that join to the answer, cut streams that raise a retryable erro
 a subscriber can tell apart, structured output and tool calls streamed."""
 
 import dataclasses
+import re
+import time
 
 import pytest
 
@@ -19,6 +21,7 @@ from swarm.providers.offline import STREAM_PIECES, OfflineProvider
 from swarm.providers.openai_backend import OpenAIBackend
 from swarm.providers.retry import RetryingProvider
 from swarm.providers.streaming import text_pieces
+from swarm.redact import redact
 from tests.fakes.llm_server import cut, ok, status, tool_calls
 from tests.swarm.providers.conftest import PLAN_SCHEMA, make_request
 
@@ -209,3 +212,16 @@ def test_text_pieces_join_back(text):
     assert "".join(pieces) == text
     assert len(pieces) <= 4
     assert all(pieces)
+
+
+async def test_offline_stamps_each_streamed_piece_for_the_benchmark(monkeypatch):
+    monkeypatch.setenv("TEKTON_OFFLINE_STREAM_STAMPS", "1")
+    request, deltas = streamed("offline/model", prompt="say something long enough to split")
+    before = time.time()
+    result = await OfflineProvider(latency_ms=0).complete(request)
+    stamps = [re.match(r"\u00abt=(\d+\.\d+)\u00bb", d.text) for d in deltas]
+    assert all(stamps) and len(stamps) >= 2
+    assert all(before <= float(m.group(1)) <= time.time() for m in stamps)
+    assert "\u00abt=" not in result.text  # the stored answer never carries them
+    joined = "".join(d.text for d in deltas)
+    assert redact(joined) == joined  # nothing in a stamp looks like a secret to redaction
