@@ -3,10 +3,13 @@ the docs/benchmarks.md section writer. Figures are printed, never asserted."""
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import json
 import math
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -52,7 +55,19 @@ class EmbeddedEnv:
         proc = manage(["migrate", "--noinput"], env=env, timeout=180)
         if proc.returncode != 0:
             raise RuntimeError(f"migrate failed:\n{proc.stdout}\n{proc.stderr}")
-        return cls(root=root, env=env, repo=repo)
+        made = cls(root=root, env=env, repo=repo)
+        # A run with retrieval starts milvus-lite's own server under the data dir, which
+        # outlives the run by design; a throwaway installation must not leave it behind.
+        atexit.register(made.close)
+        return made
+
+    def close(self) -> None:
+        """Stop this installation's on-demand milvus-lite server and remove its files."""
+        from swarm.retrieval.server import local_server_stop
+
+        with contextlib.suppress(Exception):
+            local_server_stop(self.root / "data" / "milvus")
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
 def child(args: list[str], *, env: Mapping[str, str], timeout: float = 1800) -> dict:
