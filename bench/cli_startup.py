@@ -31,7 +31,6 @@ import json
 import os
 import re
 import resource
-import shutil
 import statistics
 import subprocess
 import sys
@@ -118,7 +117,7 @@ def measure(repeat: int, projects: list[Path]) -> list[dict]:
                     samples[project, key].append(timed(argv, env.env, project))
             load.append(os.getloadavg()[0])
     finally:
-        shutil.rmtree(env.root, ignore_errors=True)
+        env.close()
     results = []
     for project in projects:
         figures = {}
