@@ -29,6 +29,7 @@ from config_profiles.services import (
 from swarm.stages import STAGE_NAMES
 from tekton_site.api_errors import Conflict
 from tekton_site.api_errors import error_responses as api_error_responses
+from tekton_site.api_fields import StrictFloatField
 from tekton_site.errors import FieldError
 
 BIGINT_MAX = 2**63 - 1
@@ -37,15 +38,6 @@ NAME_RULE = RegexValidator(r"^[-a-zA-Z0-9_]+$", "letters, digits, '-' or '_' onl
 MODEL_RULE = RegexValidator(
     r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._:/+-]*$", "a model id is vendor/model"
 )
-
-
-class StrictFloatField(serializers.FloatField):
-    """A number, and not a boolean: DRF's FloatField takes `true` for 1.0."""
-
-    def to_internal_value(self, data):
-        if isinstance(data, bool):
-            self.fail("invalid")
-        return super().to_internal_value(data)
 
 
 class StaffWritesPermission(permissions.BasePermission):

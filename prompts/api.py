@@ -31,6 +31,7 @@ from runs.streams import EventStreamRenderer, sse_event_schema, sse_response
 from swarm.frontdoor.intent import INTENTS
 from tekton_site.api_errors import LimitExceeded
 from tekton_site.api_errors import error_responses as api_error_responses
+from tekton_site.api_fields import StrictFloatField
 
 AGENTS = ("claude", "codex", "agno", "prompt")
 _ERROR_TEXTS = {
@@ -133,7 +134,7 @@ class PromptCreateInputSerializer(serializers.Serializer):
         default=None,
         error_messages={"invalid": "a model id is vendor/model"},
     )
-    temperature = serializers.FloatField(
+    temperature = StrictFloatField(
         min_value=0.0, max_value=2.0, required=False, allow_null=True, default=None
     )
     intent = serializers.ChoiceField(choices=INTENTS, required=False, allow_null=True, default=None)

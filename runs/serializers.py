@@ -9,6 +9,7 @@ from rest_framework import serializers
 
 from runs.models import Artifact, Run, StageRun
 from swarm.stages import ROLES, STAGE_NAMES
+from tekton_site.api_fields import StrictFloatField
 
 STAGE_CHOICES = list(STAGE_NAMES)
 
@@ -120,7 +121,7 @@ class RunBudgetInputSerializer(serializers.Serializer):
     tokens = serializers.IntegerField(
         min_value=0, max_value=2**63 - 1, required=False, help_text="token budget; 0 = no limit"
     )
-    cost_usd = serializers.FloatField(
+    cost_usd = StrictFloatField(
         min_value=0,
         max_value=10**8,
         required=False,

@@ -66,6 +66,10 @@ def test_bad_input_is_a_field_error_and_nothing_is_stored(api, django_capture_on
     response = ask(api, django_capture_on_commit_callbacks, model="not a model id")
     assert response.status_code == 400
     assert response.json()["errors"]["model"] == ["a model id is vendor/model"]
+    # A boolean is not a number (DRF's FloatField would take `true` for 1.0).
+    response = ask(api, django_capture_on_commit_callbacks, temperature=True)
+    assert response.status_code == 400
+    assert "temperature" in response.json()["errors"]
     assert not PromptInvocation.objects.exists()
 
 
