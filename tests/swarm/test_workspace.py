@@ -178,6 +178,72 @@ def test_rebuild_drops_what_commands_left_and_keeps_the_patches(repo, root):
     assert status(ws.path) == "" and "def mul" not in (ws.path / "pkg/calc.py").read_text()
 
 
+def _committed(repo: Path, root: Path) -> tuple[Workspace, str]:
+    ws = workspace(repo, root)
+    ws.rebuild([])
+    assert ws.apply(CALC_DIFF).ok
+    return ws, ws.commit("add mul").head_sha
+
+
+def _scribble(ws: Workspace, what: str) -> None:
+    env = {"GIT_AUTHOR_NAME": "x", "GIT_AUTHOR_EMAIL": "x@x", "GIT_COMMITTER_NAME": "x",
+           "GIT_COMMITTER_EMAIL": "x@x"}  # fmt: skip
+    if what == "untracked":
+        (ws.path / "notes.txt").write_text("left by a command\n")
+    elif what == "ignored":
+        (ws.path / "pkg" / "__pycache__").mkdir()
+        (ws.path / "pkg" / "__pycache__" / "calc.pyc").write_bytes(b"\0")
+    elif what == "modified":
+        (ws.path / "README.md").write_text("scribbled\n")
+    elif what == "deleted":
+        (ws.path / "pkg" / "data.py").unlink()
+    elif what == "staged":
+        (ws.path / "README.md").write_text("scribbled\n")
+        subprocess.run(["git", "add", "README.md"], cwd=ws.path, check=True)
+    elif what == "committed":
+        (ws.path / "README.md").write_text("scribbled\n")
+        subprocess.run(
+            ["git", "commit", "-qam", "by a command"], cwd=ws.path, check=True,
+            env={**os.environ, **env},
+        )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "what", ["untracked", "ignored", "modified", "deleted", "staged", "committed"]
+)
+def test_rebuild_of_the_committed_change_undoes_whatever_a_command_did(repo, root, what):
+    ws, head = _committed(repo, root)
+    _scribble(ws, what)
+    ws.rebuild([CALC_DIFF])
+    # Exactly the change's tree (HEAD is the commit, or the base with the change staged
+    # when the rebuild started over), nothing changed beside the index or left untracked.
+    assert (
+        git(ws.path, "write-tree").strip() == git(ws.path, "rev-parse", f"{head}^{{tree}}").strip()
+    )
+    assert all(line[1] == " " for line in status(ws.path).splitlines()), status(ws.path)
+    assert (ws.path / "README.md").read_text() == git(repo, "show", "HEAD:README.md")
+    assert "def mul" in (ws.path / "pkg/calc.py").read_text()
+
+
+def test_an_untouched_workspace_is_checked_with_one_git_process(repo, root, monkeypatch):
+    """Every stage rebuilds its workspace; when nothing changed it since the last stage,
+    one `git status` (and the repository facts in one `rev-parse`) is all it costs."""
+    import swarm.workspace as workspace_module
+
+    _committed(repo, root)
+    calls: list[tuple[str, ...]] = []
+    real = workspace_module.git_run
+
+    def counting(path, *args, **kw):
+        calls.append(tuple(a for a in args if not a.startswith("--git-dir=")))
+        return real(path, *args, **kw)
+
+    monkeypatch.setattr(workspace_module, "git_run", counting)
+    workspace(repo, root).rebuild([CALC_DIFF])  # a new object, as a stage makes
+    verbs = [next(a for a in c if not a.startswith("-")) for c in calls]
+    assert verbs == ["rev-parse", "status"], calls
+
+
 def test_rebuild_with_a_patch_that_no_longer_applies_leaves_the_base(repo, root):
     ws = workspace(repo, root)
     bad = CALC_DIFF.replace("     return a - b", "     return b - a")
