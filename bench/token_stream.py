@@ -39,6 +39,7 @@ from pathlib import Path
 
 from bench.common import doc_section_write, machine, percentile
 from swarm.deltas import HOLD_CHARS
+from swarm.redact import open_tail_start
 from tests.integration.harness import PROJECT_DIR, Services, Worker, manage, wait_for
 from tests.streams.live import AsgiServer, user_token
 
@@ -107,9 +108,10 @@ class StampClock:
                 self.latencies.append(now - float(match.group(1)))
 
     def split(self) -> tuple[list[float], list[float]]:
-        """(hold, path) seconds per stamp. A stamp can go out once the call's text runs
-        `hold` characters past it (swarm.deltas) or the call ends: its gate is the send
-        time of the piece that took the text that far (the last piece's for the tail).
+        """(hold, path) seconds per stamp. A stamp can go out once the call's open tail
+        (swarm.redact.open_tail_start, what could still become a secret) begins after it,
+        or the call ends: its gate is the send time of the piece that took the text that
+        far (the last piece's for the tail).
         hold = gate - stamp; path = arrival - gate (coalescing, layer, hub, transport)."""
         holds, paths = [], []
         for call, text in self.texts.items():
@@ -121,7 +123,7 @@ class StampClock:
                 gate = float(stamps[-1].group(1))
                 for j in range(k, len(stamps)):
                     end = stamps[j + 1].start() if j + 1 < len(stamps) else len(text)
-                    if end - self.hold >= match.end():
+                    if open_tail_start(text[:end], self.hold) >= match.end():
                         gate = float(stamps[j].group(1))
                         break
                 sent = float(match.group(1))
@@ -633,8 +635,9 @@ def _doc(args, rows: list[dict], transports: list[str]) -> str:
     lines += [
         "",
         "Where the time goes, over the same pieces (all transports): a piece may leave the "
-        f"worker only once the call's text runs {HOLD_CHARS} characters past it (the "
-        "redaction hold, swarm/deltas.py) or the call ends, so its *gate* is the send time "
+        "worker only once it is not in the call's open tail, the end of the text that could "
+        f"still become a secret (within the last {HOLD_CHARS} characters: the redaction "
+        "hold, swarm/deltas.py), or the call ends, so its *gate* is the send time "
         "of the piece that took the text that far; *held back* = gate - stamp (set by the "
         "provider's pace: here one piece every "
         f"{args.latency_ms / 12:.0f} ms), *path* = arrival - gate (the 50 ms coalescer, "

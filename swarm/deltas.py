@@ -12,9 +12,12 @@ text has not begun yet (a mediator writing its artifact before its rationale) fi
 sends an empty piece, so its card opens with its typing indicator.
 
 Redaction: a key can arrive split across two pieces, so each call's whole text so far is
-redacted and the last `hold` characters of the redacted text are held back until more
-text comes or the call ends (a secret shorter than `hold` characters is never published
-half-way, before the pattern that catches it has seen all of it). Should redaction
+redacted and its open tail is held back until more text comes or the call ends: the
+part, within the last `hold` characters, that a secret pattern matches up to the end or
+could match with more text (swarm.redact.open_tail_start). A secret shorter than `hold`
+characters is never published half-way, before the pattern that catches it has seen all
+of it, and plain words go out at once (a fixed hold of `hold` characters delayed every
+piece by one or two of the provider's pieces). Should redaction
 rewrite text already published (a pattern that matches only once more text came), the
 next payload starts at the first changed character (`offset`), which subscribers
 overwrite from.
@@ -33,10 +36,11 @@ from typing import Any
 
 from swarm.events import AgentDelta
 from swarm.readable import ReadableText
-from swarm.redact import redact
+from swarm.redact import open_tail_start, redact
 
 INTERVAL_SECONDS = 0.05
 HOLD_CHARS = 48  # longer than the shortest text each secret pattern needs to match
+# (the window the open tail is looked for in)
 
 
 @dataclass
@@ -123,7 +127,7 @@ class DeltaCoalescer:
                 continue
             call.dirty = False
             text = redact(call.reader.text)
-            upto = len(text) if call.ended else len(text) - self.hold
+            upto = len(text) if call.ended else open_tail_start(text, self.hold)
             if call.ended:
                 del self._calls[call_id]
             if upto <= 0:

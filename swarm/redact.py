@@ -81,6 +81,36 @@ _EVERY_PATTERN = (*(p for _, p in _PATTERNS), _ASSIGNMENT, _CARD, _PHONE)
 _CACHED_MAX_CHARS = 4096
 
 
+@functools.cache
+def _partial_patterns() -> tuple[Any, ...]:
+    # `regex` for its partial matching (a prefix of a possible match), which `re` lacks;
+    # imported on first use, as only a streaming stage needs it.
+    import regex
+
+    return tuple(regex.compile(p.pattern, p.flags) for p in _EVERY_PATTERN)
+
+
+def open_tail_start(text: str, window: int) -> int:
+    """Where the end of `text` that more text could still make part of a secret begins
+    (len(text) when nothing could): the earliest start, within the last `window`
+    characters, of a pattern that matches up to the end, wholly or as the beginning of a
+    longer match. A stream holds back only that tail, usually the last word or less,
+    where a fixed number of characters delayed every word."""
+    end = len(text)
+    first = end
+    for pattern in _partial_patterns():
+        pos = max(0, end - window)
+        while pos < first:
+            m = pattern.search(text, pos, partial=True)
+            if m is None or m.start() >= first:
+                break
+            if m.end() == end:
+                first = m.start()
+                break
+            pos = m.start() + 1  # a whole match that ends earlier: look past its start
+    return first
+
+
 @functools.lru_cache(maxsize=16384)
 def _is_clean(text: str) -> bool:
     """No pattern matches at all, so redaction would return the text as it is. Cached:

@@ -65,13 +65,25 @@ def test_a_key_split_across_pieces_is_never_published():
     assert text == "Use the key [API_KEY#1] to call it, then stop here."
 
 
-def test_the_tail_waits_for_more_text_or_the_end_of_the_call():
-    c = DeltaCoalescer(interval=0, hold=10, clock=Clock())
-    c.add(piece("0123456789abcdef"))
-    assert published(c.flush()) == "012345"
+def test_only_a_tail_that_could_still_become_a_secret_waits():
+    c = DeltaCoalescer(interval=0, clock=Clock())
+    c.add(piece("Rollback is untested. "))
+    assert published(c.flush()) == "Rollback is untested. "  # nothing in it could grow
+    c.add(piece("Ask bob"))
+    assert published(c.flush()) == "Ask "  # "bob" could be the start of an address
+    c.add(piece("@example.com for the key sk-ant-api"))
+    assert published(c.flush()) == "[EMAIL#1] for the key "
     c.add(piece("", done=True))
-    assert published(c.flush()) == "6789abcdef"
+    assert published(c.flush()) == "sk-ant-api"  # the call ended: nothing more can come
     assert not c.pending
+
+
+def test_the_open_tail_is_looked_for_within_the_hold_window():
+    c = DeltaCoalescer(interval=0, hold=10, clock=Clock())
+    c.add(piece("0123456789abcdef key=ab"))
+    assert published(c.flush()) == "0123456789abcdef "  # a word begun before it goes
+    c.add(piece("cdef12 and more"))
+    assert published(c.flush()) == "key=[SECRET#1] and "
 
 
 def test_a_discard_is_sent_only_for_a_call_that_published_text():
