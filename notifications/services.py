@@ -18,19 +18,25 @@ import secrets
 import threading
 import time
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from notifications import crypto, sending
 from notifications.models import EVENT_KINDS, Delivery, DeliveryAttempt, Hook
 from notifications.urlcheck import UrlRefused, url_check
 from runs.models import Run, RunEvent
 from swarm.redact import redact
 from tekton_site.errors import FieldError, StateError
+
+if TYPE_CHECKING:
+    from notifications.sending import AttemptResult
+
+# The sender (httpx) and the secret box (cryptography) are imported where a hook is made
+# or a delivery sent: every recorded event passes through this module, and a run with no
+# hooks (embedded `tekton run`, most runs) needs neither.
 
 logger = logging.getLogger("tekton.notifications.services")
 
@@ -97,6 +103,8 @@ def hook_create(
             url_check(url)
         except UrlRefused as exc:
             raise FieldError("url", str(exc)) from None
+        from notifications import crypto
+
         secret = SECRET_PREFIX + secrets.token_urlsafe(32)
         try:
             fields["secret_encrypted"] = crypto.secret_encrypt(secret)
@@ -261,7 +269,9 @@ def _email_text(delivery: Delivery) -> tuple[str, str]:
     return subject, "\n".join(lines) + "\n"
 
 
-def _send(delivery: Delivery) -> sending.AttemptResult:
+def _send(delivery: Delivery) -> AttemptResult:
+    from notifications import crypto, sending
+
     hook = delivery.hook
     if hook.channel == Hook.Channel.EMAIL:
         subject, text = _email_text(delivery)
