@@ -16,7 +16,6 @@ from django.db import connection, transaction
 from runs.execution import stage_execute
 from runs.lifecycle import stages_ready
 from runs.models import StageRun
-from runs.tasks import stage_execute_task
 
 logger = logging.getLogger("tekton.runs.dispatch")
 
@@ -39,7 +38,10 @@ def stages_dispatch(stage_run_ids: list[int]) -> None:
 
 def _dispatch_now(ids: list[int]) -> None:
     if settings.TEKTON_EXECUTION == "celery":
-        import tekton_site.celery  # noqa: F401  the configured app, not loaded at start-up
+        # Celery only where stages go to workers: inline (embedded `tekton run`, the
+        # web process) never loads it, nor the configured app.
+        import tekton_site.celery  # noqa: F401
+        from runs.tasks import stage_execute_task
 
         for stage_run_id in ids:
             stage_execute_task.apply_async(args=[stage_run_id], queue=settings.TEKTON_QUEUE)

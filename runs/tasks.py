@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from runs.dispatch import stages_dispatch
 from runs.execution import stage_execute
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def stage_execute_task(stage_run_id: int) -> None:
     """Run one stage (see execution.stage_execute), then dispatch what became ready."""
-    from runs.dispatch import stages_dispatch  # dispatch imports this module
-
     hostname = getattr(stage_execute_task.request, "hostname", None) or ""
     stages_dispatch(stage_execute(stage_run_id=int(stage_run_id), worker=hostname))
 

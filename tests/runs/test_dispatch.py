@@ -18,7 +18,7 @@ def test_celery_mode_queues_one_task_per_stage_on_commit(
 ):
     settings.TEKTON_EXECUTION = "celery"
     settings.TEKTON_QUEUE = "tekton-test"
-    apply_async = mocker.patch("runs.dispatch.stage_execute_task.apply_async")
+    apply_async = mocker.patch("runs.tasks.stage_execute_task.apply_async")
     run = RunFactory(stage_from="review", stage_to="threat")
     ids = list(run.stages.values_list("pk", flat=True))
     with django_capture_on_commit_callbacks(execute=True):
@@ -84,3 +84,23 @@ def test_threaded_mode_runs_review_and_threat_side_by_side(git_repo, fake_engine
         list(StageRun.objects.filter(run=run).values_list("status", flat=True)) == ["succeeded"] * 4
     )
     assert sorted(fake_engine.stages_called()) == ["code", "integrate", "review", "threat"]
+
+
+def test_running_inline_does_not_load_celery(tmp_path):
+    """Embedded `tekton run` and the web process execute stages in-process; importing
+    the dispatcher must not pay for Celery (a fresh interpreter tells)."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import django, sys; django.setup(); import runs.dispatch; "
+        "print(sorted(m for m in ('celery', 'kombu', 'runs.tasks') if m in sys.modules))"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TEKTON_", "DATABASE_URL"))}
+    env.update(DJANGO_SETTINGS_MODULE="tekton_site.settings", TEKTON_DATA_DIR=str(tmp_path))
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -17,7 +17,7 @@ def test_stage_task_runs_the_stage_and_dispatches_the_next(
     git_repo, fake_engine, settings, mocker, django_capture_on_commit_callbacks
 ):
     settings.TEKTON_EXECUTION = "celery"
-    apply_async = mocker.patch("runs.dispatch.stage_execute_task.apply_async")
+    apply_async = mocker.patch("runs.tasks.stage_execute_task.apply_async")
     run = RunFactory(repo_path=str(git_repo), stage_from="plan", stage_to="research")
     plan = run.stages.get(stage="plan")
     with django_capture_on_commit_callbacks(execute=True):
@@ -32,7 +32,7 @@ def test_stage_task_delivered_twice_is_a_noop(
     git_repo, fake_engine, settings, mocker, django_capture_on_commit_callbacks
 ):
     settings.TEKTON_EXECUTION = "celery"
-    apply_async = mocker.patch("runs.dispatch.stage_execute_task.apply_async")
+    apply_async = mocker.patch("runs.tasks.stage_execute_task.apply_async")
     run = RunFactory(repo_path=str(git_repo), stage_from="plan", stage_to="plan")
     plan = run.stages.get(stage="plan")
     with django_capture_on_commit_callbacks(execute=True):
@@ -51,7 +51,7 @@ def test_stage_task_requeues_itself_after_a_provider_error(
     from swarm.providers.base import ProviderTimeout
 
     settings.TEKTON_EXECUTION = "celery"
-    apply_async = mocker.patch("runs.dispatch.stage_execute_task.apply_async")
+    apply_async = mocker.patch("runs.tasks.stage_execute_task.apply_async")
     fake_engine.behaviour = {("plan", 1): ProviderTimeout("no answer in 120 s")}
     run = RunFactory(repo_path=str(git_repo), stage_from="plan", stage_to="plan")
     plan = run.stages.get(stage="plan")
