@@ -43,6 +43,9 @@ from runs.selectors import run_events_after, run_last_event, run_last_seq, run_s
 logger = logging.getLogger("tekton.runs.streams")
 
 POLL_SECONDS = 1.0  # safety net for hints the channel layer dropped
+# Waits use `asyncio.timeout`, not `wait_for`: Python 3.11's wait_for can swallow a
+# cancellation that lands as its timeout fires, and a feed's loop then outlived stop()
+# (the stream never closed, and the loop went on reading after its test or client).
 IN_MEMORY_WAKE_SECONDS = 0.05
 PAGE = 500  # events per database read
 MAX_PENDING = 5000  # a subscriber this far behind drops its queue and re-reads the database
@@ -212,7 +215,8 @@ class Subscription:
         while True:
             if not self._pending and not self._resync:
                 try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=heartbeat_seconds)
+                    async with asyncio.timeout(heartbeat_seconds):
+                        await self._wake.wait()
                 except TimeoutError:
                     yield HEARTBEAT
                     continue
@@ -297,7 +301,8 @@ class _Feed:
         wake = IN_MEMORY_WAKE_SECONDS if isinstance(self._layer, InMemoryChannelLayer) else None
         while True:
             try:
-                message = await asyncio.wait_for(self._layer.receive(self._channel), wake)
+                async with asyncio.timeout(wake):
+                    message = await self._layer.receive(self._channel)
             except TimeoutError:
                 continue
             except asyncio.CancelledError:
@@ -325,7 +330,8 @@ class _Feed:
     async def _pull_loop(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._hint.wait(), timeout=self.poll_seconds or POLL_SECONDS)
+                async with asyncio.timeout(self.poll_seconds or POLL_SECONDS):
+                    await self._hint.wait()
             self._hint.clear()
             try:
                 await self._pull()
