@@ -11,9 +11,11 @@ costs nothing lasting: the stored `stage.progress` message of the call follows.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 from asgiref.sync import SyncToAsync, async_to_sync
@@ -45,6 +47,29 @@ def run_group(run_id: int) -> str:
     return f"{settings.TEKTON_NAMESPACE}.run.{run_id}"
 
 
+_deferred = threading.local()
+
+
+@contextlib.contextmanager
+def events_deferred() -> Iterator[None]:
+    """Inside, recording queues a thread's events; they are written when the block ends,
+    in order, one `events_record` per run (one seq bump, one insert). For a transaction
+    that records several events (a stage's success: its artifacts, stage.finished, the
+    run's end) and reads none of them back: two statements instead of four per event.
+    Nothing is written when the block raises; nested blocks join the outer one."""
+    if getattr(_deferred, "items", None) is not None:
+        yield
+        return
+    _deferred.items = {}
+    try:
+        yield
+        pending, _deferred.items = _deferred.items, None
+        for run_id, items in pending.items():
+            events_record(run_id=run_id, items=items, savepoint=False)
+    finally:
+        _deferred.items = None
+
+
 def event_record(
     *,
     run_id: int,
@@ -52,12 +77,14 @@ def event_record(
     stage: str = "",
     payload: dict[str, Any] | None = None,
     savepoint: bool = True,
-) -> RunEvent:
-    """Write the next event of a run and publish it once the transaction commits.
+) -> RunEvent | None:
+    """Write the next event of a run and publish it once the transaction commits; inside
+    `events_deferred`, queue it (and return None).
 
     See events_record; raises Run.DoesNotExist when the run is gone.
     """
-    return events_record(run_id=run_id, items=[(kind, stage, payload)], savepoint=savepoint)[0]
+    rows = events_record(run_id=run_id, items=[(kind, stage, payload)], savepoint=savepoint)
+    return rows[0] if rows else None
 
 
 def events_record(
@@ -73,9 +100,14 @@ def events_record(
     lock, so concurrent writers (review and threat side by side) serialise and seq has no
     gap and no duplicate. Payloads are redacted. Raises Run.DoesNotExist when the run is gone.
     `savepoint=False`: the caller's transaction is undone on any error anyway, so no
-    savepoint of its own (two round trips less inside it).
+    savepoint of its own (two round trips less inside it). Returns the rows written
+    (none yet inside `events_deferred`).
     """
     if not items:
+        return []
+    queued = getattr(_deferred, "items", None)
+    if queued is not None:
+        queued.setdefault(run_id, []).extend(items)
         return []
     n = len(items)
     with transaction.atomic(savepoint=savepoint):

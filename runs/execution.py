@@ -96,7 +96,7 @@ def _claim(stage_run_id: int, worker: str) -> tuple[StageRun, str] | None:
     run_id = StageRun.objects.filter(pk=stage_run_id).values_list("run_id", flat=True).first()
     if run_id is None:
         return None  # deleted
-    with transaction.atomic():
+    with transaction.atomic(), events.events_deferred():
         # Lock order everywhere: the run row, then stage rows (no deadlock on PostgreSQL).
         run = Run.objects.select_for_update().get(pk=run_id)
         stage = StageRun.objects.filter(pk=stage_run_id).first()
@@ -135,7 +135,10 @@ def _claim(stage_run_id: int, worker: str) -> tuple[StageRun, str] | None:
             return None
         # What an earlier attempt's calls still hold (its worker died): nobody owns it now.
         budget_release_stage(stage_run_id=stage.pk)
-        if Run.objects.filter(pk=run.pk, started_at__isnull=True).update(started_at=now):
+        # The run row is locked and read: update it only where it changes (the first claim).
+        if run.started_at is None and Run.objects.filter(pk=run.pk, started_at__isnull=True).update(
+            started_at=now
+        ):
             events.event_record(
                 run_id=run.pk,
                 kind="run.started",
@@ -143,16 +146,17 @@ def _claim(stage_run_id: int, worker: str) -> tuple[StageRun, str] | None:
                     "stages": list((run.config or {}).get("stages") or []),
                     "profile": run.profile_name,
                 },
-                savepoint=False,  # the claim is one transaction: an error undoes it all
             )
-        Run.objects.filter(pk=run.pk, status=Run.Status.QUEUED).update(status=Run.Status.RUNNING)
+        if run.status == Run.Status.QUEUED:
+            Run.objects.filter(pk=run.pk, status=Run.Status.QUEUED).update(
+                status=Run.Status.RUNNING
+            )
         stage.refresh_from_db()
         events.event_record(
             run_id=run.pk,
             kind="stage.started",
             stage=stage.stage,
             payload={"attempt": stage.attempt},
-            savepoint=False,
         )
     return stage, token
 
@@ -239,7 +243,7 @@ def _outcome_fields(outcome: StageOutcome) -> dict[str, Any]:
 def _record_success(
     stage_run_id: int, token: str, outcome: StageOutcome, recorder: StageRecorder
 ) -> list[int]:
-    with transaction.atomic():
+    with transaction.atomic(), events.events_deferred():
         run = _lock_run(recorder.stage.run_id)
         stage = _owned(stage_run_id, token)
         recorder.outcome_topup(outcome)
@@ -273,7 +277,7 @@ def _record_success(
 def _record_blocked(
     stage_run_id: int, token: str, outcome: StageOutcome, recorder: StageRecorder
 ) -> None:
-    with transaction.atomic():
+    with transaction.atomic(), events.events_deferred():
         run = _lock_run(recorder.stage.run_id)
         stage = _owned(stage_run_id, token)
         recorder.outcome_topup(outcome)

@@ -33,9 +33,14 @@ def _is_sequential(run: Run) -> bool:
     return (run.config or {}).get("schedule") == "sequential"
 
 
-def ready_ids(run: Run) -> list[int]:
-    """Queued stages of `run` whose dependencies are done (whatever the run's status)."""
-    rows = list(StageRun.objects.filter(run_id=run.pk).values("id", "stage", "status"))
+def _stage_rows(run_id: int) -> list[dict]:
+    return list(StageRun.objects.filter(run_id=run_id).values("id", "stage", "status"))
+
+
+def ready_ids(run: Run, rows: list[dict] | None = None) -> list[int]:
+    """Queued stages of `run` whose dependencies are done (whatever the run's status);
+    `rows` are its stages' id, stage and status when the caller read them already."""
+    rows = _stage_rows(run.pk) if rows is None else rows
     status = {r["stage"]: r["status"] for r in rows}
     selected = [r["stage"] for r in rows]
     return [
@@ -168,7 +173,8 @@ def run_advance(*, run_id: int, after_stage: str | None = None) -> list[int]:
     ready; the others were dispatched before). Call inside a transaction that holds the run row (select_for_update), so two
     stages finishing together cannot both miss (or both write) the run's end."""
     run = Run.objects.get(pk=run_id)
-    statuses = list(StageRun.objects.filter(run_id=run_id).values_list("status", flat=True))
+    rows = _stage_rows(run_id)  # one read serves the end check, readiness and the waiters
+    statuses = [r["status"] for r in rows]
     if statuses and all(s in DONE_STATUSES for s in statuses):
         now = timezone.now()
         reason = f"all {len(statuses)} stages finished"
@@ -192,17 +198,19 @@ def run_advance(*, run_id: int, after_stage: str | None = None) -> list[int]:
         return []
     if run.status not in ACTIVE_RUN:
         return []
-    ready = ready_ids(run)
+    ready = ready_ids(run, rows)
     if after_stage is not None:
-        selected = list(StageRun.objects.filter(run_id=run_id).values_list("stage", flat=True))
-        waiting = {
+        selected = [r["stage"] for r in rows]
+        name_of = {r["id"]: r["stage"] for r in rows}
+        sequential = _is_sequential(run)
+        ready = [
             pk
-            for pk, name in StageRun.objects.filter(pk__in=ready).values_list("pk", "stage")
-            if after_stage in stage_dependencies(name, selected, sequential=_is_sequential(run))
-        }
-        ready = [pk for pk in ready if pk in waiting]
-    # Dispatched now: keep the sweeper from taking them for a lost dispatch.
-    StageRun.objects.filter(pk__in=ready).update(updated_at=timezone.now())
+            for pk in ready
+            if after_stage in stage_dependencies(name_of[pk], selected, sequential=sequential)
+        ]
+    if ready:
+        # Dispatched now: keep the sweeper from taking them for a lost dispatch.
+        StageRun.objects.filter(pk__in=ready).update(updated_at=timezone.now())
     return ready
 
 
