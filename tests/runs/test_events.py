@@ -131,3 +131,38 @@ def test_publishing_reuses_one_loop_and_keeps_order(monkeypatch):
     assert len(starts) <= 1  # the publishing loop's thread, the first time in the process
     got = [async_to_sync(layer.receive)(channel)["seq"] for _ in range(30)]
     assert got == [r.seq for r in rows] * 10
+
+
+@pytest.mark.django_db
+def test_deferred_events_are_written_at_the_end_in_order_with_one_seq_bump(
+    django_assert_num_queries, django_capture_on_commit_callbacks
+):
+    run = RunFactory(with_stages=False)
+    other = RunFactory(with_stages=False)
+    with django_capture_on_commit_callbacks(execute=True):
+        with events.events_deferred():
+            assert event_record(run_id=run.pk, kind="stage.started", stage="plan") is None
+            with events.events_deferred():  # a nested block joins the outer one
+                event_record(run_id=other.pk, kind="run.started")
+                events.events_record(run_id=run.pk, items=[("stage.progress", "plan", {"n": 1})])
+            assert not RunEvent.objects.exists()  # nothing written before the block ends
+            event_record(run_id=run.pk, kind="stage.finished", stage="plan")
+    kinds = list(RunEvent.objects.filter(run=run).order_by("seq").values_list("seq", "kind"))
+    assert kinds == [(1, "stage.started"), (2, "stage.progress"), (3, "stage.finished")]
+    assert list(RunEvent.objects.filter(run=other).values_list("seq", "kind")) == [
+        (1, "run.started")
+    ]
+    # Outside a block each event is written at once again.
+    with django_assert_num_queries(4):  # savepoint, seq bump, insert, release
+        event_record(run_id=run.pk, kind="stage.progress", stage="plan")
+
+
+@pytest.mark.django_db
+def test_deferred_events_are_dropped_when_the_block_raises():
+    run = RunFactory(with_stages=False)
+    with pytest.raises(RuntimeError), events.events_deferred():
+        event_record(run_id=run.pk, kind="stage.started", stage="plan")
+        raise RuntimeError("the transaction is undone")
+    assert not RunEvent.objects.exists()
+    event_record(run_id=run.pk, kind="stage.started", stage="plan")
+    assert RunEvent.objects.get().seq == 1
