@@ -114,6 +114,27 @@ def test_launcher_shows_service_errors_beside_the_field(
     assert Run.objects.count() == 0
 
 
+@pytest.mark.parametrize(
+    ("repo", "message"),
+    [
+        ("/tmp/" + "a" * 300, "has a component of 300 bytes; the limit is 255"),
+        ("x" * 5000, "the repository path is 5,000 bytes; the limit is 4,095"),
+        ("/tmp/x\x00y", "Null characters are not allowed"),
+    ],
+)
+@pytest.mark.parametrize("action", ["launch", "explain"])
+def test_launcher_says_why_a_path_the_filesystem_cannot_take_is_refused(
+    client_for, user, git_repo, repo, message, action
+):
+    data = _launch_data(git_repo, repo_path=repo, action=action)
+    response = client_for(user).post("/runs/new/", data)
+    assert response.status_code == 200
+    page = response.content.decode()
+    start = page.index('id="err-repo_path"')
+    assert message in page[start : page.index("</div>", start)]
+    assert Run.objects.count() == 0
+
+
 def test_launcher_offers_the_recent_repositories_then_the_roots_ones_defaulting_to_the_last(
     client_for, user, settings, tmp_path
 ):
