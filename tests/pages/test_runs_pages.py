@@ -3,6 +3,7 @@ keyset pagination, and the number of SQL queries."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -293,6 +294,40 @@ def test_llm_text_with_markup_is_rendered_escaped(client_for, user, settings, tm
     assert "&lt;img src=x onerror=&quot;window.__pwned = 2&quot;&gt;" in page
     listing = client_for(user).get("/").content.decode()
     assert "<script>window" not in listing and "&lt;script&gt;" in listing
+
+
+def test_a_stage_reads_one_confidence_one_quorum_and_the_mediators_dissent_once(client_for, user):
+    run = RunFactory(owner=user, status=Run.Status.BLOCKED)
+    dissent = "skeptic: the rollback is unclear"
+    StageRun.objects.filter(run=run, stage="plan").update(
+        status="blocked",
+        confidence=0.55,
+        approval=0.45,
+        reason="quorum 0.45 < 0.67",
+        mediator={"status": "pass", "rationale": "merged", "dissent": [dissent]},
+    )
+    ArtifactFactory(run=run, stage="plan", content={"goals": ["g"], "confidence": 0.55})
+    for seq, (role, rnd, answer) in enumerate(
+        [
+            ("skeptic", 0, {"position": "risky", "dissent": "my own doubt"}),
+            ("mediator", 1, {"rationale": "merged", "dissent": [dissent], "confidence": 0.55}),
+        ],
+        start=1,
+    ):
+        RunEvent.objects.create(
+            run=run, seq=seq, kind="stage.progress", stage="plan",
+            payload={"role": role, "round": rnd, "model": "m/x", "attempt": 1, "answer": answer},
+        )  # fmt: skip
+    page = client_for(user).get(f"/runs/{run.pk}/?stage=plan").content.decode()
+    assert page.count(dissent) == 1  # in the verdict, not again in the mediator's card
+    assert "my own doubt" in page  # a debater's dissent is its own
+    row = page[page.index('id="stage-row-plan"') :][:2000]
+    text = " ".join(re.sub(r"<[^>]+>", " ", row).split())
+    assert "conf. 0.55 below 0.70" in text and "quorum 0.45 of 0.67 missed" in text
+    assert "%" not in text
+    # The artifact shows the same confidence the timeline checked.
+    artifact = page[page.index('id="artifact"') :]
+    assert re.search(r'<meter[^>]*value="0\.55"', artifact), artifact[:1500]
 
 
 def test_pages_carry_a_strict_content_security_policy(client_for, user):
