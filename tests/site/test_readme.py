@@ -4,6 +4,7 @@ installed on PATH, and nothing cites a file the repository does not have."""
 
 from __future__ import annotations
 
+import importlib
 import re
 import shlex
 import subprocess
@@ -74,6 +75,23 @@ def test_the_default_profile_cites_no_file_the_repository_lacks():
     assert description
     cited = FILE_LIKE.findall(description)
     assert all((ROOT / name).exists() for name in cited), cited
+
+
+@pytest.mark.django_db
+def test_an_installation_migrated_before_the_fix_loses_the_citation_too():
+    from django.apps import apps
+
+    module = importlib.import_module(
+        "config_profiles.migrations.0006_default_profile_cites_no_missing_file"
+    )
+    profile = Profile.objects.get(name="diamond-v5")
+    fixed = profile.description
+    old = fixed.replace("The Diamond v5 defaults", "The Diamond v5 defaults" + module.CITATION, 1)
+    Profile.objects.filter(pk=profile.pk).update(description=old)
+    Profile.objects.create(name="team", description=old)  # another profile: the team's text
+    module.citation_drop(apps, None)
+    assert Profile.objects.get(name="diamond-v5").description == fixed
+    assert Profile.objects.get(name="team").description == old
 
 
 def test_every_file_the_readme_links_is_in_the_repository():
