@@ -52,6 +52,20 @@ def test_create_answers_201_with_the_run_and_its_stages(api, user, git_repo, no_
     assert len(no_dispatch) == 1  # the first stage was handed to dispatch
 
 
+def test_create_takes_no_server_side_path_but_the_repository(api, git_repo, no_dispatch, tmp_path):
+    """A web user names no folder or file on the server: output and cassette paths in the
+    body are not fields of the API, so nothing is written or recorded there."""
+    target = tmp_path / "written-by-the-api"
+    body = create_body(
+        git_repo, output_dir=str(target), output=str(target), record_path=str(target / "c.json")
+    )
+    response = api.post("/api/runs/", body, format="json")
+    assert response.status_code == 201, response.json()
+    run = Run.objects.get()
+    assert run.output_dir == "" and run.config.get("record_path") is None
+    assert not target.exists()
+
+
 def test_explain_answers_200_with_the_plan_and_creates_nothing(api, git_repo, no_dispatch):
     response = api.post(
         "/api/runs/",

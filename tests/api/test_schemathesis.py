@@ -154,8 +154,12 @@ def test_the_api_keeps_to_its_schema(
     by_id = {op.definition.raw.get("operationId"): op for op in ops}
     # Paths a person types that a fuzzer seldom draws: each is a documented 400, no 500.
     for repo in ("/tmp/" + "a" * 300, "x" * 5000, "/tmp/x\x00y", "/" + "/".join(["b" * 200] * 5)):
-        case = by_id["runs_create"].Case(body={"goal": "g", "repo": repo})
-        assert case.call_and_validate(headers=headers).status_code == 400
+        for case in (
+            by_id["runs_create"].Case(body={"goal": "g", "repo": repo}),
+            by_id["prompts_create"].Case(body={"agent": "claude", "prompt": "hi", "repo": repo}),
+            by_id["search"].Case(query={"q": "x", "repo": repo}),
+        ):
+            assert case.call_and_validate(headers=headers).status_code == 400, case.operation
 
     assert total >= MIN_CASES, f"only {total} cases generated"
     print(f"schemathesis: {total} cases over {len(ops)} operations")

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from swarm.prompts import context_extract
+from swarm.providers.base import Message
 from swarm.sandbox import sandbox_probe
-from tests.fakes.diamond import DiamondResponder
-from tests.fakes.llm_server import FakeLlmServer
+from tests.fakes.diamond import DiamondResponder, _text
+from tests.fakes.llm_server import FakeLlmServer, tool_calls
 from tests.integration.harness import Services, manage, wait_for
 from tests.support.pyvenv import venv_link
 
@@ -251,4 +253,89 @@ def test_a_worker_killed_during_the_sandboxed_test_run_leaves_nothing_in_the_way
     ]
     assert worktrees[0] == str(repo)
     assert all(Path(w).is_relative_to(services.data_dir) for w in worktrees[1:]), worktrees
+    assert _state(repo) == before
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+class _HangOnceInATool(DiamondResponder):
+    """The code proponent's first call asks for run_command with a command that outlives
+    the worker; every later call (the next attempt's too) is answered as usual."""
+
+    def __init__(self, diff: str, command: str) -> None:
+        super().__init__(diff)
+        self.command = command
+        self.fired = False
+
+    def __call__(self, path, body):
+        names = {
+            (t.get("function") or t).get("name")
+            for t in body.get("tools") or []
+            if isinstance(t, dict)
+        }
+        wire = [m for m in body.get("messages") or [] if isinstance(m, dict)]
+        messages = [Message(str(m.get("role") or "user"), _text(m.get("content"))) for m in wire]
+        stage = (context_extract(messages) or {}).get("stage")
+        if not self.fired and "run_command" in names and stage == "code":
+            self.fired = True
+            return tool_calls(("run_command", {"command": self.command}))
+        return super().__call__(path, body)
+
+
+def test_a_worker_killed_during_a_tool_call_leaves_nothing_in_the_way(
+    services, start_worker, model, scripted_profile
+):
+    repo = _calc(services.repo_root)
+    before = _state(repo)
+    model.responder = _HangOnceInATool(FIX, "sleep 120")
+    first = start_worker(extra_env={"TEKTON_LLM_BACKEND": "auto"})
+    run_id = _start(services, repo, scripted_profile, "--to", "code")
+    try:
+
+        def sleeping() -> set[int]:
+            pids = _processes_under(services.data_dir)
+            return pids if any(b"sleep\x00120" in _cmdline(p) for p in pids) else set()
+
+        tool = wait_for(
+            sleeping,
+            timeout=120,
+            interval=0.05,
+            what="the agent's run_command to start in the sandbox",
+        )
+        first.kill9()
+        # The sandbox (bwrap, its PID namespace and the sleep in it) dies with the worker.
+        wait_for(
+            lambda: not (tool & _processes_under(services.data_dir)),
+            timeout=10,
+            what="the killed worker's tool call to end",
+        )
+        start_worker(extra_env={"TEKTON_LLM_BACKEND": "auto"})
+        run = wait_for(
+            lambda: (
+                (r := services.query("SELECT * FROM runs_run WHERE id = %s", (run_id,))[0])[
+                    "status"
+                ]
+                in ("succeeded", "blocked", "failed")
+                and r
+            ),
+            timeout=120,
+            interval=0.3,
+            what="the run to end after the sweep",
+        )
+    finally:
+        model.responder = None
+    assert run["status"] == "succeeded", run["reason"]
+    (stage,) = services.query(
+        "SELECT attempt FROM runs_stagerun WHERE run_id = %s AND stage = 'code'", (run_id,)
+    )
+    assert stage["attempt"] == 2
+    assert not _processes_under(services.data_dir)
+    assert not list((repo / ".git").rglob("*.lock"))
+    listing = _git(repo, "worktree", "list", "--porcelain")
+    assert "prunable" not in listing and "locked" not in listing, listing
     assert _state(repo) == before

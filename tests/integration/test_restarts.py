@@ -13,6 +13,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+import websockets
+from websockets.sync.client import connect as ws_connect
 
 from tests.integration.conftest import _unavailable
 from tests.integration.harness import Services, Worker, make_git_repo, manage, wait_for
@@ -107,6 +109,39 @@ class SseFollower(threading.Thread):
             time.sleep(0.3)  # EventSource's retry
 
 
+class WsFollower(threading.Thread):
+    """Follows ws/runs/ID/ as a page's socket does: on a close it reconnects with ?after=
+    the last seq it got, until the final event."""
+
+    def __init__(self, ws_url: str, origin: str, run_id: int, token: str) -> None:
+        super().__init__(daemon=True)
+        self.url = f"{ws_url}/ws/runs/{run_id}/?token={token}"
+        self.origin = origin
+        self.seqs: list[int] = []
+        self.connections = 0
+        self.errors: list[str] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        deadline = time.monotonic() + 180
+        while not self.done.is_set() and time.monotonic() < deadline:
+            after = self.seqs[-1] if self.seqs else 0
+            try:
+                with ws_connect(
+                    f"{self.url}&after={after}", origin=self.origin, open_timeout=10
+                ) as sock:
+                    self.connections += 1
+                    for text in sock:
+                        event = json.loads(text)
+                        self.seqs.append(event["seq"])
+                        if event["kind"] in ("run.finished", "run.failed", "run.cancelled"):
+                            self.done.set()
+                            return
+            except (websockets.WebSocketException, OSError, TimeoutError) as exc:
+                self.errors.append(f"{type(exc).__name__}: {exc}")
+            time.sleep(0.3)
+
+
 def test_a_run_finishes_through_a_redis_restart_and_a_postgres_restart(own, tmp_path):
     pg, redis_server, services = own
     slow = {"TEKTON_OFFLINE_LATENCY_MS": "250"}
@@ -114,7 +149,7 @@ def test_a_run_finishes_through_a_redis_restart_and_a_postgres_restart(own, tmp_
         env=services.env, queue=services.queue, log_path=tmp_path / "worker.log", extra_env=slow
     )
     web = AsgiServer(env=services.env, log_path=tmp_path / "daphne.log")
-    follower = None
+    follower = ws_follower = None
     try:
         repo = make_git_repo(services.repo_root / f"restarts-{uuid.uuid4().hex[:6]}")
         web.wait_ready()
@@ -129,6 +164,8 @@ def test_a_run_finishes_through_a_redis_restart_and_a_postgres_restart(own, tmp_
         run_id = info["run"]
         follower = SseFollower(web.base_url, run_id, info["token"])
         follower.start()
+        ws_follower = WsFollower(web.ws_url, web.base_url, run_id, info["token"])
+        ws_follower.start()
 
         def running(stage: str):
             return lambda: _stages(services, run_id)[stage]["status"] == "running"
@@ -152,12 +189,14 @@ def test_a_run_finishes_through_a_redis_restart_and_a_postgres_restart(own, tmp_
             what="the run to finish",
         )
         follower.join(timeout=30)
+        ws_follower.join(timeout=30)
         # The same worker process ran the run to its end: it reconnected, never stopped.
         assert worker.proc.poll() is None, worker.log_text()[-3000:]
         assert "Unrecoverable error" not in worker.log_text()
     finally:
-        if follower is not None:
-            follower.done.set()
+        for live in (follower, ws_follower):
+            if live is not None:
+                live.done.set()
         worker.stop()
         web.stop()
 
@@ -173,9 +212,11 @@ def test_a_run_finishes_through_a_redis_restart_and_a_postgres_restart(own, tmp_
     _assert_artifacts_once_and_intact(services, run_id)
     # The live view saw every event once, in order, across its reconnections.
     assert follower.seqs == [e["seq"] for e in events], (follower.seqs, follower.errors)
+    assert ws_follower.seqs == [e["seq"] for e in events], (ws_follower.seqs, ws_follower.errors)
     # The worker lived: a stage whose database went away under it was recorded by the
     # worker itself (or carried on), never left for the sweeper as if its worker had died.
     again = [e["payload"] for e in events if e["kind"] == "stage.retried"]
     assert not [p for p in again if "worker lost" in p["reason"]], again
     attempts = {name: s["attempt"] for name, s in stages.items()}
     print(f"\nSSE connections {follower.connections}, errors {follower.errors}, {attempts} {again}")
+    print(f"WebSocket connections {ws_follower.connections}, errors {ws_follower.errors}")

@@ -3,6 +3,7 @@ keyset pagination, and the number of SQL queries."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -111,6 +112,27 @@ def test_launcher_shows_service_errors_beside_the_field(
     start = page.index(f'id="err-{field}"')
     slot = page[start : page.index("</div>", start)]
     assert message in slot
+    assert Run.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("repo", "message"),
+    [
+        ("/tmp/" + "a" * 300, "has a component of 300 bytes; the limit is 255"),
+        ("x" * 5000, "the repository path is 5,000 bytes; the limit is 4,095"),
+        ("/tmp/x\x00y", "Null characters are not allowed"),
+    ],
+)
+@pytest.mark.parametrize("action", ["launch", "explain"])
+def test_launcher_says_why_a_path_the_filesystem_cannot_take_is_refused(
+    client_for, user, git_repo, repo, message, action
+):
+    data = _launch_data(git_repo, repo_path=repo, action=action)
+    response = client_for(user).post("/runs/new/", data)
+    assert response.status_code == 200
+    page = response.content.decode()
+    start = page.index('id="err-repo_path"')
+    assert message in page[start : page.index("</div>", start)]
     assert Run.objects.count() == 0
 
 
@@ -272,6 +294,40 @@ def test_llm_text_with_markup_is_rendered_escaped(client_for, user, settings, tm
     assert "&lt;img src=x onerror=&quot;window.__pwned = 2&quot;&gt;" in page
     listing = client_for(user).get("/").content.decode()
     assert "<script>window" not in listing and "&lt;script&gt;" in listing
+
+
+def test_a_stage_reads_one_confidence_one_quorum_and_the_mediators_dissent_once(client_for, user):
+    run = RunFactory(owner=user, status=Run.Status.BLOCKED)
+    dissent = "skeptic: the rollback is unclear"
+    StageRun.objects.filter(run=run, stage="plan").update(
+        status="blocked",
+        confidence=0.55,
+        approval=0.45,
+        reason="quorum 0.45 < 0.67",
+        mediator={"status": "pass", "rationale": "merged", "dissent": [dissent]},
+    )
+    ArtifactFactory(run=run, stage="plan", content={"goals": ["g"], "confidence": 0.55})
+    for seq, (role, rnd, answer) in enumerate(
+        [
+            ("skeptic", 0, {"position": "risky", "dissent": "my own doubt"}),
+            ("mediator", 1, {"rationale": "merged", "dissent": [dissent], "confidence": 0.55}),
+        ],
+        start=1,
+    ):
+        RunEvent.objects.create(
+            run=run, seq=seq, kind="stage.progress", stage="plan",
+            payload={"role": role, "round": rnd, "model": "m/x", "attempt": 1, "answer": answer},
+        )  # fmt: skip
+    page = client_for(user).get(f"/runs/{run.pk}/?stage=plan").content.decode()
+    assert page.count(dissent) == 1  # in the verdict, not again in the mediator's card
+    assert "my own doubt" in page  # a debater's dissent is its own
+    row = page[page.index('id="stage-row-plan"') :][:2000]
+    text = " ".join(re.sub(r"<[^>]+>", " ", row).split())
+    assert "conf. 0.55 below 0.70" in text and "quorum 0.45 of 0.67 missed" in text
+    assert "%" not in text
+    # The artifact shows the same confidence the timeline checked.
+    artifact = page[page.index('id="artifact"') :]
+    assert re.search(r'<meter[^>]*value="0\.55"', artifact), artifact[:1500]
 
 
 def test_pages_carry_a_strict_content_security_policy(client_for, user):

@@ -133,6 +133,26 @@ def test_usage_errors_are_one_line_exit_2_and_write_nothing(memory, tmp_path, ar
     assert not memory.exists() and not PromptInvocation.objects.exists()
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("ask", "claude", "hi", "--context", "LONG"), "cannot be read: File name too long"),
+        (("ask", "claude", "hi", "--memory", "LONG"), "has a component of 300 bytes"),
+        (("prompt", "hi", "--memory", "LONG"), "has a component of 300 bytes"),
+        (("ask", "diamond", "g", "--memory", "LONG"), "has a component of 300 bytes"),
+        (("memory", "show", "--memory", "LONG"), "has a component of 300 bytes"),
+        (("memory", "search", "x", "--memory", "LONG"), "has a component of 300 bytes"),
+        (("memory", "prune", "--older-than", "1d", "--memory", "LONG"), "component of 300"),
+    ],
+)
+def test_paths_the_filesystem_cannot_take_are_one_line_exit_2(tmp_path, args, message):
+    long = str(tmp_path / ("a" * 300))
+    code, _, err = tekton(*(long if a == "LONG" else a for a in args))
+    assert code == 2, err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err and not PromptInvocation.objects.exists()
+
+
 def test_unwritable_memory_directory_is_a_usage_error(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")

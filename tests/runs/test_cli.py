@@ -320,6 +320,15 @@ def test_paths_the_filesystem_cannot_take_are_usage_errors(git_repo, tmp_path):
     assert not Run.objects.exists()
 
 
+def test_index_and_search_refuse_a_repository_path_the_filesystem_cannot_take(tmp_path):
+    long = str(tmp_path / ("a" * 300))
+    for args in (("index", long), ("search", "greet", "--repo", long)):
+        code, _, err = tekton(*args)
+        assert code == 2, (args, err)
+        assert "has a component of 300 bytes; the limit is 255" in err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
 def test_run_with_deltas_prints_each_agents_words_before_its_stored_message(git_repo):
     code, out, err = tekton(
         "run",

@@ -283,3 +283,26 @@ def test_follow_from_another_process_reads_the_events_by_seq_until_the_block(cli
     assert said.startswith(f"following run {run_id} (") and "every 0.2 s (embedded mode)" in said
     assert f"manage.py tekton approve {run_id} research" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_with_debug_a_failing_providers_traceback_reaches_the_terminal(cli):
+    from tests.fakes.llm_server import FakeLlmServer, status
+
+    server = FakeLlmServer().start()
+    try:
+        for _ in range(12):
+            server.script(status(401, message="invalid x-api-key"))
+        env = {
+            "TEKTON_LLM_BACKEND": "auto",
+            "ANTHROPIC_API_KEY": "sk-ant-api03-not-a-real-key-0123456789abcdef",
+            "ANTHROPIC_BASE_URL": server.anthropic_base_url,
+        }
+        done = cli(
+            "tekton", "run", "--goal", "Fail fast", "--repo", str(cli.repo), "--to", "plan",
+            "--model", "anthropic/claude-opus-4.1", "--debug", env=env,
+        )  # fmt: skip
+    finally:
+        server.stop()
+    assert done.returncode == 1, done.stderr
+    assert "Traceback (most recent call last)" in done.stderr
+    assert "ProviderAuthError" in done.stderr and "sk-ant-api03" not in done.stderr

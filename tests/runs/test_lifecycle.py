@@ -94,3 +94,23 @@ def test_the_summary_says_what_answered_each_stage_not_what_was_asked(git_repo, 
         ("plan", True, {"offline"}),
         ("research", True, {"offline"}),
     ]
+
+
+def test_the_summary_names_the_backend_per_stage_when_a_real_one_answered_some():
+    from runs.lifecycle import run_summary
+    from tests.factories import LlmCallFactory
+
+    run = RunFactory(
+        stage_from="plan", stage_to="research", config=frozen_config(["plan", "research"])
+    )
+    for provider in ("anthropic", "anthropic", "openai"):
+        LlmCallFactory(run=run, stage="plan", provider=provider)
+    LlmCallFactory(run=run, stage="plan", provider="offline", error="timed out")  # no answer
+    LlmCallFactory(run=run, stage="research", provider="offline")
+    summary = run_summary(run)
+    assert summary["offline"] is False
+    assert summary["answered_by"] == {"anthropic": 2, "offline": 1, "openai": 1}
+    assert [(s["stage"], s["offline"], s["answered_by"]) for s in summary["stages"]] == [
+        ("plan", False, {"anthropic": 2, "openai": 1}),
+        ("research", True, {"offline": 1}),
+    ]

@@ -194,3 +194,25 @@ async def test_requests_without_engine_metadata_get_a_labelled_text_answer():
     )
     assert done.parsed is None
     assert done.text.startswith("[offline]") and "Say hi" in done.text
+
+
+@pytest.mark.parametrize(
+    ("rounds", "said"),
+    [
+        (0, "the opening"),
+        (1, "the opening and 1 debate round"),
+        (2, "the opening and 2 debate rounds"),
+    ],
+)
+async def test_the_mediator_counts_rounds_as_the_page_shows_them(facts, rounds, said):
+    # The page titles them Opening, Debate round 1..R, Mediator: "2 rounds" must not mean
+    # the opening plus one.
+    events: list = []
+    inp = stage_input(facts, "plan")
+    await stage_run(inp, config(rounds=rounds), completer=OfflineProvider(latency_ms=0),
+                    emit=events.append)  # fmt: skip
+    messages = [e for e in events if isinstance(e, AgentMessage)]
+    (mediator,) = [m for m in messages if m.role == "mediator"]
+    assert mediator.answer["rationale"].endswith(f"answers: {said}")
+    debate_rounds = {m.round for m in messages if m.role != "mediator" and m.round > 0}
+    assert len(debate_rounds) == rounds

@@ -3,6 +3,7 @@ from __future__ import annotations
 import sqlite3
 import stat
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -207,7 +208,9 @@ def test_celery_broker_down_is_an_error_fast(settings, closed_port):
 
 def test_celery_with_no_worker_says_how_to_start_one(settings, local_redis):
     settings.TEKTON_EXECUTION = "celery"
-    # A database number no Tekton worker uses, so no stray worker answers.
+    # A queue of this test alone: a worker left running on this Redis (another test run's,
+    # or a developer's on the default queue) answers a ping but consumes another queue.
+    settings.TEKTON_QUEUE = f"tekton-test-{uuid.uuid4().hex[:8]}"
     settings.CELERY_BROKER_URL = f"{local_redis}/14"
     started = time.monotonic()
     (result,) = checks_run(only=["celery"])

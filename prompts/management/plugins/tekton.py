@@ -51,8 +51,13 @@ def _login() -> str:
 def _journal(memory: Path | None):
     from prompts.execution import memory_dir_default
     from swarm.frontdoor.journal import Journal
+    from tekton_site.paths import path_typed
 
-    return Journal(memory if memory is not None else memory_dir_default())
+    if memory is None:
+        return Journal(memory_dir_default())
+    # A typed folder the filesystem cannot take is a FieldError (exit 2), not an OSError
+    # from the journal's first read.
+    return Journal(path_typed(memory, field="memory", what="memory folder"))
 
 
 class _Terminal:

@@ -209,6 +209,25 @@ async def test_a_server_refusing_tools_is_learned_and_the_agent_answers_without_
         await llama.complete(forced)
 
 
+async def test_a_server_refusing_streaming_is_learned_and_answers_whole(fake_llm, store, llama):
+    fake_llm.script(
+        status(400, message="'stream' is not supported by this server"),
+        ok(ANSWER),
+        ok(ANSWER),
+    )
+    pieces = []
+    request = dataclasses.replace(make_request("m", schema=PLAN_SCHEMA), on_delta=pieces.append)
+    result = await llama.complete(request)
+    assert result.parsed == ANSWER
+    assert [r.body.get("stream", False) for r in fake_llm.requests] == [True, False]
+    assert store.get("openai", "m", llama.base_url).streaming is False
+    # The caller still gets the words: the whole answer as one piece.
+    assert "".join(p.text for p in pieces) == result.text and len(pieces) == 1
+    # The next call knows and asks for no stream, without another refusal.
+    await llama.complete(request)
+    assert len(fake_llm.requests) == 3 and not fake_llm.requests[2].body.get("stream")
+
+
 async def test_a_validation_error_in_a_500_is_a_bad_request_and_an_outage_is_transient(
     fake_llm, store, llama
 ):
