@@ -19,7 +19,7 @@ from urllib.parse import parse_qs
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from runs.event_hub import HEARTBEAT, db_call, hub
+from runs.event_hub import HEARTBEAT, db_call, event_json, hub
 from runs.selectors import run_is_visible
 
 logger = logging.getLogger("tekton.runs.streams")
@@ -88,7 +88,7 @@ class RunEventsConsumer(AsyncJsonWebsocketConsumer):
             async with hub().subscribe(run_id, after_seq, deltas=deltas) as sub:
                 async for event in sub.stream(heartbeat_seconds=None):
                     if event is not HEARTBEAT:
-                        await self.send_json(event)
+                        await self.send(text_data=event_json(event))
             await self.close(code=1000)
         except asyncio.CancelledError:
             raise

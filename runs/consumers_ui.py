@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from http.cookies import SimpleCookie
 from urllib.parse import parse_qs
@@ -31,7 +30,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.template.loader import render_to_string
 
-from runs.event_hub import HEARTBEAT, hub
+from runs.event_hub import HEARTBEAT, event_json, hub
 from runs.selectors import run_is_visible
 
 logger = logging.getLogger("tekton.runs.streams")
@@ -109,7 +108,7 @@ class RunUiConsumer(AsyncWebsocketConsumer):
                     if event is HEARTBEAT:
                         continue
                     if event.get("seq") is None:
-                        await self.send(text_data=json.dumps(event, separators=(",", ":")))
+                        await self.send(text_data=event_json(event))
                         continue
                     self._pending += 1
                     self._changed.set()

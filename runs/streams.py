@@ -32,7 +32,7 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from runs.event_hub import HEARTBEAT, RUN_EVENTS, EventSource, event_dict, hub
+from runs.event_hub import HEARTBEAT, RUN_EVENTS, EventSource, event_dict, event_json, hub
 from runs.models import Run
 from runs.selectors import run_events_after, run_last_event, runs_visible_to
 
@@ -61,7 +61,7 @@ class EventStreamRenderer(BaseRenderer):
 
 def sse_format(event: dict[str, Any]) -> bytes:
     """One SSE message. json.dumps escapes newlines, so `data:` is always one line."""
-    data = json.dumps(event, separators=(",", ":"), default=str)
+    data = event_json(event)  # encoded once per event, shared by every stream
     if event.get("seq") is None:  # a delta: no id, so it never becomes a resume point
         return f"event: {event['kind']}\ndata: {data}\n\n".encode()
     return f"id: {event['seq']}\nevent: {event['kind']}\ndata: {data}\n\n".encode()

@@ -265,3 +265,32 @@ async def test_sse_carries_deltas_only_when_asked_and_without_an_id(user, make_r
     # Nothing of the deltas was stored.
     kinds = await sync_to_async(list)(run.events.values_list("kind", flat=True))
     assert "stage.delta" not in kinds
+
+
+def test_an_event_is_encoded_once_however_many_streams_send_it(monkeypatch):
+    """A feed hands every subscriber the same dict: the JSON is made once per event."""
+    import json as json_module
+
+    from runs import event_hub
+    from runs.streams import sse_format
+
+    calls = []
+    real = json_module.dumps
+
+    def counting(*args, **kwargs):
+        calls.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(event_hub.json, "dumps", counting)
+    event = {"seq": 7, "kind": "stage.progress", "stage": "plan", "payload": {"n": 1}}
+    frames = {sse_format(event) for _ in range(1000)}
+    assert frames == {
+        b"id: 7\nevent: stage.progress\ndata: "
+        + real(event, separators=(",", ":")).encode()
+        + b"\n\n"
+    }
+    assert event_hub.event_json(event) == real(event, separators=(",", ":"))
+    assert len(calls) == 1
+    # An equal but different dict (another event) is encoded on its own.
+    assert event_hub.event_json(dict(event)) == event_hub.event_json(event)
+    assert len(calls) == 2
