@@ -106,20 +106,30 @@ def connection_release() -> None:
 
 
 def pool_timeout_reason(exc: BaseException) -> str | None:
-    """A readable line when `exc` is the pool having no connection free in time, else None."""
+    """A readable line when `exc` is the pool handing out no connection in time (its
+    PoolTimeout, under Django's OperationalError), else None. The pool times out both when
+    every connection is in use and when it cannot open one (the database is down): its
+    size tells which."""
     cause: BaseException | None = exc
-    while cause is not None:
-        if type(cause).__name__ == "PoolTimeout":
-            from django.db import connection
-
-            pool = connection.settings_dict.get("OPTIONS", {}).get("pool") or {}
-            return (
-                f"no database connection free within {pool.get('timeout', '?')} s: all "
-                f"{pool.get('max_size', '?')} of this process's pooled connections are busy "
-                "(raise TEKTON_DB_POOL_MAX_SIZE or lower TEKTON_WORKER_CONCURRENCY)"
-            )
+    while cause is not None and type(cause).__name__ != "PoolTimeout":
         cause = cause.__cause__ or cause.__context__
-    return None
+    if cause is None:
+        return None
+    from django.db import connection
+
+    pool = connection.settings_dict.get("OPTIONS", {}).get("pool") or {}
+    timeout, size = pool.get("timeout", "?"), pool.get("max_size", "?")
+    stats = pool_stats() or {}
+    if stats.get("pool_size", 0) < stats.get("pool_max", 0):
+        return (
+            f"no database connection within {timeout} s, and the pool could not open a "
+            "new one: is PostgreSQL up?"
+        )
+    return (
+        f"no database connection free within {timeout} s: all {size} of this process's "
+        "pooled connections are in use (raise TEKTON_DB_POOL_MAX_SIZE, or lower "
+        "TEKTON_WORKER_CONCURRENCY)"
+    )
 
 
 def pool_stats(alias: str = "default") -> dict[str, int] | None:
