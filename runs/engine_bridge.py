@@ -47,11 +47,13 @@ from swarm.deltas import DeltaCoalescer
 from swarm.events import AgentDelta, EngineEvent
 from swarm.redact import redact
 from swarm.repo import patch_check
-from tekton_site.db import connection_release, pool_timeout_reason
+from tekton_site.db import connection_release, is_pooled, pool_timeout_reason
 
 logger = logging.getLogger("tekton.runs.engine_bridge")
 
 T = TypeVar("T")
+# How long the stage thread keeps its connection after a write, for the next one.
+RELEASE_IDLE_S = 0.02
 _END = object()  # what the engine thread puts on the queue when it is done
 
 
@@ -233,6 +235,8 @@ def _engine_run(
     last = time.monotonic()
     state = "ok"
     deltas = DeltaCoalescer()
+    pooled = is_pooled()
+    used_at = time.monotonic()  # the reads above
 
     def deltas_flush(now: bool) -> None:
         out = deltas.flush(now=now)
@@ -241,13 +245,20 @@ def _engine_run(
 
     try:
         while True:
-            # Nothing to write until the engine's next event: the connection goes back to
-            # the pool instead of idling through the provider calls (tekton_site.db).
-            connection_release()
             wait = max(0.01, every - (time.monotonic() - last))
             due = deltas.due_in()
             if due is not None:
                 wait = min(wait, max(0.005, due))
+            if pooled and connection.connection is not None:
+                # Nothing written for a moment: the engine waits on a provider, and the
+                # connection goes back to the pool instead of idling through the call
+                # (tekton_site.db). Kept through a burst of events (calls finishing
+                # together, a run at latency 0), where taking it again would cost more.
+                idle = time.monotonic() - used_at
+                if idle >= RELEASE_IDLE_S:
+                    connection_release()
+                else:
+                    wait = min(wait, RELEASE_IDLE_S - idle)
             try:
                 item = inbox.get(timeout=wait)
             except queue.Empty:
@@ -263,6 +274,7 @@ def _engine_run(
                         _waiting_for_the_pool(lambda b=batch: record(b), stage)
                     batch = []
                     _budget_answer(item, stage, token, lost=state == "lost")
+                    used_at = time.monotonic()
                 else:
                     batch.append(item)
                 try:
@@ -272,12 +284,14 @@ def _engine_run(
             deltas_flush(bool(batch) or item is _END)
             if batch and state != "lost":
                 _waiting_for_the_pool(lambda b=batch: record(b), stage)
+                used_at = time.monotonic()
             if item is _END:
                 break
             if time.monotonic() - last >= every:
                 last = time.monotonic()
                 if state == "ok":
                     state = _heartbeat_through_outages(stage, token)
+                    used_at = time.monotonic()
                     if state != "ok":
                         stop.set()  # the engine checks is_cancelled between calls
     except BaseException:

@@ -87,10 +87,10 @@ def test_a_write_waits_for_a_busy_pool_and_goes_through_once_a_connection_is_fre
 
 
 def test_a_write_that_waited_a_lease_for_the_pool_fails_with_a_clear_reason(services):
-    out = _exhausted(services, hold_s=2.5)
+    out = _exhausted(services, hold_s=3.5)
     assert out["error"].startswith("OperationalError")
     assert "raise TEKTON_DB_POOL_MAX_SIZE" in out["reason"]
-    assert 1.5 <= out["waited_s"] < 2.5
+    assert 1.5 <= out["waited_s"] < 3.5  # gave up after a lease, before the holder let go
 
 
 def _pool_metrics(port: int) -> dict[str, float]:
