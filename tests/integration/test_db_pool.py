@@ -195,3 +195,37 @@ def test_forty_stages_at_once_in_one_worker_share_five_connections(
     log = worker.log_text()
     assert "too many clients" not in log
     assert "waiting for a database connection" not in log
+
+
+_CHECK = """
+import json, os
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tekton_site.settings")
+import django
+django.setup()
+from syschecks import checks
+from syschecks.registry import CheckContext
+ok = checks.check_database(CheckContext())
+checks.DB_CONNECTIONS_WARN_SHARE = 0.0  # as if the server were full
+full = checks.check_database(CheckContext())
+print(json.dumps([[r.status, r.detail, r.hint] for r in (ok, full)]))
+"""
+
+
+def test_the_database_check_shows_the_pool_and_warns_near_max_connections(services):
+    env = {**services.env, **_pool_env(services, "tekton-pool-check")}
+    done = subprocess.run(
+        [sys.executable, "-c", _CHECK],
+        cwd=PROJECT_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (status, detail, _), (full_status, full_detail, hint) = json.loads(
+        done.stdout.strip().splitlines()[-1]
+    )
+    assert status == "ok" and f"pool of {POOL} per process" in detail
+    assert "connections in use" in detail
+    assert full_status == "warn" and "too many clients" in full_detail
+    assert f"TEKTON_DB_POOL_MAX_SIZE (now {POOL})" in hint
