@@ -29,6 +29,7 @@ from notifications.models import EVENT_KINDS, Delivery, DeliveryAttempt, Hook
 from notifications.urlcheck import UrlRefused, url_check
 from runs.models import Run, RunEvent
 from swarm.redact import redact
+from tekton_site.db import connection_release
 from tekton_site.errors import FieldError, StateError
 
 if TYPE_CHECKING:
@@ -398,6 +399,7 @@ def _deliver_loop(ids: list[int], close: bool) -> None:
     try:
         for delivery_id in ids:
             while (delay := delivery_attempt(delivery_id=delivery_id)) is not None:
+                connection_release()  # through the backoff, the pool has it
                 time.sleep(delay)
     except Exception:
         logger.exception("sending deliveries %s stopped", ids)

@@ -15,6 +15,7 @@ from typing import Any
 from django.conf import settings
 
 from prompts.models import PromptInvocation
+from tekton_site.db import connection_release
 
 _CHAINS_ENV = "TEKTON_PROMPT_CHAINS"
 
@@ -157,6 +158,8 @@ def invocation_run(
         finally:
             await completer.aclose()
 
+    # The calls take seconds: the connection waits in the pool meanwhile (tekton_site.db).
+    connection_release()
     try:
         outcome = (
             _run_live(go, invocation, pieces, reported, wake, prompt_invocation_progress)
@@ -203,6 +206,7 @@ def _run_live(go, invocation, pieces: list[str], reported: list, wake, progress)
             text_seen = text
 
     while thread.is_alive():
+        connection_release()
         wake.wait(LIVE_SECONDS)
         wake.clear()
         tick()

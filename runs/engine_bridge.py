@@ -25,7 +25,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connection
@@ -47,9 +47,13 @@ from swarm.deltas import DeltaCoalescer
 from swarm.events import AgentDelta, EngineEvent
 from swarm.redact import redact
 from swarm.repo import patch_check
+from tekton_site.db import connection_release, is_pooled, pool_timeout_reason
 
 logger = logging.getLogger("tekton.runs.engine_bridge")
 
+T = TypeVar("T")
+# How long the stage thread keeps its connection after a write, for the next one.
+RELEASE_IDLE_S = 0.02
 _END = object()  # what the engine thread puts on the queue when it is done
 
 
@@ -112,13 +116,34 @@ def _heartbeat_through_outages(stage: StageRun, token: str) -> str:
     try:
         return stage_heartbeat(stage, token)
     except (OperationalError, InterfaceError) as exc:
-        reason = redact((str(exc).strip().splitlines() or [type(exc).__name__])[0])
-        logger.warning("stage %s: heartbeat missed, database unreachable: %s", stage.pk, reason)
+        busy = pool_timeout_reason(exc)
+        reason = busy or redact((str(exc).strip().splitlines() or [type(exc).__name__])[0])
+        why = "" if busy else "database unreachable: "
+        logger.warning("stage %s: heartbeat missed, %s%s", stage.pk, why, reason)
         try:
             connection.close()  # reconnect at the next beat instead of reusing a dead one
         except DatabaseError:
             pass
         return "ok"
+
+
+def _waiting_for_the_pool(write: Callable[[], T], stage: StageRun) -> T:
+    """`write()` once this thread has a connection, waiting while this process's pool has
+    none free (TEKTON_DB_POOL_TIMEOUT each try) for up to a lease: the database is up,
+    only busy, so a batch or a reservation waits its turn instead of failing the stage and
+    losing its events. A wait longer than a lease raises the pool's OperationalError."""
+    deadline = time.monotonic() + float(settings.TEKTON_STAGE_LEASE_SECONDS)
+    while connection.connection is None:
+        try:
+            connection.ensure_connection()
+        except OperationalError as exc:
+            reason = pool_timeout_reason(exc)
+            if reason is None:
+                break  # unreachable, not busy: write() meets it as before
+            if time.monotonic() >= deadline:
+                raise
+            logger.warning("stage %s: waiting for a database connection: %s", stage.pk, reason)
+    return write()
 
 
 def engine_run(
@@ -210,6 +235,8 @@ def _engine_run(
     last = time.monotonic()
     state = "ok"
     deltas = DeltaCoalescer()
+    pooled = is_pooled()
+    used_at = time.monotonic()  # the reads above
 
     def deltas_flush(now: bool) -> None:
         out = deltas.flush(now=now)
@@ -222,6 +249,16 @@ def _engine_run(
             due = deltas.due_in()
             if due is not None:
                 wait = min(wait, max(0.005, due))
+            if pooled and connection.connection is not None:
+                # Nothing written for a moment: the engine waits on a provider, and the
+                # connection goes back to the pool instead of idling through the call
+                # (tekton_site.db). Kept through a burst of events (calls finishing
+                # together, a run at latency 0), where taking it again would cost more.
+                idle = time.monotonic() - used_at
+                if idle >= RELEASE_IDLE_S:
+                    connection_release()
+                else:
+                    wait = min(wait, RELEASE_IDLE_S - idle)
             try:
                 item = inbox.get(timeout=wait)
             except queue.Empty:
@@ -234,9 +271,10 @@ def _engine_run(
                     # In order: the events before it (a settled call's usage) first.
                     if batch and state != "lost":
                         deltas_flush(True)
-                        record(batch)
+                        _waiting_for_the_pool(lambda b=batch: record(b), stage)
                     batch = []
                     _budget_answer(item, stage, token, lost=state == "lost")
+                    used_at = time.monotonic()
                 else:
                     batch.append(item)
                 try:
@@ -245,13 +283,15 @@ def _engine_run(
                     item = None
             deltas_flush(bool(batch) or item is _END)
             if batch and state != "lost":
-                record(batch)
+                _waiting_for_the_pool(lambda b=batch: record(b), stage)
+                used_at = time.monotonic()
             if item is _END:
                 break
             if time.monotonic() - last >= every:
                 last = time.monotonic()
                 if state == "ok":
                     state = _heartbeat_through_outages(stage, token)
+                    used_at = time.monotonic()
                     if state != "ok":
                         stop.set()  # the engine checks is_cancelled between calls
     except BaseException:
@@ -270,19 +310,23 @@ def _engine_run(
 
 def _budget_answer(item: _Reserve | _Settle, stage: StageRun, token: str, *, lost: bool) -> None:
     if isinstance(item, _Settle):
-        budget_settle(item.ticket)
+        ticket = item.ticket
+        _waiting_for_the_pool(lambda: budget_settle(ticket), stage)
         return
     if lost:
         item.answer.set_exception(StageCancelled("the stage was taken over"))
         return
     try:
-        ticket = budget_reserve(
-            run_id=stage.run_id,
-            stage_run_id=stage.pk,
-            claim=token,
-            role=item.role,
-            tokens=item.tokens,
-            cost_usd=item.cost_usd,
+        ticket = _waiting_for_the_pool(
+            lambda: budget_reserve(
+                run_id=stage.run_id,
+                stage_run_id=stage.pk,
+                claim=token,
+                role=item.role,
+                tokens=item.tokens,
+                cost_usd=item.cost_usd,
+            ),
+            stage,
         )
     except BudgetExceeded as exc:
         item.answer.set_exception(exc)

@@ -41,6 +41,7 @@ from django.db import DatabaseError, connection
 from runs.events import DELTA_KIND, FINAL_KINDS, deltas_unpack, run_group
 from runs.models import Run, RunEvent
 from runs.selectors import run_events_after, run_last_event, run_last_seq, run_status
+from tekton_site.db import connection_release
 
 logger = logging.getLogger("tekton.runs.streams")
 
@@ -97,12 +98,17 @@ def event_dict(event: RunEvent) -> dict[str, Any]:
 
 def _with_reconnect(fn, *args):
     # These pool threads live outside any request, so nothing closes a connection that
-    # went bad (database restart): drop it and retry once on a fresh one.
+    # went bad (database restart): drop it and retry once on a fresh one. Between reads
+    # the connection goes back to the database pool (tekton_site.db), where the web
+    # process's request threads can use it.
     try:
-        return fn(*args)
-    except DatabaseError:
-        connection.close()
-        return fn(*args)
+        try:
+            return fn(*args)
+        except DatabaseError:
+            connection.close()
+            return fn(*args)
+    finally:
+        connection_release()
 
 
 def _events_after_sync(run_id: int, after_seq: int, limit: int) -> list[dict[str, Any]]:

@@ -40,6 +40,7 @@ from swarm.context import BudgetExceeded, StageCancelled, StageOutcome
 from swarm.providers.base import NoRouteError, ProviderAuthError, ProviderBadRequest
 from swarm.redact import redact
 from swarm.workspace import WorkspaceError
+from tekton_site.db import connection_release, pool_timeout_reason
 
 logger = logging.getLogger("tekton.runs.execution")
 
@@ -71,7 +72,11 @@ def _db_retry(write: Callable[[], T]) -> T:
         except (OperationalError, InterfaceError) as exc:
             if time.monotonic() >= deadline:
                 raise
-            logger.warning("database unreachable, trying again: %s", one_line(exc))
+            busy = pool_timeout_reason(exc)
+            if busy:
+                logger.warning("waiting for a database connection: %s", busy)
+            else:
+                logger.warning("database unreachable, trying again: %s", one_line(exc))
             try:
                 connection.close()  # a dropped connection is never reused; the next opens anew
             except DatabaseError:
@@ -165,13 +170,18 @@ def _claim(stage_run_id: int, worker: str) -> tuple[StageRun, str] | None:
 def _engine(stage: StageRun, token: str, recorder: StageRecorder) -> StageOutcome:
     run = Run.objects.get(pk=stage.run_id)
     cfg = stage_config_build(run, stage.stage)
+    # A worktree to prepare (git) and context to retrieve (embeddings, Milvus) take a
+    # while without the database: the connection waits in the pool meanwhile.
+    connection_release()
     try:
         work = stage_work_build(run, stage)
     except StageWorkBlocked as exc:
         return StageOutcome(status="blocked", reason=str(exc), artifact=None)
     # What retrieval found is recorded before the engine starts, so the run page shows
     # why an agent knew something even while the stage is still debating.
-    context = stage_context_build(run, stage.stage, stage_prior_artifacts(run, stage.stage))
+    prior = stage_prior_artifacts(run, stage.stage)
+    connection_release()
+    context = stage_context_build(run, stage.stage, prior)
     stage_context_record(run_id=run.pk, stage=stage.stage, context=context)
     outcome = engine_run(
         stage=stage,

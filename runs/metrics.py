@@ -19,12 +19,13 @@ import time
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
-from prometheus_client import Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client import REGISTRY, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from runs import event_hub, selectors
 from runs.models import RunEvent
 from swarm.events import EngineEvent, LlmCallDone
+from tekton_site.db import pool_stats
 
 logger = logging.getLogger("tekton.runs.metrics")
 
@@ -150,6 +151,44 @@ def queue_depth() -> int | None:
     with _queue_lock:
         _queue_cache = (time.monotonic(), value)
     return value
+
+
+class DbPoolCollector:
+    """This process's PostgreSQL pool (tekton_site.db), in every process's exposition: a
+    pool always full with requests waiting wants a bigger TEKTON_DB_POOL_MAX_SIZE, or a
+    thread that holds its connection while it waits."""
+
+    def collect(self):
+        stats = pool_stats()
+        if stats is None:
+            return  # no pool, or no connection asked for yet
+        idle = stats.get("pool_available", 0)
+        connections = GaugeMetricFamily(
+            "tekton_db_pool_connections",
+            "This process's pooled PostgreSQL connections, in use by a thread or idle.",
+            labels=["state"],
+        )
+        connections.add_metric(["in_use"], stats.get("pool_size", 0) - idle)
+        connections.add_metric(["idle"], idle)
+        yield connections
+        yield GaugeMetricFamily(
+            "tekton_db_pool_max_connections",
+            "The most connections this process's pool opens (TEKTON_DB_POOL_MAX_SIZE).",
+            value=stats.get("pool_max", 0),
+        )
+        yield GaugeMetricFamily(
+            "tekton_db_pool_requests_waiting",
+            "Threads waiting for a pooled connection now.",
+            value=stats.get("requests_waiting", 0),
+        )
+        yield CounterMetricFamily(
+            "tekton_db_pool_request_errors",
+            "Requests for a pooled connection that failed (most often TEKTON_DB_POOL_TIMEOUT).",
+            value=stats.get("requests_errors", 0),
+        )
+
+
+REGISTRY.register(DbPoolCollector())
 
 
 class TektonCollector:

@@ -292,11 +292,43 @@ def check_database(ctx: CheckContext) -> CheckResult:
             detail=f"SQLite {version} (embedded mode) at {settings.DATABASES['default']['NAME']}",
             hint="",
         )
-    return CheckResult(
-        id="db",
-        status="ok",
-        detail=f"{connection.display_name} {version} at {_db_where()}",
-    )
+    return _postgres_connections(f"{connection.display_name} {version} at {_db_where()}")
+
+
+# Of the connections a client may open (max_connections less the superuser slots).
+DB_CONNECTIONS_WARN_SHARE = 0.8
+
+
+def _postgres_connections(detail: str) -> CheckResult:
+    """The server's connection headroom beside this process's pool (tekton_site.db): a
+    server near max_connections refuses the next process with "too many clients"."""
+    from django.db import connection
+
+    pool = settings.DATABASES["default"].get("OPTIONS", {}).get("pool")
+    pooling = f"pool of {pool['max_size']} per process" if pool else "no pool"
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT current_setting('max_connections')::int,"
+                " current_setting('superuser_reserved_connections')::int,"
+                " (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')"
+            )
+            most, reserved, used = cursor.fetchone()
+    except Exception as exc:  # a managed server may hide these: the answer above stands
+        reason = _error_line(exc, _db_password())
+        return CheckResult(id="db", status="ok", detail=f"{detail}; {pooling} ({reason})")
+    usable = max(1, most - reserved)
+    detail = f"{detail}; {used} of {usable} connections in use, {pooling}"
+    if used >= DB_CONNECTIONS_WARN_SHARE * usable:
+        size = f"TEKTON_DB_POOL_MAX_SIZE (now {pool['max_size']})" if pool else "a pool"
+        return CheckResult(
+            id="db",
+            status="warn",
+            detail=f"{detail}: the next processes may be refused (too many clients)",
+            hint=f"Lower {size} so that (worker + web processes) x the pool size stays "
+            "under max_connections, or raise max_connections on the server.",
+        )
+    return CheckResult(id="db", status="ok", detail=detail)
 
 
 def _db_where() -> str:

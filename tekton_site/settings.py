@@ -11,8 +11,9 @@ import os
 import re
 from pathlib import Path
 
-import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+
+from tekton_site.db import postgres_database
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -141,7 +142,8 @@ ASGI_APPLICATION = "tekton_site.asgi.application"
 
 # --- database -------------------------------------------------------------------------
 if os.environ.get("DATABASE_URL"):
-    DATABASES = {"default": dj_database_url.parse(os.environ["DATABASE_URL"], conn_max_age=0)}
+    # Pooled per process (tekton_site.db: TEKTON_DB_POOL, TEKTON_DB_POOL_MAX_SIZE, ...).
+    DATABASES = {"default": postgres_database(os.environ["DATABASE_URL"])}
 else:
     TEKTON_DATA_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {
