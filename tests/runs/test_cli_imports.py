@@ -59,7 +59,8 @@ VENDOR_SDKS = ("anthropic", "openai", "httpx", "swarm.providers")
 # renderer and pretty tracebacks (runs/cli_typer.py), retrieval's indexer and store
 # (runs/retrieval_dispatch.py), the metrics (runs/apps.py) and the admin modules
 # (tekton_site/admin_config.py; django.contrib.admin itself is the app, imported by
-# Django). Module names or package prefixes.
+# Django), and django-prometheus with prometheus_client (a library, not an installed app:
+# the web process's middleware imports it). Module names or package prefixes.
 DEFERRED = (
     "markdown_it",
     "rich.markdown",
@@ -70,6 +71,8 @@ DEFERRED = (
     "runs.admin",
     "config_profiles.admin",
     "accounts.admin",
+    "django_prometheus",
+    "prometheus_client",
 )
 # Django itself imports an installed app's package, its apps module and (from ready()) its
 # checks module when it sets up; anything beyond those is the stack.
