@@ -6,6 +6,9 @@ import sys
 
 
 def main() -> None:
+    from tekton_site.startup import collector_for_start_up
+
+    collector_for_start_up(sys.argv)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tekton_site.settings")
     from django.core.management import execute_from_command_line
 

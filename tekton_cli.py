@@ -8,11 +8,15 @@ import sys
 
 
 def main() -> None:
+    from tekton_site.startup import collector_for_start_up
+
+    # argv[0] names the program in help and usage lines, as manage.py does.
+    argv = ["manage.py", "tekton", *sys.argv[1:]]
+    collector_for_start_up(argv)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tekton_site.settings")
     from django.core.management import execute_from_command_line
 
-    # argv[0] names the program in help and usage lines, as manage.py does.
-    execute_from_command_line(["manage.py", "tekton", *sys.argv[1:]])
+    execute_from_command_line(argv)
 
 
 if __name__ == "__main__":

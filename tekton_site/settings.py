@@ -99,7 +99,10 @@ INSTALLED_APPS = [
     "syschecks",
     "notifications",
     "prompts",
-    "django_prometheus",
+    # django_prometheus is a library here, not an installed app: its middleware (below)
+    # counts the requests without it, and the app's ready() only starts exporters and
+    # migration gauges that are off (Tekton's own are tekton_site/metrics.py). Installed,
+    # it imported prometheus_client and its middleware into every manage.py command.
 ]
 
 MIDDLEWARE = [

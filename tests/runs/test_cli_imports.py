@@ -19,9 +19,10 @@ MANAGE = str(Path(settings.BASE_DIR) / "manage.py")
 
 # Runs manage.py in this interpreter and, when it exits (sys.exit included), writes what
 # it imported to TEKTON_PROBE_OUT: every module, and every pydantic model class defined
-# outside pydantic (a model's schema is built when its class is created).
+# outside pydantic (a model's schema is built when its class is created), and the state of
+# the cyclic collector (manage.py's exit handler, registered after this one, runs first).
 PROBE = r"""
-import atexit, json, os, runpy, sys
+import atexit, gc, json, os, runpy, sys
 
 def _report():
     models = []
@@ -34,7 +35,15 @@ def _report():
             if not cls.__module__.startswith("pydantic"):
                 models.append(f"{cls.__module__}.{cls.__qualname__}")
     with open(os.environ["TEKTON_PROBE_OUT"], "w") as out:
-        json.dump({"modules": sorted(sys.modules), "pydantic_models": sorted(models)}, out)
+        json.dump(
+            {
+                "modules": sorted(sys.modules),
+                "pydantic_models": sorted(models),
+                "gc_enabled": gc.isenabled(),
+                "gc_frozen": gc.get_freeze_count(),
+            },
+            out,
+        )
 
 atexit.register(_report)
 manage = sys.argv[1]
@@ -59,7 +68,8 @@ VENDOR_SDKS = ("anthropic", "openai", "httpx", "swarm.providers")
 # renderer and pretty tracebacks (runs/cli_typer.py), retrieval's indexer and store
 # (runs/retrieval_dispatch.py), the metrics (runs/apps.py) and the admin modules
 # (tekton_site/admin_config.py; django.contrib.admin itself is the app, imported by
-# Django). Module names or package prefixes.
+# Django), and django-prometheus with prometheus_client (a library, not an installed app:
+# the web process's middleware imports it). Module names or package prefixes.
 DEFERRED = (
     "markdown_it",
     "rich.markdown",
@@ -70,6 +80,8 @@ DEFERRED = (
     "runs.admin",
     "config_profiles.admin",
     "accounts.admin",
+    "django_prometheus",
+    "prometheus_client",
 )
 # Django itself imports an installed app's package, its apps module and (from ready()) its
 # checks module when it sets up; anything beyond those is the stack.
@@ -198,3 +210,15 @@ def test_a_write_command_still_runs_the_system_checks(cli, tmp_path):
 )
 def test_only_read_subcommands_skip_the_system_checks(args, reads):
     assert reads_only(args) is reads
+
+
+def test_a_command_collects_garbage_while_it_works_and_freezes_start_up_at_exit(cli, tmp_path):
+    # manage.py pauses the collector for a tekton command's start-up only: the subcommand
+    # (a run followed for an hour) must collect as usual. At exit what start-up made is
+    # frozen, so the interpreter's last collections do not walk it.
+    done, seen = imported(cli, tmp_path, "tekton", "runs")
+    assert done.returncode == 0, done.stderr
+    assert seen["gc_enabled"] is True
+    assert seen["gc_frozen"] > 10_000
+    done, seen = imported(cli, tmp_path, "tekton", "cancel", "424242")
+    assert done.returncode == 2 and seen["gc_enabled"] is True

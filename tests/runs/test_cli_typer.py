@@ -33,3 +33,30 @@ def test_the_stand_in_modules_leave_sys_modules(monkeypatch):
         assert "stand-in" in (sys.modules["rich.markdown"].__doc__ or "")
     assert "rich.markdown" not in sys.modules
     assert type(inside("x")).__module__ == "rich.markdown"
+
+
+def _callbacks(app) -> list:
+    found = [info.callback for info in app.registered_commands]
+    if app.registered_callback is not None:
+        found.append(app.registered_callback.callback)
+    for group in app.registered_groups:
+        found += _callbacks(group.typer_instance)
+    return [f for f in found if f is not None]
+
+
+def test_the_tekton_subcommands_annotations_are_objects_not_strings():
+    # typer reads every subcommand's annotations twice whenever a tekton command starts
+    # (inspect.signature and get_type_hints); as strings (`from __future__ import
+    # annotations`) each one is compiled and evaluated again, some 10 ms of every start.
+    from runs.management.commands.tekton import Command
+
+    callbacks = _callbacks(Command().typer_app)
+    names = {f.__name__ for f in callbacks}
+    assert {"run", "runs_list", "show", "token_create", "checks_run"} <= names, names
+    stringly = [
+        f"{f.__module__}.{f.__qualname__}: {name}"
+        for f in callbacks
+        for name, annotation in f.__annotations__.items()
+        if isinstance(annotation, str)
+    ]
+    assert stringly == []

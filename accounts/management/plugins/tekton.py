@@ -5,7 +5,7 @@ django-typer imports this module when a tekton command is first made, so it impo
 nothing heavier than the command itself; the services come in inside each subcommand.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: see runs/management/commands/tekton.py.
 
 import os
 import secrets

@@ -12,7 +12,7 @@ Start-up: this module imports typer and the tekton command only; the provider la
 services and the journal come in inside each subcommand.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: see runs/management/commands/tekton.py.
 
 import getpass
 from pathlib import Path

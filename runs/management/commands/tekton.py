@@ -42,8 +42,11 @@ Django's system checks, which would import the URL configuration and with it DRF
 drf-spectacular. tests/runs/test_cli_imports.py keeps it that way.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here or in the plugins: typer reads every
+# subcommand's annotations twice whenever a tekton command starts, and as strings each is
+# compiled and evaluated again (about 10 ms of every start). tests/runs/test_cli_typer.py.
 
+import gc
 import json
 import sys
 import traceback
@@ -156,6 +159,9 @@ class Command(TyperCommand):
         return super().run_from_argv(argv)
 
     def execute(self, *args, **options):
+        # manage.py paused the cyclic collector for start-up (tekton_site/startup.py); the
+        # subcommand's work (a run followed for an hour) collects as usual.
+        gc.enable()
         # call_command skips the checks already; this covers the command line.
         if getattr(self, "_reads_only", False):
             options["skip_checks"] = True

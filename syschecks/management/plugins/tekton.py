@@ -5,7 +5,7 @@ django-typer imports this module when a tekton command is first made, so the che
 themselves are imported inside the subcommand.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: see runs/management/commands/tekton.py.
 
 import json
 from pathlib import Path
