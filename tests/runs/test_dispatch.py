@@ -6,6 +6,7 @@ import time
 import pytest
 from django.db import transaction
 
+import tekton_site.celery  # noqa: F401  the app the task proxies resolve against, as dispatch loads it
 from runs.dispatch import run_inline, stages_dispatch
 from runs.models import Run, StageRun
 from tests.factories import RunFactory
