@@ -291,19 +291,10 @@ def test_a_run_that_reaches_its_budget_notifies_budget_reached(
 
 def test_recording_events_needs_neither_the_sender_nor_the_secret_box(tmp_path):
     """Every recorded event passes through notifications.services; a run with no hooks
-    must not pay for importing httpx and cryptography (a fresh interpreter tells)."""
-    import os
-    import subprocess
-    import sys
+    must not pay for importing httpx and cryptography."""
+    from tests.support.imports import modules_loaded_by
 
-    code = (
-        "import django, sys; django.setup(); import notifications.services; "
-        "print(sorted(m for m in ('httpx', 'cryptography') if m in sys.modules))"
+    loaded = modules_loaded_by(
+        "import notifications.services", ("httpx", "cryptography"), data_dir=tmp_path
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TEKTON_", "DATABASE_URL"))}
-    env.update(DJANGO_SETTINGS_MODULE="tekton_site.settings", TEKTON_DATA_DIR=str(tmp_path))
-    out = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
-    )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "[]"
+    assert loaded == []

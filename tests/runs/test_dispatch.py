@@ -89,19 +89,10 @@ def test_threaded_mode_runs_review_and_threat_side_by_side(git_repo, fake_engine
 
 def test_running_inline_does_not_load_celery(tmp_path):
     """Embedded `tekton run` and the web process execute stages in-process; importing
-    the dispatcher must not pay for Celery (a fresh interpreter tells)."""
-    import os
-    import subprocess
-    import sys
+    the dispatcher must not pay for Celery."""
+    from tests.support.imports import modules_loaded_by
 
-    code = (
-        "import django, sys; django.setup(); import runs.dispatch; "
-        "print(sorted(m for m in ('celery', 'kombu', 'runs.tasks') if m in sys.modules))"
+    loaded = modules_loaded_by(
+        "import runs.dispatch", ("celery", "kombu", "runs.tasks"), data_dir=tmp_path
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TEKTON_", "DATABASE_URL"))}
-    env.update(DJANGO_SETTINGS_MODULE="tekton_site.settings", TEKTON_DATA_DIR=str(tmp_path))
-    out = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
-    )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "[]"
+    assert loaded == []
