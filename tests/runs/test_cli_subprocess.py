@@ -228,7 +228,9 @@ def test_detached_retry_reports_ok_and_the_child_finishes_the_run(cli):
     assert dict(cli.runs())[run_id] == "succeeded"  # a retry with a note gets past the block
 
 
-def test_a_failing_provider_is_one_line_per_failure_and_the_traceback_goes_to_the_log(cli):
+def _run_against_a_refusing_provider(cli, *flags: str):
+    """`tekton run` to plan against a fake Anthropic server that answers every call 401:
+    (the finished process, the requests the server got)."""
     from tests.fakes.llm_server import FakeLlmServer, status
 
     server = FakeLlmServer().start()
@@ -242,17 +244,22 @@ def test_a_failing_provider_is_one_line_per_failure_and_the_traceback_goes_to_th
         }
         done = cli(
             "tekton", "run", "--goal", "Fail fast", "--repo", str(cli.repo), "--to", "plan",
-            "--model", "anthropic/claude-opus-4.1", env=env,
+            "--model", "anthropic/claude-opus-4.1", *flags, env=env,
         )  # fmt: skip
     finally:
         server.stop()
+    return done, server.requests
+
+
+def test_a_failing_provider_is_one_line_per_failure_and_the_traceback_goes_to_the_log(cli):
+    done, requests = _run_against_a_refusing_provider(cli)
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr and "Traceback" not in done.stdout
     failures = [line for line in done.stderr.splitlines() if " / plan attempt " in line]
     # A 401 is not worth another attempt: one line for it, then the run's own line.
     assert len(failures) == 1
     assert "failed after 1 attempt: ProviderAuthError" in done.stderr.splitlines()[-1]
-    sent = [repr(r.body) for r in server.requests]  # the opening round's calls, each once
+    sent = [repr(r.body) for r in requests]  # the opening round's calls, each once
     assert len(set(sent)) == len(sent)
     assert "ProviderAuthError" in failures[0] and "HTTP 401" in failures[0]
     assert "sk-ant-api03" not in done.stderr
@@ -286,23 +293,7 @@ def test_follow_from_another_process_reads_the_events_by_seq_until_the_block(cli
 
 
 def test_with_debug_a_failing_providers_traceback_reaches_the_terminal(cli):
-    from tests.fakes.llm_server import FakeLlmServer, status
-
-    server = FakeLlmServer().start()
-    try:
-        for _ in range(12):
-            server.script(status(401, message="invalid x-api-key"))
-        env = {
-            "TEKTON_LLM_BACKEND": "auto",
-            "ANTHROPIC_API_KEY": "sk-ant-api03-not-a-real-key-0123456789abcdef",
-            "ANTHROPIC_BASE_URL": server.anthropic_base_url,
-        }
-        done = cli(
-            "tekton", "run", "--goal", "Fail fast", "--repo", str(cli.repo), "--to", "plan",
-            "--model", "anthropic/claude-opus-4.1", "--debug", env=env,
-        )  # fmt: skip
-    finally:
-        server.stop()
+    done, _ = _run_against_a_refusing_provider(cli, "--debug")
     assert done.returncode == 1, done.stderr
     assert "Traceback (most recent call last)" in done.stderr
     assert "ProviderAuthError" in done.stderr and "sk-ant-api03" not in done.stderr
