@@ -54,6 +54,8 @@ logger = logging.getLogger("tekton.runs.engine_bridge")
 T = TypeVar("T")
 # How long the stage thread keeps its connection after a write, for the next one.
 RELEASE_IDLE_S = 0.02
+# How long an event to store waits for the ones that follow it into the same transaction.
+BATCH_LINGER_S = 0.02
 _END = object()  # what the engine thread puts on the queue when it is done
 
 
@@ -243,12 +245,25 @@ def _engine_run(
         if out and publish is not None and state == "ok":
             publish(out)
 
+    batch: list[Any] = []  # events to store, held up to BATCH_LINGER_S from the first
+    first_at = 0.0
+
+    def batch_record() -> None:
+        nonlocal batch, used_at
+        if batch and state != "lost":
+            deltas_flush(True)  # the text before the events that follow it
+            _waiting_for_the_pool(lambda b=batch: record(b), stage)
+            used_at = time.monotonic()
+        batch = []
+
     try:
         while True:
             wait = max(0.01, every - (time.monotonic() - last))
             due = deltas.due_in()
             if due is not None:
                 wait = min(wait, max(0.005, due))
+            if batch:
+                wait = min(wait, max(0.001, BATCH_LINGER_S - (time.monotonic() - first_at)))
             if pooled and connection.connection is not None:
                 # Nothing written for a moment: the engine waits on a provider, and the
                 # connection goes back to the pool instead of idling through the call
@@ -263,28 +278,29 @@ def _engine_run(
                 item = inbox.get(timeout=wait)
             except queue.Empty:
                 item = None
-            batch: list[Any] = []
             while item is not None and item is not _END:
                 if isinstance(item, AgentDelta):
                     deltas.add(item)
                 elif isinstance(item, _Reserve | _Settle):
                     # In order: the events before it (a settled call's usage) first.
-                    if batch and state != "lost":
-                        deltas_flush(True)
-                        _waiting_for_the_pool(lambda b=batch: record(b), stage)
-                    batch = []
+                    batch_record()
                     _budget_answer(item, stage, token, lost=state == "lost")
                     used_at = time.monotonic()
                 else:
+                    if not batch:
+                        first_at = time.monotonic()
                     batch.append(item)
                 try:
                     item = inbox.get_nowait()
                 except queue.Empty:
                     item = None
-            deltas_flush(bool(batch) or item is _END)
-            if batch and state != "lost":
-                _waiting_for_the_pool(lambda b=batch: record(b), stage)
-                used_at = time.monotonic()
+            # Calls that end together (a round's three debaters) are stored in one batch,
+            # streamed text or not: the pieces that wake this loop in between must not
+            # split them into more transactions (the writes per run stay as without it).
+            if batch and (item is _END or time.monotonic() - first_at >= BATCH_LINGER_S):
+                batch_record()
+            else:
+                deltas_flush(item is _END)
             if item is _END:
                 break
             if time.monotonic() - last >= every:
