@@ -142,3 +142,26 @@ def pool_stats(alias: str = "default") -> dict[str, int] | None:
     pools = type(connections[alias])._connection_pools
     pool = pools.get(alias)
     return None if pool is None else dict(pool.get_stats())
+
+
+def connect_probe(alias: str = "default") -> None:
+    """Open (and close) one connection to the database directly, not through the pool:
+    a pool that cannot connect retries quietly until its timeout, so a command that
+    fails at once on a missing database or a refused login (migrate) asks this first.
+    Raises Django's OperationalError with the driver's message."""
+    from django.db import OperationalError, connections
+
+    conn = connections[alias]
+    if conn.vendor != "postgresql" or not is_pooled(alias):
+        return
+    import psycopg
+
+    params = {
+        k: v
+        for k, v in conn.get_connection_params().items()
+        if k not in ("context", "cursor_factory")
+    }
+    try:
+        psycopg.connect(**params, connect_timeout=10).close()
+    except psycopg.OperationalError as exc:
+        raise OperationalError(str(exc)) from exc

@@ -415,6 +415,9 @@ LOGGING = {
     "loggers": {
         "tekton": {"level": os.environ.get("TEKTON_LOG_LEVEL", "INFO"), "propagate": True},
         "httpx": {"level": "WARNING"},
+        # The pool logs every failed background connect; Tekton says once what is wrong
+        # (migrate's one line, a worker's "is PostgreSQL up?"), so only its errors pass.
+        "psycopg.pool": {"level": "ERROR"},
     },
 }
 

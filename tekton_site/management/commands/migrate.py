@@ -8,12 +8,14 @@ from django.core.management.base import CommandError
 from django.core.management.commands.migrate import Command as DjangoMigrate
 from django.db import OperationalError, connections
 
+from tekton_site.db import connect_probe
 from tekton_site.db_errors import database_problem
 
 
 class Command(DjangoMigrate):
     def handle(self, *args, **options):
         try:
+            connect_probe(options.get("database") or "default")
             return super().handle(*args, **options)
         except OperationalError as exc:
             alias = options.get("database") or "default"
