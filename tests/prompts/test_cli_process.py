@@ -18,6 +18,11 @@ from tests.swarm.providers.conftest import fake_tool
 TEKTON = str(Path(sys.executable).parent / "tekton")
 
 
+def _sigint_as_from_a_shell() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def test_ctrl_c_journals_the_invocation_failed(tmp_path):
     cli = Cli(tmp_path)
     assert cli("migrate", "-v", "0").returncode == 0
@@ -31,11 +36,18 @@ def test_ctrl_c_journals_the_invocation_failed(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # As from a shell: Ctrl-C neither ignored nor blocked, whatever an earlier test of
+        # this session did to the pytest process's signals (a child inherits both).
+        preexec_fn=_sigint_as_from_a_shell,
     )
     calls = tmp_path / "calls.jsonl"  # the fake tool writes it once it has the prompt
     deadline = time.monotonic() + 60
     while not calls.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
+    status = Path(f"/proc/{proc.pid}/status").read_text()
+    masks = {k: v.strip() for k, v in (ln.split(":", 1) for ln in status.splitlines())}
+    bit = 1 << (signal.SIGINT - 1)
+    assert not int(masks["SigIgn"], 16) & bit and not int(masks["SigBlk"], 16) & bit, masks
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 1, err
