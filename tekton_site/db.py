@@ -51,7 +51,13 @@ def pool_options(environ: Mapping[str, str] | None = None) -> dict[str, Any] | N
         raise ImproperlyConfigured(f"TEKTON_DB_POOL must be true or false, got {switch!r}")
     if switch in ("false", "0"):
         return None
-    max_size = _positive_int(environ, "TEKTON_DB_POOL_MAX_SIZE", POOL_MAX_SIZE)
+    # A worker with more stage threads than the default 32 gets half as many connections
+    # as threads: 100 threads on 16 connections waited out the pool's timeout while
+    # claiming and preparing stages (bench.concurrency: 53 timeouts, 30 stages re-run).
+    threads = _positive_int(environ, "TEKTON_WORKER_CONCURRENCY", 2 * POOL_MAX_SIZE)
+    max_size = _positive_int(
+        environ, "TEKTON_DB_POOL_MAX_SIZE", max(POOL_MAX_SIZE, (threads + 1) // 2)
+    )
     min_size = _positive_int(environ, "TEKTON_DB_POOL_MIN_SIZE", min(POOL_MIN_SIZE, max_size))
     if min_size > max_size:
         raise ImproperlyConfigured(

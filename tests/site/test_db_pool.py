@@ -89,3 +89,10 @@ def test_settings_module_builds_the_pool_from_database_url(tmp_path):
     assert done.returncode == 0, done.stderr
     pool, max_age = json.loads(done.stdout)
     assert pool["max_size"] == 7 and max_age == 0
+
+
+def test_a_worker_with_many_threads_gets_half_as_many_connections_unless_told():
+    assert pool_options({"TEKTON_WORKER_CONCURRENCY": "100"})["max_size"] == 50
+    assert pool_options({"TEKTON_WORKER_CONCURRENCY": "8"})["max_size"] == POOL_MAX_SIZE
+    both = {"TEKTON_WORKER_CONCURRENCY": "100", "TEKTON_DB_POOL_MAX_SIZE": "20"}
+    assert pool_options(both)["max_size"] == 20
