@@ -15,6 +15,7 @@ the CLI (`manage.py tekton run`, embedded mode, following one full run to the en
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import tempfile
@@ -31,6 +32,7 @@ from bench.common import (
     machine,
     max_overlap,
 )
+from bench.overhead import _BARE_ENV, _bare_config, _bare_repo
 from tests.integration.harness import (
     MANAGE_PY,
     PROJECT_DIR,
@@ -110,9 +112,17 @@ def main(argv: list[str] | None = None) -> None:
         "--concurrency", type=int, default=100, help="threads per worker (default 100)"
     )
     parser.add_argument(
+        "--profile",
+        choices=("defaults", "bare"),
+        default="defaults",
+        help="defaults, or bare: tools, sandboxed tests and retrieval off (bench.overhead's)",
+    )
+    parser.add_argument(
         "--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone"
     )
     args = parser.parse_args(argv)
+    bare = args.profile == "bare"
+    config = ["--config", json.dumps(_bare_config())] if bare else []
 
     work = Path(tempfile.mkdtemp(prefix="tekton-bench-conc-"))
     svc = Services.create(
@@ -123,12 +133,15 @@ def main(argv: list[str] | None = None) -> None:
             "TEKTON_HEARTBEAT_SECONDS": "5",
             "TEKTON_STAGE_LEASE_SECONDS": "120",
             "TEKTON_LOG_LEVEL": "WARNING",
+            **(_BARE_ENV if bare else {}),
         },
     )
     workers: list[Worker] = []
     try:
         svc.migrate()
         repo = make_git_repo(svc.repo_root / "sample")
+        if bare:
+            _bare_repo(repo)
         for i in range(args.workers):
             workers.append(
                 Worker(
@@ -155,6 +168,7 @@ def main(argv: list[str] | None = None) -> None:
                 str(repo),
                 "-n",
                 "1",
+                *config,
             ],
             env=svc.env,
         )["run_ids"]
@@ -174,6 +188,7 @@ def main(argv: list[str] | None = None) -> None:
                 str(repo),
                 "-n",
                 str(args.runs),
+                *config,
             ],
             env=svc.env,
         )["run_ids"]
@@ -216,11 +231,12 @@ def main(argv: list[str] | None = None) -> None:
         for i, name in enumerate(hwm_kb)
     )
     body = f"""
-## (d) concurrent runs in services mode
+## (d) concurrent runs in services mode, {args.profile} profile
 
-`uv run python -m bench.concurrency --runs {args.runs} --latency-ms {args.latency_ms} --workers {args.workers} --concurrency {args.concurrency}`
+`uv run python -m bench.concurrency --runs {args.runs} --latency-ms {args.latency_ms} --workers {args.workers} --concurrency {args.concurrency} --profile {args.profile}`
 on {machine()}: PostgreSQL, Redis, {args.workers} Celery worker process(es) with a
-{args.concurrency}-thread pool, offline backend at {args.latency_ms} ms per call.
+{args.concurrency}-thread pool, offline backend at {args.latency_ms} ms per call;
+{"tools, sandboxed tests and retrieval off (comparable with the issue-2 figure, 2.87x)" if bare else "the default profile: tools, pytest in bubblewrap at test_debug, retrieval"}.
 
 | figure | measured | target |
 |---|---|---|
@@ -237,7 +253,7 @@ on {machine()}: PostgreSQL, Redis, {args.workers} Celery worker process(es) with
 {worker_rows}
 """
     if not args.no_write:
-        doc_section_write("concurrency", body)
+        doc_section_write("concurrency" if not bare else "concurrency_bare", body)
         print("wrote the concurrency section of docs/benchmarks.md")
 
 
