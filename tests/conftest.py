@@ -81,6 +81,15 @@ def _test_getaddrinfo(host, port, *args, **kwargs):
 
 
 @pytest.fixture(autouse=True)
+def no_retry_after_left_over(monkeypatch):
+    """A server's retry-after holds process-wide (swarm.providers.retry); one test's 429
+    must not make the next test's first call wait."""
+    from swarm.providers import retry
+
+    monkeypatch.setattr(retry, "_NOT_BEFORE", {})
+
+
+@pytest.fixture(autouse=True)
 def hooks_stay_on_loopback(monkeypatch):
     """Hook URLs resolve from TEST_HOSTS only, and a delivery goes nowhere but loopback:
     whatever a test (or the schema fuzzer) creates, nothing leaves this machine."""

@@ -42,6 +42,12 @@ from swarm.redact import redact
 # and tell a person, not sleep for an hour inside a worker.
 MAX_RETRY_AFTER_S = 60.0
 
+# A server's retry-after holds for every call of this process to that backend and model,
+# not only for the retried call: a stage attempt that failed for another reason sends its
+# calls again at once, and they must not land inside the wait the server asked for.
+# (backend name, model) -> time.monotonic() before which nothing is sent.
+_NOT_BEFORE: dict[tuple[str, str], float] = {}
+
 
 class RetryingProvider:
     """Wraps `inner`; `complete` retries ProviderTransientError (429, 5xx, 529, timeouts,
@@ -80,16 +86,25 @@ class RetryingProvider:
     async def complete(self, request: CompletionRequest) -> Completion:
         attempt = 0
         stamp = _AttemptStamp(request.on_delta) if request.on_delta is not None else None
+        key = (self.name, request.model)
         while True:
             attempt += 1
             call = request
             if stamp is not None:
                 stamp.attempt = attempt
                 call = dataclasses.replace(request, on_delta=stamp)
+            # A retry below waits out its own error's retry-after; a first call, that of
+            # any other call (a new attempt of the stage, a parallel debater).
+            held = _NOT_BEFORE.get(key, 0.0) - time.monotonic() if attempt == 1 else 0.0
+            if held > 0:
+                await self._sleep(held)
             try:
                 completion = await self.inner.complete(call)
             except ProviderError as exc:
                 exc.attempts = attempt  # type: ignore[attr-defined]
+                if exc.retry_after is not None and exc.retry_after > 0:
+                    until = time.monotonic() + min(exc.retry_after, MAX_RETRY_AFTER_S)
+                    _NOT_BEFORE[key] = max(_NOT_BEFORE.get(key, 0.0), until)
                 if not exc.retryable or attempt >= self.max_attempts:
                     raise
                 if stamp is not None:

@@ -92,6 +92,22 @@ async def test_retry_after_is_capped(sleep):
     assert sleep.delays == [MAX_RETRY_AFTER_S]
 
 
+async def test_a_retry_after_holds_back_the_next_attempts_first_call(sleep):
+    """A stage attempt that failed for another reason sends its calls again at once; the
+    wait the server asked for holds for them too (same backend and model)."""
+    refused = ProviderTransientError("429", status=429, retry_after=30.0)
+    first = RetryingProvider(ScriptedProvider(refused), max_attempts=1, sleep=sleep)
+    with pytest.raises(ProviderTransientError):
+        await first.complete(make_request())
+    assert sleep.delays == []
+    again = RetryingProvider(ScriptedProvider("ok"), sleep=sleep)  # the next attempt's
+    assert (await again.complete(make_request())).text == "ok"
+    assert len(sleep.delays) == 1 and 29.0 < sleep.delays[0] <= 30.0
+    other = RetryingProvider(ScriptedProvider("ok"), sleep=sleep)
+    await other.complete(make_request(model="other/model"))
+    assert len(sleep.delays) == 1  # another model is not held back
+
+
 def test_max_attempts_must_be_positive():
     with pytest.raises(ValueError, match="max_attempts"):
         RetryingProvider(ScriptedProvider(), max_attempts=0)
