@@ -45,7 +45,9 @@ from tests.streams.live import AsgiServer, user_token
 
 CLIENT_PROCESSES = 3
 TRANSPORTS = ("sse", "ws", "tui")
-FINAL_KINDS = ("run.finished", "run.failed", "run.cancelled")
+# A blocked stage waits for a person: the bench's runs end there too (and are counted as
+# not succeeded), or their subscribers would wait out the client's timeout.
+FINAL_KINDS = ("run.finished", "run.failed", "run.cancelled", "stage.blocked")
 STAMP = re.compile(r"\u00abt=(\d+\.\d+)\u00bb")
 FINISHED = ("succeeded", "failed", "cancelled", "blocked")
 
@@ -183,6 +185,8 @@ async def _tui(base: str, token: str, run_id: int, ready: asyncio.Event, clock: 
                     return
             elif isinstance(item, Event) and item.kind == "stage.delta":
                 clock.feed(item.payload, time.time())
+            elif isinstance(item, Event) and item.kind in FINAL_KINDS:
+                return
     finally:
         await client.aclose()
 

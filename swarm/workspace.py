@@ -192,16 +192,62 @@ def _rmtree(path: Path) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def _worktree_remove(repo: Path, worktree: Path) -> None:
-    """`git worktree remove --force --force` (even a locked one); a failure or a timeout
-    (deleting 10,000 files on a busy disk can take long) is left to the caller's own
-    clean-up, which removes the folder and the registration itself."""
+@contextlib.contextmanager
+def _registry_locked(common: Path | None) -> Iterator[None]:
+    """Take turns with every other Tekton thread and process on the repository's worktree
+    registry (`<common>/worktrees`). git keeps no lock there: `worktree add` writes a new
+    entry's files one by one, and a concurrent add, move, remove or list that reads the
+    half-written entry dies ("failed to read .../commondir: Success"), which blocked one
+    run in a hundred started together. The lock is an flock on the git directory itself:
+    it holds across data directories and writes nothing into the user's repository.
+    `common` None (not known): no lock."""
+    if common is None:
+        yield
+        return
     try:
-        git_run(
-            repo, "worktree", "remove", "--force", "--force", str(worktree), timeout=_SLOW_TIMEOUT_S
-        )
-    except GitError as exc:
-        log.warning("git worktree remove %s: %s", worktree, exc)
+        fd = os.open(common, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        raise WorkspaceError(_os_reason(exc, common)) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _common_dir_of(repo: Path) -> Path | None:
+    proc = _git(repo, "rev-parse", "--git-common-dir")
+    if proc.returncode != 0 or not proc.stdout.strip():
+        return None
+    path = Path(proc.stdout.strip())
+    return (path if path.is_absolute() else repo / path).resolve()
+
+
+def _worktree_remove(repo: Path, worktree: Path, common: Path | None) -> None:
+    """Unregister `worktree` with `git worktree remove --force --force` (even a locked
+    one). Its files are deleted first, outside the registry lock: deleting 10,000 files
+    can take a second, and other runs' workspaces wait for that lock. A failure or a
+    timeout is left to the caller's own clean-up, which removes the folder and the
+    registration itself."""
+    _rmtree(worktree)
+    with _registry_locked(common):
+        try:
+            git_run(
+                repo, "worktree", "remove", "--force", "--force", str(worktree),
+                timeout=_SLOW_TIMEOUT_S,
+            )  # fmt: skip
+        except GitError as exc:
+            log.warning("git worktree remove %s: %s", worktree, exc)
+
+
+def _admin_names(admin: Path, dotgit_real: Path | str) -> bool:
+    """The registry entry `admin` names the worktree whose `.git` resolves to
+    `dotgit_real` (a half-written or vanishing entry names nothing)."""
+    try:
+        named = (admin / "gitdir").read_text().strip()
+    except OSError:
+        return False
+    return bool(named) and os.path.realpath(named) == str(dotgit_real)
 
 
 def _gitfile_names(worktree: Path, admin: Path) -> bool:
@@ -334,6 +380,7 @@ class Workspace:
         self._lock_path = self.root / _STATE_DIR / f"{self.path.name}.lock"
         self._common: Path | None = None
         self._base: str | None = None
+        self._admin: Path | None = None  # the registry entry git_dir() found last
 
     def __repr__(self) -> str:
         return f"Workspace({self.branch!r} at {self.path})"
@@ -403,22 +450,28 @@ class Workspace:
 
     def git_dir(self) -> Path | None:
         """The worktree's own git directory, found from the repository's registration
-        (`<common>/worktrees/<id>/gitdir` names the worktree's `.git` file), or None."""
-        return self._admin_for(self.path)
+        (`<common>/worktrees/<id>/gitdir` names the worktree's `.git` file), or None.
+        The one found last is checked first: every git command in the worktree asks, and
+        scanning the registry reads every other run's entry too."""
+        want = os.path.realpath(self.path / ".git")
+        if self._admin is not None and _admin_names(self._admin, want):
+            return self._admin
+        self._admin = self._admin_for(self.path)
+        return self._admin
 
     def _admin_for(self, path: Path) -> Path | None:
-        admin_root = self.common_dir / "worktrees"
-        if not admin_root.is_dir():
-            return None
         want = os.path.realpath(path / ".git")
-        for admin in admin_root.iterdir():
-            try:
-                named = (admin / "gitdir").read_text().strip()
-            except OSError:
-                continue
-            if os.path.realpath(named) == want:
-                return admin
-        return None
+        try:
+            # git removes the folder with its last entry, maybe in another process now
+            entries = list((self.common_dir / "worktrees").iterdir())
+        except OSError:
+            return None
+        return next((admin for admin in entries if _admin_names(admin, want)), None)
+
+    def _registry_git(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """A git command that changes the repository's worktree registry, taking turns."""
+        with _registry_locked(self.common_dir):
+            return _git(self.repo, *args, timeout=_SLOW_TIMEOUT_S)
 
     def _wgit(self, *args: str, **kw) -> subprocess.CompletedProcess[str]:
         """git inside the worktree, with its git directory named explicitly."""
@@ -560,18 +613,17 @@ class Workspace:
             self._state_write(**self._base_state(base))
             log.debug("workspace %s made from the spare at %s", self.branch, base[:12])
             return
-        proc = _git(
-            self.repo,
-            "-c",
-            "checkout.workers=0",  # parallel checkout, one worker per core
-            "worktree",
-            "add",
-            "-q",
-            "--detach",
-            str(self.path),
-            base,
-            timeout=_SLOW_TIMEOUT_S,
-        )
+        # The registry entry under the lock, the files after it: a checkout of 10,000
+        # files takes seconds, and other runs' workspaces of the repository wait for the
+        # lock. This is what `worktree add` does inside, a `reset --hard` in the new tree.
+        proc = self._registry_git(
+            "worktree", "add", "--no-checkout", "-q", "--detach", str(self.path), base,
+        )  # fmt: skip
+        if proc.returncode == 0 and self.exists():
+            proc = self._wgit(
+                "-c", "checkout.workers=0",  # parallel checkout, one worker per core
+                "reset", "-q", "--hard", timeout=_SLOW_TIMEOUT_S,
+            )  # fmt: skip
         if proc.returncode != 0 or not self.exists():
             reason = (
                 _space_reason(proc.stderr, self.root)
@@ -598,13 +650,12 @@ class Workspace:
         registration is removed by path, never with a global `git worktree prune`, which
         would also drop the user's own worktrees on a disk that is not mounted."""
         if path.exists() or path.is_symlink() or self._admin_for(path) is not None:
-            _worktree_remove(self.repo, path)
-            _rmtree(path)
-            if self._admin_for(path) is not None:
-                _worktree_remove(self.repo, path)
-            admin = self._admin_for(path)
-            if admin is not None:  # git refused: drop the registration like prune does
-                _rmtree(admin)
+            _worktree_remove(self.repo, path, self.common_dir)
+            if self._admin_for(path) is not None:  # git refused: drop it as prune does
+                with _registry_locked(self.common_dir):
+                    admin = self._admin_for(path)
+                    if admin is not None:
+                        _rmtree(admin)
 
     # -- the spare: a finished run's worktree, kept for the next run of the repository --
 
@@ -638,7 +689,8 @@ class Workspace:
             moved = (
                 admin is not None
                 and _gitfile_names(spare, admin)
-                and _git(self.repo, "worktree", "move", str(spare), str(self.path)).returncode == 0
+                and self._registry_git("worktree", "move", str(spare), str(self.path)).returncode
+                == 0
             )
             if not moved:
                 self._discard_at(spare)
@@ -657,7 +709,7 @@ class Workspace:
         with self._spare_locked() as spare:
             if spare.exists() or not self.exists():
                 return False
-            moved = _git(self.repo, "worktree", "move", str(self.path), str(spare))
+            moved = self._registry_git("worktree", "move", str(self.path), str(spare))
             return moved.returncode == 0
 
     def rebuild(self, patches: Sequence[str] = ()) -> Path:
@@ -859,7 +911,10 @@ class Workspace:
 
     def _branch_not_checked_out(self) -> None:
         ref = f"refs/heads/{self.branch}"
-        listing = _git_ok(self.repo, "worktree", "list", "--porcelain", what="git worktree list")
+        with _registry_locked(self.common_dir):
+            listing = _git_ok(
+                self.repo, "worktree", "list", "--porcelain", what="git worktree list"
+            )
         current = None
         for line in listing.splitlines():
             if line.startswith("worktree "):
@@ -1013,7 +1068,7 @@ def workspaces_prune(
             return
         owner = _owner_repo(worktree)
         if owner is not None and os.path.realpath(owner) in known:
-            _worktree_remove(owner, worktree)
+            _worktree_remove(owner, worktree, _common_dir_of(owner))
         _rmtree(worktree)
 
     if root.is_dir():
@@ -1040,12 +1095,9 @@ def workspaces_prune(
     real_root = Path(os.path.realpath(root))
     real_spares = Path(os.path.realpath(spare_dir))
     for repo in repos:
-        proc = _git(repo, "rev-parse", "--git-common-dir")
-        if proc.returncode != 0:
-            continue
-        common = Path(proc.stdout.strip())
-        admin_root = (common if common.is_absolute() else repo / common) / "worktrees"
-        if not admin_root.is_dir():
+        common = _common_dir_of(repo)
+        admin_root = common / "worktrees" if common is not None else None
+        if admin_root is None or not admin_root.is_dir():
             continue
         for admin in sorted(admin_root.iterdir()):
             try:
@@ -1065,9 +1117,10 @@ def workspaces_prune(
                 if worktree not in {Path(os.path.realpath(p)) for p in removed}:
                     removed.append(admin)
                 continue
-            _worktree_remove(repo, worktree)
-            if admin.exists():
-                _rmtree(admin)
+            _worktree_remove(repo, worktree, common)
+            with _registry_locked(common):
+                if admin.exists():
+                    _rmtree(admin)
             _rmtree(worktree)
             removed.append(admin)
     return removed

@@ -548,6 +548,36 @@ def test_one_spare_per_repository(repo, root):
     assert workspaces_disk_usage(root).spares == 0 and registered(repo) == [str(repo)]
 
 
+def test_runs_started_together_all_get_their_workspace(repo, root):
+    """git keeps no lock on its worktree registry: a `worktree add` that read another
+    add's half-written entry died ("failed to read .../commondir"), and the registry
+    folder vanished under a listing with its last entry. 16 runs at a time (one a round
+    through the spare) must all get a workspace and leave no registration behind."""
+    import threading
+
+    failures: list[str] = []
+
+    def one(round_: int, i: int) -> None:
+        ws = workspace(repo, root, f"tekton/run-{round_}-{i:08x}")
+        try:
+            ws.create()
+            assert git(ws.path, "rev-parse", "HEAD").strip() == ws.base
+            assert status(ws.path) == ""
+            ws.remove(recycle=i == 0)  # one a round becomes the spare another takes
+        except Exception as exc:  # noqa: BLE001 - every failure is the finding
+            failures.append(f"{type(exc).__name__}: {exc}")
+
+    for round_ in range(5):
+        threads = [threading.Thread(target=one, args=(round_, i)) for i in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert failures == []
+    spares = [str(p) for p in (root / ".tekton" / "spare").iterdir() if p.is_dir()]
+    assert sorted(registered(repo)) == sorted([str(repo), *spares]) and len(spares) <= 1
+
+
 def test_a_tampered_spare_is_not_reused(repo, root, tmp_path):
     first = workspace(repo, root, "tekton/run-1-dddd")
     first.create()
