@@ -247,19 +247,28 @@ def _admin_names(admin: Path, dotgit_real: Path | str) -> bool:
         named = (admin / "gitdir").read_text().strip()
     except OSError:
         return False
-    return bool(named) and os.path.realpath(named) == str(dotgit_real)
+    # git writes the real path there (add, move and repair alike): compared as it is, a
+    # registry of a hundred runs is scanned without resolving a hundred paths.
+    return bool(named) and named == str(dotgit_real)
+
+
+def _gitfile_target(worktree: Path) -> Path | None:
+    """What the worktree's `.git` names, when it is a regular `gitdir:` file."""
+    dotgit = worktree / ".git"
+    try:
+        content = dotgit.read_text() if dotgit.is_file() and not dotgit.is_symlink() else ""
+    except OSError:
+        return None
+    if not content.startswith("gitdir:"):
+        return None
+    return Path(content.strip().removeprefix("gitdir:").strip())
 
 
 def _gitfile_names(worktree: Path, admin: Path) -> bool:
     """The worktree's `.git` is a regular file naming `admin` (a sandboxed command could
     have rewritten it to point at a planted git directory)."""
-    dotgit = worktree / ".git"
-    try:
-        content = dotgit.read_text() if dotgit.is_file() and not dotgit.is_symlink() else ""
-    except OSError:
-        return False
-    named = content.strip().removeprefix("gitdir:").strip()
-    return content.startswith("gitdir:") and os.path.realpath(named) == os.path.realpath(admin)
+    named = _gitfile_target(worktree)
+    return named is not None and os.path.realpath(named) == os.path.realpath(admin)
 
 
 def _sha256(text: str) -> str:
@@ -461,12 +470,19 @@ class Workspace:
 
     def _admin_for(self, path: Path) -> Path | None:
         want = os.path.realpath(path / ".git")
+        admin_root = self.common_dir / "worktrees"
+        # The worktree's .git file names its entry: one read instead of the registry's
+        # hundred, trusted only when that entry names the worktree back (a command in the
+        # sandbox can rewrite the file to name another run's entry).
+        named = _gitfile_target(path)
+        if named is not None and named.parent == admin_root and _admin_names(named, want):
+            return named
         try:
             # git removes the folder with its last entry, maybe in another process now
-            entries = list((self.common_dir / "worktrees").iterdir())
+            entries = os.listdir(admin_root)
         except OSError:
             return None
-        return next((admin for admin in entries if _admin_names(admin, want)), None)
+        return next((admin_root / e for e in entries if _admin_names(admin_root / e, want)), None)
 
     def _registry_git(self, *args: str) -> subprocess.CompletedProcess[str]:
         """A git command that changes the repository's worktree registry, taking turns."""
@@ -519,7 +535,7 @@ class Workspace:
         Tekton's own and holds the workspace lock (reads take no lock: GIT_OPTIONAL_LOCKS
         is 0), so one found while the lock is held belongs to a git that died with its
         worker, and would make the next attempt's git fail with "File exists"."""
-        admin = self._admin_for(self.path) if self.common_dir.is_dir() else None
+        admin = self.git_dir() if self.common_dir.is_dir() else None
         candidates = [self.common_dir / "refs" / "heads" / f"{self.branch}.lock"]
         if admin is not None:
             candidates += [admin / "index.lock", admin / "HEAD.lock"]

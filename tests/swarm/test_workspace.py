@@ -754,3 +754,23 @@ def test_a_rewritten_git_file_is_never_followed(repo, root, tmp_path):
     (ws.path / ".git").write_text(f"gitdir: {planted / '.git'}\n")
     subprocess.run(["git", "status"], cwd=ws.path, capture_output=True)
     assert canary.exists()
+
+
+def test_a_git_file_naming_another_runs_entry_does_not_make_it_ours(repo, root):
+    """The worktree's .git file is the short way to its registry entry; a command in the
+    sandbox can rewrite it to name another run's entry, which must not be taken for this
+    workspace's (and so never removed or reset with it)."""
+    mine, other = (
+        workspace(repo, root, "tekton/run-1-aaaa"),
+        workspace(repo, root, "tekton/run-2-bbbb"),
+    )
+    mine.create()
+    other.create()
+    own, theirs = mine.git_dir(), other.git_dir()
+    assert own and theirs and own != theirs
+    (mine.path / ".git").write_text(f"gitdir: {theirs}\n")
+    fresh = workspace(repo, root, "tekton/run-1-aaaa")  # as another process would see it
+    assert fresh.git_dir() == own and not fresh.exists()
+    fresh.remove(recycle=False)
+    assert other.exists() and status(other.path) == "" and not mine.path.exists()
+    assert sorted(registered(repo)) == sorted([str(repo), str(other.path)])
