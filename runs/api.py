@@ -29,6 +29,7 @@ from rest_framework.views import APIView
 
 from runs import serializers as s
 from runs.artifacts_store import artifact_bytes, artifact_open
+from runs.compare import stage_compare, stage_compare_options
 from runs.delivery import (
     DeliveryUnavailable,
     bundle_filename,
@@ -49,6 +50,7 @@ from runs.selectors import (
     runs_filtered,
     runs_in_flight_count,
     runs_visible_to,
+    stage_attempts,
     stage_messages,
     stage_status,
 )
@@ -379,6 +381,78 @@ class StageAbortApi(_StageActionApi):
             )
         run_abort(run=run, by=request.user)
         return detail_response(run_id, request)
+
+
+def stage_of_run(run: Run, stage: str) -> str:
+    """A stage named in the URL that this run includes, else 404."""
+    stage = stage_name(run, stage)
+    if stage_status(run.pk, stage) is None:
+        raise exceptions.NotFound(f"run {run.pk} does not include stage {stage!r}")
+    return stage
+
+
+class StageAttemptsApi(APIView):
+    @extend_schema(
+        operation_id="runs_stage_attempts",
+        summary="A stage's attempts set aside by retries, and what its artifact can be "
+        "compared with",
+        description="Each retry (or resume) keeps the attempt it replaces: its status, "
+        "reason, note, draft artifact and, for code, draft patch. `compare` lists the keys "
+        "that .../compare/?with= takes: those attempts that left a draft, and the parent's "
+        "and forks' artifacts of the stage (only runs you may see).",
+        responses={200: s.StageAttemptsSerializer, **error_responses(401, 404)},
+    )
+    def get(self, request, run_id: int, stage: str):
+        run = run_for(request, run_id)
+        stage = stage_of_run(run, stage)
+        current = run_stages(run.pk, stage)[0]
+        data = {
+            "run": run.pk,
+            "stage": stage,
+            "attempt": current.attempt,
+            "attempts": stage_attempts(run.pk, stage),
+            "compare": stage_compare_options(request.user, run, stage),
+        }
+        return Response(s.StageAttemptsSerializer(data).data)
+
+
+class StageCompareApi(APIView):
+    @extend_schema(
+        operation_id="runs_stage_compare",
+        summary="A stage's artifact against a set-aside attempt, the parent or a fork, as a diff",
+        description="The unified diff of the pretty JSON (keys sorted) of the other side "
+        "(`with`: one of the `compare` keys of .../attempts/) and of this run's artifact of "
+        "the stage (the accepted one, else the blocked stage's draft). 404 when `with` "
+        "names nothing to compare, or the stage has no artifact yet.",
+        parameters=[s.StageCompareFilterSerializer],
+        responses={200: s.StageComparisonSerializer, **error_responses(400, 401, 404)},
+    )
+    def get(self, request, run_id: int, stage: str):
+        query = s.StageCompareFilterSerializer(data=request.query_params.dict())
+        query.is_valid(raise_exception=True)
+        key = query.validated_data["with"]
+        run = run_for(request, run_id)
+        stage = stage_of_run(run, stage)
+        comparison = stage_compare(request.user, run, stage, key)
+        if comparison is None:
+            # Why not, said only on this path: the options cost a few queries.
+            keys = [o.key for o in stage_compare_options(request.user, run, stage)]
+            if key in keys:
+                raise exceptions.NotFound(f"run {run.pk} has no artifact of stage {stage} yet")
+            raise exceptions.NotFound(
+                f"no {key} to compare stage {stage} of run {run.pk} with; "
+                + (f"the options are: {', '.join(keys)}" if keys else "there is none yet")
+            )
+        data = {
+            "run": run.pk,
+            "stage": stage,
+            "key": comparison.key,
+            "old_label": comparison.old_label,
+            "new_label": comparison.new_label,
+            "same": not comparison.diff,
+            "diff": comparison.diff,
+        }
+        return Response(s.StageComparisonSerializer(data).data)
 
 
 class RunArtifactListApi(APIView):

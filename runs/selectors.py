@@ -10,7 +10,7 @@ from typing import Any
 
 from django.db.models import Count, Max, Prefetch, Q, QuerySet
 
-from runs.models import Artifact, Run, RunEvent, StageRun, TestRunRecord
+from runs.models import Artifact, Run, RunEvent, StageAttempt, StageRun, TestRunRecord
 
 
 def runs_visible_to(user) -> QuerySet[Run]:
@@ -124,6 +124,11 @@ def stage_status(run_id: int, stage: str) -> str | None:
     return (
         StageRun.objects.filter(run_id=run_id, stage=stage).values_list("status", flat=True).first()
     )
+
+
+def stage_attempts(run_id: int, stage: str) -> list[StageAttempt]:
+    """The attempts of one stage that a retry or resume set aside, oldest first."""
+    return list(StageAttempt.objects.filter(run_id=run_id, stage=stage).order_by("number"))
 
 
 def run_message_counts(run_id: int) -> dict[str, int]:

@@ -7,7 +7,7 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from runs.models import Artifact, Run, StageRun
+from runs.models import Artifact, Run, StageAttempt, StageRun
 from swarm.stages import ROLES, STAGE_NAMES
 from tekton_site.api_fields import StrictFloatField
 
@@ -131,6 +131,19 @@ class RunBudgetInputSerializer(serializers.Serializer):
 
 class TranscriptFilterSerializer(serializers.Serializer):
     stage = serializers.ChoiceField(choices=STAGE_CHOICES, required=False)
+
+
+class StageCompareFilterSerializer(serializers.Serializer):
+    compare_with = serializers.RegexField(
+        r"^(attempt|run)-[0-9]{1,18}$",
+        max_length=30,
+        error_messages={"invalid": "attempt-N (a set-aside attempt) or run-N (parent or fork)"},
+        help_text="what to compare the stage's artifact with: one of the `compare` keys of "
+        ".../attempts/ (attempt-2, run-15)",
+    )
+
+    def get_fields(self):
+        return _rename(super().get_fields(), {"compare_with": "with"})
 
 
 class SearchQuerySerializer(serializers.Serializer):
@@ -393,6 +406,64 @@ class RunDetailSerializer(RunSerializer):
         from runs.selectors import run_evidence_summary
 
         return run_evidence_summary(run)
+
+
+class StageAttemptSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = StageAttempt
+        fields = [
+            "number",
+            "status",
+            "reason",
+            "note",
+            "confidence",
+            "approval",
+            "artifact",
+            "patch",
+            "started_at",
+            "finished_at",
+            "created_at",
+        ]
+        read_only_fields = fields
+        extra_kwargs = {
+            "number": {"help_text": "1, 2, ... in the order the attempts were set aside"},
+            "status": {"help_text": "the stage status the attempt ended in"},
+            "reason": {"help_text": "why it ended so (blocked, failed)"},
+            "note": {"help_text": "the retry note it ran with"},
+            "artifact": {"help_text": "its draft artifact (null: it left none)"},
+            "patch": {"help_text": 'the code stage\'s draft change ("": none)'},
+            "created_at": {"help_text": "when a retry or resume set it aside"},
+        }
+
+
+class CompareOptionSerializer(serializers.Serializer):
+    key = serializers.CharField(help_text="what ?with= takes: attempt-N or run-N")
+    label = serializers.CharField()
+
+
+class StageAttemptsSerializer(serializers.Serializer):
+    run = serializers.IntegerField()
+    stage = serializers.CharField()
+    attempt = serializers.IntegerField(help_text="the stage's current attempt number")
+    attempts = StageAttemptSerializer(many=True, help_text="the attempts set aside, oldest first")
+    compare = CompareOptionSerializer(
+        many=True,
+        help_text="what the stage's artifact can be compared with: attempts that left a "
+        "draft, and the parent's and forks' artifacts of the stage (runs you may see)",
+    )
+
+
+class StageComparisonSerializer(serializers.Serializer):
+    run = serializers.IntegerField()
+    stage = serializers.CharField()
+    key = serializers.CharField(help_text="the ?with= compared")
+    old_label = serializers.CharField(help_text="the other side (the diff's a/)")
+    new_label = serializers.CharField(help_text="this run's artifact (the diff's b/)")
+    same = serializers.BooleanField(help_text="both sides are the same JSON")
+    diff = serializers.CharField(
+        allow_blank=True,
+        help_text='a unified diff of both sides\' pretty JSON, keys sorted ("" when the same)',
+    )
 
 
 class TestResultSerializer(serializers.Serializer):

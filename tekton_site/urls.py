@@ -27,6 +27,8 @@ from runs.api import (
     SearchApi,
     StageAbortApi,
     StageApproveApi,
+    StageAttemptsApi,
+    StageCompareApi,
     StageRetryApi,
 )
 from syschecks.api import SystemChecksApi
@@ -61,6 +63,16 @@ api_urlpatterns = [
         "api/runs/<int:run_id>/stages/<str:stage>/abort/",
         StageAbortApi.as_view(),
         name="run-stage-abort",
+    ),
+    path(
+        "api/runs/<int:run_id>/stages/<str:stage>/attempts/",
+        StageAttemptsApi.as_view(),
+        name="run-stage-attempts",
+    ),
+    path(
+        "api/runs/<int:run_id>/stages/<str:stage>/compare/",
+        StageCompareApi.as_view(),
+        name="run-stage-compare",
     ),
     path("api/runs/<int:run_id>/artifacts/", RunArtifactListApi.as_view(), name="run-artifacts"),
     # <path:> so that a name with slashes (a traversal attempt) reaches the view and gets

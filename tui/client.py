@@ -164,6 +164,16 @@ class ApiClient:
     async def profiles(self) -> list[dict[str, Any]]:
         return await self.json("GET", "/api/config/profiles/")
 
+    async def attempts(self, run_id: int, stage: str) -> dict[str, Any]:
+        """A stage's set-aside attempts and the keys it can be compared with."""
+        return await self.json("GET", f"/api/runs/{run_id}/stages/{stage}/attempts/")
+
+    async def compare(self, run_id: int, stage: str, key: str) -> dict[str, Any]:
+        """The stage's artifact against `key` (attempt-N, run-N) as a unified diff."""
+        return await self.json(
+            "GET", f"/api/runs/{run_id}/stages/{stage}/compare/", params={"with": key}
+        )
+
     # --- writes -----------------------------------------------------------------------------
     async def explain(self, body: dict[str, Any]) -> dict[str, Any]:
         return await self.json("POST", "/api/runs/", json={**body, "explain": True})
@@ -176,6 +186,12 @@ class ApiClient:
 
     async def resume(self, run_id: int) -> dict[str, Any]:
         return await self.json("POST", f"/api/runs/{run_id}/resume/")
+
+    async def fork(
+        self, run_id: int, stage: str, *, profile: str | None = None, model: str | None = None
+    ) -> dict[str, Any]:
+        body = {"from": stage, "profile": profile or None, "model": model or None}
+        return await self.json("POST", f"/api/runs/{run_id}/fork/", json=body)
 
     async def approve(self, run_id: int, stage: str) -> dict[str, Any]:
         return await self.json("POST", f"/api/runs/{run_id}/stages/{stage}/approve/")

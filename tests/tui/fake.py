@@ -110,6 +110,9 @@ def run_detail(run_id: int = 7, *, status: str = "blocked") -> dict[str, Any]:
         "started_at": CREATED,
         "finished_at": None,
         "last_event_seq": 80,
+        "parent": None,
+        "forked_from_stage": "",
+        "forks": [],
         "config": {"quorum": 2 / 3, "threshold": 0.7, "rounds": 2},
         "stages": stages,
         "artifacts": ARTIFACTS,
@@ -139,6 +142,53 @@ FILES = {
         "tests_executed": ["tests/test_app.py::test_health"],
         "risk_notes": [],
         "confidence": 0.86,
+    },
+}
+
+
+ATTEMPTS = {
+    "run": 7,
+    "stage": "review",
+    "attempt": 2,
+    "attempts": [
+        {
+            "number": 1,
+            "status": "blocked",
+            "reason": "quorum 0.33 < 0.67",
+            "note": "",
+            "confidence": 0.5,
+            "approval": 0.33,
+            "artifact": {"verdict": "revise"},
+            "patch": "",
+            "started_at": CREATED,
+            "finished_at": CREATED,
+            "created_at": CREATED,
+        }
+    ],
+    "compare": [
+        {"key": "attempt-1", "label": "attempt 1 (blocked)"},
+        {"key": "run-5", "label": "parent run 5"},
+    ],
+}
+COMPARISONS = {
+    "attempt-1": {
+        "run": 7,
+        "stage": "review",
+        "key": "attempt-1",
+        "old_label": "attempt 1 (blocked)",
+        "new_label": "run 7 (now)",
+        "same": False,
+        "diff": '--- a/review.json\n+++ b/review.json\n@@ -1,3 +1,3 @@\n {\n-  "verdict": '
+        '"revise"\n+  "verdict": "ship"\n }\n',
+    },
+    "run-5": {
+        "run": 7,
+        "stage": "review",
+        "key": "run-5",
+        "old_label": "parent run 5",
+        "new_label": "run 7",
+        "same": True,
+        "diff": "",
     },
 }
 
@@ -349,6 +399,22 @@ class FakeServer:
                 if name == "diff.patch":
                     return httpx.Response(200, text=DIFF)
                 return httpx.Response(200, json=FILES[name])
+            if rest == ["fork"]:
+                if (body or {}).get("model") == "nope":
+                    return httpx.Response(
+                        400, json={"errors": {"model": ["a model id is vendor/model"]}}
+                    )
+                fork = run_detail(9, status="queued")
+                fork.update(parent=run_id, forked_from_stage=body["from"])
+                self.details[9] = fork
+                return httpx.Response(201, json=fork)
+            if rest[-1] == "attempts":
+                return httpx.Response(200, json=ATTEMPTS)
+            if rest[-1] == "compare":
+                key = request.url.params.get("with")
+                if key not in COMPARISONS:
+                    return httpx.Response(404, json={"detail": f"no {key} to compare"})
+                return httpx.Response(200, json=COMPARISONS[key])
             if rest[-1] == "approve":
                 detail = self.details[run_id]
                 detail["status"] = "running"

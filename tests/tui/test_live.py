@@ -33,6 +33,7 @@ from tui.app import TektonApp
 from tui.client import ApiClient
 from tui.screens.artifacts import ArtifactsScreen
 from tui.screens.dialogs import ConfirmScreen, HelpScreen
+from tui.screens.fork import CompareScreen, ForkScreen
 from tui.screens.launcher import LauncherScreen
 from tui.screens.run import RunScreen
 from tui.screens.runs import RunsScreen
@@ -419,6 +420,61 @@ async def test_the_run_screen_reconnects_after_the_server_drops_the_stream(live:
             assert sorted(seqs) == sorted(stored)
     finally:
         await proxy.close()
+
+
+async def test_fork_a_blocked_run_from_its_screen_and_compare_the_stage_with_the_parent(
+    live: Live,
+):
+    parent = live.create("Tighten the totals [offline:block=review]")
+    app = tui(live.server.base_url, live.token, start_run=parent)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(
+            pilot,
+            lambda: (
+                isinstance(app.screen, RunScreen)
+                and app.screen.state is not None
+                and app.screen.state.status == "blocked"
+            ),
+            "the parent to block",
+        )
+        screen = app.screen
+        await pilot.press("f")
+        dialog = app.screen
+        assert isinstance(dialog, ForkScreen)
+        assert dialog.query_one("#from").value == "review"  # the blocked stage
+        dialog.query_one("#model").value = "offline/other-model"
+        await pilot.pause()
+        picture(app, "fork")
+        await pilot.press("ctrl+y")
+        await until(
+            pilot,
+            lambda: isinstance(app.screen, RunScreen) and app.screen is not screen,
+            "the fork's run screen",
+        )
+        fork = app.screen
+        detail = live.api("GET", f"/api/runs/{fork.run_id}/").json()
+        assert (detail["parent"], detail["forked_from_stage"]) == (parent, "review")
+        assert {s["stage"]: s["status"] for s in detail["stages"]}["code"] == "skipped"
+        await until(
+            pilot,
+            lambda: fork.state is not None and fork.state.status == "blocked",
+            "the fork to block at review too (the same goal)",
+        )
+        header = plain(fork.query_one("#run-header").content)
+        assert f"forked from run {parent} at review" in header
+
+        await pilot.press("m")
+        compare = app.screen
+        assert isinstance(compare, CompareScreen) and compare.stage == "review"
+        await until(pilot, lambda: compare.shown is not None, "the comparison")
+        assert compare.shown["key"] == f"run-{parent}"
+        assert compare.shown["old_label"] == f"parent run {parent}"
+        body = plain(compare.query_one("#compare-body").content)
+        assert f"--- parent run {parent}" in body
+        picture(app, "compare")
+        await pilot.press("escape", "escape")
+        assert app.screen is screen
+        assert f"forks run {fork.run_id}" in plain(screen.query_one("#run-header").content)
 
 
 def test_local_mode_uses_the_server_already_running_with_a_token_it_revokes(live: Live):

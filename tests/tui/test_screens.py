@@ -4,11 +4,12 @@ rule and field errors, the artifacts and the palette."""
 
 from __future__ import annotations
 
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable, Input, Select, Static
 
 from tests.tui.fake import fake_app
 from tui.screens.artifacts import ArtifactsScreen
 from tui.screens.dialogs import ConfirmScreen
+from tui.screens.fork import CompareScreen, ForkScreen
 from tui.screens.launcher import LauncherScreen
 from tui.screens.run import RunScreen
 from tui.stream import Event
@@ -263,3 +264,87 @@ async def test_a_bug_in_a_worker_is_one_line_not_a_crash():
         await until(pilot, lambda: app.last_error)
         assert app.last_error == "internal error in refresh_detail: KeyError: 'stages'"
         assert app.is_running
+
+
+async def test_fork_offers_the_stages_it_can_start_at_keeps_a_refusal_and_opens_the_fork(text_of):
+    app = fake_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_run(pilot, app)
+        await pilot.press("f")
+        dialog = app.screen
+        assert isinstance(dialog, ForkScreen)
+        # Up to the first unfinished stage (review is blocked), which is the one shown.
+        assert dialog.starts == ["plan", "research", "plan_update", "code", "review"]
+        assert dialog.query_one("#from", Select).value == "review"
+        await until(pilot, lambda: dialog.query_one("#profile", Select)._options[1:])
+        summary = text_of(dialog.query_one("#fork-summary", Static))
+        assert "reuses plan, research, plan_update, code, runs from review" in summary
+        dialog.query_one("#from", Select).value = "code"
+        dialog.query_one("#model", Input).value = "nope"
+        await pilot.pause()
+        assert "runs from code with the parent's profile and model nope" in text_of(
+            dialog.query_one("#fork-summary", Static)
+        )
+        await pilot.press("ctrl+y")
+        error = dialog.query_one("#dialog-error", Static)
+        await until(pilot, lambda: "a model id" in text_of(error))
+        assert app.screen is dialog  # a refused value stays in the dialog
+        assert text_of(error).strip() == "400 model: a model id is vendor/model"
+        dialog.query_one("#profile", Select).value = "fast"
+        dialog.query_one("#model", Input).value = "offline/other"
+        await pilot.press("ctrl+y")
+        await until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.run_id == 9)
+        forks = [b for m, p, b in app.fake.calls if m == "POST" and p == "/api/runs/7/fork/"]
+        assert forks[-1] == {"from": "code", "profile": "fast", "model": "offline/other"}
+        fork = app.screen
+        await until(pilot, lambda: fork.state is not None)
+        assert "forked from run 7 at code" in text_of(fork.query_one("#run-header", Static))
+        assert app.launched == [9]
+        await pilot.press("escape")
+        assert app.screen is screen
+        assert "forks run 9" in text_of(screen.query_one("#run-header", Static))
+
+
+async def test_declining_a_fork_sends_nothing():
+    app = fake_app()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_run(pilot, app)
+        await pilot.press("f")
+        assert isinstance(app.screen, ForkScreen)
+        await pilot.press("escape")
+        assert app.screen is screen
+        assert not [c for c in app.fake.calls if c[0] == "POST"]
+
+
+async def test_compare_lists_what_the_stage_can_be_compared_with_and_shows_the_diff(text_of):
+    app = fake_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await open_run(pilot, app)
+        await pilot.press("m")
+        dialog = app.screen
+        assert isinstance(dialog, CompareScreen) and dialog.stage == "review"
+        body = dialog.query_one("#compare-body", Static)
+        await until(pilot, lambda: dialog.shown is not None)
+        assert '-  "verdict": "revise"' in text_of(body)
+        assert '+  "verdict": "ship"' in text_of(body)
+        assert "1 attempt set aside" in text_of(dialog.query_one("#compare-title", Static))
+        assert "attempt 1 (blocked) → run 7 (now)" in text_of(
+            dialog.query_one("#compare-status", Static)
+        )
+        await pilot.press("down", "enter")
+        await until(pilot, lambda: dialog.shown["key"] == "run-5")
+        assert "the same on both sides" in text_of(body)
+        assert ("GET", "/api/runs/7/stages/review/compare/", None) in app.fake.calls
+
+
+async def test_the_header_names_the_parent_and_forks_and_the_palette_opens_them(text_of):
+    app = fake_app()
+    app.fake.details[7].update(parent=5, forked_from_stage="review", forks=[6])
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_run(pilot, app)
+        header = text_of(screen.query_one("#run-header", Static))
+        assert "forked from run 5 at review  forks run 6" in header
+        commands = {c.title: c for c in app.get_system_commands(screen)}
+        assert {"Fork the run", "Parent run 5", "Fork run 6"} <= set(commands)
+        await pilot.press("ctrl+p", *"Fork run 6", "enter")
+        await until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.run_id == 6)

@@ -107,6 +107,8 @@ Run
   x            abort the run at its blocked stage
   c            cancel the run             u   resume a stopped run
   v            artifacts                  d   the code stage's diff
+  f            fork the run from a stage with another profile or model (opens the fork)
+  m            compare the stage's artifact with a set-aside attempt, the parent or a fork
   Every action asks first. The top right says whether the event stream is live; after a
   dropped connection it reconnects with Last-Event-ID and says so.
 

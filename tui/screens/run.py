@@ -1,13 +1,14 @@
 """The run screen: one progress column per stage (status, attempt, confidence, quorum),
 the selected stage's transcript round by round with roles labelled and the votes, the test
-evidence and branch once they exist, and the actions (approve, retry with a note, abort,
-cancel, resume), each behind a confirmation.
+evidence and branch once they exist, the parent and forks, and the actions (approve, retry
+with a note, abort, cancel, resume, fork), each behind a confirmation; the selected stage's
+artifact compared with a set-aside attempt, the parent or a fork.
 
 API: GET /api/runs/<id>/ and GET /api/runs/<id>/transcript/ to start, then
 GET /api/runs/<id>/events?deltas=1 (SSE, resumed with Last-Event-ID) to follow; the run
 detail again after each stage or run event (tokens, cost, votes); GET .../artifacts/
 test_report.json once it exists; POST .../stages/<stage>/approve|retry|abort/ and
-.../cancel/ | .../resume/ for the actions.
+.../cancel/ | .../resume/ | .../fork/ for the actions (tui.screens.fork).
 """
 
 from __future__ import annotations
@@ -90,6 +91,8 @@ class RunScreen(TektonScreen):
         Binding("u", "resume", "Resume"),
         Binding("v", "artifacts", "Artifacts"),
         Binding("d", "diff", "Diff"),
+        Binding("f", "fork", "Fork"),
+        Binding("m", "compare", "Compare"),
         Binding("escape,backspace", "back", "Back"),
     ]
 
@@ -297,10 +300,34 @@ class RunScreen(TektonScreen):
         if run.get("branch"):
             text.append("  branch ", style="grey62")
             text.append(str(run["branch"]), style="bold")
+        lineage = self._lineage()
+        if lineage.plain:
+            text.append("\n")
+            text.append_text(lineage)
         if run.get("reason") and self.state.status in ("blocked", "failed", "cancelled"):
             text.append("\n")
             text.append(" ".join(str(run["reason"]).split())[:240], style="italic")
         self.query_one("#run-header", Static).update(text)
+
+    def _lineage(self) -> Text:
+        """The run's parent and forks (the ids the detail gives; only runs one may see)."""
+        assert self.state is not None
+        run = self.state.run
+        text = Text()
+        if run.get("parent"):
+            text.append("forked from ", style="grey62")
+            text.append(f"run {run['parent']}", style="bold")
+            text.append(f" at {run.get('forked_from_stage') or '?'}", style="grey62")
+        elif run.get("forked_from_stage"):
+            text.append(f"forked at {run['forked_from_stage']} (parent deleted)", style="grey62")
+        forks = [int(f) for f in run.get("forks") or []]
+        if forks:
+            text.append("  " if text.plain else "")
+            text.append("forks ", style="grey62")
+            text.append(", ".join(f"run {f}" for f in forks), style="bold")
+        if text.plain:
+            text.append("  (ctrl+p opens them)", style="grey50")
+        return text
 
     def render_columns(self) -> None:
         if not self.alive:
@@ -448,7 +475,7 @@ class RunScreen(TektonScreen):
         blocked = self.state.blocked_stage
         if blocked:
             return f"stage {blocked} is blocked: a approve · r retry with a note · x abort"
-        return "← → choose a stage · v artifacts · ? help"
+        return "← → choose a stage · v artifacts · f fork · m compare · ? help"
 
     # --- actions ----------------------------------------------------------------------------
     def action_stage(self, step: int) -> None:
@@ -587,6 +614,39 @@ class RunScreen(TektonScreen):
             return
         self.action_artifacts("diff.patch")
 
+    def action_fork(self) -> None:
+        from tui.screens.fork import ForkScreen
+
+        if self.state is None or not self.state.stages:
+            self.set_status("the run has not loaded yet", error=True)
+            return
+        stages = {name: view.status for name, view in self.state.stages.items()}
+
+        def forked(detail: dict[str, Any] | None) -> None:
+            if not detail:
+                self.set_status("fork: not done")
+                return
+            fork_id = int(detail["id"])
+            self.app.launched.append(fork_id)
+            done = (
+                f"run {fork_id} forked from run {self.run_id} at {detail.get('forked_from_stage')}"
+            )
+            self.notify(done, timeout=4)
+            if self.state is not None:  # back on this screen, the fork is listed
+                forks = [int(f) for f in self.state.run.get("forks") or []]
+                self.state.run["forks"] = sorted({*forks, fork_id})
+                self.render_header()
+            self.app.open_run(fork_id)
+
+        self.app.push_screen(ForkScreen(self.run_id, stages, stage=self.selected), forked)
+
+    def action_compare(self) -> None:
+        from tui.screens.fork import CompareScreen
+
+        if self.state is None or self.selected is None:
+            return
+        self.app.push_screen(CompareScreen(self.run_id, self.selected))
+
     def palette_commands(self) -> Iterable[SystemCommand]:
         yield SystemCommand("Approve the blocked stage", "Accept it anyway", self.action_approve)
         yield SystemCommand("Retry a stage with a note", "Blocked or failed", self.action_retry)
@@ -595,6 +655,28 @@ class RunScreen(TektonScreen):
         yield SystemCommand("Resume the run", "From its first unfinished stage", self.action_resume)
         yield SystemCommand("Artifacts", "Read this run's artifacts", self.action_artifacts)
         yield SystemCommand("Diff", "The code stage's diff", self.action_diff)
+        yield SystemCommand(
+            "Fork the run", "From a stage, with a profile or model", self.action_fork
+        )
+        yield SystemCommand(
+            "Compare the stage's artifact",
+            "With a set-aside attempt, the parent or a fork",
+            self.action_compare,
+        )
+        if self.state is not None:
+            if self.state.run.get("parent"):
+                parent = int(self.state.run["parent"])
+                yield SystemCommand(
+                    f"Parent run {parent}",
+                    "Open the run this one was forked from",
+                    lambda: self.app.open_run(parent),
+                )
+            for fork in self.state.run.get("forks") or []:
+                yield SystemCommand(
+                    f"Fork run {fork}",
+                    "Open a run forked from this one",
+                    lambda f=int(fork): self.app.open_run(f),
+                )
         if self.state is not None:
             for name in self.state.stages:
                 yield SystemCommand(
