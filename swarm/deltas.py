@@ -12,7 +12,8 @@ text has not begun yet (a mediator writing its artifact before its rationale) fi
 sends an empty piece, so its card opens with its typing indicator.
 
 Redaction: a key can arrive split across two pieces, so each call's whole text so far is
-redacted and its open tail is held back until more text comes or the call ends: the
+redacted (searching only what follows the last flush's clean part, swarm.redact.grown_clean)
+and its open tail is held back until more text comes or the call ends: the
 part, within the last `hold` characters, that a secret pattern matches up to the end or
 could match with more text (swarm.redact.open_tail_start). A secret shorter than `hold`
 characters is never published half-way, before the pattern that catches it has seen all
@@ -36,7 +37,7 @@ from typing import Any
 
 from swarm.events import AgentDelta
 from swarm.readable import ReadableText
-from swarm.redact import open_tail_start, redact
+from swarm.redact import grown_clean, open_tail_start, redact
 
 INTERVAL_SECONDS = 0.05
 HOLD_CHARS = 48  # longer than the shortest text each secret pattern needs to match
@@ -54,6 +55,20 @@ class _Call:
     opened: bool = False  # an empty piece went out: subscribers show the call's card
     ended: bool = False
     dirty: bool = False
+    # The readable text at the last flush and, while no pattern has matched it, where a
+    # match could still begin (swarm.redact.grown_clean): only what follows is searched.
+    raw: str = ""
+    open_from: int | None = 0
+
+    def redacted(self) -> str:
+        """redact() of the readable text so far, scanning only what could have changed."""
+        text = self.reader.text
+        grew = self.open_from is not None and text.startswith(self.raw)
+        # The text can also change before its end (the answer's "position" field arriving
+        # after its "rationale"): then it is all searched again.
+        self.open_from = grown_clean(text, self.open_from if grew else 0)
+        self.raw = text
+        return text if self.open_from is not None else redact(text)
 
 
 class DeltaCoalescer:
@@ -126,7 +141,7 @@ class DeltaCoalescer:
             if not call.dirty:
                 continue
             call.dirty = False
-            text = redact(call.reader.text)
+            text = call.redacted()
             upto = len(text) if call.ended else open_tail_start(text, self.hold)
             if call.ended:
                 del self._calls[call_id]

@@ -90,6 +90,28 @@ def _partial_patterns() -> tuple[Any, ...]:
     return tuple(regex.compile(p.pattern, p.flags) for p in _EVERY_PATTERN)
 
 
+@functools.lru_cache(maxsize=4096)  # the same answer streamed again (replays, offline)
+def grown_clean(text: str, since: int) -> int | None:
+    """Redaction of a text that grows (a streamed answer), done on what changed: `text`
+    is a text that no pattern matched (with nothing before `since` able to begin a match
+    once more text comes, what this returned for it; 0 for a new text) plus what came
+    after it. None when a pattern now matches, so redact(text) differs from `text`; else
+    where a match could still begin: the earliest start of a pattern matching up to the
+    end as the beginning of a longer match (len(text) when none can).
+
+    A match that began before `since` would have been a partial match at the old end that
+    started earlier, so only the text from `since` is searched, its left context seen:
+    a second of a run's CPU went to redacting each call's whole answer at every flush."""
+    if any(p.search(text, since) for p in _EVERY_PATTERN):
+        return None
+    first = len(text)
+    for pattern in _partial_patterns():
+        m = pattern.search(text, since, partial=True)  # no whole match: a partial one
+        if m is not None and m.start() < first:
+            first = m.start()
+    return first
+
+
 def open_tail_start(text: str, window: int) -> int:
     """Where the end of `text` that more text could still make part of a secret begins
     (len(text) when nothing could): the earliest start, within the last `window`
