@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -66,6 +68,60 @@ def _in_flight_per_worker(runs: list[dict]) -> dict[str, int]:
                 (call["created_at"] - call["latency_ms"] / 1000, call["created_at"])
             )
     return {w: max_overlap(s) for w, s in spans.items()}
+
+
+class ConnectionPeak:
+    """The most PostgreSQL client connections seen at once (all databases, and the
+    bench's), sampled twice a second in a thread, beside the server's max_connections."""
+
+    def __init__(self, svc: Services) -> None:
+        self.svc = svc
+        self.total = self.mine = 0
+        self.limit = int(svc.query("SHOW max_connections")[0]["max_connections"])
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> ConnectionPeak:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            try:
+                (row,) = self.svc.query(
+                    "SELECT count(*) FILTER (WHERE datname = %s) AS mine, count(*) AS total "
+                    "FROM pg_stat_activity WHERE backend_type = 'client backend'",
+                    (self.svc.dbname,),
+                )
+            except Exception:  # noqa: BLE001 - a sample lost under load is no figure lost
+                continue
+            self.mine = max(self.mine, row["mine"])
+            self.total = max(self.total, row["total"])
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of a process and its waited-for children."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def _stage_busy_s(runs: list[dict]) -> float:
+    """Thread-seconds the stages held: each final attempt's first call's start to its last
+    call's end (a stage holds one worker thread for that long, at least)."""
+    total = 0.0
+    for run in runs:
+        spans: dict[str, list[float]] = defaultdict(list)
+        for call in final_calls(run):
+            spans[call["stage"]] += [
+                call["created_at"] - call["latency_ms"] / 1000,
+                call["created_at"],
+            ]
+        total += sum(max(v) - min(v) for v in spans.values())
+    return total
 
 
 def cli_peak_rss_kb() -> tuple[int, str]:
@@ -178,6 +234,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"one run: {single_wall:.1f} s ({single['status']})", flush=True)
 
         print(f"{args.runs} runs at once ...", flush=True)
+        cpu_before = {w.pid: _cpu_s(w.pid) for w in workers}
+        peak = ConnectionPeak(svc).__enter__()
         started = time.perf_counter()
         ids = child(
             [
@@ -192,11 +250,13 @@ def main(argv: list[str] | None = None) -> None:
             ],
             env=svc.env,
         )["run_ids"]
-        _wait_all(svc, ids, timeout=3600)
+        _wait_all(svc, ids, timeout=3 * 3600)
         print(
             f"all finished {time.perf_counter() - started:.1f} s after the first create call",
             flush=True,
         )
+        peak.__exit__()
+        worker_cpu = sum(_cpu_s(w.pid) - cpu_before[w.pid] for w in workers)
         hwm_kb = {w.name: w.vm_hwm_kb() for w in workers}
         runs = dump_runs(ids, env=svc.env)
     finally:
@@ -211,6 +271,16 @@ def main(argv: list[str] | None = None) -> None:
     in_flight = _in_flight_per_worker(runs)
     reruns = sum(1 for r in runs for s in r["stages"] if s["attempt"] > 1)
     cli_kb, cli_note = cli_peak_rss_kb()
+    # Where the ceiling is: the wall time the worker threads alone allow (every stage
+    # holds a thread), and the one the workers' CPU alone allows on this machine's cores.
+    threads = args.workers * args.concurrency
+    threads_floor = _stage_busy_s(runs) / threads
+    cpu_floor = worker_cpu / (os.cpu_count() or 1)
+    print(
+        f"(d) floors: threads {threads_floor:.1f} s ({threads} threads), worker CPU "
+        f"{worker_cpu:.1f} s = {cpu_floor:.1f} s on {os.cpu_count()} cores; peak PostgreSQL "
+        f"connections {peak.total} of {peak.limit} (the bench's {peak.mine})"
+    )
 
     print(
         f"(d) total wall {total_wall:.1f} s vs one run {single_wall:.1f} s: {total_wall / single_wall:.2f}x"
@@ -247,13 +317,19 @@ on {machine()}: PostgreSQL, Redis, {args.workers} Celery worker process(es) with
 | **LLM calls in flight per worker process (max)** | **{max(in_flight.values()) if in_flight else 0}** | >= 50 |
 | **peak RSS per worker process (max VmHWM)** | **{max((v or 0) for v in hwm_kb.values()) / 1024:.0f} MB** | <= 300 MB |
 | peak RSS of the CLI following one full embedded run | {cli_kb / 1024:.0f} MB | |
+| workers' CPU for the {args.runs} runs (user + system) | {worker_cpu:.0f} s ({worker_cpu / args.runs:.2f} s per run) | |
+| floor from the threads: stage-seconds / {threads} threads | {threads_floor:.1f} s | |
+| floor from the CPU: workers' CPU / {os.cpu_count()} cores | {cpu_floor:.1f} s | |
+| peak PostgreSQL client connections, all / this bench's | {peak.total} / {peak.mine} of max_connections {peak.limit} | < {peak.limit} |
 
 | worker | calls in flight (max) | VmHWM |
 |---|---|---|
 {worker_rows}
 """
     if not args.no_write:
-        doc_section_write("concurrency" if not bare else "concurrency_bare", body)
+        # The 1,000-run case (issue 14 §2) has its own section beside the 100-run ones.
+        section = "concurrency" if not bare else "concurrency_bare"
+        doc_section_write(section + ("_scale" if args.runs > 100 else ""), body)
         print("wrote the concurrency section of docs/benchmarks.md")
 
 
