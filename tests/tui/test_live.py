@@ -460,8 +460,15 @@ async def test_fork_a_blocked_run_from_its_screen_and_compare_the_stage_with_the
             lambda: fork.state is not None and fork.state.status == "blocked",
             "the fork to block at review too (the same goal)",
         )
-        header = plain(fork.query_one("#run-header").content)
-        assert f"forked from run {parent} at review" in header
+        # The header is drawn after the state that blocked it arrives, not with it.
+        await until(
+            pilot,
+            lambda: (
+                f"forked from run {parent} at review"
+                in plain(fork.query_one("#run-header").content)
+            ),
+            "the fork's header to name its parent",
+        )
 
         await pilot.press("m")
         compare = app.screen

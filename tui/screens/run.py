@@ -80,14 +80,18 @@ class StageColumn(Static):
             self.set_class(view.status == status, f"st-{status}")
 
 
+_STAGE = Binding.Group("Stage")
+
+
 class RunScreen(TektonScreen):
     BINDINGS = [
-        Binding("left,h", "stage(-1)", "Prev stage", key_display="←", priority=True),
-        Binding("right,l", "stage(1)", "Next stage", key_display="→", priority=True),
+        # One footer entry for both: the run screen has more keys than 120 columns hold.
+        Binding("left,h", "stage(-1)", "Prev stage", key_display="←", priority=True, group=_STAGE),
+        Binding("right,l", "stage(1)", "Next stage", key_display="→", priority=True, group=_STAGE),
         Binding("a", "approve", "Approve"),
         Binding("r", "retry", "Retry"),
         Binding("x", "abort", "Abort"),
-        Binding("c", "cancel", "Cancel run"),
+        Binding("c", "cancel", "Cancel"),
         Binding("u", "resume", "Resume"),
         Binding("v", "artifacts", "Artifacts"),
         Binding("d", "diff", "Diff"),
@@ -121,7 +125,7 @@ class RunScreen(TektonScreen):
                 yield Static(id="votes")
                 yield Static(id="evidence")
         yield Static(id="status")
-        yield Footer()
+        yield Footer(compact=True)  # every key fits in 120 columns
 
     def on_mount(self) -> None:
         title = Text()
