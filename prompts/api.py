@@ -12,7 +12,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, serializers, status
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
@@ -27,7 +27,7 @@ from prompts.selectors import (
     prompt_invocations_visible_to,
 )
 from runs.api import IN_FLIGHT_RETRY_AFTER_S, RunCursorPagination
-from runs.streams import EventStreamRenderer, sse_event_schema, sse_response
+from runs.streams import EventsQuerySerializer, EventStreamRenderer, sse_events_schema, sse_response
 from swarm.frontdoor.intent import INTENTS
 from tekton_site.api_errors import LimitExceeded
 from tekton_site.api_errors import error_responses as api_error_responses
@@ -249,15 +249,6 @@ class PromptDetailApi(APIView):
         return Response(PromptInvocationSerializer(invocation).data)
 
 
-class PromptEventsQuerySerializer(serializers.Serializer):
-    after = serializers.IntegerField(
-        min_value=0, default=0, help_text="Return events with seq greater than this."
-    )
-    limit = serializers.IntegerField(
-        min_value=1, max_value=1000, default=100, help_text="JSON page size (SSE ignores it)."
-    )
-
-
 class PromptEventSerializer(serializers.Serializer):
     seq = serializers.IntegerField()
     kind = serializers.ChoiceField(choices=PROMPT_EVENT_KINDS)
@@ -280,7 +271,7 @@ class PromptEventsApi(APIView):
 
     renderer_classes = [JSONRenderer, EventStreamRenderer]
 
-    @extend_schema(
+    @sse_events_schema(
         operation_id="prompts_events",
         summary="An invocation's progress (JSON page, or Server-Sent Events with "
         "Accept: text/event-stream)",
@@ -289,37 +280,18 @@ class PromptEventsApi(APIView):
         "answered or failed), `prompt.fallback` (the chain moves on: from, to, reason), "
         "`prompt.answer` (the answer grew: write `text` at `offset`), and last "
         "`prompt.finished` (status, outcome, the whole response, error, tokens, cost).",
-        parameters=[
-            PromptEventsQuerySerializer,
-            OpenApiParameter(
-                "Last-Event-ID",
-                {"type": "integer", "minimum": 0},
-                OpenApiParameter.HEADER,
-                required=False,
-                description="SSE resume point (the last seq received); wins over ?after=.",
-            ),
-        ],
-        responses={
-            (200, "application/json"): PromptEventsPageSerializer,
-            (200, "text/event-stream"): OpenApiResponse(
-                sse_event_schema("PromptEvent", "prompt.started, prompt.attempt, ..."),
-                description="One schema per event: `id: <seq>`, `event: <kind>`, `data: <event "
-                "JSON>`; `: heartbeat` comments between them; ends after `prompt.finished` "
-                "(or after TEKTON_SSE_MAX_SECONDS: reconnect with Last-Event-ID).",
-            ),
-            (204, "text/event-stream"): OpenApiResponse(
-                description="The invocation is finished and nothing is left after the resume point."
-            ),
-            400: OpenApiResponse(description="A bad after, limit or Last-Event-ID."),
-            401: OpenApiResponse(description="No or wrong credentials."),
-            404: OpenApiResponse(description="No such invocation, or not yours."),
-        },
+        query=EventsQuerySerializer,
+        page=PromptEventsPageSerializer,
+        data_component="PromptEvent",
+        kinds="prompt.started, prompt.attempt, ...",
+        subject="invocation",
+        ends_after="`prompt.finished`",
     )
     def get(self, request, invocation_id: int):
         from prompts.selectors import prompt_events_after, prompt_last_event
         from prompts.streams import PROMPT_EVENTS
 
-        query = PromptEventsQuerySerializer(data=request.query_params)
+        query = EventsQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         after = query.validated_data["after"]
         invocation = prompt_invocations_visible_to(request.user).filter(pk=invocation_id).first()

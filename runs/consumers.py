@@ -57,6 +57,11 @@ def _authorize(user, token: str | None, run_id: int) -> int:
 
 
 class RunEventsConsumer(AsyncJsonWebsocketConsumer):
+    # No channel of its own on the channel layer: its events come through the hub, whose
+    # feed rides out a Redis restart by polling (as SSE does). Channels would otherwise
+    # listen on a per-socket channel nothing sends to, and close with 1011 when Redis went.
+    channel_layer_alias = None
+
     async def connect(self):
         self._task: asyncio.Task | None = None
         query = parse_qs(self.scope.get("query_string", b"").decode("latin1"))

@@ -75,6 +75,10 @@ def _csrf_from_scope(scope) -> str:
 
 
 class RunUiConsumer(AsyncWebsocketConsumer):
+    # Events come through the hub only: no per-socket channel-layer channel, whose receive
+    # would close the socket with 1011 when Redis restarts (see RunEventsConsumer).
+    channel_layer_alias = None
+
     async def connect(self):
         self._tasks: list[asyncio.Task] = []
         await self.accept()

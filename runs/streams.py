@@ -104,7 +104,9 @@ def last_event_id(request) -> int | None:
     return int(raw)
 
 
-class RunEventsQuerySerializer(serializers.Serializer):
+class EventsQuerySerializer(serializers.Serializer):
+    """The query of an events endpoint (a run's, an invocation's): `sse_events_schema`."""
+
     after = serializers.IntegerField(
         min_value=0, default=0, help_text="Return events with seq greater than this."
     )
@@ -114,6 +116,9 @@ class RunEventsQuerySerializer(serializers.Serializer):
         default=DEFAULT_LIMIT,
         help_text="JSON page size (SSE ignores it).",
     )
+
+
+class RunEventsQuerySerializer(EventsQuerySerializer):
     deltas = serializers.BooleanField(
         default=False,
         help_text="SSE only: also send the agents' streamed text as `stage.delta` messages "
@@ -186,7 +191,55 @@ def sse_event_schema(data_component: str, kinds: str) -> dict[str, Any]:
     }
 
 
-SSE_EVENT_SCHEMA = sse_event_schema("RunEvent", "run.started, stage.finished, ...")
+LAST_EVENT_ID_PARAMETER = OpenApiParameter(
+    "Last-Event-ID",
+    {"type": "integer", "minimum": 0},
+    OpenApiParameter.HEADER,
+    required=False,
+    description="SSE resume point (the last seq received); wins over ?after=.",
+)
+
+
+def sse_events_schema(
+    *,
+    operation_id: str,
+    summary: str,
+    query: type[serializers.Serializer],
+    page: type[serializers.Serializer],
+    data_component: str,
+    kinds: str,
+    subject: str,
+    ends_after: str,
+    description: str | None = None,
+):
+    """`extend_schema` of an events endpoint that `sse_response` serves: a JSON `page` or,
+    with Accept: text/event-stream, events whose data is a `data_component` (`kinds`
+    examples), resumed by `query`'s ?after= or Last-Event-ID. `subject` names the object
+    ("run") in the 204 and 404; the stream ends after `ends_after`. Without `description`
+    the view's docstring is the operation's description."""
+    return extend_schema(
+        operation_id=operation_id,
+        summary=summary,
+        description=description,
+        parameters=[query, LAST_EVENT_ID_PARAMETER],
+        responses={
+            (200, "application/json"): page,
+            # drf-spectacular keeps the first description of a status code (the page's,
+            # empty): this one is for readers of the code, not in the document.
+            (200, "text/event-stream"): OpenApiResponse(
+                sse_event_schema(data_component, kinds),
+                description="One schema per event: `id: <seq>`, `event: <kind>`, `data: <event "
+                f"JSON>`; `: heartbeat` comments between them; ends after {ends_after} "
+                "(or after TEKTON_SSE_MAX_SECONDS: reconnect with Last-Event-ID).",
+            ),
+            (204, "text/event-stream"): OpenApiResponse(
+                description=f"The {subject} is finished and nothing is left after the resume point."
+            ),
+            400: OpenApiResponse(description="A bad after, limit or Last-Event-ID."),
+            401: OpenApiResponse(description="No or wrong credentials."),
+            404: OpenApiResponse(description=f"No such {subject}, or not yours."),
+        },
+    )
 
 
 class RunEventsApi(APIView):
@@ -195,34 +248,15 @@ class RunEventsApi(APIView):
     permission_classes = [IsAuthenticated]
     renderer_classes = [JSONRenderer, EventStreamRenderer]
 
-    @extend_schema(
+    @sse_events_schema(
         operation_id="runs_events",
         summary="A run's events (JSON page, or Server-Sent Events with Accept: text/event-stream)",
-        parameters=[
-            RunEventsQuerySerializer,
-            OpenApiParameter(
-                "Last-Event-ID",
-                {"type": "integer", "minimum": 0},
-                OpenApiParameter.HEADER,
-                required=False,
-                description="SSE resume point (the last seq received); wins over ?after=.",
-            ),
-        ],
-        responses={
-            (200, "application/json"): RunEventsPageSerializer,
-            (200, "text/event-stream"): OpenApiResponse(
-                SSE_EVENT_SCHEMA,
-                description="One schema per event: `id: <seq>`, `event: <kind>`, `data: <event "
-                "JSON>`; `: heartbeat` comments between them; ends after the run's final event "
-                "(or after TEKTON_SSE_MAX_SECONDS: reconnect with Last-Event-ID).",
-            ),
-            (204, "text/event-stream"): OpenApiResponse(
-                description="The run is finished and nothing is left after the resume point."
-            ),
-            400: OpenApiResponse(description="A bad after, limit or Last-Event-ID."),
-            401: OpenApiResponse(description="No or wrong credentials."),
-            404: OpenApiResponse(description="No such run, or not yours."),
-        },
+        query=RunEventsQuerySerializer,
+        page=RunEventsPageSerializer,
+        data_component="RunEvent",
+        kinds="run.started, stage.finished, ...",
+        subject="run",
+        ends_after="the run's final event",
     )
     def get(self, request, run_id: int):
         query = RunEventsQuerySerializer(data=request.query_params)

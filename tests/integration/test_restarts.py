@@ -1,10 +1,12 @@
 """A run lives through its Redis and its PostgreSQL restarting under it: servers of the
 test's own (tests/integration/throwaway.py), a real Celery worker, daphne serving the
-run's live event stream to a client that reconnects as browsers do (Last-Event-ID)."""
+run's live event stream to clients that would reconnect as browsers do (Last-Event-ID,
+?after=) but need not: SSE and both WebSockets stay open through both restarts."""
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import uuid
@@ -59,12 +61,17 @@ def own(tmp_path: Path) -> Iterator[tuple[PostgresServer, RedisServer, Services]
 _START = """
 import json
 from accounts.services import token_create
+from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.test import Client
 from runs.services import run_create
 user, _ = get_user_model().objects.get_or_create(username="restarts")
 token = token_create(user=user, name="restarts")[1]
+browser = Client()
+browser.force_login(user)
+session = browser.cookies[settings.SESSION_COOKIE_NAME].value
 run = run_create(goal={goal!r}, repo_path={repo!r}, stage_to="code", by=user)
-print(json.dumps({{"run": run.pk, "token": token}}))
+print(json.dumps({{"run": run.pk, "token": token, "session": session}}))
 """
 
 
@@ -142,6 +149,47 @@ class WsFollower(threading.Thread):
             time.sleep(0.3)
 
 
+class UiFollower(threading.Thread):
+    """Follows ws/runs/ID/ui/ as the run page does (session cookie): every message carries
+    the seq it reflects (#run-seq); on a close other than 1000 it reconnects after it."""
+
+    SEQ = re.compile(r'id="run-seq" data-seq="(\d+)"')
+
+    def __init__(self, ws_url: str, origin: str, run_id: int, session: str) -> None:
+        super().__init__(daemon=True)
+        self.url = f"{ws_url}/ws/runs/{run_id}/ui/"
+        self.origin = origin
+        self.cookie = f"sessionid={session}"
+        self.seqs: list[int] = []
+        self.connections = 0
+        self.errors: list[str] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        deadline = time.monotonic() + 180
+        while not self.done.is_set() and time.monotonic() < deadline:
+            after = self.seqs[-1] if self.seqs else 0
+            try:
+                with ws_connect(
+                    f"{self.url}?after={after}",
+                    origin=self.origin,
+                    additional_headers={"Cookie": self.cookie},
+                    open_timeout=10,
+                ) as sock:
+                    self.connections += 1
+                    for text in sock:
+                        found = self.SEQ.search(text)
+                        if found:
+                            self.seqs.append(int(found.group(1)))
+                    if sock.close_code == 1000:  # the run is over
+                        self.done.set()
+                        return
+                    self.errors.append(f"closed {sock.close_code}")
+            except (websockets.WebSocketException, OSError, TimeoutError) as exc:
+                self.errors.append(f"{type(exc).__name__}: {exc}")
+            time.sleep(0.3)
+
+
 def test_a_run_finishes_through_a_redis_restart_and_a_postgres_restart(own, tmp_path):
     pg, redis_server, services = own
     slow = {"TEKTON_OFFLINE_LATENCY_MS": "250"}
@@ -149,7 +197,7 @@ def test_a_run_finishes_through_a_redis_restart_and_a_postgres_restart(own, tmp_
         env=services.env, queue=services.queue, log_path=tmp_path / "worker.log", extra_env=slow
     )
     web = AsgiServer(env=services.env, log_path=tmp_path / "daphne.log")
-    follower = ws_follower = None
+    follower = ws_follower = ui_follower = None
     try:
         repo = make_git_repo(services.repo_root / f"restarts-{uuid.uuid4().hex[:6]}")
         web.wait_ready()
@@ -166,6 +214,8 @@ def test_a_run_finishes_through_a_redis_restart_and_a_postgres_restart(own, tmp_
         follower.start()
         ws_follower = WsFollower(web.ws_url, web.base_url, run_id, info["token"])
         ws_follower.start()
+        ui_follower = UiFollower(web.ws_url, web.base_url, run_id, info["session"])
+        ui_follower.start()
 
         def running(stage: str):
             return lambda: _stages(services, run_id)[stage]["status"] == "running"
@@ -175,6 +225,7 @@ def test_a_run_finishes_through_a_redis_restart_and_a_postgres_restart(own, tmp_
         wait_for(running("code"), timeout=60, interval=0.1, what="code to run")
         time.sleep(0.3)  # inside its calls
         pg.restart()  # every connection of the worker and of daphne is cut
+        ws_seen = len(ws_follower.seqs)
 
         run = wait_for(
             lambda: (
@@ -190,11 +241,12 @@ def test_a_run_finishes_through_a_redis_restart_and_a_postgres_restart(own, tmp_
         )
         follower.join(timeout=30)
         ws_follower.join(timeout=30)
+        ui_follower.join(timeout=30)
         # The same worker process ran the run to its end: it reconnected, never stopped.
         assert worker.proc.poll() is None, worker.log_text()[-3000:]
         assert "Unrecoverable error" not in worker.log_text()
     finally:
-        for live in (follower, ws_follower):
+        for live in (follower, ws_follower, ui_follower):
             if live is not None:
                 live.done.set()
         worker.stop()
@@ -213,6 +265,15 @@ def test_a_run_finishes_through_a_redis_restart_and_a_postgres_restart(own, tmp_
     # The live view saw every event once, in order, across its reconnections.
     assert follower.seqs == [e["seq"] for e in events], (follower.seqs, follower.errors)
     assert ws_follower.seqs == [e["seq"] for e in events], (ws_follower.seqs, ws_follower.errors)
+    # ... on one connection each: neither restart closed a stream (no 1011, no reconnect),
+    # and the events after the PostgreSQL restart came on the socket that saw it.
+    assert (follower.connections, follower.errors) == (1, []), follower.errors
+    assert (ws_follower.connections, ws_follower.errors) == (1, []), ws_follower.errors
+    assert 0 < ws_seen < len(events), (ws_seen, len(events))
+    # The run page's socket too: one connection, closed with 1000 after the final event.
+    assert (ui_follower.connections, ui_follower.errors) == (1, []), ui_follower.errors
+    assert ui_follower.done.is_set() and ui_follower.seqs[-1] == events[-1]["seq"]
+    assert ui_follower.seqs == sorted(ui_follower.seqs), ui_follower.seqs
     # The worker lived: a stage whose database went away under it was recorded by the
     # worker itself (or carried on), never left for the sweeper as if its worker had died.
     again = [e["payload"] for e in events if e["kind"] == "stage.retried"]
@@ -220,3 +281,4 @@ def test_a_run_finishes_through_a_redis_restart_and_a_postgres_restart(own, tmp_
     attempts = {name: s["attempt"] for name, s in stages.items()}
     print(f"\nSSE connections {follower.connections}, errors {follower.errors}, {attempts} {again}")
     print(f"WebSocket connections {ws_follower.connections}, errors {ws_follower.errors}")
+    print(f"UI socket connections {ui_follower.connections}, errors {ui_follower.errors}")

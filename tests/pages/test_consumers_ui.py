@@ -16,6 +16,7 @@ from runs.events import event_record
 from runs.models import Run, StageRun
 from runs.routing import websocket_urlpatterns
 from tests.factories import RunFactory, UserFactory
+from tests.streams.live import redis_down_layers
 
 app = URLRouter(websocket_urlpatterns)
 
@@ -101,6 +102,26 @@ async def test_live_change_arrives_as_a_fragment():
     # The cancel form in the header carries the page's CSRF token.
     assert 'value="abcdefghijklmnopqrstuvwxyzABCDEF"' in html
     await comm.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_page_socket_stays_open_while_the_channel_layer_is_down(settings):
+    # Redis gone (a restart): the hub polls the database, so the page's socket still gets
+    # the change and closes with 1000 at the end, not 1011 when Redis went.
+    settings.CHANNEL_LAYERS = redis_down_layers()
+    user = await sync_to_async(UserFactory)(username="ada")
+    run = await sync_to_async(_run_with_events)(user, ["run.started"], Run.Status.RUNNING)
+    comm = communicator(run.pk, user, after=str(run.event_seq))
+    await comm.connect()
+
+    def run_finishes():
+        Run.objects.filter(pk=run.pk).update(status=Run.Status.SUCCEEDED)
+        event_record(run_id=run.pk, kind="run.finished", payload={})
+
+    await sync_to_async(run_finishes)()
+    texts, code = await until_closed(comm)
+    assert code == 1000
+    assert f'<span id="run-seq" data-seq="{run.event_seq + 1}"' in texts[-1]
 
 
 @pytest.mark.django_db(transaction=True)

@@ -23,6 +23,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def redis_down_layers() -> dict:
+    """CHANNEL_LAYERS of a Redis channel layer nothing answers (a Redis restarting): every
+    call to it fails at once with a refused connection."""
+    return {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [f"redis://127.0.0.1:{free_port()}/0"]},
+        }
+    }
+
+
 class AsgiServer:
     """`daphne -b 127.0.0.1 -p PORT tekton_site.asgi:application` in its own process group."""
 

@@ -13,6 +13,7 @@ from channels.testing import WebsocketCommunicator
 from runs.events import event_record
 from runs.models import Run, RunEvent
 from tekton_site.asgi import application
+from tests.streams.live import redis_down_layers
 
 ORIGIN = (b"origin", b"http://localhost")
 
@@ -88,6 +89,30 @@ async def test_follows_live_events_until_the_final_one(user, make_run, token_for
     assert first["seq"] == 1
     assert [m["seq"] for m in messages] == [2, 3, 4, 5]
     assert [m["payload"].get("n") for m in messages[:3]] == [2, 3, 4]
+    assert code == 1000
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_socket_stays_open_while_the_channel_layer_is_down(
+    user, make_run, token_for, settings
+):
+    # Redis gone (a restart): the hub reads the database on its poll, as SSE's stream does,
+    # and the socket neither fails with 1011 nor misses an event.
+    settings.CHANNEL_LAYERS = redis_down_layers()
+    run = await sync_to_async(make_run)(user, ["run.started"])
+    token = await sync_to_async(token_for)(user)
+    comm = communicator(run.pk, f"token={token}")
+    connected, _ = await comm.connect()
+    assert connected
+    assert (await comm.receive_json_from(5))["seq"] == 1
+
+    record = sync_to_async(event_record)
+    for n in range(2, 5):
+        await record(run_id=run.pk, kind="stage.progress", stage="plan", payload={"n": n})
+    await record(run_id=run.pk, kind="run.finished")
+    messages, code = await receive_until_closed(comm)
+
+    assert [m["seq"] for m in messages] == [2, 3, 4, 5]
     assert code == 1000
 
 
