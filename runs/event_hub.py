@@ -312,25 +312,40 @@ class _Feed:
             self.last_seq = await db_last_seq(self.run_id, source=self.source)
             self._layer = get_channel_layer()
             if self._layer is not None:
-                try:
-                    self._channel = await self._layer.new_channel()
-                    await self._layer.group_add(self.group, self._channel)
-                    self._tasks.append(asyncio.create_task(self._receive()))
-                except Exception as exc:  # a down Redis degrades to polling, not to an error
-                    logger.warning(
-                        "run %s: channel layer unavailable, polling: %s", self.run_id, exc
-                    )
-                    self._channel = None
+                joined = await self._join()
+                self._tasks.append(asyncio.create_task(self._receive(joined)))
             self._tasks.append(asyncio.create_task(self._pull_loop()))
         finally:
             self.ready.set()
 
-    async def _receive(self) -> None:
+    async def _join(self, *, quiet: bool = False) -> bool:
+        """Join the run's group (a channel of its own first). False when the layer is
+        down: the feed polls the database meanwhile, and `_receive` tries again."""
+        try:
+            if self._channel is None:
+                self._channel = await self._layer.new_channel()
+            await self._layer.group_add(self.group, self._channel)
+            return True
+        except Exception as exc:  # a down Redis degrades to polling, not to an error
+            log = logger.debug if quiet else logger.warning
+            log("run %s: channel layer unavailable, polling: %s", self.run_id, exc)
+            return False
+
+    async def _receive(self, joined: bool) -> None:
         # The in-process layer (embedded mode) is fed from the engine's threads, and its
         # asyncio queue wakes this loop only when the loop next runs: wake it every
         # IN_MEMORY_WAKE_SECONDS so streamed text is not held back until the next poll.
         wake = IN_MEMORY_WAKE_SECONDS if isinstance(self._layer, InMemoryChannelLayer) else None
         while True:
+            if not joined:
+                # A restarted Redis has forgotten the group: without joining again, events
+                # would reach subscribers on the poll only, and deltas not at all.
+                await asyncio.sleep(POLL_SECONDS)
+                joined = await self._join(quiet=True)
+                if not joined:
+                    continue
+                logger.info("run %s: channel layer back, joined its group again", self.run_id)
+                self._hint.set()  # what was published meanwhile is read at once
             try:
                 async with asyncio.timeout(wake):
                     message = await self._layer.receive(self._channel)
@@ -340,7 +355,7 @@ class _Feed:
                 raise
             except Exception as exc:
                 logger.warning("run %s: channel layer receive failed: %s", self.run_id, exc)
-                await asyncio.sleep(POLL_SECONDS)
+                joined = False
                 continue
             if message.get("kind") == DELTA_KIND:
                 self._delta(message)

@@ -124,3 +124,40 @@ async def test_subscribers_total_counts_every_stream_of_the_process(user, make_r
     async with hub.subscribe(one.pk), hub.subscribe(one.pk), hub.subscribe(two.pk):
         assert event_hub.subscribers_total() - before == 3
     assert event_hub.subscribers_total() == before
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_feed_joins_its_group_again_after_the_layer_comes_back(user, make_run, monkeypatch):
+    """A Redis restart fails the feed's receive and forgets every group: the feed must join
+    again, or stored events reach its subscribers on the poll only and deltas never."""
+    from runs.events import deltas_publish
+
+    monkeypatch.setattr(event_hub, "POLL_SECONDS", 0.1)
+    run = await sync_to_async(make_run)(user, ["run.started"])
+    hub = event_hub.RunEventHub()
+    layer = get_channel_layer()
+    real_receive = layer.receive
+    restarted = asyncio.Event()
+
+    async def receive_across_a_restart(channel):
+        if not restarted.is_set():
+            restarted.set()
+            layer.groups.clear()  # what a restarted Redis remembers
+            raise ConnectionError("Connection reset by peer")
+        return await real_receive(channel)
+
+    monkeypatch.setattr(layer, "receive", receive_across_a_restart)
+    async with hub.subscribe(run.pk, deltas=True) as sub:
+        stream = sub.stream()
+        assert [e["seq"] for e in await take(stream, 1)] == [1]
+        await asyncio.wait_for(restarted.wait(), 5)
+        for _ in range(100):  # joined again
+            if layer.groups.get(run_group(run.pk)):
+                break
+            await asyncio.sleep(0.05)
+        piece = {"role": "skeptic", "round": 1, "call_id": "plan.1.2", "text": "No ", "offset": 0}
+        await sync_to_async(deltas_publish)(run_id=run.pk, items=[("plan", piece)])
+        (got,) = await take(stream, 1)
+        await stream.aclose()
+
+    assert got == {"kind": "stage.delta", "stage": "plan", "payload": piece}
