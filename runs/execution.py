@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from runs import events
 from runs.budgets import budget_release_stage
-from runs.engine_bridge import LeaseLost, engine_run
+from runs.engine_bridge import LeaseLost, connection_wait, engine_run
 from runs.lifecycle import ACTIVE_RUN, ready_ids, run_advance, run_fail, stage_artifacts_write
 from runs.models import Run, StageRun
 from runs.recorder import StageRecorder, jsonable
@@ -179,9 +179,11 @@ def _engine(stage: StageRun, token: str, recorder: StageRecorder) -> StageOutcom
         return StageOutcome(status="blocked", reason=str(exc), artifact=None)
     # What retrieval found is recorded before the engine starts, so the run page shows
     # why an agent knew something even while the stage is still debating.
+    connection_wait(stage)
     prior = stage_prior_artifacts(run, stage.stage)
     connection_release()
     context = stage_context_build(run, stage.stage, prior)
+    connection_wait(stage)
     stage_context_record(run_id=run.pk, stage=stage.stage, context=context)
     outcome = engine_run(
         stage=stage,
@@ -193,14 +195,17 @@ def _engine(stage: StageRun, token: str, recorder: StageRecorder) -> StageOutcom
         work=work,
         publish=recorder.deltas_publish,
     )
+    connection_wait(stage)  # the engine's waits gave the thread's connection back
     if work is not None:
         work.records_write()
     if stage.stage == "code" and work is not None:
-        outcome = _code_commit(run, work, outcome)
+        outcome = _code_commit(run, stage, work, outcome)
     return outcome
 
 
-def _code_commit(run: Run, work: RunStageWork, outcome: StageOutcome) -> StageOutcome:
+def _code_commit(
+    run: Run, stage: StageRun, work: RunStageWork, outcome: StageOutcome
+) -> StageOutcome:
     """A code stage that passed: its change committed on the run's branch, and the facts
     (branch, base, head, the diff's sha256) in its artifact. One that ends blocked leaves
     no branch behind that points at an earlier attempt's change."""
@@ -208,13 +213,16 @@ def _code_commit(run: Run, work: RunStageWork, outcome: StageOutcome) -> StageOu
         if outcome.status != "succeeded":
             _branch_drop(run, work)
         return outcome
+    connection_release()  # git takes a while; others need the connection meanwhile
     try:
         facts = work.commit(outcome.patch)
     except WorkspaceError as exc:
+        connection_wait(stage)
         _branch_drop(run, work)
         return dataclasses.replace(
             outcome, status="blocked", reason=f"the change cannot be committed: {exc}"
         )
+    connection_wait(stage)
     Run.objects.filter(pk=run.pk).update(branch=facts["branch"], head_commit=facts["head"])
     return dataclasses.replace(outcome, artifact={**(outcome.artifact or {}), "workspace": facts})
 

@@ -226,3 +226,43 @@ def test_every_tool_call_is_a_stage_tool_event(calc_repo, monkeypatch, tmp_path,
     assert {t["tool"] for t in tools} == {"list_files", "read_file", "run_tests"}
     ran = next(t for t in tools if t["tool"] == "run_tests")
     assert ran["role"] == "proponent" and ran["ok"] and "exit 1" in ran["summary"]
+
+
+def test_the_code_stage_gives_its_connection_back_around_git_and_waits_for_one_after(
+    calc_repo, scripted, monkeypatch
+):
+    """Under load a query that met a busy pool failed the stage and re-ran every call it
+    had paid for: after the engine and around the commit's git work, the stage thread
+    takes its connection through the pool wait (runs.engine_bridge.connection_wait)."""
+    from runs import execution
+    from runs.stage_work import RunStageWork
+
+    steps: list[str] = []
+    real_wait, real_release, real_commit = (
+        execution.connection_wait,
+        execution.connection_release,
+        RunStageWork.commit,
+    )
+
+    def wait(stage):
+        steps.append(f"wait {stage.stage}")
+        real_wait(stage)
+
+    def release():
+        steps.append("release")
+        real_release()
+
+    def commit(self, diff):
+        steps.append("commit")
+        return real_commit(self, diff)
+
+    monkeypatch.setattr(execution, "connection_wait", wait)
+    monkeypatch.setattr(execution, "connection_release", release)
+    monkeypatch.setattr(RunStageWork, "commit", commit)
+    scripted(FIX)
+    run = _run(calc_repo)
+    assert run.status == "succeeded", run.reason
+    at = steps.index("commit")
+    assert steps[at - 1 : at + 2] == ["release", "commit", "wait code"]
+    # Every stage waits for its connection after its engine ran, before writing.
+    assert sum(s == "wait test_debug" for s in steps) >= 3
