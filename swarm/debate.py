@@ -6,10 +6,11 @@ events through `emit`, and returns a StageOutcome. It never touches a database.
 
 Schedule (cfg.rounds = R): the opening round (three debaters at once), R debate rounds
 (three at once, each seeing the transcript so far and voting on the proposal in hand),
-then one mediator call: R + 2 sequential LLM steps. On one priced model the opening
-round's proponent goes first and the other two after it (R + 3 steps), so they read the
-prompt prefix it wrote to the vendor's cache; every call of the stage is offered both
-answer schemas (debater's and mediator's) so the mediator reads the prefix too. cfg.sequential = True runs all
+then one mediator call: R + 2 sequential LLM steps. On one priced model (unless
+cfg.cache_stagger is off) the opening round's proponent goes first and the other two
+after it (R + 3 steps), so they read the prompt prefix it wrote to the vendor's cache,
+and every call of the stage is offered both answer schemas (debater's and mediator's)
+so the mediator reads that prefix too. cfg.sequential = True runs all
 3 + 3R + 1 calls one after another (the predecessor's schedule, for benchmarks only).
 
 Decisions, all in code:
@@ -640,6 +641,8 @@ class _StageRunner:
         stage cannot read from the one before, their answer tools differing, and the
         stage's own) instead of paying it in full. One call's latency more per stage, so
         only where the three calls go to one model with a price (an offline one costs nothing)."""
+        if not self.cfg.cache_stagger or self.cfg.sequential:
+            return False
         model = self._model(DEBATER_ROLES[0])
         if any(self._model(role) != model for role in DEBATER_ROLES):
             return False
@@ -673,10 +676,14 @@ class _StageRunner:
     async def run_debate(self) -> StageOutcome:
         cfg = self.cfg
         mediator_schema = mediator_json_schema(self.stage)
-        self._answer_schemas = (
-            (prompts.DEBATER_ANSWER, self._debater_schema),
-            (prompts.MEDIATOR_ANSWER, mediator_schema),
-        )
+        # Sharing the answer tools costs the stage the run part the stage before wrote (its
+        # tools differ); only a staggered opening round wins that back.
+        shared = self._opening_staggered()
+        if shared:
+            self._answer_schemas = (
+                (prompts.DEBATER_ANSWER, self._debater_schema),
+                (prompts.MEDIATOR_ANSWER, mediator_schema),
+            )
         transcript: list[dict[str, Any]] = []
         for rnd in range(cfg.rounds + 1):
             self._cancel_point()
@@ -727,7 +734,8 @@ class _StageRunner:
             validate,
             # What the last round's proponent wrote: the prompt up to the last round's
             # transcript (the debaters' tools and answer tools are the mediator's too).
-            cache_prefix=prompts.SHARED_MESSAGES + cfg.rounds,
+            # Else its schema is its own and no one reads its prefix.
+            cache_prefix=prompts.SHARED_MESSAGES + cfg.rounds if shared else 0,
         )
         if answer is None:
             return self._outcome(

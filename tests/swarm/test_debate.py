@@ -429,12 +429,9 @@ async def test_cache_prefixes_are_marked_where_a_later_call_reads_them(facts):
             shared + rnd - 1,
             shared + rnd - 1,
         ]
-    # The mediator reads what the last round's proponent wrote (every call of the stage
-    # is offered both answer schemas, so the tools before the prefix are the same).
-    assert marks["mediator", "mediator", 3] == (shared + 2, run_part)
-    offered = completer.requests[0].answer_schemas
-    assert all(r.answer_schemas == offered for r in completer.requests)
-    assert [name for name, _ in offered] == ["debater_answer", "mediator_answer"]
+    # The mediator's prefix (its own schema) no one reads.
+    assert marks["mediator", "mediator", 3] == (0, 0)
+    assert all(r.answer_schemas == () for r in completer.requests)
     assert {r.cache_key for r in completer.requests} == {"tekton-run7-plan-2"}
     # Every call's prefix is the same messages, and a round's prompt starts with the
     # round before's: what differs is its last message.
@@ -475,19 +472,33 @@ async def test_on_one_priced_model_the_opening_proponent_goes_first(facts):
     # So the other two read the whole prefix it wrote, the stage's context included.
     opening = [r for r in completer.requests if r.metadata["round"] == 0]
     assert [r.cache_prefix for r in opening] == [prompts.SHARED_MESSAGES] * 3
+    # And the mediator reads what the last round's proponent wrote: every call of the
+    # stage is offered both answer schemas, so the tools before the prefix are the same.
+    offered = completer.requests[0].answer_schemas
+    assert all(r.answer_schemas == offered for r in completer.requests)
+    assert [name for name, _ in offered] == ["debater_answer", "mediator_answer"]
+    (mediator,) = [r for r in completer.requests if r.metadata["role"] == "mediator"]
+    assert mediator.cache_prefix == prompts.SHARED_MESSAGES + 1
 
 
-async def test_free_or_mixed_models_open_all_at_once(facts):
-    for models in ({"default": "vendor/one", "skeptic": "vendor/two"}, None):
-        completer = _PricedCompleter(by_kind()) if models else ScriptedCompleter(by_kind())
-        out = await stage_run(
-            stage_input(facts, "plan"),
-            config(rounds=0, models=models or {"default": "offline/x"}),
-            completer=completer,
-            emit=lambda e: None,
-        )
-        assert out.status == "succeeded"
-        assert completer.max_in_flight == 3
+@pytest.mark.parametrize(
+    "priced, kw",
+    [
+        (True, {"models": {"default": "vendor/one", "skeptic": "vendor/two"}}),
+        (False, {"models": {"default": "offline/x"}}),
+        (True, {"models": {"default": "vendor/one"}, "cache_stagger": False}),
+    ],
+)
+async def test_free_mixed_or_unstaggered_models_open_all_at_once(facts, priced, kw):
+    completer = _PricedCompleter(by_kind()) if priced else ScriptedCompleter(by_kind())
+    out = await stage_run(
+        stage_input(facts, "plan"), config(rounds=0, **kw), completer=completer, emit=lambda e: None
+    )
+    assert out.status == "succeeded"
+    assert completer.max_in_flight == 3
+    # Each call offered its own answer schema only; the mediator's prefix is its own.
+    assert all(r.answer_schemas == () for r in completer.requests)
+    assert completer.requests[-1].cache_prefix == 0
 
 
 async def test_in_the_sequential_schedule_every_opening_call_marks_the_prefix(facts):

@@ -312,3 +312,15 @@ async def test_openai_an_answer_with_another_calls_function_is_refused(fake_llm,
     fake_llm.script(ok({"position": "x"}, tool="debater_answer"))
     with pytest.raises(ProviderResponseError, match="debater_answer function, asked for mediator"):
         await openai_backend.complete(_answering("mediator_answer", model="gpt-5"))
+
+
+async def test_openai_a_turn_out_of_tool_calls_is_forced_to_the_answer_function(
+    fake_llm, openai_backend
+):
+    fake_llm.script(ok({"position": "x"}))
+    done = await openai_backend.complete(
+        _answering("debater_answer", model="gpt-5", tool_choice="none")
+    )
+    forced = {"type": "function", "function": {"name": "debater_answer"}}
+    assert fake_llm.requests[0].body["tool_choice"] == forced
+    assert done.parsed == {"position": "x"}
