@@ -31,6 +31,12 @@ VENDORS = {
     "anthropic": "anthropic/claude-sonnet-4.5",
     "openai": "openai/gpt-5",
 }
+# The input cost of the run without caching before each call carried its stage's other
+# answer schema (docs/benchmarks.md before issue 14's mediator change): the fair baseline.
+BEFORE_UNCACHED = {"anthropic": 0.8691, "openai": 0.3619}
+# The wall time of the run with caching before the opening round was staggered (the same
+# bench at main 351fd04, on this machine, minutes before): what the staggering costs.
+BEFORE_WALL_S = {"anthropic": 20.6, "openai": 18.6}
 
 
 def _vendor_env(vendor: str, server: FakeLlmServer) -> dict[str, str]:
@@ -104,7 +110,8 @@ def report(figures: dict[str, dict[str, dict]], latency_ms: int) -> str:
             f"| {VENDORS[vendor]} | {cached['llm_calls']} | {plain['input_tokens']:,} | "
             f"{cached['cached_input_tokens']:,} | {cached['cache_write_tokens']:,} | "
             f"{uncached_in:,} | ${plain['input_cost_usd']:.4f} | "
-            f"${cached['input_cost_usd']:.4f} | **{ratio:.0%}** | {cached['status']} |"
+            f"${cached['input_cost_usd']:.4f} | **{ratio:.0%}** | {plain['wall_s']:.1f} s | "
+            f"{cached['wall_s']:.1f} s | {cached['status']} |"
         )
         parts = cached["uncached_by_call"]
         breakdown.append(
@@ -123,8 +130,9 @@ def report(figures: dict[str, dict[str, dict]], latency_ms: int) -> str:
             "only, at list prices.",
             "",
             "| model | calls | input tokens | cache reads | cache writes | uncached | "
-            "input cost uncached | with caching | ratio | status |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+            "input cost uncached | with caching | ratio | wall uncached | wall cached | "
+            "status |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
             *rows,
             "",
             f"**Billed input cost with caching against without: {'; '.join(verdicts)}; "
@@ -136,26 +144,49 @@ def report(figures: dict[str, dict[str, dict]], latency_ms: int) -> str:
             "|---|---:|---:|---:|",
             *breakdown,
             "",
-            "The prompt is laid out most widely shared first: tools and answer schema, the "
-            "system text (one for the run), the run's part (goal, repository, the earlier "
-            "artifacts in stage order, one block each), the stage's part, one message per "
-            "debate round so far, the turn. Anthropic gets breakpoints after the tools, at "
-            "the run part's end and at the prefix's end, and its cache finds what an "
-            "earlier request wrote up to 20 blocks before a breakpoint, so a stage's "
-            "openers read the tools, system and every artifact but the newest from the "
-            "stage before, and round k reads round k-1's transcript; OpenAI's automatic "
-            "cache reads the same prefixes. In a round only the proponent's call marks "
-            "the part new in it (one write at 1.25x), the other two mark what an earlier "
-            "call wrote. Before this layout (stage prefix only, the transcript in the "
-            "turn): 62% (Anthropic) and 50% (OpenAI). What caching still cannot reach: "
-            "the calls of a round start together, so what is new in a round (the stage's "
-            "part in the opening round, the last round's transcript after it) is paid in "
-            "full by two of them; and the mediator's answer schema is part of the prefix "
-            "before the system text at both vendors (Anthropic: an answer tool, tools come "
-            "first; OpenAI: response_format is a prefix of the system message), so its one "
-            "call per stage reads nothing: sharing it would need one answer schema for "
-            "every call of a stage, which costs the cross-stage prefix more than the "
-            "mediator would save.",
+            "The prompt is laid out most widely shared first: the tools (the stage's "
+            "tools, then in a debate stage both its answer schemas, the debaters' and the "
+            "mediator's, so every call of the stage sends one list), the system text, the "
+            "run's part (goal, repository, the earlier artifacts in stage order, one block "
+            "each), the stage's part, one message per debate round so far, the turn (which "
+            "names the call's answer schema). Anthropic gets breakpoints after the tools, "
+            "at the run part's end and at the prefix's end, and finds what an earlier "
+            "request wrote up to 20 blocks before a breakpoint; every call with tools sends "
+            'tool_choice "any" (the fake applies Anthropic\'s rule that a changed '
+            "tool_choice invalidates the message blocks' cache). OpenAI gets the answer "
+            'schemas as functions beside the tools (tool_choice "required") instead of '
+            "response_format, a prefix of the system message that differs per schema. So "
+            "the mediator reads the prefix the last round's proponent wrote and pays only "
+            "the last round's transcript and its turn. The price: a stage's tools differ "
+            "from the stage before's (its mediator schema), so a stage no longer reads the "
+            "run part the one before wrote; the opening round's proponent goes first and "
+            "the other two start when it has finished, reading the run and stage parts it "
+            "wrote (on one priced model only: one call's latency more per stage). In the "
+            "other rounds only the proponent's call marks the part new in it (one write at "
+            "1.25x), the other two mark what an earlier call wrote.",
+            "",
+            "Before this change (the answer schema a tool or response_format of its own, "
+            "all three openers at once): 49% (Anthropic, $0.4220 with caching against "
+            "$0.8691) and 47% (OpenAI, $0.1688 against $0.3619), the mediator paying "
+            "39,974 and 39,907 tokens in full. Each call now also carries its stage's "
+            "other answer schema, so the run without caching costs more than it did; "
+            "against that earlier run without caching, the run with caching is at "
+            + "; ".join(
+                f"{VENDORS[v]} {legs['cached']['input_cost_usd'] / BEFORE_UNCACHED[v]:.0%}"
+                for v, legs in figures.items()
+            )
+            + ". Wall time of the run with caching, before and now: "
+            + "; ".join(
+                f"{VENDORS[v]} {BEFORE_WALL_S[v]:.1f} s and {legs['cached']['wall_s']:.1f} s"
+                for v, legs in figures.items()
+            )
+            + f" (the staggered opening adds one call, {latency_ms} ms here, to each of the "
+            "nine stages; the machine is shared, so a run's wall varies by a few seconds)"
+            ". Before the layout of one prefix per run (stage prefix only, the transcript "
+            "in the turn): 62% (Anthropic) and 50% (OpenAI). What caching still cannot "
+            "reach: the debate rounds' calls start together, so the last round's "
+            "transcript is paid in full by two of the three (staggering those rounds too "
+            "would add a call's latency to every round).",
         ]
     )
 

@@ -165,6 +165,7 @@ def stage_config_build(run: Run, stage: str) -> StageConfig:
         consensus_free=stage in (config.get("consensus_free") or []),
         sequential=config.get("schedule") == "sequential",
         stream=config.get("stream", True) is not False,
+        cache_stagger=config.get("cache_stagger", True) is not False,
         budget_tokens=left_tokens,
         budget_cost_usd=left_cost,
         timeout=float(settings.TEKTON_LLM_TIMEOUT_SECONDS),

@@ -87,6 +87,11 @@ class StageConfig:
     budget_cost_usd: float | None = None
     # Benchmarks only: run every call one after another, as the predecessor did.
     sequential: bool = False
+    # On one priced model: the opening proponent goes first and the stage's calls share
+    # one answer-tools list, so the others and the mediator read its cached prefix (one
+    # call's latency more per stage). Off (run config "cache_stagger": false): all three
+    # open at once, each call offered its own answer schema only.
+    cache_stagger: bool = True
     # Ask providers for streamed answers (published as deltas while they are written).
     # Off (run config "stream": false): one plain call each, no deltas; what is stored
     # is the same either way.

@@ -6,7 +6,11 @@ events through `emit`, and returns a StageOutcome. It never touches a database.
 
 Schedule (cfg.rounds = R): the opening round (three debaters at once), R debate rounds
 (three at once, each seeing the transcript so far and voting on the proposal in hand),
-then one mediator call: R + 2 sequential LLM steps. cfg.sequential = True runs all
+then one mediator call: R + 2 sequential LLM steps. On one priced model (unless
+cfg.cache_stagger is off) the opening round's proponent goes first and the other two
+after it (R + 3 steps), so they read the prompt prefix it wrote to the vendor's cache,
+and every call of the stage is offered both answer schemas (debater's and mediator's)
+so the mediator reads that prefix too. cfg.sequential = True runs all
 3 + 3R + 1 calls one after another (the predecessor's schedule, for benchmarks only).
 
 Decisions, all in code:
@@ -201,6 +205,9 @@ class _StageRunner:
         # Built once per stage and shared by its calls (nothing changes a request's schema):
         # a fresh deep copy per call cost more than the offline call itself.
         self._debater_schema = debater_json_schema()
+        # The answer schemas every call of the stage is offered (run_debate sets them): one
+        # list of tools for all, so the mediator reads the prefix its debaters wrote.
+        self._answer_schemas: tuple[tuple[str, dict[str, Any]], ...] = ()
         self._call_numbers = itertools.count(1)
         self._cache_key = (
             f"tekton-run{inp.run_id}-{inp.stage}-{inp.attempt}" if inp.run_id else None
@@ -426,6 +433,7 @@ class _StageRunner:
                 cache_prefix=min(prefix, len(conversation)),
                 cache_shared=min(prompts.RUN_MESSAGES, prefix, len(conversation)),
                 cache_key=self._cache_key,
+                answer_schemas=self._answer_schemas,
             )
             prefix = max(prefix, prompts.SHARED_MESSAGES)
             completion = await self._complete(role, rnd, request)
@@ -614,7 +622,8 @@ class _StageRunner:
     # --- debate ----------------------------------------------------------------------------
     def _debater_prefix(self, role: str, rnd: int) -> int:
         """The messages a debater's first request marks for the cache. A round's calls
-        start together, so none reads what another writes: the proponent's marks (writes)
+        start together (but a staggered opening round's), so none reads what another
+        writes: the proponent's marks (writes)
         the part new in this round (the stage's context in the opening round, the last
         round's transcript after it) for the rounds after; the others mark only what an
         earlier call wrote (the run's part, the transcript up to the round before) and pay
@@ -622,7 +631,23 @@ class _StageRunner:
         full = prompts.SHARED_MESSAGES + rnd  # the prompt but its turn
         if role == DEBATER_ROLES[0] or self.cfg.sequential:
             return full
+        if rnd == 0 and self._opening_staggered():
+            return full  # the proponent's call has finished: its prefix is there to read
         return prompts.RUN_MESSAGES if rnd == 0 else full - 1
+
+    def _opening_staggered(self) -> bool:
+        """Whether the opening round's proponent goes first and the other two start when it
+        has finished: they then read the stage's prefix it wrote (the run's part, which a
+        stage cannot read from the one before, their answer tools differing, and the
+        stage's own) instead of paying it in full. One call's latency more per stage, so
+        only where the three calls go to one model with a price (an offline one costs nothing)."""
+        if not self.cfg.cache_stagger or self.cfg.sequential:
+            return False
+        model = self._model(DEBATER_ROLES[0])
+        if any(self._model(role) != model for role in DEBATER_ROLES):
+            return False
+        price = self._price(model)  # None: unpriced, so no saving to show for the wait
+        return price is not None and price[0] > 0
 
     async def _debater(self, role: str, rnd: int, seen: list[dict[str, Any]]) -> dict[str, Any]:
         messages = prompts.debater_messages(
@@ -634,7 +659,7 @@ class _StageRunner:
             "debater",
             messages,
             self._debater_schema,
-            "debater_answer",
+            prompts.DEBATER_ANSWER,
             lambda d: answer_validate(DebaterAnswer, d, what=f"{role} answer"),
             cache_prefix=self._debater_prefix(role, rnd),
         )
@@ -650,12 +675,25 @@ class _StageRunner:
 
     async def run_debate(self) -> StageOutcome:
         cfg = self.cfg
+        mediator_schema = mediator_json_schema(self.stage)
+        # Sharing the answer tools costs the stage the run part the stage before wrote (its
+        # tools differ); only a staggered opening round wins that back.
+        shared = self._opening_staggered()
+        if shared:
+            self._answer_schemas = (
+                (prompts.DEBATER_ANSWER, self._debater_schema),
+                (prompts.MEDIATOR_ANSWER, mediator_schema),
+            )
         transcript: list[dict[str, Any]] = []
         for rnd in range(cfg.rounds + 1):
             self._cancel_point()
             seen = list(transcript)
             if cfg.sequential:
                 entries = [await self._debater(role, rnd, seen) for role in DEBATER_ROLES]
+            elif rnd == 0 and self._opening_staggered():
+                first = await self._debater(DEBATER_ROLES[0], rnd, seen)
+                rest = await _all([self._debater(r, rnd, seen) for r in DEBATER_ROLES[1:]])
+                entries = [first, *rest]
             else:
                 entries = await _all([self._debater(role, rnd, seen) for role in DEBATER_ROLES])
             transcript.extend(entries)
@@ -691,10 +729,13 @@ class _StageRunner:
             mediator_round,
             "mediator",
             messages,
-            mediator_json_schema(self.stage),
-            "mediator_answer",
+            mediator_schema,
+            prompts.MEDIATOR_ANSWER,
             validate,
-            cache_prefix=0,  # the one call with this prefix (its schema is its own)
+            # What the last round's proponent wrote: the prompt up to the last round's
+            # transcript (the debaters' tools and answer tools are the mediator's too).
+            # Else its schema is its own and no one reads its prefix.
+            cache_prefix=prompts.SHARED_MESSAGES + cfg.rounds if shared else 0,
         )
         if answer is None:
             return self._outcome(
@@ -733,8 +774,8 @@ class _StageRunner:
                 artifact,
                 answer,
                 context,
-                mediator_json_schema(self.stage),
-                "mediator_answer",
+                mediator_schema,
+                prompts.MEDIATOR_ANSWER,
                 validate,
                 empty_ok=True,
             )
@@ -781,7 +822,13 @@ class _StageRunner:
         messages = prompts.draft_messages(self.inp, artifact_schema=schema)
         validate = lambda d: artifact_validate(self.stage, artifact_complete(self.stage, d))  # noqa: E731
         artifact, error, context = await self._ask_once(
-            "proponent", 0, "draft", messages, schema, f"{self.stage}_artifact", validate
+            "proponent",
+            0,
+            "draft",
+            messages,
+            schema,
+            prompts.draft_answer_name(self.stage),
+            validate,
         )
         if artifact is None:
             return self._outcome(
@@ -802,7 +849,7 @@ class _StageRunner:
                 artifact,
                 context,
                 schema,
-                f"{self.stage}_artifact",
+                prompts.draft_answer_name(self.stage),
                 validate,
                 empty_ok=False,
             )

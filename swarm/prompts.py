@@ -13,7 +13,7 @@ The run message carries `<tekton-context>{goal, repo}</tekton-context>` and one
 `<tekton-artifact>{stage, artifact}</tekton-artifact>` per earlier artifact; the stage
 message a second `<tekton-context>` (stage, attempt, note, lessons, workspace, test
 evidence); each round message `<tekton-transcript>[...]</tekton-transcript>`; the turn
-`<tekton-turn>{"role", "round"}</tekton-turn>`. Models read them as plain JSON; the
+`<tekton-turn>{"role", "round", "answer"}</tekton-turn>`. Models read them as plain JSON; the
 offline backend parses them back (`context_extract`, `transcript_extract`) to build its
 answers from real inputs.
 """
@@ -39,7 +39,10 @@ ARTIFACT_OPEN, ARTIFACT_CLOSE = "<tekton-artifact>", "</tekton-artifact>"
 # so far, then the turn.
 RUN_MESSAGES = 2
 SHARED_MESSAGES = 3
-PROMPT_FILES_CAP = 200  # file names shown to a model; file_count stays exact
+PROMPT_FILES_CAP = 200
+# The answers' schema names (a backend's answer tool is named after them).
+DEBATER_ANSWER = "debater_answer"
+MEDIATOR_ANSWER = "mediator_answer"  # file names shown to a model; file_count stays exact
 
 _JSON_ONLY = (
     "Answer with one JSON object only: no prose, no Markdown fences. It must validate "
@@ -51,6 +54,10 @@ _DEBATER_SHAPE = (
     "checks (list of things to verify), self_confidence in [0, 1], dissent (string or "
     "null), vote {approve: true|false, reason}."
 )
+
+
+def draft_answer_name(stage: str) -> str:
+    return f"{stage}_artifact"
 
 
 def repo_facts_compact(repo: RepoFacts) -> dict[str, Any]:
@@ -188,12 +195,16 @@ def _transcript_messages(transcript: list[dict[str, Any]]) -> list[Message]:
     ]
 
 
-def _turn(inp: StageInput, *, role: str, round: int, shape: str, ask: str) -> Message:
-    """The last message, the only one that differs between the calls of a round."""
+def _turn(inp: StageInput, *, role: str, round: int, answer: str, shape: str, ask: str) -> Message:
+    """The last message, the only one that differs between the calls of a round. `answer`
+    names the answer's schema: where a stage's calls are offered every answer tool of the
+    stage (one cacheable list), it says which one is this call's."""
     brief = stage_get(inp.stage).briefs[role]
+    turn = {"role": role, "round": round, "answer": answer}
     parts = [
         f"You are the {role}. Your brief: {brief}",
-        f"{TURN_OPEN}{_dump({'role': role, 'round': round})}{TURN_CLOSE}",
+        f"{TURN_OPEN}{_dump(turn)}{TURN_CLOSE}",
+        f"Your answer is a `{answer}`.",
         shape,
         ask,
     ]
@@ -235,7 +246,7 @@ def debater_messages(
             f"position, and vote on the proposal in hand ({where}): approve only if you "
             "would ship the stage's artifact built on it."
         )
-    turn = _turn(inp, role=role, round=round, shape=_DEBATER_SHAPE, ask=ask)
+    turn = _turn(inp, role=role, round=round, answer=DEBATER_ANSWER, shape=_DEBATER_SHAPE, ask=ask)
     return [*head, *_transcript_messages(shown), turn]
 
 
@@ -251,7 +262,7 @@ def mediator_messages(
         "against this stage's artifact schema:\n" + _dump(artifact_schema)
     )
     ask = "Reconcile the debate into the stage's artifact."
-    turn = _turn(inp, role="mediator", round=-1, shape=shape, ask=ask)
+    turn = _turn(inp, role="mediator", round=-1, answer=MEDIATOR_ANSWER, shape=shape, ask=ask)
     return [*head, *_transcript_messages(shown), turn]
 
 
@@ -263,7 +274,14 @@ def draft_messages(inp: StageInput, *, artifact_schema: dict[str, Any]) -> list[
         "(schema validation; for code, `git apply --check` of your diff) decide. Answer with "
         "the artifact itself, matching this schema:\n" + _dump(artifact_schema)
     )
-    turn = _turn(inp, role="proponent", round=0, shape=shape, ask="Draft the artifact.")
+    turn = _turn(
+        inp,
+        role="proponent",
+        round=0,
+        answer=draft_answer_name(inp.stage),
+        shape=shape,
+        ask="Draft the artifact.",
+    )
     return [*head, turn]
 
 
@@ -311,7 +329,8 @@ def _blocks(
 
 def context_extract(messages: list[Message] | tuple[Message, ...]) -> dict[str, Any] | None:
     """The run's and the stage's context blocks merged (None if there is none), the
-    earlier artifacts as `prior_artifacts`, and the role and round of the turn block."""
+    earlier artifacts as `prior_artifacts`, and the role, round and answer (the schema's
+    name) of the turn block."""
     blocks = _blocks(_BLOCK, messages, dict)
     if not blocks:
         return None
@@ -322,7 +341,7 @@ def context_extract(messages: list[Message] | tuple[Message, ...]) -> dict[str, 
         if isinstance(entry.get("stage"), str):
             data["prior_artifacts"][entry["stage"]] = entry.get("artifact")
     turn = next(iter(_blocks(_TURN, messages, dict)), {})
-    return {**data, **{k: turn[k] for k in ("role", "round") if k in turn}}
+    return {**data, **{k: turn[k] for k in ("role", "round", "answer") if k in turn}}
 
 
 def transcript_extract(messages: list[Message] | tuple[Message, ...]) -> list[dict[str, Any]]:

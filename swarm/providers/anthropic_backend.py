@@ -9,6 +9,10 @@ Streaming (`request.on_delta`) goes through `messages.stream`: text deltas, and 
 answer tool's JSON as it is written, reach the callback; a stream that ends before
 `message_stop` is a ProviderTransientError, never a half answer.
 
+With `answer_schemas` on the request, every answer schema listed there is a tool of its
+own (the one named by schema_name is the answer; another one called is a
+ProviderResponseError), so the calls of a stage send one list of tools.
+
 Cache hints put `cache_control: {"type": "ephemeral"}` breakpoints on the last tool
 definition, on the last message of the part the whole run shares (`cache_shared`) and on
 the last message of the request's stable prefix (on the system prompt when the prefix is
@@ -106,6 +110,23 @@ def _with_breakpoint(content: str | list[dict[str, Any]]) -> list[dict[str, Any]
     return blocks
 
 
+def _tool_name(schema_name: str) -> str:
+    return _TOOL_NAME_BAD.sub("_", schema_name)[:64] or "answer"
+
+
+def _answer_tools(request: CompletionRequest, answer_tool: str | None) -> dict[str, Any]:
+    """{tool name: schema} of the answer tools to send, in the request's fixed order: the
+    sibling calls' answer schemas too (request.answer_schemas), so their tools are one
+    cacheable prefix. Only this request's answer tool when it is not among them."""
+    if answer_tool is None:
+        return {}
+    tools = {_tool_name(name): schema for name, schema in request.answer_schemas}
+    if answer_tool not in tools:
+        return {answer_tool: request.json_schema}
+    tools[answer_tool] = request.json_schema
+    return tools
+
+
 def _usage(raw: Any) -> Usage:
     plain = getattr(raw, "input_tokens", 0) or 0
     read = getattr(raw, "cache_read_input_tokens", 0) or 0
@@ -163,8 +184,9 @@ class AnthropicBackend:
             raise ProviderBadRequest(f"anthropic: {request.model} has no tool calling here")
         answer_tool = None
         if request.json_schema is not None and caps.structured == "tool":
-            answer_tool = _TOOL_NAME_BAD.sub("_", request.schema_name)[:64] or "answer"
-        tools_check(request, reserved=answer_tool)
+            answer_tool = _tool_name(request.schema_name)
+        for name in _answer_tools(request, answer_tool) or (None,):
+            tools_check(request, reserved=name)
         streaming = request.on_delta is not None and caps.streaming
         kwargs = self._kwargs(request, caps, answer_tool)
         if self._takes_temperature["stream" if streaming else "create"]:
@@ -237,12 +259,12 @@ class AnthropicBackend:
             {"name": t.name, "description": t.description, "input_schema": t.input_schema}
             for t in request.tools
         ]
-        if answer_tool is not None:
+        for name, schema in _answer_tools(request, answer_tool).items():
             tools.append(
                 {
-                    "name": answer_tool,
-                    "description": f"Return the {request.schema_name} as this tool's input.",
-                    "input_schema": request.json_schema,
+                    "name": name,
+                    "description": f"Return the {name} as this tool's input.",
+                    "input_schema": schema,
                 }
             )
         if tools and prefix_end:
@@ -317,6 +339,7 @@ class AnthropicBackend:
         texts: list[str] = []
         calls: list[ToolCall] = []
         answer: Any = None
+        siblings = set(_answer_tools(request, answer_tool)) - {answer_tool}
         for b in list(message.content or []):
             kind = getattr(b, "type", "")
             if kind == "text":
@@ -324,6 +347,11 @@ class AnthropicBackend:
             elif kind == "tool_use":
                 if answer_tool is not None and b.name == answer_tool:
                     answer = b.input if answer is None else answer
+                elif b.name in siblings:
+                    # Another call's answer shape: never taken for this one's answer.
+                    raise ProviderResponseError(
+                        f"anthropic: answered with the {b.name} tool, asked for {answer_tool}"
+                    )
                 else:
                     calls.append(ToolCall(b.id, b.name, dict(b.input or {})))
         stop = _STOP_REASONS.get(message.stop_reason or "", STOP_OTHER)

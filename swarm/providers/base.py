@@ -136,12 +136,18 @@ class CompletionRequest:
     # across stages): Anthropic gets one more breakpoint there and one after the tool
     # definitions, which every call with them repeats.
     cache_shared: int = 0
+    # The answer schemas of the calls that share this request's prefix, (name, schema) in
+    # one fixed order, this request's (schema_name) among them. A backend that sends the
+    # answer schema as a tool sends them all, so those calls' tool definitions (the head
+    # of the cached prefix) are identical; the answer still comes from schema_name's. Empty:
+    # only this request's. Like the cache hints, it leaves the cassette key alone.
+    answer_schemas: tuple[tuple[str, dict[str, Any]], ...] = ()
     # Called with each piece of answer text as it arrives (see StreamDelta). Never
     # serialised, never part of a cassette key.
     on_delta: DeltaCallback | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        for name in ("messages", "tools"):
+        for name in ("messages", "tools", "answer_schemas"):
             value = getattr(self, name)
             if isinstance(value, list):
                 object.__setattr__(self, name, tuple(value))

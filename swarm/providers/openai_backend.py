@@ -7,7 +7,12 @@ Structured output follows the capability store's mode for (base URL, model):
 - "json_object": response_format {"type": "json_object", "schema": ...}, which llama.cpp
   accepts where it answers json_schema with a 500;
 - "prompt": no response_format; the schema goes into the system prompt.
-The content is parsed as JSON in every mode, tolerating ```json fences.
+The content is parsed as JSON in every mode, tolerating ```json fences. A request with
+tools and `answer_schemas` sends its answer schemas as functions beside its tools instead
+(tool_choice "required": a real tool or the answer), so the calls listing them send one
+tools list and no response_format: the prefix OpenAI caches starts with the tools, and a
+response_format schema is a prefix of the system message. The named function's arguments
+are the answer; another answer function called is a ProviderResponseError.
 
 Tools are sent as functions; tool results go back as role "tool" messages. Streaming uses
 `stream=True` with `stream_options={"include_usage": True}`; a stream that ends without
@@ -155,6 +160,28 @@ def _usage(raw: Any) -> Usage:
     )
 
 
+def _function_name(schema_name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "_", schema_name)[:64] or "answer"
+
+
+def _answer_functions(request: CompletionRequest, caps: Capabilities) -> dict[str, Any]:
+    """{function name: schema}: the answer schemas sent as functions beside the request's
+    tools, so the calls that list them (request.answer_schemas) send one tools list, the
+    head of the prefix OpenAI caches, where response_format (a prefix of the system
+    message) differs per schema. Only for a request with tools, to a server that takes
+    them and json_schema; else {} and the schema goes in response_format as before."""
+    if request.json_schema is None or not request.tools or not request.answer_schemas:
+        return {}
+    if caps.structured != "json_schema" or not caps.tools:
+        return {}
+    fns = {_function_name(name): schema for name, schema in request.answer_schemas}
+    own = _function_name(request.schema_name)
+    if own not in fns:
+        return {}
+    fns[own] = request.json_schema
+    return fns
+
+
 def _cache_key(request: CompletionRequest) -> str | None:
     if request.cache_key:
         return request.cache_key
@@ -276,7 +303,9 @@ class OpenAIBackend:
     async def _complete_as(self, request: CompletionRequest, caps: Capabilities) -> Completion:
         if request.tools and not caps.tools:
             raise ProviderBadRequest(f"openai: {request.model} has no tool calling here")
-        tools_check(request)
+        answer_fns = _answer_functions(request, caps)
+        for name in answer_fns or (None,):
+            tools_check(request, reserved=name)
         streaming = request.on_delta is not None and caps.streaming
         kwargs = self._kwargs(request, caps)
         if streaming:
@@ -284,12 +313,16 @@ class OpenAIBackend:
             kwargs["stream_options"] = {"include_usage": True}
 
         sink = DeltaSink(request.on_delta if streaming else None)
+        answer_name = _function_name(request.schema_name) if answer_fns else None
+        answer_json = DeltaSink(None)
         started = time.monotonic()
         try:
             async with asyncio.timeout(request.timeout + 1.0):
                 response = await self._client.chat.completions.create(**kwargs)
                 if streaming:
-                    content, calls, finish, usage = await self._consume(response, sink)
+                    content, calls, finish, usage = await self._consume(
+                        response, sink, answer_name, answer_json
+                    )
                 else:
                     content, calls, finish, usage = self._read(response, request)
         except ProviderError:
@@ -301,6 +334,20 @@ class OpenAIBackend:
             raise _Refusable(self._map_error(exc), kwargs) from None
         latency = time.monotonic() - started
 
+        if answer_name is not None:
+            answers = [c for c in calls if c.name == answer_name]
+            wrong = [c.name for c in calls if c.name in answer_fns and c.name != answer_name]
+            if wrong and not answers:
+                # Another call's answer shape: never taken for this one's answer.
+                raise ProviderResponseError(
+                    f"openai: answered with the {wrong[0]} function, asked for {answer_name}"
+                )
+            real = [c for c in calls if c.name not in answer_fns]
+            if answers and not real:  # a real tool call goes first, as with Anthropic
+                content = answer_json.text or json.dumps(answers[0].arguments, ensure_ascii=False)
+                calls, finish = [], "stop"
+            else:
+                calls = real
         stop = _STOP_REASONS.get(finish or "", STOP_OTHER)
         parsed: Any = None
         if calls:
@@ -327,7 +374,10 @@ class OpenAIBackend:
         )
 
     def _kwargs(self, request: CompletionRequest, caps: Capabilities) -> dict[str, Any]:
+        answer_fns = _answer_functions(request, caps)
         mode = caps.structured if request.json_schema is not None else None
+        if answer_fns:
+            mode = "tool"
         instruction = None
         if mode == "prompt":
             instruction = schema_instruction(request.json_schema or {})
@@ -355,19 +405,28 @@ class OpenAIBackend:
         elif mode == "json_object":
             kwargs["response_format"] = {"type": "json_object", "schema": request.json_schema}
         if request.tools:
+            specs = [(t.name, t.description, t.input_schema) for t in request.tools]
+            specs += [
+                (name, f"Return the {name} as this function's arguments.", schema)
+                for name, schema in answer_fns.items()
+            ]
             kwargs["tools"] = [
                 {
                     "type": "function",
-                    "function": {
-                        "name": t.name,
-                        "description": t.description,
-                        "parameters": t.input_schema,
-                    },
+                    "function": {"name": name, "description": text, "parameters": schema},
                 }
-                for t in request.tools
+                for name, text, schema in specs
             ]
             choice = request.tool_choice
-            if choice in ("auto", "required", "none"):
+            if answer_fns:
+                # A real tool or the answer; once the turn's tool calls are used, the answer.
+                answer = _function_name(request.schema_name)
+                if choice in (None, "auto", "required"):
+                    kwargs["tool_choice"] = "required"
+                else:
+                    named = answer if choice == "none" else choice
+                    kwargs["tool_choice"] = {"type": "function", "function": {"name": named}}
+            elif choice in ("auto", "required", "none"):
                 kwargs["tool_choice"] = choice
             elif choice is not None:
                 kwargs["tool_choice"] = {"type": "function", "function": {"name": choice}}
@@ -394,7 +453,11 @@ class OpenAIBackend:
         return content, calls, finish, _usage(getattr(response, "usage", None))
 
     async def _consume(
-        self, stream: Any, sink: DeltaSink
+        self,
+        stream: Any,
+        sink: DeltaSink,
+        answer_name: str | None = None,
+        answer_json: DeltaSink | None = None,
     ) -> tuple[str, list[ToolCall], str | None, Usage]:
         finish: str | None = None
         usage = Usage()
@@ -417,6 +480,11 @@ class OpenAIBackend:
                             if piece.function is not None:
                                 call["name"] = piece.function.name or call["name"]
                                 call["arguments"] += piece.function.arguments or ""
+                                if answer_name is not None and call["name"] == answer_name:
+                                    # The answer function's JSON streams as an answer would.
+                                    sink(piece.function.arguments)
+                                    if answer_json is not None:
+                                        answer_json(piece.function.arguments)
                     if choice.finish_reason:
                         finish = choice.finish_reason
         except (ProviderError, StreamCallbackError):

@@ -52,7 +52,8 @@ class DiamondResponder:
             messages.insert(0, Message("system", body["system"]))
         ctx = context_extract(messages) or {}
         stage, role = str(ctx.get("stage") or ""), str(ctx.get("role") or "proponent")
-        name = _schema_name(body)
+        # The turn names its answer; the schema only when the turn does not (older prompts).
+        name = str(ctx.get("answer") or "") or _schema_name(body)
         kind = {"debater_answer": "debater", "mediator_answer": "mediator"}.get(name, "draft")
         with self._lock:
             self.calls.append((stage, role, kind))
@@ -69,4 +70,4 @@ class DiamondResponder:
                 artifact["diff"] = self.diff
                 artifact["files_changed"] = diff_paths(self.diff)
                 artifact["risk_notes"] = ["scripted change"]
-        return ok(answer)
+        return ok(answer, tool=name or None)

@@ -57,6 +57,7 @@ class Scenario:
     cut_after: int = 2  # cut: content deltas sent before the cut
     cut_how: str = "drop"  # cut: "drop" (connection lost), "eof" (ends early), "error" event
     then: Scenario | None = None  # llama_cpp: the answer when json_schema was not asked
+    tool: str | None = None  # ok, Anthropic: the answer tool a model would pick under "any"
 
 
 def ok(
@@ -66,13 +67,15 @@ def ok(
     output_tokens: int = 7,
     cached_tokens: int = 0,
     cache_write_tokens: int = 0,
+    tool: str | None = None,
 ) -> Scenario:
     """A successful answer. A dict becomes a tool call (Anthropic, when tools were sent:
-    the tool tool_choice names, else the last one) or JSON message content (OpenAI); a str
-    becomes plain text content."""
+    the tool tool_choice names, else `tool` if sent, else the last one) or JSON message
+    content (OpenAI); a str becomes plain text content."""
     return Scenario(
         "ok",
         payload=payload,
+        tool=tool,
         input_tokens=input_tokens,
         output_tokens=output_tokens,
         cached_tokens=cached_tokens,
@@ -398,7 +401,11 @@ def _anthropic_content(scenario: Scenario, body: dict[str, Any]) -> tuple[list[d
         return content, "tool_use"
     if scenario.kind == "ok" and isinstance(scenario.payload, dict) and tools:
         choice = body.get("tool_choice") or {}
-        name = choice.get("name") if choice.get("type") == "tool" else tools[-1]["name"]
+        names = [t.get("name") for t in tools]
+        if choice.get("type") == "tool":
+            name = choice.get("name")
+        else:  # "any": the one the prompt asks for, as a model would
+            name = scenario.tool if scenario.tool in names else names[-1]
         return [
             {"type": "tool_use", "id": "toolu_1", "name": name, "input": scenario.payload}
         ], "tool_use"
@@ -522,6 +529,20 @@ def _llama_cpp_refusal() -> _Answer:
     return _Answer(500, body=json.dumps(payload).encode())
 
 
+def _openai_answer_function(scenario: Scenario, body: dict[str, Any]) -> str | None:
+    """The function a dict answer is a call of: the one tool_choice names, or under
+    "required" `scenario.tool` when it is one of the tools; None: JSON content."""
+    if scenario.kind != "ok" or not isinstance(scenario.payload, dict):
+        return None
+    names = [(t.get("function") or {}).get("name") for t in body.get("tools") or []]
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict) and choice.get("type") == "function":
+        return (choice.get("function") or {}).get("name")
+    if choice == "required" and scenario.tool in names:
+        return scenario.tool
+    return None
+
+
 def _openai_answer(scenario: Scenario, body: dict[str, Any]) -> _Answer:
     if scenario.kind == "status":
         payload = {
@@ -542,9 +563,19 @@ def _openai_answer(scenario: Scenario, body: dict[str, Any]) -> _Answer:
         }
         for i, (name, arguments) in enumerate(scenario.calls, start=1)
     ]
+    answer_fn = _openai_answer_function(scenario, body)
     if scenario.kind == "tool_calls":
         content: str | None = scenario.payload or None
         finish = "tool_calls"
+    elif answer_fn is not None:  # the answer as the function call tool_choice asks for
+        calls = [
+            {
+                "id": "call_1",
+                "type": "function",
+                "function": {"name": answer_fn, "arguments": json.dumps(scenario.payload)},
+            }
+        ]
+        content, finish = None, "tool_calls"
     else:
         content = _answer_text(scenario.payload)
         finish = "stop"

@@ -8,7 +8,9 @@ Anthropic (explicit breakpoints): the prefix order is tools, system, messages; a
 with `cache_control` (at most 4 in a request, more is a 400) ends a cacheable prefix,
 and only one of at least the model's minimum length (1,024 tokens; 2,048 for Sonnet 4.6
 and the Haiku 3s; 4,096 for Opus 4.5+ and Haiku 4.5) is written, at the breakpoint
-only. From each breakpoint the lookup walks back block by block, up to 20 blocks, for a
+only. `tool_choice` belongs to the messages tier: changing it invalidates the message
+blocks' cache, never the tools' or the system's ("Changes to tool_choice parameter only
+affect message blocks", Anthropic's cache invalidation table). From each breakpoint the lookup walks back block by block, up to 20 blocks, for a
 prefix an earlier request wrote; a call reads the longest found
 (`cache_read_input_tokens`) and writes its last eligible breakpoint beyond that
 (`cache_creation_input_tokens`, billed at 1.25x); `input_tokens` is the rest.
@@ -121,6 +123,7 @@ class PromptCache:
             system = [{"type": "text", "text": system}]
         for block in system:
             blocks.append((_without_cache_control(block), "cache_control" in block))
+        first_message = len(blocks)
         for message in body.get("messages") or []:
             content = message.get("content")
             if isinstance(content, str):
@@ -141,6 +144,9 @@ class PromptCache:
         ends: list[tuple[int, str]] = []  # (prefix tokens, prefix hash) at each block's end
         points: list[int] = []  # the blocks that carry a breakpoint
         for i, (block, marked) in enumerate(blocks):
+            if i == first_message:
+                # What tool_choice asks is part of every message block's prefix, not a token.
+                digest.update(b"tool_choice\0" + _canonical(body.get("tool_choice")).encode())
             text = _canonical(block)
             chars += len(text)
             digest.update(text.encode() + b"\0")

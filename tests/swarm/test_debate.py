@@ -431,6 +431,7 @@ async def test_cache_prefixes_are_marked_where_a_later_call_reads_them(facts):
         ]
     # The mediator's prefix (its own schema) no one reads.
     assert marks["mediator", "mediator", 3] == (0, 0)
+    assert all(r.answer_schemas == () for r in completer.requests)
     assert {r.cache_key for r in completer.requests} == {"tekton-run7-plan-2"}
     # Every call's prefix is the same messages, and a round's prompt starts with the
     # round before's: what differs is its last message.
@@ -439,6 +440,65 @@ async def test_cache_prefixes_are_marked_where_a_later_call_reads_them(facts):
     by_round = {r.metadata["round"]: r.messages for r in completer.requests}
     assert by_round[2][: shared + 1] == by_round[1][: shared + 1]
     assert by_round[3][: shared + 2] == by_round[2][: shared + 2]  # the mediator's
+
+
+class _PricedCompleter(ScriptedCompleter):
+    """A completer whose calls cost money, as a vendor's do."""
+
+    def price_for(self, model: str) -> tuple[float, float]:
+        return (3.0, 15.0)
+
+
+async def test_on_one_priced_model_the_opening_proponent_goes_first(facts):
+    alone: dict[tuple[str, int], int] = {}
+    inner = by_kind()
+
+    def handler(request):
+        # How many calls are in flight while this one is answered.
+        alone[request.metadata["role"], request.metadata["round"]] = completer.in_flight
+        return inner(request)
+
+    completer = _PricedCompleter(handler)
+    out = await stage_run(
+        stage_input(facts, "plan"),
+        config(rounds=1, models={"default": "vendor/one"}),
+        completer=completer,
+        emit=lambda e: None,
+    )
+    assert out.status == "succeeded"
+    assert alone["proponent", 0] == 1
+    assert max(alone["skeptic", 0], alone["pragmatist", 0]) == 2  # those two together
+    assert completer.max_in_flight == 3  # the debate rounds still run at once
+    # So the other two read the whole prefix it wrote, the stage's context included.
+    opening = [r for r in completer.requests if r.metadata["round"] == 0]
+    assert [r.cache_prefix for r in opening] == [prompts.SHARED_MESSAGES] * 3
+    # And the mediator reads what the last round's proponent wrote: every call of the
+    # stage is offered both answer schemas, so the tools before the prefix are the same.
+    offered = completer.requests[0].answer_schemas
+    assert all(r.answer_schemas == offered for r in completer.requests)
+    assert [name for name, _ in offered] == ["debater_answer", "mediator_answer"]
+    (mediator,) = [r for r in completer.requests if r.metadata["role"] == "mediator"]
+    assert mediator.cache_prefix == prompts.SHARED_MESSAGES + 1
+
+
+@pytest.mark.parametrize(
+    "priced, kw",
+    [
+        (True, {"models": {"default": "vendor/one", "skeptic": "vendor/two"}}),
+        (False, {"models": {"default": "offline/x"}}),
+        (True, {"models": {"default": "vendor/one"}, "cache_stagger": False}),
+    ],
+)
+async def test_free_mixed_or_unstaggered_models_open_all_at_once(facts, priced, kw):
+    completer = _PricedCompleter(by_kind()) if priced else ScriptedCompleter(by_kind())
+    out = await stage_run(
+        stage_input(facts, "plan"), config(rounds=0, **kw), completer=completer, emit=lambda e: None
+    )
+    assert out.status == "succeeded"
+    assert completer.max_in_flight == 3
+    # Each call offered its own answer schema only; the mediator's prefix is its own.
+    assert all(r.answer_schemas == () for r in completer.requests)
+    assert completer.requests[-1].cache_prefix == 0
 
 
 async def test_in_the_sequential_schedule_every_opening_call_marks_the_prefix(facts):

@@ -91,12 +91,13 @@ def _answering(calls: list[tuple[str, dict[str, Any]]]):
 
     def respond(path: str, body: dict[str, Any]):
         wire = json.dumps(body)
-        if "mediator_answer" in wire:
-            return ok(_mediator("plan"))
+        # Every call of the stage is offered both answer tools; the turn says whose it is.
+        if "You are the mediator" in wire:
+            return ok(_mediator("plan"), tool="mediator_answer")
         answered = '"tool_result"' in wire or '"role": "tool"' in wire
         if "You are the proponent" in wire and not answered:
             return tool_calls(*calls)
-        return ok(_debater())
+        return ok(_debater(), tool="debater_answer")
 
     return respond
 
@@ -153,13 +154,13 @@ async def test_a_turn_that_used_its_calls_is_told_to_answer(server, facts):
 
     def respond(path: str, body: dict[str, Any]):
         wire = json.dumps(body)
-        if "mediator_answer" in wire:
-            return ok(_mediator("plan"))
+        if "You are the mediator" in wire:
+            return ok(_mediator("plan"), tool="mediator_answer")
         if "You are the proponent" in wire:
             asked.append(body)
             if body.get("tool_choice") != "none":
                 return tool_calls(("list_files", {"path": "."}))  # it would go on forever
-        return ok(_debater())
+        return ok(_debater(), tool="debater_answer")
 
     server.responder = respond
     out = await stage_run(

@@ -1,12 +1,19 @@
 """Prompt-cache hints on the wire in both protocols, cached usage read back, and priced."""
 
 import dataclasses
+import json
 
 import pytest
 
 from swarm.providers import router_build
 from swarm.providers.anthropic_backend import AnthropicBackend
-from swarm.providers.base import Message, ToolSpec, Usage
+from swarm.providers.base import (
+    CompletionRequest,
+    Message,
+    ProviderResponseError,
+    ToolSpec,
+    Usage,
+)
 from swarm.providers.capabilities import CapabilityStore
 from swarm.providers.openai_backend import OpenAIBackend
 from swarm.providers.pricing import usage_cost_usd
@@ -216,3 +223,104 @@ async def test_router_prices_cached_reads_and_writes_apart(fake_llm):
     assert claude.cost_usd == pytest.approx(
         usage_cost_usd("anthropic/claude-opus-4.1", claude.usage)
     )
+
+
+ANSWERS = (
+    ("debater_answer", {"type": "object", "properties": {"position": {"type": "string"}}}),
+    ("mediator_answer", {"type": "object", "properties": {"artifact": {"type": "object"}}}),
+)
+
+
+def _answering(schema_name: str, **kw) -> CompletionRequest:
+    schema = dict(ANSWERS)[schema_name]
+    tool = ToolSpec("read_file", "Read a file.", {"type": "object", "properties": {}})
+    return CompletionRequest(
+        model=kw.pop("model", "claude-sonnet-4-5"),
+        messages=(Message("system", "sys"), Message("user", "shared"), Message("user", "turn")),
+        json_schema=schema,
+        schema_name=schema_name,
+        answer_schemas=ANSWERS,
+        tools=kw.pop("tools", (tool,)),
+        cache_prefix=2,
+        **kw,
+    )
+
+
+async def test_anthropic_sends_every_answer_schema_of_the_stage_as_one_tools_list(
+    fake_llm, anthropic_backend
+):
+    fake_llm.script(
+        ok({"artifact": {}}, tool="mediator_answer"), ok({"position": "x"}, tool="debater_answer")
+    )
+    mediator = await anthropic_backend.complete(_answering("mediator_answer"))
+    await anthropic_backend.complete(_answering("debater_answer"))
+    sent = [r.body for r in fake_llm.requests]
+    # The same tools, in the same order, with the same tool_choice: one cacheable prefix.
+    assert sent[0]["tools"] == sent[1]["tools"]
+    assert [t["name"] for t in sent[0]["tools"]] == [
+        "read_file",
+        "debater_answer",
+        "mediator_answer",
+    ]
+    assert sent[0]["tool_choice"] == sent[1]["tool_choice"] == {"type": "any"}
+    assert mediator.parsed == {"artifact": {}}
+
+
+async def test_anthropic_an_answer_with_another_calls_answer_tool_is_refused(
+    fake_llm, anthropic_backend
+):
+    fake_llm.script(ok({"position": "x"}, tool="debater_answer"))
+    with pytest.raises(ProviderResponseError, match="debater_answer tool, asked for mediator"):
+        await anthropic_backend.complete(_answering("mediator_answer"))
+
+
+async def test_openai_sends_the_answer_schemas_as_functions_beside_the_tools(
+    fake_llm, openai_backend
+):
+    fake_llm.script(ok({"artifact": {}}, tool="mediator_answer"), ok({"position": "x"}))
+    mediator = await openai_backend.complete(_answering("mediator_answer", model="gpt-5"))
+    debater = await openai_backend.complete(
+        dataclasses.replace(_answering("debater_answer", model="gpt-5"), on_delta=lambda d: None)
+    )
+    sent = [r.body for r in fake_llm.requests]
+    # No response_format (a prefix of the system message that differs per schema): the
+    # tools, the same for both, head the prefix OpenAI caches.
+    assert all("response_format" not in b for b in sent)
+    assert sent[0]["tools"] == sent[1]["tools"]
+    assert [t["function"]["name"] for t in sent[0]["tools"]] == [
+        "read_file",
+        "debater_answer",
+        "mediator_answer",
+    ]
+    assert sent[0]["tool_choice"] == sent[1]["tool_choice"] == "required"
+    assert mediator.parsed == {"artifact": {}} and not mediator.tool_calls
+    assert debater.parsed == {"position": "x"} and json.loads(debater.text) == {"position": "x"}
+
+
+async def test_openai_without_tools_keeps_the_answer_schema_in_response_format(
+    fake_llm, openai_backend
+):
+    fake_llm.script(ok({"position": "x"}))
+    done = await openai_backend.complete(_answering("debater_answer", model="gpt-5", tools=()))
+    body = fake_llm.requests[0].body
+    assert body["response_format"]["json_schema"]["name"] == "debater_answer"
+    assert "tools" not in body
+    assert done.parsed == {"position": "x"}
+
+
+async def test_openai_an_answer_with_another_calls_function_is_refused(fake_llm, openai_backend):
+    fake_llm.script(ok({"position": "x"}, tool="debater_answer"))
+    with pytest.raises(ProviderResponseError, match="debater_answer function, asked for mediator"):
+        await openai_backend.complete(_answering("mediator_answer", model="gpt-5"))
+
+
+async def test_openai_a_turn_out_of_tool_calls_is_forced_to_the_answer_function(
+    fake_llm, openai_backend
+):
+    fake_llm.script(ok({"position": "x"}))
+    done = await openai_backend.complete(
+        _answering("debater_answer", model="gpt-5", tool_choice="none")
+    )
+    forced = {"type": "function", "function": {"name": "debater_answer"}}
+    assert fake_llm.requests[0].body["tool_choice"] == forced
+    assert done.parsed == {"position": "x"}

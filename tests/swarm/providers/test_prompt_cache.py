@@ -209,3 +209,43 @@ async def test_anthropic_a_stage_reads_the_run_part_the_stage_before_wrote(route
     # the research stage wrote at its run part's end, one block before its own.
     assert second.usage.cached_input_tokens > 1200
     assert second.usage.cache_write_tokens < first.usage.cache_write_tokens
+
+
+def test_anthropic_a_changed_tool_choice_invalidates_the_messages_not_tools_or_system():
+    # Anthropic's invalidation table: "Changes to tool_choice parameter only affect
+    # message blocks"; the tools and the system prompt stay cached.
+    cache = PromptCache()
+    tools = [
+        {"name": f"tool_{i}", "description": stable(300), "input_schema": {"type": "object"}}
+        for i in range(4)
+    ]
+    tools[-1]["cache_control"] = {"type": "ephemeral"}
+
+    def body(choice: dict) -> dict:
+        return {
+            "model": "claude-sonnet-4-5",
+            "tools": tools,
+            "tool_choice": choice,
+            "system": [{"type": "text", "text": "The run's system text."}],
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {
+                            "type": "text",
+                            "text": stable(1500),
+                            "cache_control": {"type": "ephemeral"},
+                        }
+                    ],
+                }
+            ],
+        }
+
+    first = cache.anthropic(body({"type": "any"}))
+    first.commit()
+    same = cache.anthropic(body({"type": "any"}))
+    forced = cache.anthropic(body({"type": "tool", "name": "tool_0"}))
+    assert same.cached_tokens == first.cache_write_tokens > 2500
+    # Only the tools' prefix is read (about 1,200 tokens); the message block is written anew.
+    assert 1024 <= forced.cached_tokens < 1500
+    assert forced.cache_write_tokens == first.cache_write_tokens - forced.cached_tokens
