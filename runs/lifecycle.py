@@ -93,8 +93,14 @@ def run_ended(run_id: int) -> None:
 def run_summary(run: Run) -> dict[str, Any]:
     """diamond_summary.json: every stage's outcome and the run's totals."""
     names: dict[str, list[str]] = {}
-    for a in Artifact.objects.filter(run=run).exclude(kind=Artifact.Kind.SUMMARY):
-        names.setdefault(a.stage, []).append(a.name)
+    # Names only: the rows' JSON is not decoded for a list of file names.
+    rows = (
+        Artifact.objects.filter(run=run)
+        .exclude(kind=Artifact.Kind.SUMMARY)
+        .values_list("stage", "name")
+    )
+    for stage_name, name in rows:
+        names.setdefault(stage_name, []).append(name)
     # Which backend answered each stage's calls, from the calls themselves (the mode the
     # run was configured with says only what it asked for: "auto" may well be offline).
     answered: dict[str, dict[str, int]] = {}
@@ -167,12 +173,16 @@ def _only_offline(providers: dict[str, int]) -> bool:
     return bool(providers) and set(providers) == {"offline"}
 
 
-def run_advance(*, run_id: int, after_stage: str | None = None) -> list[int]:
+def run_advance(
+    *, run_id: int, after_stage: str | None = None, run: Run | None = None
+) -> list[int]:
     """After a stage finished: finish the run when every stage is done, else return the ready
     stage ids (with `after_stage`: only those waiting on that stage, the ones it just made
     ready; the others were dispatched before). Call inside a transaction that holds the run row (select_for_update), so two
-    stages finishing together cannot both miss (or both write) the run's end."""
-    run = Run.objects.get(pk=run_id)
+    stages finishing together cannot both miss (or both write) the run's end. `run` is the
+    row the caller locked and read in this transaction (its status and config are used)."""
+    if run is None:
+        run = Run.objects.get(pk=run_id)
     rows = _stage_rows(run_id)  # one read serves the end check, readiness and the waiters
     statuses = [r["status"] for r in rows]
     if statuses and all(s in DONE_STATUSES for s in statuses):

@@ -354,3 +354,40 @@ def roles_of(messages, call_id) -> set[str]:
         for m in messages
         if m["kind"] == "stage.delta" and m["payload"]["call_id"] == call_id
     }
+
+
+# A stage's statements as the claim, the engine's one batch and the outcome need them
+# (the test's transaction makes each inner atomic a savepoint pair): 42 before issue 14,
+# which read the stage, the run and the prior artifacts twice, looked for each artifact
+# before inserting it and updated the run row twice per batch; 33 since. A regression
+# fails here.
+STAGE_STATEMENTS_MAX = 35
+
+
+def test_a_stage_costs_a_bounded_number_of_statements(git_repo, fake_engine):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    run = make_run(git_repo, "plan", "research")
+    plan, research = stage_of(run, "plan"), stage_of(run, "research")
+    with CaptureQueriesContext(connection) as ctx:
+        assert stage_execute(stage_run_id=plan.pk, worker="w1") == [research.pk]
+    assert len(ctx.captured_queries) <= STAGE_STATEMENTS_MAX, len(ctx.captured_queries)
+    plan.refresh_from_db()
+    assert (plan.status, plan.attempt) == ("succeeded", 1)
+    assert kinds(run) == [
+        "run.started",
+        "stage.started",
+        "stage.progress",
+        "artifact.created",
+        "stage.finished",
+    ]
+    # What the stage.finished payload says without reading the row back.
+    finished = RunEvent.objects.get(run=run, kind="stage.finished").payload
+    assert finished == {
+        "status": "succeeded",
+        "confidence": plan.confidence,
+        "approval": plan.approval,
+        "duration_s": plan.duration_s,
+        "attempt": 1,
+    }
