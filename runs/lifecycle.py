@@ -16,7 +16,7 @@ from django.db.models import Count
 from django.utils import timezone
 
 from runs import events
-from runs.artifacts_store import artifact_write
+from runs.artifacts_store import artifact_write, artifacts_write
 from runs.models import Artifact, LlmCall, Run, StageRun
 from swarm.redact import redact
 from swarm.stages import PATCH_FILE, SUMMARY_FILE, stage_dependencies, stage_get
@@ -113,7 +113,10 @@ def run_summary(run: Run) -> dict[str, Any]:
     for row in rows:
         answered.setdefault(row["stage"], {})[row["provider"]] = row["n"]
     stages = []
-    for s in StageRun.objects.filter(run=run).order_by("position"):
+    # Not the drafts and the mediators' JSON, which the summary does not show.
+    for s in (
+        StageRun.objects.filter(run=run).order_by("position").defer("draft", "mediator", "checks")
+    ):
         stages.append(
             {
                 "stage": s.stage,
@@ -243,20 +246,19 @@ def stage_artifacts_write(
 ) -> list[str]:
     """Write a stage's JSON artifact (and code's diff.patch) once; returns the file names.
     Records artifact.created for each file written now. Call inside a transaction."""
-    names = []
     spec = stage_get(stage)
+    items: list[dict[str, Any]] = []
     if artifact is not None:
-        row, created = artifact_write(
-            run=run, stage=stage, kind=Artifact.Kind.JSON, name=spec.artifact_file, data=artifact
-        )
-        names.append(row.name)
-        if created:
-            _artifact_event(row)
+        name = spec.artifact_file
+        items.append({"stage": stage, "kind": Artifact.Kind.JSON, "name": name, "data": artifact})
     if patch:
-        row, created = artifact_write(
-            run=run, stage=stage, kind=Artifact.Kind.PATCH, name=PATCH_FILE, text=patch
+        items.append(
+            {"stage": stage, "kind": Artifact.Kind.PATCH, "name": PATCH_FILE, "text": patch}
         )
-        names.append(row.name)
+    if not items:
+        return []
+    written = artifacts_write(run=run, items=items)  # code's two: one insert
+    for row, created in written:
         if created:
             _artifact_event(row)
-    return names
+    return [row.name for row, _ in written]

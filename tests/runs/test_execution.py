@@ -391,3 +391,34 @@ def test_a_stage_costs_a_bounded_number_of_statements(git_repo, fake_engine):
         "duration_s": plan.duration_s,
         "attempt": 1,
     }
+
+
+def test_a_stage_whose_artifact_exists_writes_only_the_missing_one(git_repo, fake_engine):
+    run = make_run(git_repo, "code", "code")
+    assert stage_artifacts_write(run=run, stage="code", artifact={"first": 1}, patch=None) == [
+        "code.json"
+    ]
+    names = stage_artifacts_write(run=run, stage="code", artifact={"other": 1}, patch="+x\n")
+    assert names == ["code.json", "diff.patch"]
+    arts = {a.name: a for a in Artifact.objects.filter(run=run)}
+    assert arts["code.json"].content == {"first": 1}  # the first write stands
+    assert artifact_path(arts["diff.patch"]).read_text() == "+x\n"
+    created = RunEvent.objects.filter(run=run, kind="artifact.created")
+    assert [e.payload["name"] for e in created.order_by("seq")] == ["code.json", "diff.patch"]
+
+
+def test_code_writes_its_two_artifacts_in_one_insert(git_repo, fake_engine):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    run = make_run(git_repo, "code", "code")
+    with CaptureQueriesContext(connection) as ctx:
+        stage_artifacts_write(run=run, stage="code", artifact={"a": 1}, patch="+x\n")
+    inserts = [
+        q for q in ctx.captured_queries if q["sql"].startswith('INSERT INTO "runs_artifact"')
+    ]
+    assert len(inserts) == 1
+    arts = Artifact.objects.filter(run=run).order_by("id")
+    assert [(a.name, a.kind) for a in arts] == [("code.json", "json"), ("diff.patch", "patch")]
+    for art in arts:
+        assert hashlib.sha256(artifact_path(art).read_bytes()).hexdigest() == art.sha256
