@@ -354,10 +354,10 @@ def _record_stop(
     with transaction.atomic():
         _lock_run(run_id)
         stage = _owned(stage_run_id, token)
+        stage.finished_at = timezone.now()  # the row is locked: what it holds after this
         StageRun.objects.filter(pk=stage.pk).update(
-            status=status, reason=reason, finished_at=timezone.now()
+            status=status, reason=reason, finished_at=stage.finished_at
         )
-        stage.refresh_from_db()
         events.event_record(
             run_id=run_id,
             kind="stage.finished",

@@ -104,6 +104,15 @@ def stage_input_build(
     files_text = ""
     if work is not None and stage.stage == "code":
         files_text = code_files_text(work, paths_named(prior, repo.files))
+    workspace = None
+    if stage.stage != "code":
+        # A stage after code has read code's artifact with its prior ones: no second read.
+        after_code = "code" in stage_ancestors(stage.stage)
+        workspace = (
+            stage_workspace_facts(run, prior.get("code"))
+            if after_code
+            else stage_workspace_facts(run)
+        )
     return StageInput(
         stage=stage.stage,
         goal=run.goal,
@@ -113,7 +122,7 @@ def stage_input_build(
         note=stage.note,
         attempt=stage.attempt,
         run_id=run.pk,
-        workspace=stage_workspace_facts(run) if stage.stage != "code" else None,
+        workspace=workspace,
         files_text=files_text,
         code_context=context.code_text,
     )
