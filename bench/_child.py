@@ -35,6 +35,43 @@ def _ts(value) -> float | None:
     return value.timestamp() if value is not None else None
 
 
+class _StatementCounter:
+    """Counts the SQL statements every thread of this process sends while it is on (the
+    engine's recording thread and the inline pool have connections of their own, so a
+    per-connection execute_wrapper would miss theirs). An executemany is one statement."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.n = 0
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> _StatementCounter:
+        from django.db.backends.utils import CursorWrapper
+
+        self._saved = (CursorWrapper._execute, CursorWrapper._executemany)
+        execute, executemany = self._saved
+        counter = self
+
+        def counted_execute(cursor, *args, **kwargs):
+            with counter._lock:
+                counter.n += 1
+            return execute(cursor, *args, **kwargs)
+
+        def counted_executemany(cursor, *args, **kwargs):
+            with counter._lock:
+                counter.n += 1
+            return executemany(cursor, *args, **kwargs)
+
+        CursorWrapper._execute, CursorWrapper._executemany = counted_execute, counted_executemany
+        return self
+
+    def __exit__(self, *exc) -> None:
+        from django.db.backends.utils import CursorWrapper
+
+        CursorWrapper._execute, CursorWrapper._executemany = self._saved
+
+
 def embedded_run(
     goal: str,
     repo: str,
@@ -53,6 +90,7 @@ def embedded_run(
         resource.getrusage(resource.RUSAGE_SELF),
         resource.getrusage(resource.RUSAGE_CHILDREN),
     )
+    counter = _StatementCounter().__enter__()
     with transaction.atomic():
         run = run_create(goal=goal, repo_path=repo, dispatch=False, model=model)
         if schedule:
@@ -65,6 +103,7 @@ def embedded_run(
             run.save(update_fields=["config"])
     run_inline(run.pk)
     wall = time.perf_counter() - started
+    counter.__exit__()
     own_after = resource.getrusage(resource.RUSAGE_SELF)
     kids_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     run = Run.objects.get(pk=run.pk)
@@ -75,6 +114,8 @@ def embedded_run(
         # bubblewrap, the tests) while the run was created and executed.
         "cpu_s": own_after.ru_utime + own_after.ru_stime - own.ru_utime - own.ru_stime,
         "child_cpu_s": kids_after.ru_utime + kids_after.ru_stime - kids.ru_utime - kids.ru_stime,
+        # SQL statements of every thread, creating the run included (savepoints count).
+        "statements": counter.n,
         "status": run.status,
         "input_tokens": run.input_tokens,
         "cached_input_tokens": run.cached_input_tokens,

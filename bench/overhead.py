@@ -96,8 +96,11 @@ def _proc_cpu_s(pid: int) -> float:
     return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
-def overheads(runs: list[dict], walls: list[float], cpus: list[float]) -> dict:
-    """Per-stage and per-run overheads in milliseconds; wall and CPU seconds per run."""
+def overheads(
+    runs: list[dict], walls: list[float], cpus: list[float], statements: list[int] | None = None
+) -> dict:
+    """Per-stage and per-run overheads in milliseconds; wall and CPU seconds per run; SQL
+    statements per run where counted (embedded)."""
     stage_ms: list[float] = []
     stage_wall_ms: list[float] = []
     run_ms: list[float] = []
@@ -126,6 +129,7 @@ def overheads(runs: list[dict], walls: list[float], cpus: list[float]) -> dict:
         "wall_s": mean(walls),
         "cpu_s": mean(cpus),
         "cpu_s_min": min(cpus) if cpus else float("nan"),
+        "statements": mean(statements) if statements else None,
     }
 
 
@@ -138,7 +142,7 @@ def embedded(n: int, profile: str) -> dict:
         config = ["--config", json.dumps(_bare_config())]
     # One warm-up run: the first run in an installation pays the first queries (and, with
     # the defaults, the repository's first index and base test run).
-    ids, walls, cpus = [], [], []
+    ids, walls, cpus, statements = [], [], [], []
     for i in range(n + 1):
         result = child(
             [
@@ -155,7 +159,8 @@ def embedded(n: int, profile: str) -> dict:
         if i:
             walls.append(result["wall_s"])
             cpus.append(result["cpu_s"] + result["child_cpu_s"])
-    return overheads(dump_runs(ids[1:], env=env.env), walls, cpus)
+            statements.append(result["statements"])
+    return overheads(dump_runs(ids[1:], env=env.env), walls, cpus, statements)
 
 
 def services(n: int, profile: str) -> dict:
@@ -222,11 +227,12 @@ def services(n: int, profile: str) -> dict:
 
 
 def _line(mode: str, profile: str, fig: dict) -> str:
+    sql = f", {fig['statements']:.0f} SQL statements" if fig.get("statements") else ""
     return (
         f"(c) {mode} [{profile}]: per stage overhead mean {fig['stage_mean']:.1f} ms, "
         f"p95 {fig['stage_p95']:.1f} ms (stage wall mean {fig['stage_wall_mean']:.1f} ms); "
         f"run-level {fig['run_mean']:.1f} ms (p95 {fig['run_p95']:.1f}) per stage slot; "
-        f"run wall {fig['wall_s']:.2f} s, CPU {fig['cpu_s']:.2f} s (min {fig['cpu_s_min']:.2f}) "
+        f"run wall {fig['wall_s']:.2f} s, CPU {fig['cpu_s']:.2f} s (min {fig['cpu_s_min']:.2f}){sql} "
         f"[{fig['stages']} stages, runs {fig['statuses']}]"
     )
 

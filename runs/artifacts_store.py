@@ -142,9 +142,41 @@ def artifact_write(
     run has one, its output folder. Call inside a transaction (a failed file write rolls
     the row back). Raises FolderTaken when the run's folder belongs to another run.
     """
-    existing = Artifact.objects.filter(run=run, stage=stage, kind=kind).first()
-    if existing is not None:
-        return existing, False
+    # No look first: the insert's unique (run, stage, kind) is the check, and an artifact
+    # written earlier is the rare case (one statement less per artifact).
+    artifact, content = _artifact_row(run, stage=stage, kind=kind, name=name, data=data, text=text)
+    try:
+        with transaction.atomic():
+            artifact.save(force_insert=True)
+    except IntegrityError:
+        # Written before, or another writer won the unique (run, stage, kind): theirs is
+        # the artifact, and its file is left as it is.
+        return Artifact.objects.get(run=run, stage=stage, kind=kind), False
+    _files_write(run, [(artifact.name, content)])
+    return artifact, True
+
+
+def artifacts_write(*, run: Run, items: list[dict[str, Any]]) -> list[tuple[Artifact, bool]]:
+    """Several artifacts of a run at once (each item artifact_write's stage, kind, name and
+    data or text): one insert and one claim of the run's folder for all of them; when
+    one of them exists already, each is written on its own as artifact_write does.
+    Returns (artifact, created) per item, in order. Call inside a transaction."""
+    if len(items) == 1:
+        return [artifact_write(run=run, **items[0])]
+    rows = [_artifact_row(run, **item) for item in items]
+    try:
+        with transaction.atomic():
+            Artifact.objects.bulk_create([artifact for artifact, _ in rows])
+    except IntegrityError:
+        return [artifact_write(run=run, **item) for item in items]
+    _files_write(run, [(artifact.name, content) for artifact, content in rows])
+    return [(artifact, True) for artifact, _ in rows]
+
+
+def _artifact_row(
+    run: Run, *, stage: str, kind: str, name: str, data: Any = None, text: str | None = None
+) -> tuple[Artifact, bytes]:
+    """The unsaved row of an artifact (redacted) and its file's bytes."""
     name = _safe_name(name)
     if text is not None:
         body = redact(text)
@@ -154,28 +186,27 @@ def artifact_write(
         body = ""
         stored = redact(data)
         content = json_bytes(stored)
-    try:
-        with transaction.atomic():
-            artifact = Artifact.objects.create(
-                run=run,
-                stage=stage,
-                kind=kind,
-                name=name,
-                path=f"{run_folder_key(run)}/{name}",
-                sha256=hashlib.sha256(content).hexdigest(),
-                size=len(content),
-                content=stored,
-                text=body,
-            )
-    except IntegrityError:
-        # Another writer won the unique (run, stage, kind): theirs is the artifact.
-        return Artifact.objects.get(run=run, stage=stage, kind=kind), False
-    run_file_put(run=run, name=name, content=content)
+    artifact = Artifact(
+        run=run,
+        stage=stage,
+        kind=kind,
+        name=name,
+        path=f"{run_folder_key(run)}/{name}",
+        sha256=hashlib.sha256(content).hexdigest(),
+        size=len(content),
+        content=stored,
+        text=body,
+    )
+    return artifact, content
+
+
+def _files_write(run: Run, files: list[tuple[str, bytes]]) -> None:
+    run_files_put(run=run, files=files)
     if settings.TEKTON_EXECUTION == "inline":
         # The process executing is the CLI's own, so its disk is the person's: copy now.
         # Workers never write an output folder: the CLI downloads (artifacts_export).
-        output_copy(run=run, name=name, content=content)
-    return artifact, True
+        for name, content in files:
+            output_copy(run=run, name=name, content=content)
 
 
 def output_copy(*, run: Run, name: str, content: bytes) -> None:
@@ -301,12 +332,20 @@ def run_file_put(*, run: Run, name: str, content: bytes) -> str:
     """Write one file of the run (an artifact, a patch, a test output) into its folder in
     the artifact storage, claiming the folder first; returns the key. Raises FolderTaken,
     ValueError (a bad name) and the storage's own errors."""
+    return run_files_put(run=run, files=[(name, content)])[0]
+
+
+def run_files_put(*, run: Run, files: list[tuple[str, bytes]]) -> list[str]:
+    """run_file_put for several (name, content) files, the folder claimed once."""
     storage, prefix = run_storage(run)
     folder = prefix + run_folder_key(run)
     storage_claim(storage, folder, run)
-    key = f"{folder}/{_safe_name(name)}"
-    _put(storage, key, content)
-    return key
+    keys = []
+    for name, content in files:
+        key = f"{folder}/{_safe_name(name)}"
+        _put(storage, key, content)
+        keys.append(key)
+    return keys
 
 
 def artifacts_export(*, run: Run, folder: str | Path) -> list[Path]:

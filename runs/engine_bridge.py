@@ -176,7 +176,7 @@ def engine_run(
     StageCancelled (the run stopped), or whatever the engine raised. The attempt is one
     span (runs.tracing.stage_span), parent of the engine's spans.
     """
-    run = Run.objects.get(pk=stage.run_id)
+    run = stage.run  # the claim's (execution sets it): read only when not in hand
     with stage_span(stage, run) as span:
         outcome = _engine_run(
             stage=stage,
@@ -206,9 +206,8 @@ def _engine_run(
     inbox: queue.Queue[Any] = queue.Queue()
     stop = threading.Event()
     box: dict[str, Any] = {}
-    limit_tokens, limit_cost = budget_limits(
-        Run.objects.filter(pk=stage.run_id).values_list("config", flat=True).first()
-    )
+    # The config the stage's budgets were checked against (stage_config_build).
+    limit_tokens, limit_cost = budget_limits(stage.run.config)
     budget = RunBudget(
         inbox.put,
         limited=limit_tokens is not None or limit_cost is not None,

@@ -16,6 +16,7 @@ import logging
 import os
 import threading
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 from asgiref.sync import SyncToAsync, async_to_sync
@@ -92,6 +93,7 @@ def events_record(
     run_id: int,
     items: list[tuple[str, str, dict[str, Any] | None]],
     savepoint: bool = True,
+    run_add: dict[str, int | Decimal] | None = None,
 ) -> list[RunEvent]:
     """Write several events of one run, in order, in one transaction; publish on commit.
 
@@ -101,17 +103,24 @@ def events_record(
     gap and no duplicate. Payloads are redacted. Raises Run.DoesNotExist when the run is gone.
     `savepoint=False`: the caller's transaction is undone on any error anyway, so no
     savepoint of its own (two round trips less inside it). Returns the rows written
-    (none yet inside `events_deferred`).
+    (none yet inside `events_deferred`). `run_add` ({column: amount}, the run's token
+    tallies) is added to the run row in the same UPDATE as the seq, so a batch that
+    counts tokens and records events touches the run row once.
     """
-    if not items:
-        return []
+    run_add = {c: v for c, v in (run_add or {}).items() if v}
+    for column in run_add:
+        if column not in RUN_ADDABLE:
+            raise ValueError(f"run_add cannot add to {column!r}")
     queued = getattr(_deferred, "items", None)
-    if queued is not None:
-        queued.setdefault(run_id, []).extend(items)
+    if not items or queued is not None:
+        if run_add:
+            Run.objects.filter(pk=run_id).update(**{c: F(c) + v for c, v in run_add.items()})
+        if items:
+            queued.setdefault(run_id, []).extend(items)
         return []
     n = len(items)
     with transaction.atomic(savepoint=savepoint):
-        last = _seq_bump(run_id, n)
+        last = _seq_bump(run_id, n, run_add)
         if last is None:
             raise Run.DoesNotExist(f"run {run_id} does not exist")
         rows = RunEvent.objects.bulk_create(
@@ -131,23 +140,39 @@ def events_record(
     return rows
 
 
-def _seq_bump(run_id: int, n: int) -> int | None:
-    """Add `n` to the run's event_seq and return the new value (None: no such run), in one
-    round trip where the database returns updated rows (PostgreSQL, SQLite >= 3.35)."""
+# What events_record may add to the run row beside its seq: the token tallies.
+RUN_ADDABLE = frozenset(
+    {"input_tokens", "output_tokens", "cost_usd", "cached_input_tokens", "cache_write_tokens"}
+)
+
+
+def _seq_bump(run_id: int, n: int, add: dict[str, int | Decimal] | None = None) -> int | None:
+    """Add `n` to the run's event_seq (and `add`'s amounts to their columns) and return the
+    new seq (None: no such run), in one round trip where the database returns updated rows
+    (PostgreSQL, SQLite >= 3.35)."""
+    add = add or {}
     conn = transaction.get_connection()
     if conn.vendor == "postgresql" or (
         conn.vendor == "sqlite" and conn.Database.sqlite_version_info >= (3, 35)
     ):
         q = conn.ops.quote_name
         table, seq, pk = q(Run._meta.db_table), q("event_seq"), q(Run._meta.pk.column)
+        sets, params = [f"{seq} = {seq} + %s"], [n]
+        for name, amount in add.items():
+            field = Run._meta.get_field(name)
+            column = q(field.column)
+            sets.append(f"{column} = {column} + %s")
+            params.append(field.get_db_prep_value(amount, conn))
         with conn.cursor() as cursor:
             cursor.execute(
-                f"UPDATE {table} SET {seq} = {seq} + %s WHERE {pk} = %s RETURNING {seq}",
-                [n, run_id],
+                f"UPDATE {table} SET {', '.join(sets)} WHERE {pk} = %s RETURNING {seq}",
+                [*params, run_id],
             )
             row = cursor.fetchone()
         return None if row is None else int(row[0])
-    if not Run.objects.filter(pk=run_id).update(event_seq=F("event_seq") + n):
+    if not Run.objects.filter(pk=run_id).update(
+        event_seq=F("event_seq") + n, **{c: F(c) + v for c, v in add.items()}
+    ):
         return None
     return Run.objects.values_list("event_seq", flat=True).get(pk=run_id)
 

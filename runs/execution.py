@@ -23,7 +23,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from runs import events
-from runs.budgets import budget_release_stage
+from runs.budgets import budget_limits, budget_release_stage
 from runs.engine_bridge import LeaseLost, connection_wait, engine_run
 from runs.lifecycle import ACTIVE_RUN, ready_ids, run_advance, run_fail, stage_artifacts_write
 from runs.models import Run, StageRun
@@ -156,19 +156,26 @@ def _claim(stage_run_id: int, worker: str) -> tuple[StageRun, str] | None:
             Run.objects.filter(pk=run.pk, status=Run.Status.QUEUED).update(
                 status=Run.Status.RUNNING
             )
-        stage.refresh_from_db()
+            run.status = Run.Status.RUNNING
+        run.started_at = run.started_at or now
+        # The claim's UPDATE matched the row as read (status, attempt) under the run's
+        # lock: what it wrote is what the row now holds, so no read back.
+        stage.status, stage.attempt = StageRun.Status.RUNNING, stage.attempt + 1
+        stage.updated_at = stage.heartbeat_at = stage.started_at = now
+        stage.finished_at, stage.worker, stage.claim = None, worker[:200], token
         events.event_record(
             run_id=run.pk,
             kind="stage.started",
             stage=stage.stage,
             payload={"attempt": stage.attempt},
         )
+    stage.run = run  # the run as read under its lock: the engine starts from it
     return stage, token
 
 
 # --- the engine ----------------------------------------------------------------------------
 def _engine(stage: StageRun, token: str, recorder: StageRecorder) -> StageOutcome:
-    run = Run.objects.get(pk=stage.run_id)
+    run = stage.run  # read (locked) by the claim that just committed
     cfg = stage_config_build(run, stage.stage)
     # A worktree to prepare (git) and context to retrieve (embeddings, Milvus) take a
     # while without the database: the connection waits in the pool meanwhile.
@@ -188,7 +195,7 @@ def _engine(stage: StageRun, token: str, recorder: StageRecorder) -> StageOutcom
     outcome = engine_run(
         stage=stage,
         token=token,
-        inp=stage_input_build(run, stage, work=work, context=context),
+        inp=stage_input_build(run, stage, work=work, context=context, prior=prior),
         cfg=cfg,
         completer=completer_build(run.config or {}),
         record=recorder.record,
@@ -258,6 +265,11 @@ def _outcome_fields(outcome: StageOutcome) -> dict[str, Any]:
     }
 
 
+def _float(value: float | None) -> float | None:
+    # What the FloatField column gives back: an engine's 1 reads as 1.0.
+    return None if value is None else float(value)
+
+
 def _record_success(
     stage_run_id: int, token: str, outcome: StageOutcome, recorder: StageRecorder
 ) -> list[int]:
@@ -269,27 +281,29 @@ def _record_success(
             run=run, stage=stage.stage, artifact=outcome.artifact, patch=outcome.patch
         )
         now = timezone.now()
+        fields = _outcome_fields(outcome)
         StageRun.objects.filter(pk=stage.pk).update(
             status=StageRun.Status.SUCCEEDED,
             finished_at=now,
             heartbeat_at=now,
             draft=None,
-            **_outcome_fields(outcome),
+            **fields,
         )
-        stage.refresh_from_db()
+        # The row is locked and was just read (_owned): what the UPDATE wrote is in hand.
+        stage.finished_at = now
         events.event_record(
             run_id=run.pk,
             kind="stage.finished",
             stage=stage.stage,
             payload={
-                "status": stage.status,
-                "confidence": stage.confidence,
-                "approval": stage.approval,
+                "status": StageRun.Status.SUCCEEDED,
+                "confidence": _float(fields["confidence"]),
+                "approval": _float(fields["approval"]),
                 "duration_s": stage.duration_s,
                 "attempt": stage.attempt,
             },
         )
-        return run_advance(run_id=run.pk, after_stage=stage.stage)
+        return run_advance(run_id=run.pk, after_stage=stage.stage, run=run)
 
 
 def _record_blocked(
@@ -348,10 +362,10 @@ def _record_stop(
     with transaction.atomic():
         _lock_run(run_id)
         stage = _owned(stage_run_id, token)
+        stage.finished_at = timezone.now()  # the row is locked: what it holds after this
         StageRun.objects.filter(pk=stage.pk).update(
-            status=status, reason=reason, finished_at=timezone.now()
+            status=status, reason=reason, finished_at=stage.finished_at
         )
-        stage.refresh_from_db()
         events.event_record(
             run_id=run_id,
             kind="stage.finished",
@@ -434,6 +448,9 @@ def stage_execute(*, stage_run_id: int, worker: str = "") -> list[int]:
     if claimed is None:
         return []
     stage, token = claimed
+    # Calls reserve budget only under a limit, read from the config the claim read
+    # (engine_bridge.RunBudget): with none, the attempt leaves nothing to release.
+    reserving = any(limit is not None for limit in budget_limits(stage.run.config))
     recorder = StageRecorder(stage)
     try:
         try:
@@ -484,4 +501,5 @@ def stage_execute(*, stage_run_id: int, worker: str = "") -> list[int]:
         )
         return []
     finally:
-        budget_release_stage(stage_run_id=stage_run_id, claim=token)
+        if reserving:
+            budget_release_stage(stage_run_id=stage_run_id, claim=token)

@@ -16,7 +16,7 @@ from django.db.models import Count
 from django.utils import timezone
 
 from runs import events
-from runs.artifacts_store import artifact_write
+from runs.artifacts_store import artifact_write, artifacts_write
 from runs.models import Artifact, LlmCall, Run, StageRun
 from swarm.redact import redact
 from swarm.stages import PATCH_FILE, SUMMARY_FILE, stage_dependencies, stage_get
@@ -93,8 +93,14 @@ def run_ended(run_id: int) -> None:
 def run_summary(run: Run) -> dict[str, Any]:
     """diamond_summary.json: every stage's outcome and the run's totals."""
     names: dict[str, list[str]] = {}
-    for a in Artifact.objects.filter(run=run).exclude(kind=Artifact.Kind.SUMMARY):
-        names.setdefault(a.stage, []).append(a.name)
+    # Names only: the rows' JSON is not decoded for a list of file names.
+    rows = (
+        Artifact.objects.filter(run=run)
+        .exclude(kind=Artifact.Kind.SUMMARY)
+        .values_list("stage", "name")
+    )
+    for stage_name, name in rows:
+        names.setdefault(stage_name, []).append(name)
     # Which backend answered each stage's calls, from the calls themselves (the mode the
     # run was configured with says only what it asked for: "auto" may well be offline).
     answered: dict[str, dict[str, int]] = {}
@@ -107,7 +113,10 @@ def run_summary(run: Run) -> dict[str, Any]:
     for row in rows:
         answered.setdefault(row["stage"], {})[row["provider"]] = row["n"]
     stages = []
-    for s in StageRun.objects.filter(run=run).order_by("position"):
+    # Not the drafts and the mediators' JSON, which the summary does not show.
+    for s in (
+        StageRun.objects.filter(run=run).order_by("position").defer("draft", "mediator", "checks")
+    ):
         stages.append(
             {
                 "stage": s.stage,
@@ -167,12 +176,16 @@ def _only_offline(providers: dict[str, int]) -> bool:
     return bool(providers) and set(providers) == {"offline"}
 
 
-def run_advance(*, run_id: int, after_stage: str | None = None) -> list[int]:
+def run_advance(
+    *, run_id: int, after_stage: str | None = None, run: Run | None = None
+) -> list[int]:
     """After a stage finished: finish the run when every stage is done, else return the ready
     stage ids (with `after_stage`: only those waiting on that stage, the ones it just made
     ready; the others were dispatched before). Call inside a transaction that holds the run row (select_for_update), so two
-    stages finishing together cannot both miss (or both write) the run's end."""
-    run = Run.objects.get(pk=run_id)
+    stages finishing together cannot both miss (or both write) the run's end. `run` is the
+    row the caller locked and read in this transaction (its status and config are used)."""
+    if run is None:
+        run = Run.objects.get(pk=run_id)
     rows = _stage_rows(run_id)  # one read serves the end check, readiness and the waiters
     statuses = [r["status"] for r in rows]
     if statuses and all(s in DONE_STATUSES for s in statuses):
@@ -233,20 +246,19 @@ def stage_artifacts_write(
 ) -> list[str]:
     """Write a stage's JSON artifact (and code's diff.patch) once; returns the file names.
     Records artifact.created for each file written now. Call inside a transaction."""
-    names = []
     spec = stage_get(stage)
+    items: list[dict[str, Any]] = []
     if artifact is not None:
-        row, created = artifact_write(
-            run=run, stage=stage, kind=Artifact.Kind.JSON, name=spec.artifact_file, data=artifact
-        )
-        names.append(row.name)
-        if created:
-            _artifact_event(row)
+        name = spec.artifact_file
+        items.append({"stage": stage, "kind": Artifact.Kind.JSON, "name": name, "data": artifact})
     if patch:
-        row, created = artifact_write(
-            run=run, stage=stage, kind=Artifact.Kind.PATCH, name=PATCH_FILE, text=patch
+        items.append(
+            {"stage": stage, "kind": Artifact.Kind.PATCH, "name": PATCH_FILE, "text": patch}
         )
-        names.append(row.name)
+    if not items:
+        return []
+    written = artifacts_write(run=run, items=items)  # code's two: one insert
+    for row, created in written:
         if created:
             _artifact_event(row)
-    return names
+    return [row.name for row, _ in written]

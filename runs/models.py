@@ -228,6 +228,9 @@ class RunEvent(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["run", "seq"], name="uniq_event_seq_per_run")
         ]
+        # Every stage's history lessons (runs.lessons) look up a stage's blocked and
+        # retried events across all runs: without it, a scan of every event ever stored.
+        indexes = [models.Index(fields=["stage", "kind"], name="runs_event_stage_kind")]
 
     def __str__(self) -> str:
         return f"run {self.run_id} #{self.seq} {self.kind}"
@@ -260,6 +263,8 @@ class Artifact(models.Model):
                 fields=["run", "stage", "kind"], name="uniq_artifact_per_stage_kind"
             ),
         ]
+        # The history lessons read earlier runs' review artifacts (runs.lessons).
+        indexes = [models.Index(fields=["stage", "kind"], name="runs_artifact_stage_kind")]
 
     def __str__(self) -> str:
         return f"run {self.run_id} / {self.name}"

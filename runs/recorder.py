@@ -41,6 +41,10 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+def _added(delta: dict[str, int | Decimal]) -> dict[str, Any]:
+    return {column: F(column) + value for column, value in delta.items()}
+
+
 class StageRecorder:
     """Turns engine events into RunEvents and LlmCall rows, and keeps the token tally."""
 
@@ -116,12 +120,19 @@ class StageRecorder:
             return
         with transaction.atomic():
             # Any error undoes the whole batch: no savepoints inside it.
+            run_add: dict[str, int | Decimal] = {}
             if calls:
                 LlmCall.objects.bulk_create(calls)
-                self.tokens_add(
-                    tokens_in, tokens_out, float(cost), cached=cached, cache_written=written
-                )
-            events.events_record(run_id=stage.run_id, items=progress, savepoint=False)
+                delta = self._tally(tokens_in, tokens_out, cost, cached=cached, written=written)
+                if delta and progress:
+                    # The run's share rides on the events' seq bump: one UPDATE of the run row.
+                    StageRun.objects.filter(pk=stage.pk).update(**_added(delta))
+                    run_add = delta
+                elif delta:
+                    self._rows_update(delta)
+            events.events_record(
+                run_id=stage.run_id, items=progress, savepoint=False, run_add=run_add
+            )
 
     def deltas_publish(self, items: list[tuple[str, dict[str, Any]]]) -> None:
         """Publish coalesced streamed text (swarm.deltas) as this attempt's deltas."""
@@ -142,25 +153,42 @@ class StageRecorder:
     ) -> None:
         """Add to the stage's and the run's tallies; `cached` and `cache_written` are the
         part of input_tokens read from / written to the prompt caches."""
+        delta = self._tally(input_tokens, output_tokens, cost, cached=cached, written=cache_written)
+        if delta:
+            self._rows_update(delta)
+
+    def _tally(
+        self,
+        input_tokens: int,
+        output_tokens: int,
+        cost: float | Decimal,
+        *,
+        cached: int,
+        written: int,
+    ) -> dict[str, int | Decimal]:
+        """Count in memory; returns what to add to the rows' columns ({} for nothing)."""
         input_tokens, output_tokens = max(0, int(input_tokens)), max(0, int(output_tokens))
         if not (input_tokens or output_tokens or cost):
-            return
+            return {}
         self.input_tokens += input_tokens
         self.output_tokens += output_tokens
-        self.cost_usd += cost
-        delta = {
-            "input_tokens": F("input_tokens") + input_tokens,
-            "output_tokens": F("output_tokens") + output_tokens,
-            "cost_usd": F("cost_usd") + decimal_usd(cost),
+        self.cost_usd += float(cost)
+        delta: dict[str, int | Decimal] = {
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "cost_usd": decimal_usd(cost),
         }
         if cached:
-            delta["cached_input_tokens"] = F("cached_input_tokens") + max(0, int(cached))
-        if cache_written:
-            delta["cache_write_tokens"] = F("cache_write_tokens") + max(0, int(cache_written))
+            delta["cached_input_tokens"] = max(0, int(cached))
+        if written:
+            delta["cache_write_tokens"] = max(0, int(written))
+        return delta
+
+    def _rows_update(self, delta: dict[str, int | Decimal]) -> None:
         # Both rows or neither; inside a caller's transaction, that transaction decides.
         with transaction.atomic(savepoint=False):
-            Run.objects.filter(pk=self.stage.run_id).update(**delta)
-            StageRun.objects.filter(pk=self.stage.pk).update(**delta)
+            Run.objects.filter(pk=self.stage.run_id).update(**_added(delta))
+            StageRun.objects.filter(pk=self.stage.pk).update(**_added(delta))
 
     def outcome_topup(self, outcome: StageOutcome) -> None:
         # Calls the engine counted in its outcome but never reported as LlmCallDone.

@@ -88,19 +88,31 @@ def stage_input_build(
     *,
     work: RunStageWork | None = None,
     context: StageContext | None = None,
+    prior: dict[str, dict[str, Any]] | None = None,
 ) -> StageInput:
     """The engine's input for `stage`. It sees exactly the artifacts of the stages it
     depends on (directly or through them): threat sees code and what code saw, never
     review's, whichever of the two side-by-side stages finished first. With the stage's
     repository work: the change's facts (after code) and, for code, the contents of the
-    files its backlog names."""
-    prior = stage_prior_artifacts(run, stage.stage)
+    files its backlog names. `prior` is stage_prior_artifacts(run, stage) when the caller
+    read it already."""
+    if prior is None:
+        prior = stage_prior_artifacts(run, stage.stage)
     if context is None:
         context = stage_context_build(run, stage.stage, prior)
     repo = run_repo_facts(run)
     files_text = ""
     if work is not None and stage.stage == "code":
         files_text = code_files_text(work, paths_named(prior, repo.files))
+    workspace = None
+    if stage.stage != "code":
+        # A stage after code has read code's artifact with its prior ones: no second read.
+        after_code = "code" in stage_ancestors(stage.stage)
+        workspace = (
+            stage_workspace_facts(run, prior.get("code"))
+            if after_code
+            else stage_workspace_facts(run)
+        )
     return StageInput(
         stage=stage.stage,
         goal=run.goal,
@@ -110,7 +122,7 @@ def stage_input_build(
         note=stage.note,
         attempt=stage.attempt,
         run_id=run.pk,
-        workspace=stage_workspace_facts(run) if stage.stage != "code" else None,
+        workspace=workspace,
         files_text=files_text,
         code_context=context.code_text,
     )
@@ -121,8 +133,9 @@ def stage_prior_artifacts(run: Run, stage: str) -> dict[str, dict[str, Any]]:
     prior: dict[str, dict[str, Any]] = {}
     earlier = Artifact.objects.filter(
         run=run, kind=Artifact.Kind.JSON, stage__in=stage_ancestors(stage)
-    ).select_related("run")
+    ).only("run_id", "stage", "path", "content", "text")
     for artifact in earlier:
+        artifact.run = run  # in hand: no join, no second read of the run row
         data = artifact_read_json(artifact)
         if data is not None:
             prior[artifact.stage] = data

@@ -337,13 +337,19 @@ def code_change_commit(run: Run, patch: str) -> dict[str, Any]:
     }
 
 
-def stage_workspace_facts(run: Run) -> dict[str, Any] | None:
+_READ = object()
+
+
+def stage_workspace_facts(run: Run, code_artifact: Any = _READ) -> dict[str, Any] | None:
     """What later stages are told about the change: branch, base, head and how it
-    applied (from the code artifact Tekton filled)."""
+    applied (from the code artifact Tekton filled; `code_artifact` is its JSON, or None
+    for none, when the caller read it already)."""
     content = (
         Artifact.objects.filter(run=run, stage="code", kind=Artifact.Kind.JSON)
         .values_list("content", flat=True)
         .first()
+        if code_artifact is _READ
+        else code_artifact
     )
     facts = (content or {}).get("workspace") if isinstance(content, dict) else None
     if not facts:

@@ -354,3 +354,71 @@ def roles_of(messages, call_id) -> set[str]:
         for m in messages
         if m["kind"] == "stage.delta" and m["payload"]["call_id"] == call_id
     }
+
+
+# A stage's statements as the claim, the engine's one batch and the outcome need them
+# (the test's transaction makes each inner atomic a savepoint pair): 42 before issue 14,
+# which read the stage, the run and the prior artifacts twice, looked for each artifact
+# before inserting it and updated the run row twice per batch; 33 since. A regression
+# fails here.
+STAGE_STATEMENTS_MAX = 35
+
+
+def test_a_stage_costs_a_bounded_number_of_statements(git_repo, fake_engine):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    run = make_run(git_repo, "plan", "research")
+    plan, research = stage_of(run, "plan"), stage_of(run, "research")
+    with CaptureQueriesContext(connection) as ctx:
+        assert stage_execute(stage_run_id=plan.pk, worker="w1") == [research.pk]
+    assert len(ctx.captured_queries) <= STAGE_STATEMENTS_MAX, len(ctx.captured_queries)
+    plan.refresh_from_db()
+    assert (plan.status, plan.attempt) == ("succeeded", 1)
+    assert kinds(run) == [
+        "run.started",
+        "stage.started",
+        "stage.progress",
+        "artifact.created",
+        "stage.finished",
+    ]
+    # What the stage.finished payload says without reading the row back.
+    finished = RunEvent.objects.get(run=run, kind="stage.finished").payload
+    assert finished == {
+        "status": "succeeded",
+        "confidence": plan.confidence,
+        "approval": plan.approval,
+        "duration_s": plan.duration_s,
+        "attempt": 1,
+    }
+
+
+def test_a_stage_whose_artifact_exists_writes_only_the_missing_one(git_repo, fake_engine):
+    run = make_run(git_repo, "code", "code")
+    assert stage_artifacts_write(run=run, stage="code", artifact={"first": 1}, patch=None) == [
+        "code.json"
+    ]
+    names = stage_artifacts_write(run=run, stage="code", artifact={"other": 1}, patch="+x\n")
+    assert names == ["code.json", "diff.patch"]
+    arts = {a.name: a for a in Artifact.objects.filter(run=run)}
+    assert arts["code.json"].content == {"first": 1}  # the first write stands
+    assert artifact_path(arts["diff.patch"]).read_text() == "+x\n"
+    created = RunEvent.objects.filter(run=run, kind="artifact.created")
+    assert [e.payload["name"] for e in created.order_by("seq")] == ["code.json", "diff.patch"]
+
+
+def test_code_writes_its_two_artifacts_in_one_insert(git_repo, fake_engine):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    run = make_run(git_repo, "code", "code")
+    with CaptureQueriesContext(connection) as ctx:
+        stage_artifacts_write(run=run, stage="code", artifact={"a": 1}, patch="+x\n")
+    inserts = [
+        q for q in ctx.captured_queries if q["sql"].startswith('INSERT INTO "runs_artifact"')
+    ]
+    assert len(inserts) == 1
+    arts = Artifact.objects.filter(run=run).order_by("id")
+    assert [(a.name, a.kind) for a in arts] == [("code.json", "json"), ("diff.patch", "patch")]
+    for art in arts:
+        assert hashlib.sha256(artifact_path(art).read_bytes()).hexdigest() == art.sha256
