@@ -14,9 +14,10 @@ invocation's, see prompts.events): an `EventSource` names its group and its read
 feeds are keyed by (source, id); RUN_EVENTS is the default.
 
 Deltas (`stage.delta`, streamed text) are not hints: the message is the whole thing (there
-is no row to read). The feed hands each one straight to the subscribers that asked for
-deltas, in arrival order between the stored events; they carry no seq and never move a
-subscriber's resume point.
+is no row to read). Every run's come through one group (runs.events.deltas_group), which a
+hub joins once while any of its subscribers asked for deltas; it hands each run's to that
+run's feed, and the feed to the subscribers that asked, in arrival order between the
+stored events. They carry no seq and never move a subscriber's resume point.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from asgiref.sync import sync_to_async
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import DatabaseError, connection
 
-from runs.events import DELTA_KIND, FINAL_KINDS, deltas_unpack, run_group
+from runs.events import FINAL_KINDS, deltas_group, deltas_unpack, run_group
 from runs.models import Run, RunEvent
 from runs.selectors import run_events_after, run_last_event, run_last_seq, run_status
 from tekton_site.db import connection_release
@@ -287,40 +288,35 @@ class Subscription:
                 return
 
 
-class _Feed:
-    """The one channel-layer subscription of a run in this process and its reader."""
+class _GroupReader:
+    """One channel of this event loop in a channel-layer group, and the task that reads
+    it (`on_message` for each message). A failed receive (a Redis restart, which also
+    forgets every group) makes it join the group again; `on_rejoin` runs once it has."""
 
     def __init__(
-        self, run_id: int, source: EventSource = RUN_EVENTS, poll_seconds: float | None = None
+        self,
+        group: str,
+        on_message: Callable[[dict[str, Any]], None],
+        label: str,
+        on_rejoin: Callable[[], None] | None = None,
     ):
-        self.run_id = run_id
-        self.source = source
-        self.group = source.group(run_id)
-        self.poll_seconds = poll_seconds
-        self.subscribers: set[Subscription] = set()
-        self.last_seq = 0
-        self.ready = asyncio.Event()
-        self._hint = asyncio.Event()
-        self._tasks: list[asyncio.Task] = []
-        self._channel: str | None = None
+        self.group = group
+        self.on_message = on_message
+        self.label = label
+        self.on_rejoin = on_rejoin
         self._layer = None
+        self._channel: str | None = None
+        self._task: asyncio.Task | None = None
 
     async def start(self) -> None:
-        try:
-            # Read before subscribing to the group: an event committed in between is still
-            # above last_seq, so the first read picks it up.
-            self.last_seq = await db_last_seq(self.run_id, source=self.source)
-            self._layer = get_channel_layer()
-            if self._layer is not None:
-                joined = await self._join()
-                self._tasks.append(asyncio.create_task(self._receive(joined)))
-            self._tasks.append(asyncio.create_task(self._pull_loop()))
-        finally:
-            self.ready.set()
+        self._layer = get_channel_layer()
+        if self._layer is not None:
+            joined = await self._join()
+            self._task = asyncio.create_task(self._receive(joined))
 
     async def _join(self, *, quiet: bool = False) -> bool:
-        """Join the run's group (a channel of its own first). False when the layer is
-        down: the feed polls the database meanwhile, and `_receive` tries again."""
+        """Join the group (a channel of its own first). False when the layer is down: the
+        feeds poll the database meanwhile, and `_receive` tries again."""
         try:
             if self._channel is None:
                 self._channel = await self._layer.new_channel()
@@ -328,7 +324,7 @@ class _Feed:
             return True
         except Exception as exc:  # a down Redis degrades to polling, not to an error
             log = logger.debug if quiet else logger.warning
-            log("run %s: channel layer unavailable, polling: %s", self.run_id, exc)
+            log("%s: channel layer unavailable, polling: %s", self.label, exc)
             return False
 
     async def _receive(self, joined: bool) -> None:
@@ -344,8 +340,9 @@ class _Feed:
                 joined = await self._join(quiet=True)
                 if not joined:
                     continue
-                logger.info("run %s: channel layer back, joined its group again", self.run_id)
-                self._hint.set()  # what was published meanwhile is read at once
+                logger.info("%s: channel layer back, joined its group again", self.label)
+                if self.on_rejoin is not None:
+                    self.on_rejoin()
             try:
                 async with asyncio.timeout(wake):
                     message = await self._layer.receive(self._channel)
@@ -354,21 +351,57 @@ class _Feed:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                logger.warning("run %s: channel layer receive failed: %s", self.run_id, exc)
+                logger.warning("%s: channel layer receive failed: %s", self.label, exc)
                 joined = False
                 continue
-            if message.get("kind") == DELTA_KIND:
-                self._delta(message)
-                continue
-            seq = message.get("seq")
-            if isinstance(seq, int) and seq <= self.last_seq:
-                continue  # already read from the database
-            self._hint.set()
+            self.on_message(message)
 
-    def _delta(self, message: dict[str, Any]) -> None:
-        batch = deltas_unpack(message)
-        if not batch:
-            return
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        if self._layer is not None and self._channel is not None:
+            with contextlib.suppress(Exception):
+                await self._layer.group_discard(self.group, self._channel)
+
+
+class _Feed:
+    """The one channel-layer subscription of a run in this process and its reader."""
+
+    def __init__(
+        self, run_id: int, source: EventSource = RUN_EVENTS, poll_seconds: float | None = None
+    ):
+        self.run_id = run_id
+        self.source = source
+        self.poll_seconds = poll_seconds
+        self.subscribers: set[Subscription] = set()
+        self.last_seq = 0
+        self.ready = asyncio.Event()
+        self._hint = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        # What was published while the layer was away is read at once when it is back.
+        self._reader = _GroupReader(
+            source.group(run_id), self._hinted, f"run {run_id}", on_rejoin=self._hint.set
+        )
+
+    async def start(self) -> None:
+        try:
+            # Read before subscribing to the group: an event committed in between is still
+            # above last_seq, so the first read picks it up.
+            self.last_seq = await db_last_seq(self.run_id, source=self.source)
+            await self._reader.start()
+            self._tasks.append(asyncio.create_task(self._pull_loop()))
+        finally:
+            self.ready.set()
+
+    def _hinted(self, message: dict[str, Any]) -> None:
+        seq = message.get("seq")
+        if isinstance(seq, int) and seq <= self.last_seq:
+            return  # already read from the database
+        self._hint.set()
+
+    def deltas_push(self, batch: list[dict[str, Any]]) -> None:
         for sub in list(self.subscribers):
             if sub.deltas:
                 sub.push(batch)
@@ -403,9 +436,7 @@ class _Feed:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        if self._layer is not None and self._channel is not None:
-            with contextlib.suppress(Exception):
-                await self._layer.group_discard(self.group, self._channel)
+        await self._reader.stop()
 
 
 class RunEventHub:
@@ -413,6 +444,28 @@ class RunEventHub:
 
     def __init__(self):
         self._feeds: dict[tuple[str, int], _Feed] = {}
+        # Every run's streamed text comes through one group (runs.events.deltas_group),
+        # joined while a subscriber here asked for deltas.
+        self._deltas: _GroupReader | None = None
+        self._delta_subscribers = 0
+
+    def _deltas_arrived(self, message: dict[str, Any]) -> None:
+        for run_id, batch in deltas_unpack(message).items():
+            feed = self._feeds.get((RUN_EVENTS.name, run_id))
+            if feed is not None:
+                feed.deltas_push(batch)
+
+    async def _deltas_join(self) -> None:
+        self._delta_subscribers += 1
+        if self._delta_subscribers == 1:
+            self._deltas = _GroupReader(deltas_group(), self._deltas_arrived, "streamed text")
+            await self._deltas.start()
+
+    async def _deltas_leave(self) -> None:
+        self._delta_subscribers -= 1
+        if self._delta_subscribers == 0 and self._deltas is not None:
+            reader, self._deltas = self._deltas, None
+            await reader.stop()
 
     def feed_count(self) -> int:
         return len(self._feeds)
@@ -446,7 +499,11 @@ class RunEventHub:
         if feed is None:
             feed = self._feeds[key] = _Feed(run_id, source, poll_seconds)
         feed.subscribers.add(sub)
+        joined = False
         try:
+            if deltas:
+                joined = True
+                await self._deltas_join()
             if starting:
                 await feed.start()
             else:
@@ -457,6 +514,8 @@ class RunEventHub:
             if not feed.subscribers and self._feeds.get(key) is feed:
                 del self._feeds[key]
                 await feed.stop()
+            if joined:
+                await self._deltas_leave()
 
 
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RunEventHub] = (

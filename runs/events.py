@@ -191,44 +191,117 @@ def event_message(event: RunEvent) -> dict[str, Any]:
 
 
 DELTA_KIND = "stage.delta"
+DELTAS_TYPE = "run.deltas"
 
 
-def deltas_message(run_id: int, items: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
-    """The channel-layer message of a run's coalesced deltas: one message for all the calls
-    that streamed since the last flush (so 100 runs of 3 concurrent calls cost 100
-    messages per flush, not 300). `deltas` are {"stage", "payload"}; no seq."""
-    return {
-        "type": "run.delta",
-        "run_id": run_id,
-        "kind": DELTA_KIND,
-        "deltas": [{"stage": stage, "payload": payload} for stage, payload in items],
-    }
+def deltas_group() -> str:
+    """The channel-layer group that carries every run's streamed text. One group, not one
+    per run: each web process's hub joins it once (runs.event_hub) while it has a delta
+    subscriber, and picks out the runs it serves. Per-run messages made one layer send and
+    one receive per run per flush, and at 100 streaming runs the hub's receives (one
+    Redis round trip each, one at a time) fell seconds behind and overflowed its channel."""
+    return f"{settings.TEKTON_NAMESPACE}.deltas"
 
 
-def deltas_unpack(message: dict[str, Any]) -> list[dict[str, Any]]:
-    """A delta message as the event dicts subscribers get: {"kind", "stage", "payload"}."""
-    out = []
+def deltas_message(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """The channel-layer message of coalesced deltas, of one run or many: `items` are
+    {"run_id", "stage", "payload"} in the order they were published; no seq."""
+    return {"type": DELTAS_TYPE, "kind": DELTA_KIND, "deltas": items}
+
+
+def deltas_unpack(message: dict[str, Any]) -> dict[int, list[dict[str, Any]]]:
+    """A delta message as the event dicts subscribers get ({"kind", "stage", "payload"}),
+    by run id, each run's in order."""
+    out: dict[int, list[dict[str, Any]]] = {}
     for item in message.get("deltas") or []:
-        if isinstance(item, dict) and isinstance(item.get("payload"), dict):
-            out.append(
-                {
-                    "kind": DELTA_KIND,
-                    "stage": str(item.get("stage") or ""),
-                    "payload": item["payload"],
-                }
-            )
+        if not isinstance(item, dict) or not isinstance(item.get("payload"), dict):
+            continue
+        run_id = item.get("run_id")
+        if not isinstance(run_id, int):
+            continue
+        out.setdefault(run_id, []).append(
+            {"kind": DELTA_KIND, "stage": str(item.get("stage") or ""), "payload": item["payload"]}
+        )
     return out
 
 
 def deltas_publish(*, run_id: int, items: list[tuple[str, dict[str, Any]]]) -> None:
-    """Send a run's streamed text to its group in one message: `items` are
-    (stage, payload) as swarm.deltas.DeltaCoalescer makes them (already redacted, with
-    the tail held back). Ephemeral: no row, no seq. Never raises."""
+    """Publish a run's streamed text: `items` are (stage, payload) as
+    swarm.deltas.DeltaCoalescer makes them (already redacted, with the tail held back).
+    Ephemeral: no row, no seq. Does not wait for the layer: the text joins this process's
+    outbox, and the publishing loop sends what has gathered there, every run's, as one
+    message (`_DeltaOutbox`). Never raises."""
     if not items:
         return
-    problem = _send([deltas_message(run_id, items)])
-    if problem:
-        logger.warning("could not publish run %s deltas: %s", run_id, problem)
+    rows = [{"run_id": run_id, "stage": stage, "payload": payload} for stage, payload in items]
+    if _caller_loop():
+        # A thread of the ASGI server's loop (no engine runs there today): send as it is.
+        problem = group_messages_send([(deltas_group(), deltas_message(rows))])
+        if problem:
+            logger.warning("could not publish run %s deltas: %s", run_id, problem)
+        return
+    if _outbox.put(rows):
+        asyncio.run_coroutine_threadsafe(_deltas_drain(), _publish_loop())
+
+
+class _DeltaOutbox:
+    """Streamed text of this process's runs waiting for the publishing loop. Engine
+    threads put, the loop takes: while one send is on its way the next one gathers, so a
+    quiet process sends each flush at once and a busy one sends one message for many runs
+    instead of one per run. Bounded: when the layer cannot keep up, the oldest text goes
+    (a call's stored message replaces it anyway)."""
+
+    MAX_ITEMS = 20_000
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: list[dict[str, Any]] = []
+        self._draining = False
+        self._pid = os.getpid()
+        self.dropped = 0
+
+    def put(self, rows: list[dict[str, Any]]) -> bool:
+        """Queue `rows`; True when the caller must start a drain (none is running)."""
+        with self._lock:
+            if self._pid != os.getpid():  # a forked child: its parent's drain is not its own
+                self._items, self._draining, self._pid = [], False, os.getpid()
+            self._items.extend(rows)
+            over = len(self._items) - self.MAX_ITEMS
+            if over > 0:
+                del self._items[:over]
+                self.dropped += over
+            if self._draining:
+                return False
+            self._draining = True
+            return True
+
+    def take(self, *, last: bool = False) -> list[dict[str, Any]]:
+        """Everything queued. With `last` (the drain asking for more), an empty outbox ends
+        the drain, in the same lock as a put that would otherwise not start one."""
+        with self._lock:
+            items, self._items = self._items, []
+            if last and not items:
+                self._draining = False
+            return items
+
+
+_outbox = _DeltaOutbox()
+
+
+async def _deltas_send(layer, items: list[dict[str, Any]]) -> None:
+    try:
+        await layer.group_send(deltas_group(), deltas_message(items))
+    except Exception as exc:  # ephemeral text: a down layer costs this message only
+        logger.warning("could not publish %d deltas: %s", len(items), redact(str(exc)))
+
+
+async def _deltas_drain() -> None:
+    """On the publishing loop: send the outbox until it is empty."""
+    layer = get_channel_layer()
+    async with _send_lock():
+        while items := _outbox.take(last=True):
+            if layer is not None:
+                await _deltas_send(layer, items)
 
 
 def event_publish(event: RunEvent) -> None:
@@ -276,6 +349,19 @@ def _publish_loop() -> asyncio.AbstractEventLoop:
         return _loop
 
 
+_lock_of_loop: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
+
+
+def _send_lock() -> asyncio.Lock:
+    """The publishing loop's one-send-at-a-time lock (sends keep the order they were made
+    in; asyncio locks belong to the loop that made them)."""
+    global _lock_of_loop
+    loop = asyncio.get_running_loop()
+    if _lock_of_loop is None or _lock_of_loop[0] is not loop:
+        _lock_of_loop = (loop, asyncio.Lock())
+    return _lock_of_loop[1]
+
+
 def _caller_loop() -> bool:
     """Whether async_to_sync would hand this call to an event loop that is already running
     (a sync view under the ASGI server: its loop serves that server's subscribers)."""
@@ -316,10 +402,20 @@ def group_messages_send(messages: list[tuple[str, dict[str, Any]]]) -> str:
             for group, message in messages:
                 await layer.group_send(group, message)
 
+        async def send_all_after_deltas() -> None:
+            # Streamed text queued before these messages goes first: a call's words reach
+            # subscribers before its stored message's hint.
+            async with _send_lock():
+                if items := _outbox.take():
+                    await _deltas_send(layer, items)
+                await send_all()
+
         if _caller_loop():
             async_to_sync(send_all)()
         else:
-            asyncio.run_coroutine_threadsafe(send_all(), _publish_loop()).result(SEND_TIMEOUT_S)
+            asyncio.run_coroutine_threadsafe(send_all_after_deltas(), _publish_loop()).result(
+                SEND_TIMEOUT_S
+            )
         return ""
     except Exception as exc:
         return redact(str(exc)) or type(exc).__name__

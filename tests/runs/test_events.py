@@ -166,3 +166,78 @@ def test_deferred_events_are_dropped_when_the_block_raises():
     assert not RunEvent.objects.exists()
     event_record(run_id=run.pk, kind="stage.started", stage="plan")
     assert RunEvent.objects.get().seq == 1
+
+
+def _piece(call_id: str, text: str) -> dict:
+    return {"role": "skeptic", "round": 1, "call_id": call_id, "text": text, "offset": 0}
+
+
+def _drained(layer, channel) -> list[dict]:
+    got = []
+    while layer.channels.get(channel) and not layer.channels[channel].empty():
+        got.append(async_to_sync(layer.receive)(channel))
+    return got
+
+
+@pytest.mark.django_db
+def test_deltas_of_many_runs_wait_out_a_send_and_then_go_as_one_message():
+    # While one send is on its way the next one gathers, every run's: at 100 streaming
+    # runs one message per run per flush overran the hub that receives them.
+    import asyncio
+
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(events.deltas_group(), channel)
+    held, release = threading.Event(), threading.Event()
+
+    async def a_send_on_its_way():
+        async with events._send_lock():
+            held.set()
+            await asyncio.get_running_loop().run_in_executor(None, release.wait)
+
+    busy = asyncio.run_coroutine_threadsafe(a_send_on_its_way(), events._publish_loop())
+    assert held.wait(5)
+    for run_id in (11, 12, 13):
+        events.deltas_publish(run_id=run_id, items=[("plan", _piece(f"plan.1.{run_id}", "No "))])
+    assert _drained(layer, channel) == []  # nothing overtakes the send on its way
+    release.set()
+    busy.result(5)
+    row = event_record(run_id=RunFactory(with_stages=False).pk, kind="stage.progress")
+    event_publish(row)  # returns once what was queued before it has gone
+
+    (message,) = _drained(layer, channel)
+    by_run = events.deltas_unpack(message)
+    assert list(by_run) == [11, 12, 13]
+    assert [b[0]["payload"]["call_id"] for b in by_run.values()] == [
+        "plan.1.11",
+        "plan.1.12",
+        "plan.1.13",
+    ]
+    assert all(b[0]["kind"] == "stage.delta" and b[0]["stage"] == "plan" for b in by_run.values())
+
+
+@pytest.mark.django_db
+def test_a_runs_deltas_reach_the_layer_before_its_next_events():
+    run = RunFactory(with_stages=False)
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    # One channel in both groups, as a web process's hub reads them: in the order sent.
+    async_to_sync(layer.group_add)(events.deltas_group(), channel)
+    async_to_sync(layer.group_add)(run_group(run.pk), channel)
+    row = event_record(run_id=run.pk, kind="stage.progress", stage="plan")
+    for i in range(5):
+        events.deltas_publish(run_id=run.pk, items=[("plan", _piece("plan.1.1", "x" * i))])
+        event_publish(row)
+    kinds = [m["kind"] for m in _drained(layer, channel)]
+    assert kinds == ["stage.delta", "stage.progress"] * 5
+
+
+def test_the_outbox_drops_its_oldest_text_when_the_layer_cannot_keep_up(monkeypatch):
+    outbox = events._DeltaOutbox()
+    monkeypatch.setattr(outbox, "MAX_ITEMS", 3)
+    assert outbox.put([{"run_id": 1, "n": i} for i in range(2)]) is True  # starts a drain
+    assert outbox.put([{"run_id": 1, "n": i} for i in range(2, 5)]) is False  # one runs
+    assert [r["n"] for r in outbox.take(last=True)] == [2, 3, 4]
+    assert outbox.dropped == 2
+    assert outbox.take(last=True) == []  # the drain ends: the next put starts one
+    assert outbox.put([{"run_id": 1, "n": 5}]) is True

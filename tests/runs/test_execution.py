@@ -314,19 +314,24 @@ def test_a_stage_streams_its_agents_words_over_the_layer_and_stores_none_of_them
     from asgiref.sync import async_to_sync
     from channels.layers import get_channel_layer
 
-    from runs.events import deltas_unpack, run_group
+    from runs.events import deltas_group, deltas_unpack, run_group
     from swarm.readable import answer_readable
 
     run = make_run(git_repo, "plan", "plan", rounds=0)
     layer = get_channel_layer()
     channel = async_to_sync(layer.new_channel)()
+    # One channel in both groups, as a web process's hub reads them: in the order sent.
     async_to_sync(layer.group_add)(run_group(run.pk), channel)
+    async_to_sync(layer.group_add)(deltas_group(), channel)
     run_inline(run.pk)
     messages = []
     while layer.channels.get(channel) and not layer.channels[channel].empty():
         message = async_to_sync(layer.receive)(channel)
         # One message carries the coalesced text of every call that streamed meanwhile.
-        messages += deltas_unpack(message) if message["kind"] == "stage.delta" else [message]
+        if message["kind"] == "stage.delta":
+            messages += deltas_unpack(message)[run.pk]
+        else:
+            messages.append(message)
 
     texts: dict[str, str] = {}
     progress = 0

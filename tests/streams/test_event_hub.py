@@ -10,7 +10,7 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 
 from runs import event_hub
-from runs.events import event_record, run_group
+from runs.events import deltas_group, event_record, run_group
 from runs.models import Run, RunEvent
 
 
@@ -138,11 +138,15 @@ async def test_a_feed_joins_its_group_again_after_the_layer_comes_back(user, mak
     layer = get_channel_layer()
     real_receive = layer.receive
     restarted = asyncio.Event()
+    failed: set[str] = set()
 
     async def receive_across_a_restart(channel):
-        if not restarted.is_set():
-            restarted.set()
-            layer.groups.clear()  # what a restarted Redis remembers
+        # A restart fails every reader's receive once (the feed's and the deltas').
+        if channel not in failed:
+            failed.add(channel)
+            if not restarted.is_set():
+                restarted.set()
+                layer.groups.clear()  # what a restarted Redis remembers
             raise ConnectionError("Connection reset by peer")
         return await real_receive(channel)
 
@@ -151,8 +155,8 @@ async def test_a_feed_joins_its_group_again_after_the_layer_comes_back(user, mak
         stream = sub.stream()
         assert [e["seq"] for e in await take(stream, 1)] == [1]
         await asyncio.wait_for(restarted.wait(), 5)
-        for _ in range(100):  # joined again
-            if layer.groups.get(run_group(run.pk)):
+        for _ in range(100):  # both joined again
+            if layer.groups.get(run_group(run.pk)) and layer.groups.get(deltas_group()):
                 break
             await asyncio.sleep(0.05)
         piece = {"role": "skeptic", "round": 1, "call_id": "plan.1.2", "text": "No ", "offset": 0}
@@ -161,3 +165,39 @@ async def test_a_feed_joins_its_group_again_after_the_layer_comes_back(user, mak
         await stream.aclose()
 
     assert got == {"kind": "stage.delta", "stage": "plan", "payload": piece}
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_one_group_brings_every_runs_deltas_and_each_feed_gets_its_own(user, make_run):
+    from runs.events import deltas_publish
+
+    run_a = await sync_to_async(make_run)(user, ["run.started"])
+    run_b = await sync_to_async(make_run)(user, ["run.started"])
+    hub = event_hub.RunEventHub()
+    layer = get_channel_layer()
+    piece = {"role": "skeptic", "round": 1, "call_id": "plan.1.2", "text": "No ", "offset": 0}
+
+    async with (
+        hub.subscribe(run_a.pk, deltas=True) as a,
+        hub.subscribe(run_b.pk, deltas=True) as b,
+        hub.subscribe(run_b.pk) as quiet,
+    ):
+        assert len(layer.groups.get(deltas_group(), {})) == 1  # one channel for the hub
+        streams = [s.stream() for s in (a, b, quiet)]
+        for stream in streams:
+            assert [e["seq"] for e in await take(stream, 1)] == [1]
+        await sync_to_async(deltas_publish)(
+            run_id=run_b.pk, items=[("plan", {**piece, "text": "for b"})]
+        )
+        await sync_to_async(deltas_publish)(run_id=run_a.pk, items=[("plan", piece)])
+        (got_a,) = await take(streams[0], 1)
+        (got_b,) = await take(streams[1], 1)
+        await sync_to_async(event_record)(run_id=run_b.pk, kind="stage.started", stage="plan")
+        # The subscriber that did not ask for deltas sees the stored event only.
+        assert [e["kind"] for e in await take(streams[2], 1)] == ["stage.started"]
+        for stream in streams:
+            await stream.aclose()
+
+    assert got_a["payload"] == piece
+    assert got_b["payload"]["text"] == "for b"
+    assert not layer.groups.get(deltas_group())  # left with the last delta subscriber
