@@ -422,8 +422,10 @@ class StageCompareApi(APIView):
         summary="A stage's artifact against a set-aside attempt, the parent or a fork, as a diff",
         description="The unified diff of the pretty JSON (keys sorted) of the other side "
         "(`with`: one of the `compare` keys of .../attempts/) and of this run's artifact of "
-        "the stage (the accepted one, else the blocked stage's draft). 404 when `with` "
-        "names nothing to compare, or the stage has no artifact yet.",
+        "the stage (the accepted one, else the blocked stage's draft). A field that holds a "
+        "patch (`patch_field`: code's `diff`) is left out of `diff` and compared as patches "
+        "in `patch_diff` and `patch_files`: per file, how the two sides' changes differ. "
+        "404 when `with` names nothing to compare, or the stage has no artifact yet.",
         parameters=[s.StageCompareFilterSerializer],
         responses={200: s.StageComparisonSerializer, **error_responses(400, 401, 404)},
     )
@@ -449,8 +451,11 @@ class StageCompareApi(APIView):
             "key": comparison.key,
             "old_label": comparison.old_label,
             "new_label": comparison.new_label,
-            "same": not comparison.diff,
+            "same": comparison.same,
             "diff": comparison.diff,
+            "patch_field": comparison.patch_field,
+            "patch_diff": comparison.patch_diff,
+            "patch_files": comparison.patch_files,
         }
         return Response(s.StageComparisonSerializer(data).data)
 

@@ -1,6 +1,8 @@
 """Comparing a stage's artifact: with the attempts a retry set aside (StageAttempt), with
 the run's parent and with its forks. A unified diff of the pretty JSON of both sides,
-rendered by runs.render.diff_files like a change's diff.
+rendered by runs.render.diff_files like a change's diff; a field that holds a patch (the
+code stage's `diff`) is left out of it and compared as patches instead (an interdiff: per
+file, how the two sides' changes differ), since as JSON it is one line of escaped text.
 
 Read-only: nothing here writes to the database.
 """
@@ -14,7 +16,11 @@ from typing import Any
 
 from runs.models import Artifact, Run, StageAttempt, StageRun
 from runs.selectors import run_lineage
-from swarm.stages import stage_get
+from swarm.diffs import DiffInvalid, FileInterdiff, interdiff
+from swarm.stages import PATCH_FILE, stage_get
+
+# The artifact fields that hold a unified diff, by stage: only code's so far.
+PATCH_FIELDS = {"code": "diff"}
 
 
 @dataclass(frozen=True)
@@ -28,7 +34,18 @@ class Comparison:
     key: str
     old_label: str
     new_label: str
-    diff: str  # "" when both sides are the same
+    diff: str  # the JSON diff, the patch field left out; "" when the same
+    patch_field: str | None = None  # the field compared as patches, if the stage has one
+    patch_files: tuple[FileInterdiff, ...] = ()  # the files whose changes differ
+
+    @property
+    def patch_diff(self) -> str:
+        """The interdiff as one unified diff ("" when both patches are the same)."""
+        return "".join(f.diff for f in self.patch_files)
+
+    @property
+    def same(self) -> bool:
+        return not self.diff and not self.patch_files
 
 
 def _current(run_id: int, stage: str) -> dict[str, Any] | None:
@@ -94,6 +111,31 @@ def json_diff(old: Any, new: Any, name: str) -> str:
     return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
 
 
+def patch_compare(old: str, new: str, name: str) -> tuple[FileInterdiff, ...]:
+    """Two patches per file (swarm.diffs.interdiff). One that does not parse (a model's
+    draft can be broken) is compared as plain lines, as the one file `name`."""
+    try:
+        return tuple(interdiff(old, new))
+    except DiffInvalid:
+        lines = difflib.unified_diff(
+            old.splitlines(keepends=True),
+            new.splitlines(keepends=True),
+            fromfile=f"a/{name}",
+            tofile=f"b/{name}",
+        )
+        text = "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+        return (FileInterdiff(name, "differs", text),) if text else ()
+
+
+def _split(content: Any, field: str | None) -> tuple[Any, str]:
+    """The artifact without its patch field, and the patch ("" when it has none)."""
+    if field is None or not isinstance(content, dict):
+        return content, ""
+    rest = {k: v for k, v in content.items() if k != field}
+    patch = content.get(field)
+    return rest, patch if isinstance(patch, str) else ""
+
+
 def stage_compare(user, run: Run, stage: str, key: str) -> Comparison | None:
     """`stage`'s artifact of `run` now against the side `key` names (one of
     stage_compare_options), or None when `key` names nothing `user` may compare."""
@@ -111,9 +153,13 @@ def stage_compare(user, run: Run, stage: str, key: str) -> Comparison | None:
         )
     else:
         old = _current(int(ident), stage)
+    field = PATCH_FIELDS.get(stage)
+    (old, old_patch), (current, new_patch) = _split(old, field), _split(current, field)
     return Comparison(
         key=key,
         old_label=option.label,
         new_label=f"run {run.pk}" + (" (now)" if kind == "attempt" else ""),
         diff=json_diff(old, current, stage_get(stage).artifact_file),
+        patch_field=field,
+        patch_files=patch_compare(old_patch, new_patch, PATCH_FILE) if field else (),
     )

@@ -297,8 +297,28 @@ def highlight_lines(path: str, code_lines: list[str]) -> list[SafeString]:
     return [mark_safe("".join(pieces)) for pieces in out[: len(code_lines)]]  # noqa: S308
 
 
-def diff_files(patch: str, max_lines: int = DIFF_MAX_LINES) -> list[DiffFile]:
+_INNER = {"+": "gi", "-": "gd", " ": ""}  # an interdiff line's own patch prefix: its class
+
+
+def _inner(text: str) -> tuple[str, str]:
+    """An interdiff line as (its patch's prefix, its code); a hunk header is all prefix."""
+    if text[:1] in _INNER and not text.startswith("@@"):
+        return text[:1], text[1:]
+    return text, ""
+
+
+def _nested_html(prefix: str, code: SafeString) -> SafeString:
+    css = "gu" if prefix.startswith("@@") else _INNER.get(prefix, "")
+    shown = f'<span class="{css}">{escape(prefix)}</span>' if css else escape(prefix)
+    # escape() on the prefix; `code` is highlight_lines' escaped HTML.
+    return mark_safe(f"{shown}{code}")  # noqa: S308
+
+
+def diff_files(patch: str, max_lines: int = DIFF_MAX_LINES, nested: bool = False) -> list[DiffFile]:
     """A unified diff split per file, with added/removed counts and highlighted lines.
+    `nested`: the diff is an interdiff (swarm.diffs.interdiff), whose lines each start
+    with their own patch's +/-/space: that prefix is marked apart and the code after it
+    highlighted.
 
     A patch unidiff cannot read (a model's hand-counted hunks) is still shown: as one
     "file" of plain lines, so a person can see what was written."""
@@ -314,6 +334,9 @@ def diff_files(patch: str, max_lines: int = DIFF_MAX_LINES) -> list[DiffFile]:
             path=parsed_file.path, added=parsed_file.added, removed=parsed_file.removed
         )
         code = [ln.text for h in parsed_file.hunks for ln in h.lines if ln.kind != "meta"]
+        prefixes = iter([])
+        if nested:
+            prefixes, code = iter([_inner(t)[0] for t in code]), [_inner(t)[1] for t in code]
         highlighted = iter(highlight_lines(parsed_file.path, code))
         count = 0
         for hunk in parsed_file.hunks:
@@ -322,7 +345,9 @@ def diff_files(patch: str, max_lines: int = DIFF_MAX_LINES) -> list[DiffFile]:
                 if ln.kind == "meta":
                     rows.append(DiffLine("meta", None, None, escape(ln.text)))
                 else:
-                    rows.append(DiffLine(ln.kind, ln.old_no, ln.new_no, next(highlighted)))
+                    html = next(highlighted)
+                    html = _nested_html(next(prefixes), html) if nested else html
+                    rows.append(DiffLine(ln.kind, ln.old_no, ln.new_no, html))
             for row in rows:
                 if count >= max_lines:
                     shown.truncated = True

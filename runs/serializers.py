@@ -453,16 +453,40 @@ class StageAttemptsSerializer(serializers.Serializer):
     )
 
 
+class PatchFileSerializer(serializers.Serializer):
+    path = serializers.CharField()
+    change = serializers.ChoiceField(
+        choices=["only_old", "only_new", "differs"],
+        help_text="only the other side's patch touches the file, only this run's, or both, "
+        "differently",
+    )
+    diff = serializers.CharField(help_text="this file's part of patch_diff")
+
+
 class StageComparisonSerializer(serializers.Serializer):
     run = serializers.IntegerField()
     stage = serializers.CharField()
     key = serializers.CharField(help_text="the ?with= compared")
     old_label = serializers.CharField(help_text="the other side (the diff's a/)")
     new_label = serializers.CharField(help_text="this run's artifact (the diff's b/)")
-    same = serializers.BooleanField(help_text="both sides are the same JSON")
+    same = serializers.BooleanField(help_text="both sides are the same, patch included")
     diff = serializers.CharField(
         allow_blank=True,
-        help_text='a unified diff of both sides\' pretty JSON, keys sorted ("" when the same)',
+        help_text="a unified diff of both sides' pretty JSON, keys sorted, the patch field "
+        'left out ("" when the same)',
+    )
+    patch_field = serializers.CharField(
+        allow_null=True,
+        help_text="the artifact field compared as patches (code: diff), null when none",
+    )
+    patch_diff = serializers.CharField(
+        allow_blank=True,
+        help_text="the interdiff: for each file in patch_files, a unified diff of the two "
+        "patches' lines of it, each line keeping its own +/-/space after the interdiff's "
+        '(a/ the other side, b/ this run; "" when the patches are the same)',
+    )
+    patch_files = PatchFileSerializer(
+        many=True, help_text="the files the two patches change differently, in patch order"
     )
 
 

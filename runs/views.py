@@ -336,6 +336,12 @@ def _compare_context(request: HttpRequest, run: Run, stage: StageRun | None) -> 
         "compare_key": key,
         "comparison": comparison,
         "compare_files": show.diff_files(comparison.diff) if comparison and comparison.diff else [],
+        # Each file's interdiff rendered alone, so it keeps its change ("only_old", ...).
+        "compare_patch": [
+            {"change": f.change, "file": shown}
+            for f in (comparison.patch_files if comparison else ())
+            for shown in show.diff_files(f.diff, nested=True)
+        ],
     }
 
 

@@ -1,5 +1,6 @@
 """The one unified-diff parser (`unidiff`): file lists for validation, per-file hunks for
-rendering, and the facts workspaces check before they apply a patch.
+rendering, the facts workspaces check before they apply a patch, and how two patches
+differ (`interdiff`).
 
 A model writes the diff, so the text is untrusted: parsing never touches the filesystem,
 and paths come back exactly as the diff names them (a/ and b/ prefixes removed); deciding
@@ -8,6 +9,7 @@ whether a path is allowed is the caller's job.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 
 from unidiff import PatchedFile, PatchSet, UnidiffParseError
@@ -96,3 +98,50 @@ def diff_paths(text: str) -> list[str]:
     """The paths a diff touches (new name, or old name for a deletion), each once, in order.
     Raises DiffInvalid."""
     return list(dict.fromkeys(f.path for f in diff_parse(text)))
+
+
+# --- comparing two patches ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FileInterdiff:
+    path: str
+    change: str  # "only_old" | "only_new" | "differs"
+    diff: str  # a unified diff of the file's patch lines, old side a/, new side b/
+
+
+_PREFIX = {"add": "+", "del": "-", "ctx": " ", "meta": ""}  # meta text keeps its "\"
+
+
+def _patch_lines(file: FileDiff) -> list[str]:
+    """A file's part of a patch as text lines, hunk headers included: what the interdiff
+    compares. Line numbers stay in the headers: both sides patch the same base, so a
+    shifted hunk is worth one changed line."""
+    lines = ["binary file\n"] if file.is_binary else []
+    for hunk in file.hunks:
+        lines.append(hunk.header + "\n")
+        lines += [_PREFIX[ln.kind] + ln.text + "\n" for ln in hunk.lines]
+    return lines
+
+
+def interdiff(old: str, new: str) -> list[FileInterdiff]:
+    """How two patches of the same base differ, per file, the way `git range-diff` shows
+    it: each file only one side touches whole, and for a file both touch a unified diff of
+    the two patches' lines (each keeps its own +/-/space after the interdiff's). Files both
+    patch alike are left out, so identical patches give []. Raises DiffInvalid."""
+    before = {f.path: _patch_lines(f) for f in diff_parse(old)}
+    after = {f.path: _patch_lines(f) for f in diff_parse(new)}
+    found = []
+    for path in dict.fromkeys([*before, *after]):
+        a, b = before.get(path, []), after.get(path, [])
+        if a == b:
+            continue
+        change = "differs" if path in before and path in after else "only_old" if a else "only_new"
+        body = difflib.unified_diff(
+            a,
+            b,
+            fromfile=f"a/{path}" if path in before else "/dev/null",
+            tofile=f"b/{path}" if path in after else "/dev/null",
+        )
+        found.append(FileInterdiff(path, change, "".join(body)))
+    return found

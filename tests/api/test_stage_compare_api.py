@@ -134,3 +134,48 @@ def test_staff_see_another_users_attempts(staff_api, user):
     run = retried_run(user)
     body = staff_api.get(f"/api/runs/{run.pk}/stages/plan/attempts/").json()
     assert [a["number"] for a in body["attempts"]] == [1]
+
+
+def code_artifact(new_line: str, *, also: str = "") -> dict:
+    """A code artifact whose patch changes greet.py (to `new_line`) and maybe `also`."""
+    diff = f"--- a/greet.py\n+++ b/greet.py\n@@ -1,2 +1,2 @@\n-hello = 1\n+{new_line}\n x = 0\n"
+    if also:
+        diff += f"--- a/{also}\n+++ b/{also}\n@@ -1 +1 @@\n-a\n+b\n"
+    files = ["greet.py", *([also] if also else [])]
+    return {"diff": diff, "files_changed": files, "risk_notes": [], "confidence": 0.8}
+
+
+def test_compare_of_code_diffs_the_patches_and_leaves_the_diff_out_of_the_json(api, user):
+    run = RunFactory(owner=user, status=Run.Status.SUCCEEDED, stage_to="code")
+    StageAttempt.objects.create(
+        run=run, stage="code", number=1, status="blocked", artifact=code_artifact("hello = 2")
+    )
+    ArtifactFactory(run=run, stage="code", content=code_artifact("hello = 3", also="README.md"))
+
+    body = api.get(f"/api/runs/{run.pk}/stages/code/compare/", {"with": "attempt-1"}).json()
+
+    assert (body["same"], body["patch_field"]) == (False, "diff")
+    # The metadata: only files_changed differs, and the patch is not in it.
+    assert body["diff"].startswith("--- a/code.json\n+++ b/code.json\n")
+    assert '+    "README.md"' in body["diff"] and '"diff"' not in body["diff"]
+    assert [(f["path"], f["change"]) for f in body["patch_files"]] == [
+        ("greet.py", "differs"),
+        ("README.md", "only_new"),
+    ]
+    assert "-+hello = 2\n++hello = 3\n" in body["patch_files"][0]["diff"]
+    assert body["patch_diff"] == "".join(f["diff"] for f in body["patch_files"])
+
+    # The same patch and metadata: nothing to show on either part.
+    StageAttempt.objects.filter(run=run).update(
+        artifact=code_artifact("hello = 3", also="README.md")
+    )
+    same = api.get(f"/api/runs/{run.pk}/stages/code/compare/", {"with": "attempt-1"}).json()
+    assert (same["same"], same["diff"], same["patch_diff"], same["patch_files"]) == (
+        True,
+        "",
+        "",
+        [],
+    )
+    # A stage with no patch field says so and keeps the old shape.
+    plan = api.get(f"/api/runs/{retried_run(user).pk}/stages/plan/compare/", {"with": "attempt-1"})
+    assert (plan.json()["patch_field"], plan.json()["patch_files"]) == (None, [])

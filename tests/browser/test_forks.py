@@ -1,16 +1,19 @@
 """Attempts and forks in a real browser: a blocked stage retried with a note keeps its first
 attempt, and the run page shows the difference; the run forked from a later stage with
-another model links both ways and compares the stage with its parent's. Screenshots:
-stage-compare-attempts.png, fork-compare-parent.png (the compare sections)."""
+another model links both ways and compares the stage with its parent's; a code stage
+compares the two patches per file. Screenshots: stage-compare-attempts.png,
+fork-compare-parent.png, code-compare-attempts.png (the compare sections)."""
 
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import login, screenshot
+from tests.browser.conftest import PROJECT_DIR, login, screenshot
 
 pytestmark = pytest.mark.browser
 
@@ -75,3 +78,61 @@ def test_a_retried_stage_and_a_fork_show_their_artifacts_diff(page, tekton_serve
 
     page.goto(f"{tekton_server.base_url}/runs/{parent_id}/")
     expect(page.locator("#lineage .forks")).to_contain_text(f"run #{fork_id}")
+
+
+# An earlier attempt of the code stage, as a retry would have set it aside: its patch titles
+# the notes' backlog differently, touches src/app.py too, and its risk note is another.
+SET_ASIDE = """
+from runs.models import Artifact, StageAttempt
+now = Artifact.objects.get(run_id={run_id}, stage="code", kind="json").content
+extra = (
+    "--- a/src/app.py\\n+++ b/src/app.py\\n@@ -1,2 +1,2 @@\\n def total(prices):\\n"
+    "-    return round(sum(prices), 2)\\n+    return sum(prices)\\n"
+)
+old = dict(
+    now,
+    diff=now["diff"].replace("## Backlog", "## Tasks") + extra,
+    risk_notes=["an earlier attempt"],
+)
+StageAttempt.objects.create(
+    run_id={run_id}, stage="code", number=1, status="blocked", reason="a person retried it",
+    artifact=old,
+)
+"""
+
+
+def test_a_code_stage_compares_the_two_patches_per_file(page, tekton_server):
+    login(page, tekton_server)
+    launcher = page.locator("#new-run")
+    if launcher.get_attribute("open") is None:
+        launcher.locator("summary").click()
+    form = page.locator("#launcher")
+    form.get_by_label("Goal").fill("Greet the user by name")
+    form.get_by_label("Repository").fill(str(tekton_server.repo))
+    form.get_by_label("To stage").select_option("code")
+    page.get_by_role("button", name="Launch run").click()
+    page.wait_for_url(re.compile(r"/runs/\d+/$"))
+    run_id = _run_id(page)
+    expect(page.locator("#run-title .status")).to_have_text("Succeeded", timeout=90_000)
+    subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", SET_ASIDE.format(run_id=run_id)],
+        cwd=PROJECT_DIR,
+        env=tekton_server.env,
+        check=True,
+    )
+
+    page.goto(f"{tekton_server.base_url}/runs/{run_id}/?stage=code")
+    compare = page.locator("#compare")
+    compare.get_by_label("This stage's artifact against").select_option(label="attempt 1 (blocked)")
+    compare.get_by_role("button", name="Show the difference").click()
+    files = compare.locator(".diff-file")
+    expect(files.nth(0).locator("summary")).to_contain_text("changed on both sides, differently")
+    expect(files.nth(0)).to_contain_text("## Tasks")
+    expect(files.nth(1).locator("summary")).to_contain_text("src/app.py only in attempt 1")
+    # The rest of the artifact: the risk notes, and no patch in it.
+    expect(files.nth(2).locator("summary")).to_contain_text("code.json")
+    expect(files.nth(2)).to_contain_text("an earlier attempt")
+    expect(files.nth(2)).not_to_contain_text("@@ -0,0")
+    compare.screenshot(
+        path=str(screenshot(page, "code-compare-attempts-page")).replace("-page", "")
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runs.models import Run, StageRun
+from runs.models import Run, StageAttempt, StageRun
 from tests.factories import ArtifactFactory, RunFactory
 
 pytestmark = pytest.mark.django_db
@@ -65,3 +65,34 @@ def test_compare_shows_the_stage_against_the_parent(client_for, user, parent, mo
     assert "No difference: both artifacts are the same." in same
     unknown = client.get(f"/runs/{fork.pk}/?stage=research&compare=run-999").content.decode()
     assert "Nothing to compare with" in unknown
+
+
+def test_compare_of_code_shows_the_patches_per_file_and_the_rest_apart(client_for, user):
+    run = RunFactory(owner=user, status=Run.Status.SUCCEEDED, stage_to="code")
+    StageRun.objects.filter(run=run).update(status=StageRun.Status.SUCCEEDED)
+    patch = "--- a/greet.py\n+++ b/greet.py\n@@ -1 +1 @@\n-hello = 1\n+hello = {}\n"
+    StageAttempt.objects.create(
+        run=run,
+        stage="code",
+        number=1,
+        status="blocked",
+        artifact={"diff": patch.format(2), "risk_notes": ["none"]},
+    )
+    ArtifactFactory(
+        run=run, stage="code", content={"diff": patch.format(3), "risk_notes": ["slow"]}
+    )
+
+    page = client_for(user).get(f"/runs/{run.pk}/?stage=code&compare=attempt-1").content.decode()
+
+    compare = page[page.index('<section id="compare"') : page.index('<section id="diff"')]
+    assert "<h4>The change</h4>" in compare and "<h4>The rest of the artifact</h4>" in compare
+    assert '<code>greet.py</code> <span class="muted">changed on both sides, differently' in (
+        compare
+    )
+    # The patches' lines, highlighted as Python, not one line of escaped JSON.
+    assert '<td class="code"><span class="gu">@@ -1,1 +1,1 @@</span></td>' in compare
+    assert '<tr class="dl dl-del"><td class="code"><span class="gi">+</span>' in compare
+    assert '<span class="n">hello</span>' in compare
+    assert "\\n" not in compare
+    # The rest: risk_notes, as JSON with line numbers; the patch is not in it again.
+    assert "&quot;slow&quot;" in compare and "&quot;diff&quot;" not in compare

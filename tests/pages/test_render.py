@@ -50,6 +50,20 @@ def test_diff_highlighting_escapes_the_code():
     assert "<img" not in img and "&lt;img src=x onerror=alert(1)&gt;" in img
 
 
+def test_an_interdiff_marks_each_lines_own_prefix_and_highlights_the_code_after_it():
+    [file] = diff_files(
+        "--- a/app.py\n+++ b/app.py\n@@ -1,3 +1,3 @@\n @@ -1,2 +1,2 @@\n-+def f(): '<b>'\n"
+        "++def g(): '<b>'\n  x = 1\n",
+        nested=True,
+    )
+    header, old, new, context = (line.html for line in file.lines[1:])
+    assert header == '<span class="gu">@@ -1,2 +1,2 @@</span>'
+    assert old.startswith('<span class="gi">+</span><span class="k">def</span>')
+    assert "&lt;b&gt;" in new and "<b>" not in new
+    assert context.startswith(" <span")  # a context line of the patch: no mark
+    assert (file.lines[2].kind, file.lines[3].kind) == ("del", "add")
+
+
 def test_long_diffs_are_cut():
     body = "".join(f"+line {i}\n" for i in range(50))
     files = diff_files(f"--- a/x.txt\n+++ b/x.txt\n@@ -0,0 +1,50 @@\n{body}", max_lines=10)

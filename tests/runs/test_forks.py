@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from runs.compare import stage_compare, stage_compare_options
+from runs.compare import patch_compare, stage_compare, stage_compare_options
 from runs.models import Artifact, LlmCall, Run, RunEvent, StageAttempt, StageRun, TestRunRecord
 from runs.services import fork_starts, run_create, run_fork, stage_retry
 from tekton_site.errors import FieldError
@@ -228,3 +228,14 @@ def test_a_resume_keeps_the_failed_attempt_and_a_stage_that_never_ran_keeps_noth
     assert run.status == "succeeded"
     kept = list(StageAttempt.objects.filter(run=run).values_list("stage", "number", "status"))
     assert kept == [("research", 1, "failed")]  # plan_update had not started
+
+
+def test_a_patch_that_does_not_parse_is_compared_as_plain_lines():
+    broken = "--- a/a.py\n+++ b/a.py\n@@ -1,5 +1,5 @@\n-x = 1\n+x = 2\n"  # hunk too short
+    good = "--- a/a.py\n+++ b/a.py\n@@ -1 +1 @@\n-x = 1\n+x = 3\n"
+
+    [file] = patch_compare(broken, good, "diff.patch")
+
+    assert (file.path, file.change) == ("diff.patch", "differs")
+    assert "-@@ -1,5 +1,5 @@\n+@@ -1 +1 @@\n" in file.diff and "-+x = 2\n++x = 3\n" in file.diff
+    assert patch_compare(broken, broken, "diff.patch") == ()

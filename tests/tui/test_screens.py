@@ -337,6 +337,40 @@ async def test_compare_lists_what_the_stage_can_be_compared_with_and_shows_the_d
         assert ("GET", "/api/runs/7/stages/review/compare/", None) in app.fake.calls
 
 
+async def test_compare_of_code_shows_the_patches_per_file_then_the_rest(text_of, monkeypatch):
+    from tests.tui import fake
+
+    code = {
+        **fake.COMPARISONS["attempt-1"],
+        "diff": '--- a/code.json\n+++ b/code.json\n@@ -1 +1 @@\n-  "risk": "none"\n'
+        '+  "risk": "slow"\n',
+        "patch_field": "diff",
+        "patch_files": [
+            {
+                "path": "greet.py",
+                "change": "differs",
+                "diff": "--- a/greet.py\n+++ b/greet.py\n@@ -1,2 +1,2 @@\n -hello = 1\n"
+                "-+hello = 2\n++hello = 3\n",
+            },
+            {"path": "README.md", "change": "only_new", "diff": "--- /dev/null\n..."},
+        ],
+    }
+    monkeypatch.setitem(fake.COMPARISONS, "attempt-1", code)
+    app = fake_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await open_run(pilot, app)
+        await pilot.press("m")
+        dialog = app.screen
+        await until(pilot, lambda: dialog.shown is not None)
+        shown = text_of(dialog.query_one("#compare-body", Static))
+        assert "greet.py  changed on both sides, differently" in shown
+        assert "-+hello = 2\n++hello = 3" in shown
+        assert "README.md  only in run 7 (now)" in shown
+        # The patch comes first, then the rest of the artifact.
+        assert shown.index("The change") < shown.index("greet.py") < shown.index("The rest")
+        assert shown.index("The rest of the artifact") < shown.index('+  "risk": "slow"')
+
+
 async def test_the_header_names_the_parent_and_forks_and_the_palette_opens_them(text_of):
     app = fake_app()
     app.fake.details[7].update(parent=5, forked_from_stage="review", forks=[6])

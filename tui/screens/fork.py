@@ -6,7 +6,8 @@ do, and its Fork button (ctrl+y) is the confirmation. A refused value stays in t
 as one line; a fork answers with the new run, which the caller opens.
 
 CompareScreen: what a stage's artifact can be compared with (a set-aside attempt, the
-parent, a fork), and the diff against the one picked, coloured like a change's diff.
+parent, a fork), and the diff against the one picked, coloured like a change's diff; for
+code, the two patches compared per file first, then the rest of the artifact.
 
 API: GET /api/config/profiles/, POST /api/runs/<id>/fork/; GET
 /api/runs/<id>/stages/<stage>/attempts/ and .../compare/?with=<key>.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.console import Group
 from rich.syntax import Syntax
 from rich.text import Text
 from textual import on, work
@@ -153,6 +155,30 @@ class ForkScreen(ModalScreen[dict[str, Any] | None]):
         self.dismiss(None)
 
 
+def compare_view(comparison: dict[str, Any], heading: str) -> Group:
+    """A comparison as the API answers it: the patches per file when the stage has one
+    (each line keeps its own patch's +/-/space after the comparison's), then the rest."""
+    parts: list[Any] = [Syntax(heading, "diff", theme=THEME)]
+    if comparison.get("patch_field"):
+        parts.append(Text("\nThe change", style="bold"))
+        sides = {
+            "only_old": f"only in {comparison['old_label']}",
+            "only_new": f"only in {comparison['new_label']}",
+        }
+        for file in comparison.get("patch_files") or []:
+            head = Text(file["path"], style="bold")
+            head.append(f"  {sides.get(file['change'], 'changed on both sides, differently')}")
+            parts += [head, Syntax(file["diff"], "diff", theme=THEME)]
+        if not comparison.get("patch_files"):
+            parts.append(Text("both patches are the same", style="grey62"))
+        parts.append(Text("\nThe rest of the artifact", style="bold"))
+    if comparison.get("diff"):
+        parts.append(Syntax(comparison["diff"], "diff", theme=THEME))
+    else:
+        parts.append(Text("the same on both sides", style="grey62"))
+    return Group(*parts)
+
+
 class CompareScreen(ModalScreen[None]):
     """A stage's artifact against a set-aside attempt, the parent or a fork."""
 
@@ -229,7 +255,7 @@ class CompareScreen(ModalScreen[None]):
         if comparison.get("same"):
             body.update(Text(heading + "\nthe same on both sides"))
         else:
-            body.update(Syntax(heading + comparison["diff"], "diff", theme=THEME))
+            body.update(compare_view(comparison, heading))
         self.status(f"{comparison['old_label']} → {comparison['new_label']}")
 
     def action_close(self) -> None:
