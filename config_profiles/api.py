@@ -112,6 +112,12 @@ class ProfileInputSerializer(serializers.Serializer):
         help_text='{"x-ai/grok-4": {"input": 3.0, "output": 15.0}} in $ per million tokens; '
         "a cost budget needs a price for every model not answered offline",
     )
+    cache_stagger = serializers.BooleanField(
+        required=False,
+        default=True,
+        help_text="on one priced model the opening proponent goes first so the other two "
+        "read its cached prompt: cheaper input, +1 call of latency per debate stage",
+    )
 
 
 class ProfileSerializer(serializers.ModelSerializer):
@@ -141,6 +147,7 @@ class ProfileSerializer(serializers.ModelSerializer):
             "artifact_root",
             "routes",
             "prices",
+            "cache_stagger",
             "created_at",
             "updated_at",
         ]

@@ -66,6 +66,12 @@ class ProfileForm(forms.Form):
     budget_cost_usd = forms.CharField(
         label="Cost budget per run (USD)", required=False, help_text="0 = no limit."
     )
+    cache_stagger = forms.BooleanField(
+        label="Stagger the opening round for the prompt cache",
+        required=False,
+        help_text="On one priced model the proponent opens first and the other two read "
+        "its cached prompt: cheaper input, +1 call of latency per debate stage.",
+    )
 
     def __init__(self, *args, validate_url: str | None = None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -103,6 +109,7 @@ class ProfileForm(forms.Form):
             "consensus_free": list(profile.consensus_free or []),
             "budget_tokens": profile.budget_tokens,
             "budget_cost_usd": profile.budget_cost_usd,
+            "cache_stagger": profile.cache_stagger,
         }
         for stage, roles in (models.get("stages") or {}).items():
             for role, model in (roles or {}).items():
@@ -137,6 +144,7 @@ class ProfileForm(forms.Form):
             "consensus_free": list(data.get("consensus_free") or []),
             "budget_tokens": (data.get("budget_tokens") or "").strip(),
             "budget_cost_usd": (data.get("budget_cost_usd") or "").strip(),
+            "cache_stagger": bool(data.get("cache_stagger")),
         }
 
     def clean(self) -> dict[str, Any]:

@@ -38,6 +38,9 @@ class Profile(models.Model):
     max_tool_calls = models.PositiveSmallIntegerField(default=8)
     max_test_runs = models.PositiveSmallIntegerField(default=3)
     sandbox_limits = models.JSONField(default=dict, blank=True)
+    # On one priced model, the opening proponent goes first so the other two read its
+    # prompt-cache prefix: cheaper input, one call of latency more per debate stage.
+    cache_stagger = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

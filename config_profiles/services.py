@@ -51,6 +51,7 @@ PROFILE_FIELDS = (
     "max_test_runs",
     "sandbox_limits",
     "prices",
+    "cache_stagger",
 )
 MAX_TOOL_CALLS = 50
 MAX_TEST_RUNS = 20
@@ -178,7 +179,8 @@ def profile_validate(data: Mapping[str, Any]) -> dict[str, Any]:
     """Check profile values and return them cleaned (only the keys given are checked).
 
     Known stages and roles only; model ids `vendor/model` served by some route; rounds
-    0..5; quorum and threshold in (0, 1]; budgets >= 0; consensus-free stages known.
+    0..5; quorum and threshold in (0, 1]; budgets >= 0; consensus-free stages known;
+    cache_stagger true or false.
     Raises FieldError naming the first wrong field. Writes nothing.
     """
     unknown = set(data) - set(PROFILE_FIELDS)
@@ -268,7 +270,18 @@ def profile_validate(data: Mapping[str, Any]) -> dict[str, Any]:
         out["sandbox_limits"] = _check_sandbox_limits(data["sandbox_limits"])
     if "prices" in data:
         out["prices"] = _check_prices(data["prices"])
+    if "cache_stagger" in data:
+        out["cache_stagger"] = _check_bool(data["cache_stagger"], "cache_stagger")
     return out
+
+
+def _check_bool(value: Any, field: str) -> bool:
+    # JSON and the admin give booleans; a form or a query string may give their words.
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise FieldError(field, f"{field} must be true or false, got {value!r}")
 
 
 def _check_tool_grants(grants: Any) -> dict[str, Any]:
@@ -567,6 +580,7 @@ def profile_resolve(
         "sandbox_limits": sandbox_limits_resolve(profile.sandbox_limits),
         "test_command": test_command,
         "prices": prices,
+        "cache_stagger": bool(profile.cache_stagger),
     }
 
 

@@ -69,6 +69,8 @@ def explain_renderable(explain: dict[str, Any], *, goal: str, repo_path: str) ->
         f"profile: {explain['profile']}   rounds: {explain['rounds']} (+ opening round)   ",
         f"quorum: {float(explain['quorum']):.2f}   threshold: {float(explain['threshold']):.2f}",
     )
+    if explain.get("cache_stagger_note"):
+        header.append(f"\n{explain['cache_stagger_note']}")
     tests = explain.get("tests") or {}
     if tests:
         found = (

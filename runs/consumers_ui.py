@@ -10,6 +10,8 @@ Whatever arrived while the last message was being rendered is coalesced into the
 one, and each message carries the whole header, the whole timeline and the seq it reflects
 (#run-seq), so applying any message brings the page up to date; the page reconnects with
 the last seq it applied. The socket closes with 1000 after the run's final event.
+An update the database cannot render (it is restarting, the pool timed out) is skipped
+with a warning in the log and the socket stays open: the next event renders it all.
 
 With `?deltas=1` the agents' streamed text comes too, as JSON text messages
 ({"kind": "stage.delta", "stage", "payload"}, see runs.events.deltas_publish), sent as
@@ -28,10 +30,12 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 from django.template.loader import render_to_string
 
 from runs.event_hub import HEARTBEAT, event_json, hub
 from runs.selectors import run_is_visible
+from swarm.redact import redact
 
 logger = logging.getLogger("tekton.runs.streams")
 
@@ -98,6 +102,7 @@ class RunUiConsumer(AsyncWebsocketConsumer):
         self._pending = 0
         self._ended = False
         self._failed = False
+        self._stale = False  # the last update was skipped: the page is behind
         self._deltas = (query.get("deltas") or ["0"])[0].strip().lower() in ("1", "true")
         self._tasks = [
             asyncio.create_task(self._follow(run_id, int(raw_after))),
@@ -132,17 +137,34 @@ class RunUiConsumer(AsyncWebsocketConsumer):
                 self._changed.clear()
                 if self._pending:
                     self._pending = 0
-                    html = await database_sync_to_async(fragments_render)(self._run_id, self._csrf)
-                    await self.send(text_data=html)
+                    html = await self._render()
+                    self._stale = html is None
+                    if html is not None:
+                        await self.send(text_data=html)
                 if self._ended and not self._pending:
                     break
-            # 1011 makes htmx reconnect (and resume by seq); 1000 tells it the run is over.
-            await self.close(code=1011 if self._failed else 1000)
+            # 1011 makes htmx reconnect (and resume by seq); 1000 tells it the run is over,
+            # which it is not for a page whose last update could not be rendered.
+            await self.close(code=1011 if self._failed or self._stale else 1000)
         except asyncio.CancelledError:
             raise
         except Exception:
             logger.exception("ui websocket: rendering run %s failed", self._run_id)
             await self.close(code=1011)
+
+    async def _render(self) -> str | None:
+        """The fragments, or None when the database does not answer (a restart, a pool
+        timeout): that update is skipped, and the next one renders the whole page again."""
+        try:
+            return await database_sync_to_async(fragments_render)(self._run_id, self._csrf)
+        except (OperationalError, InterfaceError) as exc:
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            logger.warning(
+                "ui websocket: run %s update skipped, database unavailable: %s",
+                self._run_id,
+                redact(reason)[:300],
+            )
+            return None
 
     async def receive(self, text_data=None, bytes_data=None, **kwargs):
         # One-way: the page never needs to say anything after connecting.

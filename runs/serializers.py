@@ -556,6 +556,10 @@ class ExplainStageSerializer(serializers.Serializer):
     position = serializers.IntegerField()
     depends_on = serializers.ListField(child=serializers.CharField())
     consensus_free = serializers.BooleanField()
+    staggered_opening = serializers.BooleanField(
+        help_text="the opening proponent goes first so the other two read its cached "
+        "prompt prefix (cache_stagger on, one priced model): +1 call of latency"
+    )
     roles = serializers.DictField(
         child=RoleModelSerializer(), help_text=f"role ({', '.join(ROLES)}) -> model"
     )
@@ -598,6 +602,12 @@ class ExplainSerializer(serializers.Serializer):
     rounds = serializers.IntegerField()
     quorum = serializers.FloatField()
     threshold = serializers.FloatField()
+    cache_stagger = serializers.BooleanField(
+        help_text="the profile's setting: on a debate stage whose three debaters use one "
+        "priced model, the opening round is staggered for the prompt cache (+1 call of "
+        "latency per debate stage); each stage's staggered_opening says where it applies"
+    )
+    cache_stagger_note = serializers.CharField(help_text="what cache_stagger does here, a line")
     tests = ExplainTestsSerializer()
     stages = ExplainStageSerializer(many=True)
     forecast = ExplainForecastSerializer(help_text="expected tokens and cost, per stage")

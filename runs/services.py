@@ -32,6 +32,8 @@ from runs.lifecycle import (
     stages_ready,
 )
 from runs.models import Artifact, Run, StageAttempt, StageRun, TestRunRecord
+from swarm.context import opening_staggered
+from swarm.providers.pricing import FREE_BACKENDS, price_for
 from swarm.redact import redact
 from swarm.repo import repo_head
 from swarm.stages import ROLES, UnknownStageError, stage_dependencies, stage_get, stage_range
@@ -74,6 +76,7 @@ class RunPlan:
         free = set(cfg.get("consensus_free") or [])
         backends = cfg.get("backends") or {}
         grants = cfg.get("tool_grants") or {}
+        stagger = cfg.get("cache_stagger", True) is not False
         stages = []
         for name in self.stages:
             models = (cfg.get("models") or {}).get(name) or {}
@@ -84,6 +87,8 @@ class RunPlan:
                     "position": stage_get(name).index,
                     "depends_on": list(stage_dependencies(name, self.stages)),
                     "consensus_free": name in free,
+                    "staggered_opening": name not in free
+                    and opening_staggered(models, self._price_of, cache_stagger=stagger),
                     "roles": {
                         role: {
                             "model": models.get(role),
@@ -102,6 +107,8 @@ class RunPlan:
             "quorum": cfg.get("quorum"),
             "threshold": cfg.get("threshold"),
             "max_tool_calls": cfg.get("max_tool_calls"),
+            "cache_stagger": stagger,
+            "cache_stagger_note": _stagger_note(stagger, stages),
             "tests": {
                 "command": (self.tests or {}).get("command"),
                 "source": (self.tests or {}).get("source"),
@@ -115,6 +122,30 @@ class RunPlan:
                 profile_name=self.profile_name, stages=self.stages, config=cfg
             ).as_dict(),
         }
+
+    def _price_of(self, model: str) -> tuple[float, float] | None:
+        """What a call of `model` costs where this run's config sends it (as the router
+        prices it: nothing offline or replayed)."""
+        if (self.config.get("backends") or {}).get(model) in FREE_BACKENDS:
+            return (0.0, 0.0)
+        prices = {m: tuple(p) for m, p in (self.config.get("prices") or {}).items()}
+        return price_for(model, prices)
+
+
+def _stagger_note(on: bool, stages: list[dict[str, Any]]) -> str:
+    """What the profile's cache_stagger does to a plan, in a line (every explain)."""
+    if not on:
+        return "opening round: all three debaters at once (cache_stagger off)"
+    staggered = [s["stage"] for s in stages if s["staggered_opening"]]
+    if not staggered:
+        return (
+            "opening round: all three debaters at once (cache_stagger on, but no debate "
+            "stage has its three debaters on one priced model)"
+        )
+    return (
+        "opening round staggered for the prompt cache: +1 call of latency per debate "
+        f"stage ({', '.join(staggered)})"
+    )
 
 
 def _who(by) -> str:

@@ -6,8 +6,11 @@ runs/execution.py builds a StageInput and StageConfig from the database, calls
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
+
+from swarm.stages import DEBATER_ROLES
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,25 @@ class StageConfig:
     # How many times a diff that does not apply goes back with the error before the
     # stage blocks (like the mediator's repair).
     apply_repairs: int = 1
+
+
+def opening_staggered(
+    models: dict[str, str | None],
+    price_of: Callable[[str], tuple[float, float] | None],
+    *,
+    cache_stagger: bool,
+    sequential: bool = False,
+) -> bool:
+    """Whether a debate stage whose debaters use `models` (role -> model) staggers its
+    opening round: on, not sequential, the three on one model and that model priced
+    above 0 where it is answered (`price_of`). Also what --explain says of each stage."""
+    if not cache_stagger or sequential:
+        return False
+    model = models.get(DEBATER_ROLES[0])
+    if not model or any(models.get(role) != model for role in DEBATER_ROLES):
+        return False
+    price = price_of(model)  # None: unpriced, so no saving to show for the wait
+    return price is not None and price[0] > 0
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,7 @@ from swarm.context import (
     StageOutcome,
     StageWork,
     Vote,
+    opening_staggered,
 )
 from swarm.events import AgentDelta, AgentMessage, EngineEvent, LlmCallDone, ToolUsed
 from swarm.providers.base import Completion, CompletionRequest, Message, StreamDelta
@@ -641,13 +642,12 @@ class _StageRunner:
         stage cannot read from the one before, their answer tools differing, and the
         stage's own) instead of paying it in full. One call's latency more per stage, so
         only where the three calls go to one model with a price (an offline one costs nothing)."""
-        if not self.cfg.cache_stagger or self.cfg.sequential:
-            return False
-        model = self._model(DEBATER_ROLES[0])
-        if any(self._model(role) != model for role in DEBATER_ROLES):
-            return False
-        price = self._price(model)  # None: unpriced, so no saving to show for the wait
-        return price is not None and price[0] > 0
+        return opening_staggered(
+            {role: self._model(role) for role in DEBATER_ROLES},
+            self._price,
+            cache_stagger=self.cfg.cache_stagger,
+            sequential=self.cfg.sequential,
+        )
 
     async def _debater(self, role: str, rnd: int, seen: list[dict[str, Any]]) -> dict[str, Any]:
         messages = prompts.debater_messages(

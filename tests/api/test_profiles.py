@@ -46,6 +46,13 @@ def test_staff_create_update_and_delete(staff_api):
     patched = staff_api.patch("/api/config/profiles/fast/", {"rounds": 3}, format="json")
     assert patched.status_code == 200 and patched.json()["rounds"] == 3
     assert patched.json()["quorum"] == 0.5  # untouched by a PATCH
+    assert patched.json()["cache_stagger"] is True  # the default
+    unstaggered = staff_api.patch(
+        "/api/config/profiles/fast/", {"cache_stagger": False}, format="json"
+    )
+    assert unstaggered.status_code == 200 and unstaggered.json()["cache_stagger"] is False
+    assert staff_api.get("/api/config/profiles/fast/").json()["cache_stagger"] is False
+    assert Profile.objects.get(name="fast").cache_stagger is False
 
     replaced = staff_api.put(
         "/api/config/profiles/fast/",

@@ -81,6 +81,9 @@ def test_explain_answers_200_with_the_plan_and_creates_nothing(api, git_repo, no
     assert review["depends_on"] == ["code"]
     assert set(review["roles"]) == {"proponent", "skeptic", "pragmatist", "mediator"}
     assert review["roles"]["skeptic"]["model"]
+    # Offline answers cost nothing, so no stage waits for the prompt cache.
+    assert plan["cache_stagger"] is True and review["staggered_opening"] is False
+    assert "opening round: all three debaters at once" in plan["cache_stagger_note"]
     assert Run.objects.count() == 0 and no_dispatch == []
 
 

@@ -98,3 +98,12 @@ def test_admin_form_saves_tool_grants_and_sandbox_limits():
     assert form.is_valid(), form.errors
     profile = form.save()
     assert profile.tool_grants == grants and profile.sandbox_limits == {"wall_s": 120.0}
+
+
+def test_admin_form_turns_the_staggered_opening_round_off_and_on():
+    form = ProfileAdminForm(data=_form_data())  # an unticked box is not posted
+    assert form.is_valid(), form.errors
+    assert form.save().cache_stagger is False
+    form = ProfileAdminForm(data=_form_data(name="other", cache_stagger="on"))
+    assert form.is_valid(), form.errors
+    assert form.save().cache_stagger is True

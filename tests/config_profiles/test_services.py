@@ -269,3 +269,23 @@ def test_prices_are_checked_and_frozen_into_the_run():
         with pytest.raises(FieldError) as err:
             profile_validate({"prices": bad})
         assert err.value.field == field, bad
+
+
+def test_cache_stagger_is_checked_kept_and_frozen_into_the_run(default_profile):
+    assert default_profile.cache_stagger is True
+    assert profile_validate({"cache_stagger": False}) == {"cache_stagger": False}
+    assert profile_validate({"cache_stagger": "true"}) == {"cache_stagger": True}
+    for bad in (0, "no", None):
+        with pytest.raises(FieldError) as exc:
+            profile_validate({"cache_stagger": bad})
+        assert exc.value.field == "cache_stagger" and "true or false" in exc.value.message
+    env = {"TEKTON_LLM_BACKEND": "offline"}
+    assert profile_resolve(profile=default_profile, stages=["plan"], env=env)["cache_stagger"]
+
+    p = profile_copy(profile=default_profile, name="eager")
+    profile_update(profile=p, data={"cache_stagger": False})
+    p.refresh_from_db()
+    assert p.cache_stagger is False
+    assert profile_copy(profile=p, name="eager-2").cache_stagger is False
+    cfg = profile_resolve(profile=p, stages=["plan"], env=env)
+    assert cfg["cache_stagger"] is False

@@ -173,3 +173,85 @@ async def test_streamed_text_comes_as_json_beside_the_fragments_with_deltas_1():
     texts, code = await until_closed(comm)
     assert code == 1000
     assert texts and all(t.lstrip().startswith("<") for t in texts)  # fragments, rendered
+
+
+def _render_fails_once(monkeypatch):
+    """The database neighbour of the render fails its next call, as when the database is
+    restarting or the pool hands out no connection in time; later calls reach the database."""
+    from django.db import OperationalError
+
+    from runs import views
+
+    real = views.run_live_load
+    calls = []
+
+    def run_live_load(run_id):
+        calls.append(run_id)
+        if len(calls) == 1:
+            raise OperationalError(
+                'connection to server at "db" failed: password=hunter2-secret is wrong'
+            )
+        return real(run_id)
+
+    monkeypatch.setattr(views, "run_live_load", run_live_load)
+    return calls
+
+
+def _warnings(caplog):
+    return [r for r in caplog.records if r.name == "tekton.runs.streams"]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_an_update_the_database_cannot_render_is_skipped_and_the_socket_stays_open(
+    monkeypatch, caplog
+):
+    user = await sync_to_async(UserFactory)(username="ada")
+    run = await sync_to_async(_run_with_events)(user, ["run.started"], Run.Status.RUNNING)
+    calls = _render_fails_once(monkeypatch)
+    comm = communicator(run.pk, user, after=str(run.event_seq))
+    await comm.connect()
+    await sync_to_async(event_record)(run_id=run.pk, kind="stage.started", stage="plan", payload={})
+    assert await comm.receive_nothing(0.5)  # that update skipped, the socket not closed
+    assert calls == [run.pk]
+    [warning] = _warnings(caplog)
+    assert warning.levelname == "WARNING" and warning.exc_info is None
+    assert "update skipped, database unavailable" in warning.getMessage()
+    assert "hunter2-secret" not in warning.getMessage()
+
+    def stage_blocks():
+        StageRun.objects.filter(run=run, stage="plan").update(status="blocked", reason="quorum")
+        Run.objects.filter(pk=run.pk).update(status="blocked")
+        event_record(run_id=run.pk, kind="stage.blocked", stage="plan", payload={})
+
+    await sync_to_async(stage_blocks)()
+    html = await comm.receive_from(5)  # the next event renders the whole page
+    assert 'class="stage-row step-blocked"' in html
+    assert f'<span id="run-seq" data-seq="{run.event_seq + 2}"' in html
+
+    def run_finishes():
+        Run.objects.filter(pk=run.pk).update(status=Run.Status.SUCCEEDED)
+        event_record(run_id=run.pk, kind="run.finished", payload={})
+
+    await sync_to_async(run_finishes)()
+    texts, code = await until_closed(comm)
+    assert code == 1000 and len(texts) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_final_update_the_database_cannot_render_closes_with_1011_to_reconnect(
+    monkeypatch,
+):
+    # Nothing more will come to render it: the page reconnects and resumes by seq.
+    user = await sync_to_async(UserFactory)(username="ada")
+    run = await sync_to_async(_run_with_events)(
+        user, ["run.started", "run.finished"], Run.Status.SUCCEEDED
+    )
+    _render_fails_once(monkeypatch)
+    comm = communicator(run.pk, user, after="1")
+    await comm.connect()
+    texts, code = await until_closed(comm)
+    assert texts == [] and code == 1011
+    again = communicator(run.pk, user, after="1")
+    await again.connect()
+    texts, code = await until_closed(again)
+    assert code == 1000 and f'data-seq="{run.event_seq}"' in texts[0]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from config_profiles.models import Profile
@@ -41,6 +43,23 @@ def test_profile_edit_saves_through_the_service(client_for, user):
     assert profile.quorum == 0.75 and profile.rounds == 3
     assert profile.stage_models["stages"]["plan"]["skeptic"] == "openai/gpt-4o"
     assert "Profile diamond-v5 saved." in client.get("/config/diamond-v5/").content.decode()
+
+
+def test_profile_edit_turns_the_staggered_opening_round_off_and_on(client_for, user):
+    client = client_for(user)
+    page = client.get("/config/diamond-v5/").content.decode()
+    box = re.search(r'<input[^>]*name="cache_stagger"[^>]*>', page).group(0)
+    assert 'type="checkbox"' in box and " checked" in box
+    assert "+1 call of latency per debate stage" in page
+    data = _form_data(client)
+    del data["cache_stagger"]  # a browser posts nothing for an unticked box
+    assert client.post("/config/diamond-v5/", data).status_code == 302
+    assert Profile.objects.get(name="diamond-v5").cache_stagger is False
+    page = client.get("/config/diamond-v5/").content.decode()
+    box = re.search(r'<input[^>]*name="cache_stagger"[^>]*>', page).group(0)
+    assert " checked" not in box
+    client.post("/config/diamond-v5/", {**data, "cache_stagger": "on"})
+    assert Profile.objects.get(name="diamond-v5").cache_stagger is True
 
 
 def test_profile_edit_refuses_a_bad_quorum_beside_its_field(client_for, user):

@@ -112,6 +112,27 @@ def test_explain_prints_the_plan_and_writes_nothing(git_repo, tmp_path):
     assert "review, threat" in out  # integrate waits for both
 
 
+def test_explain_says_what_the_profiles_cache_stagger_does(git_repo, monkeypatch):
+    from config_profiles.models import Profile
+
+    monkeypatch.setenv("TEKTON_LLM_BACKEND", "auto")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+    models = {"default": "anthropic/claude-opus-4.1"}
+    Profile.objects.create(name="priced", stage_models=models)
+    Profile.objects.create(name="eager", stage_models=models, cache_stagger=False)
+    args = ("run", "--goal", "g", "--repo", str(git_repo), "--to", "research", "--explain")
+    code, out, err = tekton(*args, "--profile", "priced")
+    assert code == 0, err
+    assert (
+        "opening round staggered for the prompt cache: +1 call of latency per debate stage "
+        "(plan, research)" in " ".join(out.split())
+    )
+    code, out, err = tekton(*args, "--profile", "eager")
+    assert code == 0, err
+    assert "opening round: all three debaters at once (cache_stagger off)" in out
+    assert not Run.objects.exists()
+
+
 def test_blocked_run_exits_3_then_approve_finishes_it(git_repo):
     code, _, err = tekton("run", "--goal", "g [offline:block=review]", "--repo", str(git_repo))
     assert code == 3

@@ -119,6 +119,73 @@ def test_plan_explain_lists_stages_roles_and_consensus(git_repo):
     assert Run.objects.count() == 0
 
 
+def _priced_profile(monkeypatch, name, **fields):
+    """Opus everywhere but the plan proponent, answered by Anthropic (a key is set)."""
+    from config_profiles.models import Profile
+
+    monkeypatch.setenv("TEKTON_LLM_BACKEND", "auto")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    models = {
+        "default": "anthropic/claude-opus-4.1",
+        "stages": {"plan": {"proponent": "openai/gpt-4o"}},
+    }
+    return Profile.objects.create(name=name, stage_models=models, **fields)
+
+
+def test_explain_says_which_stages_stagger_their_opening_round(git_repo, monkeypatch):
+    _priced_profile(monkeypatch, "priced")
+    info = run_plan(
+        goal="g",
+        repo_path=str(git_repo),
+        profile_name="priced",
+        stage_to="code",
+        consensus_free=["code"],
+    ).explain()
+    assert info["cache_stagger"] is True
+    staggered = {s["stage"]: s["staggered_opening"] for s in info["stages"]}
+    # plan: two models among its debaters; code: consensus-free, no debate.
+    assert staggered == {"plan": False, "research": True, "plan_update": True, "code": False}
+    assert info["cache_stagger_note"] == (
+        "opening round staggered for the prompt cache: +1 call of latency per debate "
+        "stage (research, plan_update)"
+    )
+
+
+def test_explain_with_cache_stagger_off_staggers_nothing(git_repo, monkeypatch):
+    _priced_profile(monkeypatch, "eager", cache_stagger=False)
+    info = run_plan(goal="g", repo_path=str(git_repo), profile_name="eager").explain()
+    assert info["cache_stagger"] is False
+    assert not any(s["staggered_opening"] for s in info["stages"])
+    assert "cache_stagger off" in info["cache_stagger_note"]
+
+
+def test_explain_offline_staggers_nothing_as_nothing_is_saved(git_repo):
+    info = run_plan(goal="g", repo_path=str(git_repo), stage_to="research").explain()
+    assert info["cache_stagger"] is True  # the profile's setting, though nothing applies
+    assert not any(s["staggered_opening"] for s in info["stages"])
+    assert (
+        "no debate stage has its three debaters on one priced model" in (info["cache_stagger_note"])
+    )
+
+
+def test_a_run_launched_with_cache_stagger_off_keeps_it_in_its_config(git_repo, fake_engine):
+    from config_profiles.models import Profile
+    from runs.stage_inputs import stage_config_build
+
+    Profile.objects.create(
+        name="eager", stage_models={"default": "offline/echo"}, cache_stagger=False
+    )
+    run = run_create(
+        goal="g", repo_path=str(git_repo), profile_name="eager", stage_to="plan", dispatch=False
+    )
+    assert run.config["cache_stagger"] is False
+    assert stage_config_build(run, "plan").cache_stagger is False
+    default = run_create(goal="g", repo_path=str(git_repo), stage_to="plan", dispatch=False)
+    assert default.config["cache_stagger"] is True
+    assert stage_config_build(default, "plan").cache_stagger is True
+
+
 # --- create / lifecycle --------------------------------------------------------------------
 def test_create_makes_stages_and_runs_to_success(create, fake_engine, user, tmp_path):
     run = create(stage_from="plan", stage_to="research", output_dir=str(tmp_path / "new" / "out"))

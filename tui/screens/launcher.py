@@ -145,7 +145,10 @@ class LauncherScreen(TektonScreen):
         text.append("  threshold ", style="grey62")
         text.append(f"{plan.get('threshold', 0):.2f}\n")
         text.append("repo ", style="grey62")
-        text.append(str(plan.get("repo")) + "\n\n")
+        text.append(str(plan.get("repo")) + "\n")
+        if plan.get("cache_stagger_note"):
+            text.append(str(plan["cache_stagger_note"]) + "\n", style="grey62")
+        text.append("\n")
         forecast = plan.get("forecast") or {}
         expected = {f["stage"]: f for f in forecast.get("stages") or []}
         for stage in plan.get("stages") or []:
