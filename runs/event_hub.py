@@ -215,13 +215,13 @@ class Subscription:
             self._pending_count += len(batch)
         self._wake.set()
 
-    async def _catch_up(self) -> AsyncIterator[dict[str, Any]]:
+    async def _catch_up(self) -> AsyncIterator[list[dict[str, Any]]]:
         """Everything in the database after last_seq, page by page."""
         while True:
             page = await db_events_after(self.run_id, self.last_seq, PAGE, source=self.source)
-            for event in page:
-                self.last_seq = event["seq"]
-                yield event
+            if page:
+                self.last_seq = page[-1]["seq"]
+                yield page
             if len(page) < PAGE:
                 return
 
@@ -229,11 +229,23 @@ class Subscription:
         """Replayed then live events (dicts) in seq order; `HEARTBEAT` after
         `heartbeat_seconds` of silence. Ends after a final event (run.finished, run.failed,
         run.cancelled; the source's final kinds) when nothing follows it."""
+        async with contextlib.aclosing(self.batches(heartbeat_seconds)) as batches:
+            async for batch in batches:
+                if batch is HEARTBEAT:
+                    yield HEARTBEAT
+                    continue
+                for event in batch:
+                    yield event
+
+    async def batches(self, heartbeat_seconds: float | None = None) -> AsyncIterator[Any]:
+        """What `stream` yields, as lists: everything that is ready when the subscriber
+        asks, so a stream that fell behind catches up in few writes instead of one per
+        event (an SSE response writes a list as one chunk)."""
         final_kinds = self.source.final_kinds
         last_kind = ""
-        async for event in self._catch_up():
-            last_kind = event["kind"]
-            yield event
+        async for page in self._catch_up():
+            last_kind = page[-1]["kind"]
+            yield page
         if last_kind in final_kinds:
             return
         if not last_kind:
@@ -255,16 +267,17 @@ class Subscription:
             self._wake.clear()
             if self._resync:
                 self._resync = False
-                async for event in self._catch_up():
-                    last_kind = event["kind"]
-                    yield event
+                async for page in self._catch_up():
+                    last_kind = page[-1]["kind"]
+                    yield page
+            out: list[dict[str, Any]] = []
             while self._pending:
                 batch = self._pending.popleft()
                 self._pending_count -= len(batch)
                 for event in batch:
                     seq = event.get("seq")
                     if seq is None:
-                        yield event  # a delta: live only, no place in the seq order
+                        out.append(event)  # a delta: live only, no place in the seq order
                         continue
                     if seq <= self.last_seq:
                         continue  # already replayed or sent
@@ -280,10 +293,12 @@ class Subscription:
                             if old["seq"] < seq:
                                 self.last_seq = old["seq"]
                                 last_kind = old["kind"]
-                                yield old
+                                out.append(old)
                     self.last_seq = seq
                     last_kind = event["kind"]
-                    yield event
+                    out.append(event)
+            if out:
+                yield out
             if last_kind in final_kinds and not self._pending and not self._resync:
                 return
 

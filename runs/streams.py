@@ -85,8 +85,9 @@ async def sse_stream(
     deadline = time.monotonic() + max_seconds
     yield f"retry: {RECONNECT_MS}\n\n".encode()
     async with hub().subscribe(run_id, after_seq, deltas=deltas, source=source) as sub:
-        async for item in sub.stream(heartbeat_seconds=min(heartbeat_seconds, max_seconds)):
-            yield b": heartbeat\n\n" if item is HEARTBEAT else sse_format(item)
+        async for batch in sub.batches(heartbeat_seconds=min(heartbeat_seconds, max_seconds)):
+            # All that was ready goes in one write: one send through the server per wake.
+            yield b": heartbeat\n\n" if batch is HEARTBEAT else b"".join(map(sse_format, batch))
             if time.monotonic() >= deadline:
                 return
 

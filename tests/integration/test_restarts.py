@@ -75,119 +75,127 @@ print(json.dumps({{"run": run.pk, "token": token, "session": session}}))
 """
 
 
-class SseFollower(threading.Thread):
+FINAL = ("run.finished", "run.failed", "run.cancelled")
+
+
+class Follower(threading.Thread):
+    """A client that follows a run across cuts: `follow_once` reads one connection (from
+    after the last seq it got) and returns True once the run is over; a cut is noted in
+    `errors` and followed, 0.3 s later (a browser's retry), by the next connection."""
+
+    ERRORS: tuple[type[BaseException], ...] = (OSError, TimeoutError)
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.seqs: list[int] = []
+        self.connections = 0
+        self.errors: list[str] = []
+        self.done = threading.Event()
+
+    @property
+    def after(self) -> int:
+        return self.seqs[-1] if self.seqs else 0
+
+    def follow_once(self) -> bool:
+        raise NotImplementedError
+
+    def run(self) -> None:
+        deadline = time.monotonic() + 180
+        while not self.done.is_set() and time.monotonic() < deadline:
+            try:
+                if self.follow_once():
+                    self.done.set()
+                    return
+            except self.ERRORS as exc:
+                self.errors.append(f"{type(exc).__name__}: {exc}")
+            time.sleep(0.3)
+
+
+class SseFollower(Follower):
     """Follows /api/runs/ID/events as a browser's EventSource does: on a cut (or the
     server ending the stream) it reconnects with Last-Event-ID, until the final event."""
 
+    ERRORS = (httpx.HTTPError, OSError)
+
     def __init__(self, base_url: str, run_id: int, token: str) -> None:
-        super().__init__(daemon=True)
+        super().__init__()
         self.url = f"{base_url}/api/runs/{run_id}/events"
         self.token = token
-        self.seqs: list[int] = []
-        self.connections = 0
-        self.errors: list[str] = []
-        self.done = threading.Event()
 
-    def run(self) -> None:
-        deadline = time.monotonic() + 180
-        while not self.done.is_set() and time.monotonic() < deadline:
-            headers = {"Authorization": f"Bearer {self.token}", "Accept": "text/event-stream"}
-            if self.seqs:
-                headers["Last-Event-ID"] = str(self.seqs[-1])
-            try:
-                with httpx.stream("GET", self.url, headers=headers, timeout=10) as answer:
-                    if answer.status_code == 204:
-                        self.done.set()
-                        return
-                    answer.raise_for_status()
-                    self.connections += 1
-                    parser = SseParser()
-                    for line in answer.iter_lines():
-                        message = parser.feed(line)
-                        if message is None:
-                            continue
-                        seq, kind, _ = message
-                        self.seqs.append(seq)
-                        if kind in ("run.finished", "run.failed", "run.cancelled"):
-                            self.done.set()
-                            return
-            except (httpx.HTTPError, OSError) as exc:
-                self.errors.append(f"{type(exc).__name__}: {exc}")
-            time.sleep(0.3)  # EventSource's retry
+    def follow_once(self) -> bool:
+        headers = {"Authorization": f"Bearer {self.token}", "Accept": "text/event-stream"}
+        if self.seqs:
+            headers["Last-Event-ID"] = str(self.after)
+        with httpx.stream("GET", self.url, headers=headers, timeout=10) as answer:
+            if answer.status_code == 204:
+                return True
+            answer.raise_for_status()
+            self.connections += 1
+            parser = SseParser()
+            for line in answer.iter_lines():
+                message = parser.feed(line)
+                if message is None:
+                    continue
+                seq, kind, _ = message
+                self.seqs.append(seq)
+                if kind in FINAL:
+                    return True
+        return False
 
 
-class WsFollower(threading.Thread):
+class WsFollower(Follower):
     """Follows ws/runs/ID/ as a page's socket does: on a close it reconnects with ?after=
     the last seq it got, until the final event."""
 
+    ERRORS = (websockets.WebSocketException, OSError, TimeoutError)
+
     def __init__(self, ws_url: str, origin: str, run_id: int, token: str) -> None:
-        super().__init__(daemon=True)
+        super().__init__()
         self.url = f"{ws_url}/ws/runs/{run_id}/?token={token}"
         self.origin = origin
-        self.seqs: list[int] = []
-        self.connections = 0
-        self.errors: list[str] = []
-        self.done = threading.Event()
 
-    def run(self) -> None:
-        deadline = time.monotonic() + 180
-        while not self.done.is_set() and time.monotonic() < deadline:
-            after = self.seqs[-1] if self.seqs else 0
-            try:
-                with ws_connect(
-                    f"{self.url}&after={after}", origin=self.origin, open_timeout=10
-                ) as sock:
-                    self.connections += 1
-                    for text in sock:
-                        event = json.loads(text)
-                        self.seqs.append(event["seq"])
-                        if event["kind"] in ("run.finished", "run.failed", "run.cancelled"):
-                            self.done.set()
-                            return
-            except (websockets.WebSocketException, OSError, TimeoutError) as exc:
-                self.errors.append(f"{type(exc).__name__}: {exc}")
-            time.sleep(0.3)
+    def follow_once(self) -> bool:
+        with ws_connect(
+            f"{self.url}&after={self.after}", origin=self.origin, open_timeout=10
+        ) as sock:
+            self.connections += 1
+            for text in sock:
+                event = json.loads(text)
+                self.seqs.append(event["seq"])
+                if event["kind"] in FINAL:
+                    return True
+        return False
 
 
-class UiFollower(threading.Thread):
+class UiFollower(Follower):
     """Follows ws/runs/ID/ui/ as the run page does (session cookie): every message carries
     the seq it reflects (#run-seq); on a close other than 1000 it reconnects after it."""
 
+    ERRORS = (websockets.WebSocketException, OSError, TimeoutError)
     SEQ = re.compile(r'id="run-seq" data-seq="(\d+)"')
 
     def __init__(self, ws_url: str, origin: str, run_id: int, session: str) -> None:
-        super().__init__(daemon=True)
+        super().__init__()
         self.url = f"{ws_url}/ws/runs/{run_id}/ui/"
         self.origin = origin
         self.cookie = f"sessionid={session}"
-        self.seqs: list[int] = []
-        self.connections = 0
-        self.errors: list[str] = []
-        self.done = threading.Event()
 
-    def run(self) -> None:
-        deadline = time.monotonic() + 180
-        while not self.done.is_set() and time.monotonic() < deadline:
-            after = self.seqs[-1] if self.seqs else 0
-            try:
-                with ws_connect(
-                    f"{self.url}?after={after}",
-                    origin=self.origin,
-                    additional_headers={"Cookie": self.cookie},
-                    open_timeout=10,
-                ) as sock:
-                    self.connections += 1
-                    for text in sock:
-                        found = self.SEQ.search(text)
-                        if found:
-                            self.seqs.append(int(found.group(1)))
-                    if sock.close_code == 1000:  # the run is over
-                        self.done.set()
-                        return
-                    self.errors.append(f"closed {sock.close_code}")
-            except (websockets.WebSocketException, OSError, TimeoutError) as exc:
-                self.errors.append(f"{type(exc).__name__}: {exc}")
-            time.sleep(0.3)
+    def follow_once(self) -> bool:
+        with ws_connect(
+            f"{self.url}?after={self.after}",
+            origin=self.origin,
+            additional_headers={"Cookie": self.cookie},
+            open_timeout=10,
+        ) as sock:
+            self.connections += 1
+            for text in sock:
+                found = self.SEQ.search(text)
+                if found:
+                    self.seqs.append(int(found.group(1)))
+            if sock.close_code == 1000:  # the run is over
+                return True
+            self.errors.append(f"closed {sock.close_code}")
+        return False
 
 
 def test_a_run_finishes_through_a_redis_restart_and_a_postgres_restart(own, tmp_path):

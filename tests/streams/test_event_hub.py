@@ -201,3 +201,27 @@ async def test_one_group_brings_every_runs_deltas_and_each_feed_gets_its_own(use
     assert got_a["payload"] == piece
     assert got_b["payload"]["text"] == "for b"
     assert not layer.groups.get(deltas_group())  # left with the last delta subscriber
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_subscriber_that_fell_behind_gets_what_is_ready_in_one_batch(user, make_run):
+    run = await sync_to_async(make_run)(user, ["run.started"])
+    hub = event_hub.RunEventHub()
+
+    async with hub.subscribe(run.pk) as sub:
+        batches = sub.batches()
+        assert [e["seq"] for e in await asyncio.wait_for(anext(batches), 5)] == [1]
+        for stage in ("plan", "research", "plan_update"):
+            await sync_to_async(event_record)(run_id=run.pk, kind="stage.started", stage=stage)
+        for _ in range(100):  # the feed has handed all three over
+            if sub._pending_count == 3:
+                break
+            await asyncio.sleep(0.05)
+        got = await asyncio.wait_for(anext(batches), 5)
+        await batches.aclose()
+
+    assert [(e["seq"], e["stage"]) for e in got] == [
+        (2, "plan"),
+        (3, "research"),
+        (4, "plan_update"),
+    ]
