@@ -200,3 +200,35 @@ def doc_section_write(name: str, body: str) -> None:
         text = text.rstrip() + "\n\n" + block + "\n"
     DOC_PATH.parent.mkdir(parents=True, exist_ok=True)
     DOC_PATH.write_text(text)
+
+
+METRICS_TOKEN = "bench-metrics-token"  # set on the bench's daphne (TEKTON_METRICS_TOKEN)
+
+
+def streams_live_wait(base_url: str, n: int, *, timeout: float = 300.0) -> float:
+    """Wait until the server's hub has `n` live subscribers (its /metrics gauge
+    tekton_event_stream_subscribers, which counts streams subscribed to the layer) and
+    return the seconds waited. A client has its response headers before its stream is
+    subscribed, and under load that gap is seconds: what was published meanwhile reached
+    no one (deltas) or came by replay (events), and counted as lost or late."""
+    import re
+    import time
+
+    import httpx
+
+    gauge = re.compile(r"^tekton_event_stream_subscribers (\S+)$", re.M)
+    started = time.monotonic()
+    seen = 0.0
+    while time.monotonic() - started < timeout:
+        answer = httpx.get(
+            f"{base_url}/metrics",
+            headers={"Authorization": f"Bearer {METRICS_TOKEN}"},
+            timeout=30,
+        )
+        answer.raise_for_status()
+        found = gauge.search(answer.text)
+        seen = float(found.group(1)) if found else 0.0
+        if seen >= n:
+            return time.monotonic() - started
+        time.sleep(0.2)
+    raise RuntimeError(f"{seen:.0f} of {n} streams live after {timeout:.0f} s")

@@ -24,7 +24,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import doc_section_write, machine, percentile
+from bench.common import (
+    METRICS_TOKEN,
+    doc_section_write,
+    machine,
+    percentile,
+    streams_live_wait,
+)
 from tests.integration.harness import (
     PROJECT_DIR,
     Services,
@@ -172,7 +178,7 @@ def _measure(server, env, token, username, transport: str, n: int, events: int, 
         line = c.stdout.readline()
         if line.strip() != "ready":
             raise RuntimeError(f"client failed: {line}{c.stderr.read()[-3000:]}")
-    time.sleep(1.0)  # the last streams' generators subscribe to the hub after their headers
+    streams_live_wait(server.base_url, n)
     emit = manage(
         ["shell", "-c", _EMIT.format(events=events, run_id=run_id, interval=interval)],
         env=env,
@@ -234,7 +240,10 @@ def main(argv: list[str] | None = None) -> None:
     server = None
     try:
         services.migrate()
-        server = AsgiServer(env=services.env, log_path=work / "daphne.log")
+        server = AsgiServer(
+            env={**services.env, "TEKTON_METRICS_TOKEN": METRICS_TOKEN},
+            log_path=work / "daphne.log",
+        )
         server.wait_ready()
         username = "bench-streams"
         token = user_token(services.env, username)

@@ -37,7 +37,13 @@ import threading
 import time
 from pathlib import Path
 
-from bench.common import doc_section_write, machine, percentile
+from bench.common import (
+    METRICS_TOKEN,
+    doc_section_write,
+    machine,
+    percentile,
+    streams_live_wait,
+)
 from swarm.deltas import HOLD_CHARS
 from swarm.redact import open_tail_start
 from tests.integration.harness import PROJECT_DIR, Services, Worker, manage, wait_for
@@ -367,7 +373,7 @@ def _batch_run(
         line = c.stdout.readline()
         if line.strip() != "ready":
             raise RuntimeError(f"client failed: {line}{c.stderr.read()[-3000:]}")
-    time.sleep(1.0)  # the last streams' generators subscribe to the hub after their headers
+    streams_live_wait(server.base_url, len(ids) * len(transports))
     # One connection for the whole batch: a new one per poll could find none left.
     poll = svc.connect()
     peak = {"mine": 0, "total": 0}
@@ -536,7 +542,9 @@ def main(argv: list[str] | None = None) -> None:
             )
         for worker in workers:
             worker.wait_ready()
-        server = AsgiServer(env=svc.env, log_path=work / "daphne.log")
+        server = AsgiServer(
+            env={**svc.env, "TEKTON_METRICS_TOKEN": METRICS_TOKEN}, log_path=work / "daphne.log"
+        )
         server.wait_ready()
         username = "bench-tokens"
         token = user_token(svc.env, username, staff=True)

@@ -486,7 +486,9 @@ class RunEventHub:
         return len(self._feeds)
 
     def subscribers_total(self) -> int:
-        return sum(len(feed.subscribers) for feed in list(self._feeds.values()))
+        """Subscribers whose feed is live (subscribed to the layer; a feed starting reads
+        the database first): what a client that waits for its stream to be live counts."""
+        return sum(len(f.subscribers) for f in list(self._feeds.values()) if f.ready.is_set())
 
     def subscriber_count(self, run_id: int, *, source: EventSource = RUN_EVENTS) -> int:
         feed = self._feeds.get((source.name, run_id))

@@ -259,6 +259,7 @@ class _DeltaOutbox:
         self._draining = False
         self._pid = os.getpid()
         self.dropped = 0
+        self.sent_at = float("-inf")  # the publishing loop's time of the last send
 
     def put(self, rows: list[dict[str, Any]]) -> bool:
         """Queue `rows`; True when the caller must start a drain (none is running)."""
@@ -286,6 +287,7 @@ class _DeltaOutbox:
 
 
 _outbox = _DeltaOutbox()
+DRAIN_INTERVAL_S = 0.02  # a process's delta messages: 50 a second at most, however many runs
 
 
 async def _deltas_send(layer, items: list[dict[str, Any]]) -> None:
@@ -296,12 +298,23 @@ async def _deltas_send(layer, items: list[dict[str, Any]]) -> None:
 
 
 async def _deltas_drain() -> None:
-    """On the publishing loop: send the outbox until it is empty."""
+    """On the publishing loop: send the outbox until it is empty, one message every
+    DRAIN_INTERVAL_S at most. Without the pace a fast send let each run's flush go alone
+    again, and a second worker process overran the hub's channel (its capacity drops
+    the rest)."""
     layer = get_channel_layer()
-    async with _send_lock():
-        while items := _outbox.take(last=True):
+    loop = asyncio.get_running_loop()
+    while True:
+        wait = _outbox.sent_at + DRAIN_INTERVAL_S - loop.time()
+        if wait > 0:
+            await asyncio.sleep(wait)  # outside the lock: stored events' hints go meanwhile
+        async with _send_lock():
+            items = _outbox.take(last=True)
+            if not items:
+                return
             if layer is not None:
                 await _deltas_send(layer, items)
+            _outbox.sent_at = loop.time()
 
 
 def event_publish(event: RunEvent) -> None:
