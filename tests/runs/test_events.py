@@ -241,3 +241,28 @@ def test_the_outbox_drops_its_oldest_text_when_the_layer_cannot_keep_up(monkeypa
     assert outbox.dropped == 2
     assert outbox.take(last=True) == []  # the drain ends: the next put starts one
     assert outbox.put([{"run_id": 1, "n": 5}]) is True
+
+
+@pytest.mark.django_db
+def test_a_process_sends_its_deltas_at_a_bounded_pace(monkeypatch):
+    # However many runs stream, a worker process sends one delta message per interval.
+    import time
+
+    monkeypatch.setattr(events, "DRAIN_INTERVAL_S", 2.0)
+    monkeypatch.setattr(events._outbox, "sent_at", float("-inf"))
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(events.deltas_group(), channel)
+    events.deltas_publish(run_id=21, items=[("plan", _piece("plan.1.1", "First "))])
+    time.sleep(0.1)
+    for run_id in (22, 23, 24):
+        events.deltas_publish(run_id=run_id, items=[("plan", _piece("plan.1.1", "then "))])
+    time.sleep(0.2)
+    got = _drained(layer, channel)
+    assert [list(events.deltas_unpack(m)) for m in got] == [[21]]  # the rest waits its turn
+    for _ in range(100):
+        got = _drained(layer, channel)
+        if got:
+            break
+        time.sleep(0.05)
+    assert [list(events.deltas_unpack(m)) for m in got] == [[22, 23, 24]]
