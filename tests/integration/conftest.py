@@ -87,4 +87,6 @@ def start_worker(services: Services, tmp_path: Path) -> Iterator[Callable[..., W
 
     yield start
     for worker in workers:
+        worker.terminate()
+    for worker in workers:
         worker.stop()

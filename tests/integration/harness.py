@@ -287,6 +287,7 @@ class Worker:
         extra_env: Mapping[str, str] | None = None,
     ):
         self.name = f"w{uuid.uuid4().hex[:8]}"
+        self._terminated = False
         self.log_path = log_path
         full_env = dict(env)
         full_env.update(extra_env or {})
@@ -363,10 +364,20 @@ class Worker:
             pass
         self.proc.wait(timeout=10)
 
+    def terminate(self) -> None:
+        """SIGTERM (warm shutdown) without waiting: several workers shut down at once,
+        then stop() waits for each (a warm shutdown takes a second or two)."""
+        if self.proc.poll() is None and not self._terminated:
+            self._terminated = True
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
     def stop(self, grace: float = 5.0) -> None:
         if self.proc.poll() is None:
             try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.terminate()
                 self.proc.wait(timeout=grace)
             except subprocess.TimeoutExpired:
                 pass

@@ -83,6 +83,8 @@ def prod(services: Services, s3_server: str, tmp_path_factory) -> Iterator[Proce
         yield ProcessSet(web, workers, ports, services, env, bucket, s3, otlp, token, repo)
     finally:
         for worker in workers:
+            worker.terminate()
+        for worker in workers:
             worker.stop()
         web.stop()
         otlp.stop()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -90,8 +91,12 @@ def scripted_profile(services: Services, model: FakeLlmServer) -> str:
     return "scripted"
 
 
-def _start(services: Services, repo: Path, profile: str, *extra: str) -> int:
-    goal = f"Fix add (it-{uuid.uuid4().hex[:8]})"
+def _goal() -> str:
+    return f"Fix add (it-{uuid.uuid4().hex[:8]})"
+
+
+def _start(services: Services, repo: Path, profile: str, *extra: str, goal: str = "") -> int:
+    goal = goal or _goal()
     env = {**services.env, "TEKTON_LLM_BACKEND": "auto"}
     argv = ["tekton", "run", "--goal", goal, "--repo", str(repo), "--profile", profile]
     started = manage(
@@ -104,11 +109,10 @@ def _start(services: Services, repo: Path, profile: str, *extra: str) -> int:
     return row["id"]
 
 
-def _run(services: Services, repo: Path, profile: str) -> dict:
-    row = {"id": _start(services, repo, profile)}
+def _ended(services: Services, run_id: int) -> dict:
     return wait_for(
         lambda: (
-            (r := services.query("SELECT * FROM runs_run WHERE id = %s", (row["id"],))[0])["status"]
+            (r := services.query("SELECT * FROM runs_run WHERE id = %s", (run_id,))[0])["status"]
             in ("succeeded", "blocked", "failed")
             and r
         ),
@@ -116,6 +120,19 @@ def _run(services: Services, repo: Path, profile: str) -> dict:
         interval=0.3,
         what="the run to end or block",
     )
+
+
+class _ByGoal:
+    """Answers each call with the responder of the run whose goal the call carries (the
+    run's <tekton-context> names it), so two scripted runs can go at once."""
+
+    def __init__(self, responders: dict[str, DiamondResponder]) -> None:
+        self.responders = responders
+
+    def __call__(self, path, body):
+        wire = json.dumps(body.get("messages") or [])
+        (goal,) = [g for g in self.responders if g in wire]
+        return self.responders[goal](path, body)
 
 
 def _report(services: Services, run_id: int) -> dict:
@@ -137,10 +154,21 @@ def test_a_fix_and_a_break_through_the_cli_and_a_worker(
 ):
     start_worker(extra_env={"TEKTON_LLM_BACKEND": "auto"})
 
-    fixed_repo = _calc(services.repo_root)
-    before = _state(fixed_repo)
-    model.responder = DiamondResponder(FIX)
-    fixed = _run(services, fixed_repo, scripted_profile)
+    # The fix and the break go at once (two repositories, two goals, one worker): each
+    # CLI start and each run costs seconds, and neither run depends on the other.
+    fixed_repo, broken_repo = _calc(services.repo_root), _calc(services.repo_root)
+    before_fixed, before_broken = _state(fixed_repo), _state(broken_repo)
+    fix_goal, break_goal = _goal(), _goal()
+    model.responder = _ByGoal(
+        {fix_goal: DiamondResponder(FIX), break_goal: DiamondResponder(BREAK)}
+    )
+    with ThreadPoolExecutor(2) as pool:
+        starts = [
+            pool.submit(_start, services, repo, scripted_profile, goal=goal)
+            for repo, goal in ((fixed_repo, fix_goal), (broken_repo, break_goal))
+        ]
+        fixed_id, broken_id = (start.result() for start in starts)
+    fixed = _ended(services, fixed_id)
     assert fixed["status"] == "succeeded", fixed["reason"]
     evidence = _report(services, fixed["id"])["report"]["evidence"]
     assert evidence["ship"] is True
@@ -153,18 +181,15 @@ def test_a_fix_and_a_break_through_the_cli_and_a_worker(
         0,
     )
     assert _git(fixed_repo, "rev-parse", fixed["branch"]).strip() == fixed["head_commit"]
-    assert _state(fixed_repo) == before
+    assert _state(fixed_repo) == before_fixed
 
-    broken_repo = _calc(services.repo_root)
-    before = _state(broken_repo)
-    model.responder = DiamondResponder(BREAK)
-    broken = _run(services, broken_repo, scripted_profile)
+    broken = _ended(services, broken_id)
     assert broken["status"] == "blocked", broken["reason"]
     report = _report(services, broken["id"])
     assert report["status"] == "blocked" and "newly failing" in report["reason"]
     assert report["report"]["ship"] is False
     assert report["report"]["evidence"]["newly_failing"] == ["tests/test_core.py::test_sub"]
-    assert _state(broken_repo) == before
+    assert _state(broken_repo) == before_broken
     shown = manage(["tekton", "show", str(broken["id"]), "--json"], env=services.env, timeout=60)
     assert shown.returncode == 0 and json.loads(shown.stdout)["status"] == "blocked"
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -33,7 +34,6 @@ def test_an_embedded_and_a_services_run_1_share_a_data_directory(tmp_path):
     services = Services.create(work_dir=tmp_path / "svc")
     worker = None
     try:
-        services.migrate()
         repo = make_git_repo(services.repo_root / "app")
         data_dir = services.data_dir
         embedded_env = {
@@ -41,7 +41,15 @@ def test_an_embedded_and_a_services_run_1_share_a_data_directory(tmp_path):
             for k, v in services.env.items()
             if k not in ("DATABASE_URL", "REDIS_URL", "DJANGO_SECRET_KEY", "TEKTON_ARTIFACT_ROOT")
         }
-        assert manage(["migrate", "--noinput"], env=embedded_env, timeout=180).returncode == 0
+        # The two databases share nothing, so they migrate at once; the worker starts up
+        # while the embedded run goes (it never touches the SQLite file): seconds each.
+        with ThreadPoolExecutor(2) as pool:
+            embedded_migrated = pool.submit(
+                manage, ["migrate", "--noinput"], env=embedded_env, timeout=180
+            )
+            services.migrate()
+            assert embedded_migrated.result().returncode == 0
+        worker = Worker(env=services.env, queue=services.queue, log_path=tmp_path / "w.log")
         embedded = manage(
             ["tekton", "run", "--goal", "Embedded first", "--repo", str(repo), "--to", "code"],
             env=embedded_env,
@@ -49,7 +57,6 @@ def test_an_embedded_and_a_services_run_1_share_a_data_directory(tmp_path):
         )
         assert embedded.returncode == 0, embedded.stderr
 
-        worker = Worker(env=services.env, queue=services.queue, log_path=tmp_path / "w.log")
         worker.wait_ready(timeout=30)
         goal = f"Services second (it-{uuid.uuid4().hex[:8]})"
         started = manage(
