@@ -246,9 +246,9 @@ def deltas_publish(*, run_id: int, items: list[tuple[str, dict[str, Any]]]) -> N
 
 class _DeltaOutbox:
     """Streamed text of this process's runs waiting for the publishing loop. Engine
-    threads put, the loop takes: while one send is on its way the next one gathers, so a
-    quiet process sends each flush at once and a busy one sends one message for many runs
-    instead of one per run. Bounded: when the layer cannot keep up, the oldest text goes
+    threads put, the loop takes: while one send is on its way (or waits out the pace) the
+    next one gathers, so a busy process sends one message for many runs instead of one per
+    run. Bounded: when the layer cannot keep up, the oldest text goes
     (a call's stored message replaces it anyway)."""
 
     MAX_ITEMS = 20_000
@@ -270,6 +270,8 @@ class _DeltaOutbox:
             over = len(self._items) - self.MAX_ITEMS
             if over > 0:
                 del self._items[:over]
+                if not self.dropped:  # once per process: a log line per drop would flood
+                    logger.warning("the channel layer is behind: dropping streamed text")
                 self.dropped += over
             if self._draining:
                 return False
@@ -299,9 +301,9 @@ async def _deltas_send(layer, items: list[dict[str, Any]]) -> None:
 
 async def _deltas_drain() -> None:
     """On the publishing loop: send the outbox until it is empty, one message every
-    DRAIN_INTERVAL_S at most. Without the pace a fast send let each run's flush go alone
-    again, and a second worker process overran the hub's channel (its capacity drops
-    the rest)."""
+    DRAIN_INTERVAL_S at most: however many runs stream, a process sends at most 50
+    messages a second, and each web process that reads them receives as few (one Redis
+    round trip each). Without the pace a quick send let every flush go alone again."""
     layer = get_channel_layer()
     loop = asyncio.get_running_loop()
     while True:
