@@ -10,6 +10,7 @@ why, except under TEKTON_REQUIRE_SERVICES=1 (CI), where that is a failure.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -254,6 +255,27 @@ def login(page, tekton_server: LiveServer) -> None:
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()
     page.wait_for_url(tekton_server.base_url + "/")
+
+
+def launch_run(
+    page, server: LiveServer, goal: str, *, stage_from: str = "", stage_to: str = ""
+) -> int:
+    """Launch a run from the dashboard's launcher, as a person does; its id, once its
+    page has opened."""
+    page.goto(server.base_url + "/")
+    launcher = page.locator("#new-run")
+    if launcher.get_attribute("open") is None:
+        launcher.locator("summary").click()
+    form = page.locator("#launcher")
+    form.get_by_label("Goal").fill(goal)
+    form.get_by_label("Repository").fill(str(server.repo))
+    if stage_from:
+        form.get_by_label("From stage").select_option(stage_from)
+    if stage_to:
+        form.get_by_label("To stage").select_option(stage_to)
+    page.get_by_role("button", name="Launch run").click()
+    page.wait_for_url(re.compile(r"/runs/\d+/$"))
+    return int(page.url.split("?")[0].rstrip("/").rsplit("/", 1)[1])
 
 
 def screenshot(page, name: str, full_page: bool = True) -> Path:

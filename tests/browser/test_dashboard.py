@@ -10,23 +10,11 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import login, screenshot
+from tests.browser.conftest import launch_run, login, screenshot
 
 pytestmark = pytest.mark.browser
 
 FINAL_TIMEOUT = 60_000
-
-
-def _launch(page, tekton_server, goal: str) -> int:
-    page.goto(tekton_server.base_url + "/")
-    launcher = page.locator("#new-run")
-    if launcher.get_attribute("open") is None:
-        launcher.locator("summary").click()
-    page.locator("#launcher").get_by_label("Goal").fill(goal)
-    page.locator("#launcher").get_by_label("Repository").fill(str(tekton_server.repo))
-    page.get_by_role("button", name="Launch run").click()
-    page.wait_for_url(re.compile(r"/runs/\d+/$"))
-    return int(page.url.rstrip("/").rsplit("/", 1)[1])
 
 
 def test_launch_watch_live_and_read_a_stage(page, tekton_server):
@@ -41,7 +29,7 @@ def test_launch_watch_live_and_read_a_stage(page, tekton_server):
     expect(page.locator(".explain")).to_contain_text("quorum 0.67")
     screenshot(page, "launcher-explain")
 
-    run_id = _launch(page, tekton_server, "Add an order total endpoint")
+    run_id = launch_run(page, tekton_server, "Add an order total endpoint")
     # A marker on window survives only if the page never reloads.
     page.evaluate("window.__tektonMarker = 'still here'")
     navigations = page.evaluate("performance.getEntriesByType('navigation').length")
@@ -85,7 +73,7 @@ def test_blocked_run_is_approved_from_the_page_and_finishes(page, tekton_server)
     # A long unbroken token in the goal reaches every agent's words (the offline backend
     # quotes it): it must wrap inside its transcript card.
     token = "https://example.test/" + "x" * 180
-    run_id = _launch(page, tekton_server, f"Harden the checkout {token} [offline:block=review]")
+    run_id = launch_run(page, tekton_server, f"Harden the checkout {token} [offline:block=review]")
     expect(page.locator("#stage-row-review")).to_have_class(
         re.compile("step-blocked"), timeout=FINAL_TIMEOUT
     )
@@ -130,7 +118,7 @@ def test_untrusted_text_is_shown_as_text_and_runs_nothing(page, tekton_server):
     login(page, tekton_server)
     page.evaluate("window.__pwned = 0")
     goal = 'Render <script>window.__pwned = 1</script> and <img src=x onerror="window.__pwned = 2">'
-    _launch(page, tekton_server, goal)
+    launch_run(page, tekton_server, goal)
     expect(page.locator("#stage-row-plan")).to_have_class(
         re.compile("step-succeeded"), timeout=FINAL_TIMEOUT
     )
@@ -230,7 +218,7 @@ def test_a_dropped_connection_resumes_from_the_last_applied_seq(browser, tekton_
     page = context.new_page()
     try:
         login(page, tekton_server)
-        _launch(page, tekton_server, "Add a refunds report")
+        launch_run(page, tekton_server, "Add a refunds report")
         expect(page.locator("#stage-row-plan_update")).to_have_class(
             re.compile("step-(running|succeeded)"), timeout=FINAL_TIMEOUT
         )

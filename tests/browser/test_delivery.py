@@ -11,22 +11,14 @@ import subprocess
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import login, screenshot
+from tests.browser.conftest import launch_run, login, screenshot
 
 pytestmark = pytest.mark.browser
 
 
 def test_a_finished_run_shows_its_branch_evidence_and_how_to_take_it(page, tekton_server):
     login(page, tekton_server)
-    page.goto(tekton_server.base_url + "/")
-    launcher = page.locator("#new-run")
-    if launcher.get_attribute("open") is None:
-        launcher.locator("summary").click()
-    page.locator("#launcher").get_by_label("Goal").fill("Document the order total")
-    page.locator("#launcher").get_by_label("Repository").fill(str(tekton_server.repo))
-    page.get_by_role("button", name="Launch run").click()
-    page.wait_for_url(re.compile(r"/runs/\d+/$"))
-    run_id = int(page.url.rstrip("/").rsplit("/", 1)[1])
+    run_id = launch_run(page, tekton_server, "Document the order total")
 
     card = page.locator("#delivery")
     # The card polls while the run is live and settles once it ends.

@@ -13,7 +13,7 @@ import sys
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import PROJECT_DIR, login, screenshot
+from tests.browser.conftest import PROJECT_DIR, launch_run, login, screenshot
 
 pytestmark = pytest.mark.browser
 
@@ -24,16 +24,9 @@ def _run_id(page) -> int:
 
 def test_a_retried_stage_and_a_fork_show_their_artifacts_diff(page, tekton_server):
     login(page, tekton_server)
-    launcher = page.locator("#new-run")
-    if launcher.get_attribute("open") is None:
-        launcher.locator("summary").click()
-    form = page.locator("#launcher")
-    form.get_by_label("Goal").fill("Greet the user by name [offline:block=plan]")
-    form.get_by_label("Repository").fill(str(tekton_server.repo))
-    form.get_by_label("To stage").select_option("research")
-    page.get_by_role("button", name="Launch run").click()
-    page.wait_for_url(re.compile(r"/runs/\d+/$"))
-    parent_id = _run_id(page)
+    parent_id = launch_run(
+        page, tekton_server, "Greet the user by name [offline:block=plan]", stage_to="research"
+    )
 
     title = page.locator("#run-title .status")
     expect(title).to_have_text("Blocked", timeout=60_000)
@@ -103,16 +96,7 @@ StageAttempt.objects.create(
 
 def test_a_code_stage_compares_the_two_patches_per_file(page, tekton_server):
     login(page, tekton_server)
-    launcher = page.locator("#new-run")
-    if launcher.get_attribute("open") is None:
-        launcher.locator("summary").click()
-    form = page.locator("#launcher")
-    form.get_by_label("Goal").fill("Greet the user by name")
-    form.get_by_label("Repository").fill(str(tekton_server.repo))
-    form.get_by_label("To stage").select_option("code")
-    page.get_by_role("button", name="Launch run").click()
-    page.wait_for_url(re.compile(r"/runs/\d+/$"))
-    run_id = _run_id(page)
+    run_id = launch_run(page, tekton_server, "Greet the user by name", stage_to="code")
     expect(page.locator("#run-title .status")).to_have_text("Succeeded", timeout=90_000)
     subprocess.run(
         [sys.executable, "manage.py", "shell", "-c", SET_ASIDE.format(run_id=run_id)],

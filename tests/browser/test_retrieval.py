@@ -13,7 +13,15 @@ import sys
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import PROJECT_DIR, _clean_env, _git, login, screenshot, serve_repo
+from tests.browser.conftest import (
+    PROJECT_DIR,
+    _clean_env,
+    _git,
+    launch_run,
+    login,
+    screenshot,
+    serve_repo,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -75,16 +83,13 @@ def test_the_run_page_shows_what_a_stage_retrieved_and_the_repository_page_searc
 ):
     server = retrieval_server
     login(page, server)
-    launcher = page.locator("#new-run")
-    if launcher.get_attribute("open") is None:
-        launcher.locator("summary").click()
-    form = page.locator("#launcher")
-    form.get_by_label("Goal").fill("Apply a percentage discount to the invoice total")
-    form.get_by_label("Repository").fill(str(server.repo))
-    form.get_by_label("From stage").select_option("review")
-    form.get_by_label("To stage").select_option("review")
-    page.get_by_role("button", name="Launch run").click()
-    page.wait_for_url(re.compile(r"/runs/\d+/$"))
+    launch_run(
+        page,
+        server,
+        "Apply a percentage discount to the invoice total",
+        stage_from="review",
+        stage_to="review",
+    )
     run_url = page.url
 
     page.goto(run_url + "?stage=review")

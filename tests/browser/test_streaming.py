@@ -8,22 +8,14 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import login, screenshot
+from tests.browser.conftest import launch_run, login, screenshot
 
 pytestmark = pytest.mark.browser
 
 
 def test_agents_text_grows_in_its_card_before_the_call_ends(page, slow_server):
     login(page, slow_server)
-    launcher = page.locator("#new-run")
-    if launcher.get_attribute("open") is None:
-        launcher.locator("summary").click()
-    form = page.locator("#launcher")
-    form.get_by_label("Goal").fill("Explain the order total rounding")
-    form.get_by_label("Repository").fill(str(slow_server.repo))
-    form.get_by_label("To stage").select_option("plan")
-    page.get_by_role("button", name="Launch run").click()
-    page.wait_for_url(re.compile(r"/runs/\d+/$"))
+    launch_run(page, slow_server, "Explain the order total rounding", stage_to="plan")
 
     live = page.locator("#live-messages article.msg-live")
     expect(live.first).to_be_visible(timeout=20_000)
