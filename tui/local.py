@@ -49,8 +49,8 @@ def probe(url: str, timeout: float = 0.5) -> bool:
 
 
 def django_setup(log_path: Path | None = None) -> Path:
-    """Set Django up for the local install and send every log line to a file under the
-    data directory (returned): the terminal belongs to the UI."""
+    """Set Django up for the local install (an embedded database migrated) and send every
+    log line to a file under the data directory (returned): the terminal belongs to the UI."""
     if str(PROJECT_DIR) not in sys.path:
         sys.path.insert(0, str(PROJECT_DIR))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tekton_site.settings")
@@ -59,10 +59,17 @@ def django_setup(log_path: Path | None = None) -> Path:
 
     try:
         django.setup()
+    except Exception as exc:  # ImproperlyConfigured and friends: one line, not a traceback
+        raise LocalError(f"the local install is not usable: {' '.join(str(exc).split())}") from None
+    # Migrate before the ASGI module starts the embedded sweeper thread: on a new SQLite
+    # file both connections switch it to WAL at once, and one of them fails "database is
+    # locked" (a lock upgrade SQLite refuses at once rather than wait for).
+    database_ready()
+    try:
         # Importing the ASGI module sets Django up once more, logging included: do it
         # before the log handlers are moved, or they come back to the terminal.
         import tekton_site.asgi  # noqa: F401
-    except Exception as exc:  # ImproperlyConfigured and friends: one line, not a traceback
+    except Exception as exc:
         raise LocalError(f"the local install is not usable: {' '.join(str(exc).split())}") from None
     path = log_path or Path(settings.TEKTON_DATA_DIR) / "tui-server.log"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -231,10 +238,9 @@ def local_session(*, url: str | None = None, probe_url: str = DEFAULT_URL) -> Lo
     loopback server of this install), else the server answering at `probe_url`, else an
     embedded one. Raises LocalError with one line."""
     target = url or (probe_url if probe(probe_url) else None)
-    log_path = django_setup()
+    log_path = django_setup()  # migrates an embedded database first
     from django.conf import settings
 
-    database_ready()
     token_id, token = token_new()
     server = None
     try:
