@@ -7,9 +7,9 @@ Which call gets which fault is drawn from a RNG seeded with (seed, the request b
 how many times that body was seen), not from arrival order, so a test's faults are the
 same whatever order the concurrent calls arrive in, and a retry (the same body again)
 gets a fresh draw. Every request is logged with its arrival time, a key (the body's
-sha256: a retry of a call sends the same body, another call or a later stage attempt
-does not) and what it was answered, so a test can check from the wire that retry-after
-was waited and that nothing was retried after a 400 or a 401.
+sha256: a retry of a call sends the same body, and so does the stage's next attempt,
+which sends its first calls again) and what it was answered, so a test can check from the
+wire that retry-after was waited and that nothing was retried after a 400 or a 401.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ class LoggedRequest:
     fault: str  # "" (answered by the inner responder) or a DEFAULT_RATES key
     retry_after: float | None = None
     stream: bool = False
+    label: str = ""  # what the responder's `label` found in the body (a test's run, say)
 
 
 class FaultyResponder:
@@ -63,6 +64,7 @@ class FaultyResponder:
         rates: dict[str, float] | None = None,
         retry_after_s: float = 1.0,
         timeout_s: float = 3.0,
+        label: Callable[[str], str] | None = None,
     ) -> None:
         self.inner = inner
         self.seed = seed
@@ -71,6 +73,7 @@ class FaultyResponder:
             raise ValueError("fault rates must add up to less than 1")
         self.retry_after_s = retry_after_s
         self.timeout_s = timeout_s
+        self.label = label
         self.log: list[LoggedRequest] = []
         self._seen: Counter[str] = Counter()
         self._forced_done: set[str] = set()
@@ -104,10 +107,10 @@ class FaultyResponder:
         key = hashlib.sha256(raw.encode()).hexdigest()
         fault = self._forced(raw) or self._draw(key)
         retry_after = self.retry_after_s if fault == "429" else None
+        label = self.label(raw) if self.label is not None else ""
+        stream = bool(body.get("stream"))
         with self._lock:
-            self.log.append(
-                LoggedRequest(time.monotonic(), key, fault, retry_after, bool(body.get("stream")))
-            )
+            self.log.append(LoggedRequest(time.monotonic(), key, fault, retry_after, stream, label))
         if fault == "429":
             return status(429, retry_after=retry_after, message="rate limited")
         if fault in ("500", "529", "400", "401"):

@@ -253,16 +253,19 @@ def test_a_process_sends_its_deltas_at_a_bounded_pace(monkeypatch):
     layer = get_channel_layer()
     channel = async_to_sync(layer.new_channel)()
     async_to_sync(layer.group_add)(events.deltas_group(), channel)
+
+    def next_messages() -> list[list[int]]:
+        for _ in range(100):
+            got = _drained(layer, channel)
+            if got:
+                return [list(events.deltas_unpack(m)) for m in got]
+            time.sleep(0.05)
+        return []
+
     events.deltas_publish(run_id=21, items=[("plan", _piece("plan.1.1", "First "))])
-    time.sleep(0.1)
+    assert next_messages() == [[21]]  # the first goes at once
     for run_id in (22, 23, 24):
         events.deltas_publish(run_id=run_id, items=[("plan", _piece("plan.1.1", "then "))])
     time.sleep(0.2)
-    got = _drained(layer, channel)
-    assert [list(events.deltas_unpack(m)) for m in got] == [[21]]  # the rest waits its turn
-    for _ in range(100):
-        got = _drained(layer, channel)
-        if got:
-            break
-        time.sleep(0.05)
-    assert [list(events.deltas_unpack(m)) for m in got] == [[22, 23, 24]]
+    assert _drained(layer, channel) == []  # the rest waits its turn
+    assert next_messages() == [[22, 23, 24]]
