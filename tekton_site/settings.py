@@ -13,7 +13,7 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
-from tekton_site.db import postgres_database
+from tekton_site.db import postgres_database, sqlite_wal
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -149,13 +149,15 @@ if os.environ.get("DATABASE_URL"):
     DATABASES = {"default": postgres_database(os.environ["DATABASE_URL"])}
 else:
     TEKTON_DATA_DIR.mkdir(parents=True, exist_ok=True)
+    sqlite_wal(TEKTON_DATA_DIR / "tekton.sqlite3")
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": TEKTON_DATA_DIR / "tekton.sqlite3",
             "OPTIONS": {
                 # IMMEDIATE avoids lock-upgrade deadlocks when the web thread and a stage
-                # thread write at once; WAL lets readers go on while a stage writes.
+                # thread write at once; WAL lets readers go on while a stage writes (the
+                # file is switched once above; the pragma covers the test database).
                 "transaction_mode": "IMMEDIATE",
                 "timeout": 30,
                 "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
