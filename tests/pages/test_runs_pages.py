@@ -27,8 +27,8 @@ XSS_IMG = '<img src=x onerror="window.__pwned = 2">'
     "path",
     ["/", "/runs/{run}/", "/runs/{run}/?stage=code", "/repo/", "/config/", "/system/checks/"],
 )
-def test_anonymous_is_sent_to_login(client, finished_run, path):
-    url = path.format(run=finished_run.pk)
+def test_anonymous_is_sent_to_login(client, user, path):
+    url = path.format(run=RunFactory(owner=user, status=Run.Status.SUCCEEDED).pk)
     response = client.get(url)
     assert response.status_code == 302
     assert response["Location"].startswith("/accounts/login/?next=")
@@ -61,7 +61,9 @@ def test_owner_sees_every_page_of_their_finished_run(client_for, user, finished_
     assert "code.json" in code and f"/api/runs/{finished_run.pk}/artifacts/diff.patch" in code
 
 
-def test_another_users_run_is_404_and_staff_sees_all(client_for, user, staff_user, finished_run):
+def test_another_users_run_is_404_and_staff_sees_all(client_for, user, staff_user):
+    # Access is the run's owner, whatever the run holds: a made run is enough.
+    finished_run = RunFactory(owner=user, status=Run.Status.SUCCEEDED)
     other = UserFactory(username="mallory")
     client = client_for(other)
     assert client.get(f"/runs/{finished_run.pk}/").status_code == 404
@@ -72,8 +74,9 @@ def test_another_users_run_is_404_and_staff_sees_all(client_for, user, staff_use
     assert f'href="/runs/{finished_run.pk}/"' in staff.get("/").content.decode()
 
 
-def test_unknown_stage_is_said_plainly(client_for, user, finished_run):
-    page = client_for(user).get(f"/runs/{finished_run.pk}/?stage=nonsense").content.decode()
+def test_unknown_stage_is_said_plainly(client_for, user):
+    run = RunFactory(owner=user, status=Run.Status.SUCCEEDED)
+    page = client_for(user).get(f"/runs/{run.pk}/?stage=nonsense").content.decode()
     assert "This run has no stage “nonsense”." in page
 
 
