@@ -95,7 +95,9 @@ class OtlpReceiver:
             return list(self.spans)
 
     def start(self) -> OtlpReceiver:
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        ).start()
         return self
 
     def stop(self) -> None:
