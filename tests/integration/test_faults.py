@@ -39,8 +39,10 @@ KEY_ENV = "FAKE_ANTHROPIC_API_KEY"
 LLM_ENV = {
     "TEKTON_LLM_BACKEND": "auto",
     KEY_ENV: "sk-ant-fake-0123456789",
-    # A "timeout" fault keeps the client waiting 2.5 s; the call gives up after 1.5 s.
-    "TEKTON_LLM_TIMEOUT_SECONDS": "1.5",
+    # A "timeout" fault keeps the client waiting 4 s; the call gives up after 3 s. (At
+    # 1.5 s the fake server, answering the first sixty calls at once on a busy machine,
+    # was sometimes slower than that with a 401: the client never saw it, and retried.)
+    "TEKTON_LLM_TIMEOUT_SECONDS": "3",
 }
 
 
@@ -100,7 +102,7 @@ def test_twenty_runs_on_workers_survive_a_fifth_of_provider_calls_failing(
     services, git_repo, tmp_path
 ):
     responder = FaultyResponder(
-        DiamondResponder(""), seed=9, retry_after_s=1.0, timeout_s=2.5, label=_run_of
+        DiamondResponder(""), seed=9, retry_after_s=1.0, timeout_s=4.0, label=_run_of
     )
     server = FakeLlmServer(responder=responder).start()
     # One worker holds all twenty runs' stages in its threads; it starts while the
