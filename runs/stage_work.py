@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,12 +67,26 @@ def run_patch(run: Run) -> str | None:
     return text or None
 
 
+# Whether bwrap works is the machine's, not the stage's: a process probes it once a
+# minute, not before every stage (a probe starts a sandbox, ~15 ms of each stage's time).
+# A failed probe is not kept: the next stage tries again.
+PROBE_TTL_S = 60.0
+_probed: tuple[float, tuple[bool, str]] | None = None
+_clock = time.monotonic
+
+
 def sandbox_state() -> tuple[bool, str]:
     """(usable, why not) for the configured sandbox. An operator's TEKTON_SANDBOX=none is
     usable (unisolated, and every report says so)."""
+    global _probed
     if settings.TEKTON_SANDBOX == "none":
         return True, ""
-    return sandbox_probe()
+    now = _clock()
+    if _probed is not None and now - _probed[0] < PROBE_TTL_S:
+        return _probed[1]
+    state = sandbox_probe()
+    _probed = (now, state) if state[0] else None
+    return state
 
 
 def sandbox_limits(run: Run) -> SandboxLimits:
