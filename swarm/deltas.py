@@ -65,8 +65,9 @@ class _Call:
         text = self.reader.text
         grew = self.open_from is not None and text.startswith(self.raw)
         # The text can also change before its end (the answer's "position" field arriving
-        # after its "rationale"): then it is all searched again.
-        self.open_from = grown_clean(text, self.open_from if grew else 0)
+        # after its "rationale"): then it is all searched again. An ended call's text is
+        # final: whether a secret could still begin at its end is not asked.
+        self.open_from = grown_clean(text, self.open_from if grew else 0, self.ended)
         self.raw = text
         return text if self.open_from is not None else redact(text)
 

@@ -6,7 +6,7 @@ import string
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from swarm.redact import RedactingFilter, redact
+from swarm.redact import RedactingFilter, grown_clean, redact
 
 ANT_KEY = "sk-ant-api03-" + "Zx9_Qw-8" * 8
 OR_KEY = "sk-or-v1-" + "0a1b2c3d" * 8
@@ -137,3 +137,23 @@ def test_cards_in_groups_and_amex_are_still_found():
     assert redact("amex 3782 822463 10005 ok") == "amex [CARD#1] ok"
     assert redact("(4111111111111111)") == "([CARD#1])"
     assert redact("card: 4111-1111-1111-1111.") == "card: [CARD#1]."
+
+
+def test_a_final_text_is_searched_for_whole_matches_only():
+    # A streamed text's open tail is where a secret could still begin; once the text is
+    # final, only whether a pattern matches it counts.
+    text = "the plan is fine, and the key is sk-ant-abc"  # too short to be a key yet
+    assert grown_clean(text, 0) == text.index("sk-ant-")
+    assert grown_clean(text, 0, final=True) == len(text)
+    leaked = text + "defghijklmnopqrstuvwxyz"
+    assert grown_clean(leaked, 0) is None
+    assert grown_clean(leaked, 0, final=True) is None
+    assert grown_clean(leaked, text.index("sk-ant-"), final=True) is None
+
+
+@given(st.text(alphabet="abc sk-ant_@.0123456789=:", max_size=80))
+def test_a_final_text_said_clean_is_one_redaction_leaves_as_it_is(text):
+    # (The other way need not hold: a card-like number that fails its checksum matches a
+    # pattern and is still kept.)
+    if grown_clean(text, 0, final=True) is not None:
+        assert redact(text) == text
