@@ -9,7 +9,7 @@ from channels.layers import get_channel_layer
 from django.db import connection
 
 from runs import events
-from runs.events import event_publish, event_record, run_group
+from runs.events import event_publish, event_record, events_record, run_group
 from runs.models import Run, RunEvent
 from tests.factories import RunFactory
 
@@ -103,6 +103,22 @@ def test_publish_failure_is_logged_redacted_never_raised(monkeypatch, caplog):
         event_publish(event)
     assert "could not publish" in caplog.text
     assert SECRET not in caplog.text
+
+
+@pytest.mark.django_db
+def test_a_batch_of_events_is_one_hint_per_run(django_capture_on_commit_callbacks):
+    # Subscribers read the rows after a hint's seq themselves: the batch's last is enough.
+    run = RunFactory(with_stages=False)
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(run_group(run.pk), channel)
+    with django_capture_on_commit_callbacks(execute=True):
+        rows = events_record(
+            run_id=run.pk, items=[("stage.progress", "plan", {"i": i}) for i in range(3)]
+        )
+    (message,) = _drained(layer, channel)
+    assert message["seq"] == rows[-1].seq == 3
+    assert message["payload"] == {"i": 2}
 
 
 @pytest.mark.django_db
