@@ -257,16 +257,22 @@ def login(page, tekton_server: LiveServer) -> None:
     page.wait_for_url(tekton_server.base_url + "/")
 
 
+def launcher_open(page):
+    """The dashboard's launcher form, its card opened first as a person does (it starts
+    closed once there are runs, as there are after another test used the server)."""
+    launcher = page.locator("#new-run")
+    if launcher.get_attribute("open") is None:
+        launcher.locator("summary").click()
+    return page.locator("#launcher")
+
+
 def launch_run(
     page, server: LiveServer, goal: str, *, stage_from: str = "", stage_to: str = ""
 ) -> int:
     """Launch a run from the dashboard's launcher, as a person does; its id, once its
     page has opened."""
     page.goto(server.base_url + "/")
-    launcher = page.locator("#new-run")
-    if launcher.get_attribute("open") is None:
-        launcher.locator("summary").click()
-    form = page.locator("#launcher")
+    form = launcher_open(page)
     form.get_by_label("Goal").fill(goal)
     form.get_by_label("Repository").fill(str(server.repo))
     if stage_from:

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import launch_run, login, screenshot
+from tests.browser.conftest import launch_run, launcher_open, login, screenshot
 
 pytestmark = pytest.mark.browser
 
@@ -22,8 +22,9 @@ def test_launch_watch_live_and_read_a_stage(page, tekton_server):
     expect(page.get_by_role("heading", name="Runs")).to_be_visible()
 
     # The explain preview: what will run, nothing created.
-    page.locator("#launcher").get_by_label("Goal").fill("Add an order total endpoint")
-    page.locator("#launcher").get_by_label("Repository").fill(str(tekton_server.repo))
+    form = launcher_open(page)
+    form.get_by_label("Goal").fill("Add an order total endpoint")
+    form.get_by_label("Repository").fill(str(tekton_server.repo))
     page.get_by_role("button", name="Explain").click()
     expect(page.get_by_role("heading", name="What will run")).to_be_visible()
     expect(page.locator(".explain")).to_contain_text("quorum 0.67")
@@ -278,12 +279,10 @@ def test_a_run_blocked_by_its_budget_is_raised_and_retried_from_the_page(page, t
     )
     login(page, tekton_server)
     page.goto(tekton_server.base_url + "/")
-    launcher = page.locator("#new-run")
-    if launcher.get_attribute("open") is None:
-        launcher.locator("summary").click()
-    page.locator("#launcher").get_by_label("Goal").fill("Add a receipt endpoint")
-    page.locator("#launcher").get_by_label("Repository").fill(str(tekton_server.repo))
-    page.locator("#launcher").get_by_label("Profile").select_option("tight")
+    form = launcher_open(page)
+    form.get_by_label("Goal").fill("Add a receipt endpoint")
+    form.get_by_label("Repository").fill(str(tekton_server.repo))
+    form.get_by_label("Profile").select_option("tight")
     page.get_by_role("button", name="Launch run").click()
     page.wait_for_url(re.compile(r"/runs/\d+/$"))
     expect(page.locator("#stage-row-plan")).to_have_class(
