@@ -16,6 +16,15 @@ from tests.factories import RunFactory
 SECRET = "sk-ant-api03-abcdefghijklmnopqrstuvwxyz0123"
 
 
+def _subscribed(*groups: str):
+    """The in-process layer and a new channel of it in `groups`, as a hub reads them."""
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    for group in groups:
+        async_to_sync(layer.group_add)(group, channel)
+    return layer, channel
+
+
 @pytest.mark.django_db(transaction=True)
 def test_seq_is_gapless_under_concurrent_writers():
     run = RunFactory(with_stages=False)
@@ -49,9 +58,7 @@ def test_seq_is_gapless_under_concurrent_writers():
 @pytest.mark.django_db
 def test_event_is_published_on_commit(django_capture_on_commit_callbacks):
     run = RunFactory(with_stages=False)
-    layer = get_channel_layer()
-    channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)(run_group(run.pk), channel)
+    layer, channel = _subscribed(run_group(run.pk))
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         event = event_record(
             run_id=run.pk, kind="stage.started", stage="plan", payload={"attempt": 1}
@@ -109,9 +116,7 @@ def test_publish_failure_is_logged_redacted_never_raised(monkeypatch, caplog):
 def test_a_batch_of_events_is_one_hint_per_run(django_capture_on_commit_callbacks):
     # Subscribers read the rows after a hint's seq themselves: the batch's last is enough.
     run = RunFactory(with_stages=False)
-    layer = get_channel_layer()
-    channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)(run_group(run.pk), channel)
+    layer, channel = _subscribed(run_group(run.pk))
     with django_capture_on_commit_callbacks(execute=True):
         rows = events_record(
             run_id=run.pk, items=[("stage.progress", "plan", {"i": i}) for i in range(3)]
@@ -126,9 +131,7 @@ def test_publishing_reuses_one_loop_and_keeps_order(monkeypatch):
     # From a thread with no event loop (the recording thread, a Celery pool thread), each
     # send used to start a thread and a loop of its own; now they share one per process.
     run = RunFactory(with_stages=False)
-    layer = get_channel_layer()
-    channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)(run_group(run.pk), channel)
+    layer, channel = _subscribed(run_group(run.pk))
     rows = [
         event_record(run_id=run.pk, kind="stage.progress", stage="plan", payload={"i": i})
         for i in range(3)
@@ -264,6 +267,12 @@ def test_a_process_sends_its_deltas_at_a_bounded_pace(monkeypatch):
     # However many runs stream, a worker process sends one delta message per interval.
     import time
 
+    # An earlier test's drain may still be on its way (it keeps the layer it began with):
+    # this one's first piece must start a drain of its own.
+    for _ in range(500):
+        if not events._outbox._draining:
+            break
+        time.sleep(0.01)
     monkeypatch.setattr(events, "DRAIN_INTERVAL_S", 2.0)
     monkeypatch.setattr(events._outbox, "sent_at", float("-inf"))
     layer = get_channel_layer()
