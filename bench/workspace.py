@@ -6,6 +6,7 @@ Builds a throwaway repository of `--files` small source files (100 per folder, a
 lines each) and times, `--repeat` times each:
 - `Workspace.create()` from nothing: `git worktree add --detach` with parallel checkout
   (what a run's first stage pays); target <= 1 s;
+- the same from an unchanged state right after a workspace was deleted (see below);
 - the same worktree add with one checkout worker, for comparison;
 - two references: one Python process writing the same files into a fresh folder on the
   same disk, and `tar -c | tar -x` copying the fresh workspace's files (no `.git`) to
@@ -16,6 +17,13 @@ lines each) and times, `--repeat` times each:
 - `create()` again on the healthy worktree (reuse), `rebuild([patch])` from a clean
   workspace (reset + clean + apply), `rebuild` again in that state, and `remove()` with
   and without keeping the worktree as the spare.
+Every operation that makes files from nothing starts cold: after a `sync` and, where
+the bench may (root), with the kernel's caches dropped. On ext4 without a journal the
+kernel will not hand out an inode freed in the last one to six minutes while its inode
+table block is still cached (`recently_deleted()` in `find_inode_bit`), and it checks
+every such inode before each new one: 10,000 new files right after 10,000 were deleted
+took 2 to 9 s here, 0.3 s with the caches dropped. The "right after a deletion" row
+keeps that case in view.
 Figures are printed and written to the `workspace` section of docs/benchmarks.md.
 """
 
@@ -36,6 +44,7 @@ from swarm.git import git_run
 from swarm.workspace import Workspace, workspaces_prune
 
 RUN = "tekton/run-1-bench0001"
+DROP_CACHES = "/proc/sys/vm/drop_caches"
 ENV = {
     "GIT_AUTHOR_NAME": "Bench",
     "GIT_AUTHOR_EMAIL": "bench@tekton.invalid",
@@ -75,6 +84,14 @@ def make_repo(path: Path, files: int) -> Path:
     return path
 
 
+def file_system(path: Path) -> str:
+    """The type and mount options of the file system holding `path`, as findmnt says."""
+    found = subprocess.run(
+        ["findmnt", "-no", "FSTYPE,OPTIONS", "-T", str(path)], capture_output=True, text=True
+    )
+    return " ".join(found.stdout.split()) or "file system unknown"
+
+
 def fig(values: list[float]) -> dict[str, float]:
     return {
         "median": statistics.median(values),
@@ -95,8 +112,10 @@ def main(argv: list[str] | None = None) -> None:
 
     load_start = os.getloadavg()[0]
     tmp = Path(tempfile.mkdtemp(prefix="tekton-bench-ws-", dir=args.dir))
+    fs = file_system(tmp)
     names = (
         "create",
+        "hot",
         "single",
         "floor",
         "copy",
@@ -110,10 +129,14 @@ def main(argv: list[str] | None = None) -> None:
     times: dict[str, list[float]] = {name: [] for name in names}
     kernel: dict[str, list[float]] = {name: [] for name in names}
 
-    def measure(name: str, fn: Callable[[], object]) -> None:
+    can_drop = os.access(DROP_CACHES, os.W_OK)
+
+    def measure(name: str, fn: Callable[[], object], *, cold: bool = False) -> None:
         # Each operation starts with the previous one's writes on disk, so none pays for
         # another's writeback.
         os.sync()
+        if cold and can_drop:
+            Path(DROP_CACHES).write_text("3\n")
         before = os.times()
         start = time.perf_counter()
         fn()
@@ -145,19 +168,19 @@ def main(argv: list[str] | None = None) -> None:
         # other work on the machine hits all of them alike.
         for _ in range(args.repeat):
             workspaces_prune(root, live=[], repos=[repo], spares=False)
-            measure("create", ws.create)
+            measure("create", ws.create, cold=True)
             copy_dir.mkdir()
             measure("copy", lambda: subprocess.run(
                 f"tar -C {ws.path} --exclude=./.git -cf - . | tar -C {copy_dir} -xf -",
                 shell=True, check=True,
-            ))  # fmt: skip
+            ), cold=True)  # fmt: skip
             shutil.rmtree(copy_dir)
             measure("single", lambda: git_run(
                 repo, "-c", "checkout.workers=1", "worktree", "add", "-q", "--detach",
                 str(single), "HEAD", check=True, timeout=600,
-            ))  # fmt: skip
+            ), cold=True)  # fmt: skip
             git_run(repo, "worktree", "remove", "--force", str(single))
-            measure("floor", lambda: write_tree(floor_dir, args.files))
+            measure("floor", lambda: write_tree(floor_dir, args.files), cold=True)
             shutil.rmtree(floor_dir, ignore_errors=True)
             ws.remove()
             previous.create()
@@ -169,6 +192,7 @@ def main(argv: list[str] | None = None) -> None:
             measure("recycle", ws.remove)
             ws.create()
             measure("remove", lambda: ws.remove(recycle=False))
+            measure("hot", ws.create)  # the next round's prune deletes it
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     load_end = os.getloadavg()[0]
@@ -178,6 +202,11 @@ def main(argv: list[str] | None = None) -> None:
             "`Workspace.create()` from nothing (worktree add, parallel checkout)",
             "create",
             "<= 1 s",
+        ),
+        (
+            "the same right after a workspace was deleted (caches warm; see below)",
+            "hot",
+            "",
         ),
         ("`git worktree add` with one checkout worker", "single", ""),
         (f"reference: Python writing the same {args.files:,} files one by one", "floor", ""),
@@ -215,14 +244,21 @@ def main(argv: list[str] | None = None) -> None:
         for label, n, target in rows
     )
     sys_create = statistics.median(kernel["create"])
+    cold = (
+        "with the kernel's page, dentry and inode caches dropped"
+        if can_drop
+        else "after a `sync` only (dropping the caches needs root)"
+    )
+
     sys_floor = statistics.median(kernel["floor"])
     body = f"""
 ## Workspace creation (issue 8, section 8)
 
 `uv run python -m bench.workspace --files {args.files} --repeat {args.repeat}` on {machine()};
 a repository of {args.files:,} Python files (100 per folder, about 20 lines each), the
-workspaces on the same disk as the repository; {args.repeat} rounds after one warm-up,
-each measuring every operation once in turn, after a `sync`; times in ms.
+workspaces on the same disk as the repository ({fs}); {args.repeat} rounds after one
+warm-up, each measuring every operation once in turn, after a `sync`; the rows that make
+files from nothing start cold, {cold}; times in ms.
 
 | operation | median | min | max | system CPU, median | target |
 |---|---:|---:|---:|---:|---|
@@ -230,20 +266,25 @@ each measuring every operation once in turn, after a `sync`; times in ms.
 
 A run's first workspace of a repository is a full checkout: `git worktree add
 --no-checkout` under the repository's registry lock, then a parallel `reset --hard` (what
-`worktree add` runs inside) outside it. Its time is the kernel's, making {args.files:,}
-files: {sys_create * 1000:.0f} ms of system CPU against {sys_floor * 1000:.0f} ms for one
-Python process writing the same files, and little user CPU. On this VM (nested
-virtualisation) the kernel's cost per new file varies several-fold from one minute to
-the next, which is the spread between min and max in every row that makes files, the
-references included (the same `tar` took 0.14 s and 3.5 s minutes apart). git's parallel
-checkout ({ratio:.2f}x the Python writer, {copy_ratio:.2f}x `tar`) spreads that work over
-both cores, which is why it is the steadiest row. Any other way of making the workspace
-from nothing (`git clone --shared`, a copy of a clean checkout; ext4 has no reflinks, and
-hard links would let a sandboxed command's in-place write change the other tree) makes
-the same files. Every later run of the repository starts from the spare a finished run
-left (`remove()` keeps one per repository): `git worktree move`, then `git reset --hard
-<base>` and `git clean -fdx`, which write only the files that differ and remove what
-commands left. The 1-minute load average was {load_start:.2f} at the start and
+`worktree add` runs inside) outside it: {ratio:.2f}x one Python process writing the same
+files, {copy_ratio:.2f}x `tar` copying them ({sys_create * 1000:.0f} ms of system CPU
+against {sys_floor * 1000:.0f} ms for the Python writer). Any other way of making the
+workspace from nothing (`git clone --shared`, a copy of a clean checkout; ext4 has no
+reflinks, and hard links would let a sandboxed command's in-place write change the other
+tree) makes the same files.
+
+Why "right after a deletion" is slow: this machine's root file system is ext4 without a
+journal. There the kernel will not reuse an inode freed in the last minute (six while
+its inode table block is dirty) as long as that block is cached, and it checks each such
+inode before handing out a new one (`perf` showed 90% of the time in
+`find_inode_bit` -> `recently_deleted()`), so new files right after many were deleted
+cost the kernel quadratically: 10,000 empty files took 2 to 9 s after a deletion here,
+0.3 s with the caches dropped. A journalled ext4, XFS or tmpfs does not do this. Tekton
+avoids the case rather than paying it: every later run of a repository starts from the
+spare a finished run left (`remove()` keeps one per repository; `git worktree move`,
+then `git reset --hard <base>` and `git clean -fdx`, which write only the files that
+differ and remove what commands left), so a workspace is deleted only by `prune` or when
+the spare is replaced. The 1-minute load average was {load_start:.2f} at the start and
 {load_end:.2f} at the end.
 """
     if not args.no_write:
