@@ -64,26 +64,35 @@ HEARTBEAT = object()  # yielded by Subscription.stream() when nothing happened f
 
 
 _ENCODED_KEEP = 4096
-_encoded: OrderedDict[int, tuple[dict[str, Any], str]] = OrderedDict()
+_encoded: OrderedDict[tuple[int, str], tuple[dict[str, Any], Any]] = OrderedDict()
 _encoded_lock = threading.Lock()
 
 
-def event_json(event: dict[str, Any]) -> str:
-    """An event dict as compact JSON, encoded once however many subscribers send it: a
-    feed hands every subscriber the same dict objects, so 1,000 streams of a run cost
-    one json.dumps per event, not 1,000. Keyed by identity (the dict is kept with its
-    text, so its id cannot be reused while cached)."""
-    key = id(event)
+def encoded_once(event: dict[str, Any], form: str, encode: Callable[[dict[str, Any]], Any]) -> Any:
+    """`encode(event)`, computed once per event and `form` however many subscribers send
+    it: a feed hands every subscriber the same dict objects, so 1,000 streams of a run cost
+    one encoding per event, not 1,000. Keyed by identity (the dict is kept with its
+    encoding, so its id cannot be reused while cached)."""
+    key = (id(event), form)
     with _encoded_lock:
         hit = _encoded.get(key)
         if hit is not None and hit[0] is event:
             return hit[1]
-    text = json.dumps(event, separators=(",", ":"), default=str)
+    value = encode(event)
     with _encoded_lock:
-        _encoded[key] = (event, text)
+        _encoded[key] = (event, value)
         if len(_encoded) > _ENCODED_KEEP:
             _encoded.popitem(last=False)
-    return text
+    return value
+
+
+def _json(event: dict[str, Any]) -> str:
+    return json.dumps(event, separators=(",", ":"), default=str)
+
+
+def event_json(event: dict[str, Any]) -> str:
+    """An event dict as compact JSON, encoded once per event (`encoded_once`)."""
+    return encoded_once(event, "json", _json)
 
 
 def event_dict(event: RunEvent) -> dict[str, Any]:
@@ -182,6 +191,42 @@ async def db_run_state(
     return await db_call(source.state, run_id)
 
 
+class _Heartbeat:
+    """Wakes a subscriber after `seconds` without anything sent (None: never), through one
+    timer that re-arms itself from the last activity. A timeout around every wait would
+    make and cancel a timer per event per subscriber: with 1,000 streams that heap of
+    timers was a third of the hub's cost per message."""
+
+    def __init__(self, wake: asyncio.Event, seconds: float | None):
+        self._wake = wake
+        self._seconds = seconds
+        self._loop = asyncio.get_running_loop()
+        self._active_at = self._loop.time()
+        self._due = False
+        self._timer = self._loop.call_at(self._active_at + seconds, self._fire) if seconds else None
+
+    def _fire(self) -> None:
+        deadline = self._active_at + self._seconds
+        if self._loop.time() >= deadline:
+            self._due = True
+            self._wake.set()
+            deadline = self._loop.time() + self._seconds
+        self._timer = self._loop.call_at(deadline, self._fire)
+
+    def due(self) -> bool:
+        return self._due
+
+    def active(self) -> None:
+        """Something was sent (or a heartbeat): silence counts from now."""
+        self._active_at = self._loop.time()
+        self._due = False
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
 class Subscription:
     """One local subscriber's view of a run: its resume point and the batches the feed
     handed it. Use through `RunEventHub.subscribe()`."""
@@ -256,51 +301,57 @@ class Subscription:
             status, seq, kind = state
             if status in self.source.finished and kind in final_kinds and self.last_seq >= seq:
                 return
-        while True:
-            if not self._pending and not self._resync:
-                try:
-                    async with asyncio.timeout(heartbeat_seconds):
-                        await self._wake.wait()
-                except TimeoutError:
-                    yield HEARTBEAT
-                    continue
-            self._wake.clear()
-            if self._resync:
-                self._resync = False
-                async for page in self._catch_up():
-                    last_kind = page[-1]["kind"]
-                    yield page
-            out: list[dict[str, Any]] = []
-            while self._pending:
-                batch = self._pending.popleft()
-                self._pending_count -= len(batch)
-                for event in batch:
-                    seq = event.get("seq")
-                    if seq is None:
-                        out.append(event)  # a delta: live only, no place in the seq order
+        beat = _Heartbeat(self._wake, heartbeat_seconds)
+        try:
+            while True:
+                if not self._pending and not self._resync:
+                    await self._wake.wait()
+                    if beat.due() and not self._pending and not self._resync:
+                        self._wake.clear()
+                        yield HEARTBEAT
+                        beat.active()
                         continue
-                    if seq <= self.last_seq:
-                        continue  # already replayed or sent
-                    if seq > self.last_seq + 1:
-                        # A gap (dropped hint, or joined mid-way): the database has them.
-                        missing = await db_events_after(
-                            self.run_id,
-                            self.last_seq,
-                            seq - self.last_seq - 1,
-                            source=self.source,
-                        )
-                        for old in missing:
-                            if old["seq"] < seq:
-                                self.last_seq = old["seq"]
-                                last_kind = old["kind"]
-                                out.append(old)
-                    self.last_seq = seq
-                    last_kind = event["kind"]
-                    out.append(event)
-            if out:
-                yield out
-            if last_kind in final_kinds and not self._pending and not self._resync:
-                return
+                self._wake.clear()
+                if self._resync:
+                    self._resync = False
+                    async for page in self._catch_up():
+                        last_kind = page[-1]["kind"]
+                        yield page
+                        beat.active()
+                out: list[dict[str, Any]] = []
+                while self._pending:
+                    batch = self._pending.popleft()
+                    self._pending_count -= len(batch)
+                    for event in batch:
+                        seq = event.get("seq")
+                        if seq is None:
+                            out.append(event)  # a delta: live only, no place in the seq order
+                            continue
+                        if seq <= self.last_seq:
+                            continue  # already replayed or sent
+                        if seq > self.last_seq + 1:
+                            # A gap (dropped hint, or joined mid-way): the database has them.
+                            missing = await db_events_after(
+                                self.run_id,
+                                self.last_seq,
+                                seq - self.last_seq - 1,
+                                source=self.source,
+                            )
+                            for old in missing:
+                                if old["seq"] < seq:
+                                    self.last_seq = old["seq"]
+                                    last_kind = old["kind"]
+                                    out.append(old)
+                        self.last_seq = seq
+                        last_kind = event["kind"]
+                        out.append(event)
+                if out:
+                    yield out
+                    beat.active()
+                if last_kind in final_kinds and not self._pending and not self._resync:
+                    return
+        finally:
+            beat.stop()
 
 
 class _GroupReader:

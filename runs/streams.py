@@ -16,6 +16,7 @@ default, so scripts get the stored events only.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -32,7 +33,15 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from runs.event_hub import HEARTBEAT, RUN_EVENTS, EventSource, event_dict, event_json, hub
+from runs.event_hub import (
+    HEARTBEAT,
+    RUN_EVENTS,
+    EventSource,
+    encoded_once,
+    event_dict,
+    event_json,
+    hub,
+)
 from runs.models import Run
 from runs.selectors import run_events_after, run_last_event, runs_visible_to
 
@@ -59,12 +68,17 @@ class EventStreamRenderer(BaseRenderer):
         return f"event: error\ndata: {json.dumps(data, default=str)}\n\n".encode()
 
 
-def sse_format(event: dict[str, Any]) -> bytes:
-    """One SSE message. json.dumps escapes newlines, so `data:` is always one line."""
-    data = event_json(event)  # encoded once per event, shared by every stream
+def _sse(event: dict[str, Any]) -> bytes:
+    data = event_json(event)
     if event.get("seq") is None:  # a delta: no id, so it never becomes a resume point
         return f"event: {event['kind']}\ndata: {data}\n\n".encode()
     return f"id: {event['seq']}\nevent: {event['kind']}\ndata: {data}\n\n".encode()
+
+
+def sse_format(event: dict[str, Any]) -> bytes:
+    """One SSE message, built once per event and shared by every stream. json.dumps
+    escapes newlines, so `data:` is always one line."""
+    return encoded_once(event, "sse", _sse)
 
 
 async def sse_stream(
@@ -84,8 +98,11 @@ async def sse_stream(
     every connection's life bounded and predictable."""
     deadline = time.monotonic() + max_seconds
     yield f"retry: {RECONNECT_MS}\n\n".encode()
-    async with hub().subscribe(run_id, after_seq, deltas=deltas, source=source) as sub:
-        async for batch in sub.batches(heartbeat_seconds=min(heartbeat_seconds, max_seconds)):
+    async with (
+        hub().subscribe(run_id, after_seq, deltas=deltas, source=source) as sub,
+        contextlib.aclosing(sub.batches(min(heartbeat_seconds, max_seconds))) as batches,
+    ):
+        async for batch in batches:
             # All that was ready goes in one write: one send through the server per wake.
             yield b": heartbeat\n\n" if batch is HEARTBEAT else b"".join(map(sse_format, batch))
             if time.monotonic() >= deadline:

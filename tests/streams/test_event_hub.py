@@ -92,6 +92,43 @@ async def test_a_gap_in_a_batch_is_filled_from_the_database(user, make_run, monk
 
 
 @pytest.mark.django_db(transaction=True)
+async def test_a_heartbeat_comes_after_silence_and_its_timer_ends_with_the_stream(
+    user, make_run, monkeypatch
+):
+    monkeypatch.setattr(event_hub, "POLL_SECONDS", 60)  # only our pushes wake it
+    run = await sync_to_async(make_run)(user, ["run.started"])
+    hub = event_hub.RunEventHub()
+    loop = asyncio.get_running_loop()
+
+    def heartbeat_timers() -> int:
+        # The loop's scheduled callbacks that are a live subscription's heartbeat.
+        return sum(
+            1
+            for handle in loop._scheduled
+            if not handle.cancelled()
+            and isinstance(getattr(handle._callback, "__self__", None), event_hub._Heartbeat)
+        )
+
+    async with hub.subscribe(run.pk) as sub:
+        stream = sub.stream(heartbeat_seconds=0.3)
+        assert [e["seq"] for e in await take(stream, 1)] == [1]
+        # Events every 0.1 s for 0.8 s: silence never lasts 0.3 s, so no heartbeat.
+        got = []
+        for seq in range(2, 10):
+            sub.push([{"seq": seq, "kind": "stage.progress", "stage": "", "payload": {}}])
+            got.append(await asyncio.wait_for(anext(stream), 1))
+            await asyncio.sleep(0.1)
+        assert [e["seq"] for e in got] == list(range(2, 10))
+        assert heartbeat_timers() == 1  # one timer re-armed, not one per event
+        started = loop.time()
+        assert await asyncio.wait_for(anext(stream), 2) is event_hub.HEARTBEAT
+        # 0.3 s after the last event was handed over (0.1 s of it slept above).
+        assert 0.1 <= loop.time() - started <= 1.0
+        await stream.aclose()
+        assert heartbeat_timers() == 0
+
+
+@pytest.mark.django_db(transaction=True)
 async def test_a_stalled_subscriber_drops_its_queue_and_rereads(user, make_run, monkeypatch):
     monkeypatch.setattr(event_hub, "MAX_PENDING", 3)
     monkeypatch.setattr(event_hub, "POLL_SECONDS", 60)

@@ -291,6 +291,8 @@ def test_an_event_is_encoded_once_however_many_streams_send_it(monkeypatch):
     }
     assert event_hub.event_json(event) == real(event, separators=(",", ":"))
     assert len(calls) == 1
+    # The SSE frame itself is built once too: every stream sends the same bytes object.
+    assert sse_format(event) is sse_format(event)
     # An equal but different dict (another event) is encoded on its own.
     assert event_hub.event_json(dict(event)) == event_hub.event_json(event)
     assert len(calls) == 2
