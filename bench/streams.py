@@ -1,10 +1,12 @@
 """Issue 3, section 5: event commit-to-receipt latency over SSE and WebSocket.
 
-    uv run python -m bench.streams [--subscribers 1,100,1000] [--events 40] [--no-write]
+    uv run python -m bench.streams [--servers daphne,uvicorn] [--subscribers 1,100,1000]
+                                   [--events 40] [--no-write]
 
-Services mode: PostgreSQL, Redis (channels_redis) and ONE daphne process serving
-`tekton_site.asgi`. For each transport and each subscriber count, N clients (spread over
-a few client processes so the client side is not the bottleneck) follow one run; once all
+Services mode: PostgreSQL, Redis (channels_redis) and ONE server process at a time
+(daphne, then uvicorn; `--servers`) serving `tekton_site.asgi`. For each server,
+transport and subscriber count, N clients (spread over a few client processes, and lean,
+so the client side takes as little of the machine as it can) follow one run; once all
 are connected, an emitter process records `--events` events with `runs.events.event_record`
 (each payload carries the wall time taken just before the record call, so the latency
 counts the insert and the commit too), then `run.finished`. Every client notes the
@@ -37,9 +39,13 @@ from tests.integration.harness import (
     Services,
     manage,
 )
-from tests.streams.live import AsgiServer, user_token
+from tests.streams.live import SERVERS, UVICORN_FLAGS, AsgiServer, user_token
 
 CLIENT_PROCESSES = 4
+SERVER_NOTE = (
+    "daphne as `manage.py runserver` runs it; uvicorn as the production web process of "
+    f"docs/deploy runs it, `{' '.join(UVICORN_FLAGS)}`"
+)
 
 _CREATE_RUN = """
 from django.contrib.auth import get_user_model
@@ -252,6 +258,7 @@ def main(argv: list[str] | None = None) -> None:
     client.add_argument("--run", type=int, required=True)
     client.add_argument("--token", required=True)
     client.add_argument("--timeout", type=float, default=300)
+    parser.add_argument("--servers", default="daphne,uvicorn", help="comma-separated")
     parser.add_argument("--subscribers", default="1,100,1000")
     parser.add_argument("--transports", default="sse,ws")
     parser.add_argument("--events", type=int, default=40)
@@ -263,71 +270,91 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     counts = [int(x) for x in args.subscribers.split(",") if x.strip()]
+    servers = [x.strip() for x in args.servers.split(",") if x.strip()]
+    for name in servers:
+        if name not in SERVERS:
+            parser.error(f"--servers: unknown server {name!r} (one of {', '.join(SERVERS)})")
     work = Path(tempfile.mkdtemp(prefix="tekton-bench-streams-"))
     services = Services.create(
         work_dir=work,
         extra_env={"TEKTON_LOG_LEVEL": "WARNING"},
     )
     rows = []
-    server = None
+    peaks: dict[str, int | None] = {}
     try:
         services.migrate()
-        server = AsgiServer(
-            env={**services.env, "TEKTON_METRICS_TOKEN": METRICS_TOKEN},
-            log_path=work / "daphne.log",
-        )
-        server.wait_ready()
         username = "bench-streams"
         token = user_token(services.env, username)
-        for transport in args.transports.split(","):
-            for n in counts:
-                row = _measure(
-                    server,
-                    services.env,
-                    token,
-                    username,
-                    transport,
-                    n,
-                    args.events,
-                    args.interval_ms / 1000,
-                )
-                rows.append(row)
-                print(
-                    f"{transport:>3} {n:>5} subscribers: p50 {row['p50_ms']:.1f} ms, "
-                    f"p95 {row['p95_ms']:.1f} ms, max {row['max_ms']:.1f} ms, "
-                    f"received {row['received']}, lost {row['lost']}; CPU server "
-                    f"{row['server_cpu_s']:.2f} s, clients {row['clients_cpu_s']:.2f} s"
-                    + (f", errors {row['errors']}" if row["errors"] else ""),
-                    flush=True,
-                )
-        peak = server.vm_hwm_kb()
+        for name in servers:
+            server = AsgiServer(
+                env={**services.env, "TEKTON_METRICS_TOKEN": METRICS_TOKEN},
+                log_path=work / f"{name}.log",
+                server=name,
+            )
+            try:
+                server.wait_ready()
+                for transport in args.transports.split(","):
+                    for n in counts:
+                        row = _measure(
+                            server,
+                            services.env,
+                            token,
+                            username,
+                            transport,
+                            n,
+                            args.events,
+                            args.interval_ms / 1000,
+                        )
+                        row["server"] = name
+                        rows.append(row)
+                        print(
+                            f"{name:>7} {transport:>3} {n:>5} subscribers: "
+                            f"p50 {row['p50_ms']:.1f} ms, p95 {row['p95_ms']:.1f} ms, "
+                            f"max {row['max_ms']:.1f} ms, received {row['received']}, "
+                            f"lost {row['lost']}; CPU server {row['server_cpu_s']:.2f} s, "
+                            f"clients {row['clients_cpu_s']:.2f} s"
+                            + (f", errors {row['errors']}" if row["errors"] else ""),
+                            flush=True,
+                        )
+                peaks[name] = server.vm_hwm_kb()
+            finally:
+                server.stop()
     finally:
-        if server is not None:
-            server.stop()
         services.close()
-    print(f"daphne peak RSS: {peak / 1024:.0f} MB" if peak else "daphne peak RSS: n/a")
+    for name, peak in peaks.items():
+        print(f"{name} peak RSS: {peak / 1024:.0f} MB" if peak else f"{name} peak RSS: n/a")
     if args.no_write:
         return
     lines = [
         "## Live event streams: commit to receipt (issue 3, section 5)",
         "",
-        f"`uv run python -m bench.streams --subscribers {args.subscribers} --events {args.events}"
-        f" --interval-ms {args.interval_ms:g}` on {machine()}; services mode (PostgreSQL, "
-        "Redis channel layer), one daphne process; clients in "
-        f"{CLIENT_PROCESSES} processes on the same machine. Latency runs from just before "
-        "`event_record` (insert + commit + publish) to the client's receipt, over every "
-        f"(subscriber, event) pair; {args.events} events {args.interval_ms:g} ms apart plus "
-        "`run.finished`. Targets: p95 <= 50 ms at 100, <= 250 ms at 1,000, 0 lost.",
+        f"`uv run python -m bench.streams --servers {args.servers} --subscribers "
+        f"{args.subscribers} --events {args.events} --interval-ms {args.interval_ms:g}` on "
+        f"{machine()}; services mode (PostgreSQL, Redis channel layer), one server process at "
+        f"a time ({SERVER_NOTE}); clients in {CLIENT_PROCESSES} processes on the same "
+        "machine, SSE read as raw HTTP/1.0 streams, WebSocket with `websockets`. Latency "
+        "runs from just before `event_record` (insert + commit + publish) to the client's "
+        f"receipt, over every (subscriber, event) pair; {args.events} events "
+        f"{args.interval_ms:g} ms apart plus `run.finished`. CPU: the server's and the "
+        "clients' from the first event to the last client's end (connection teardown "
+        "included). Targets: p95 <= 50 ms at 100, <= 250 ms at 1,000, 0 lost.",
         "",
-        "| transport | subscribers | p50 ms | p95 ms | max ms | received | lost |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| server | transport | subscribers | p50 ms | p95 ms | max ms | received | lost "
+        "| server CPU s | clients CPU s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['transport'].upper()} | {r['subscribers']} | {r['p50_ms']:.1f} | "
-            f"{r['p95_ms']:.1f} | {r['max_ms']:.1f} | {r['received']} | {r['lost']} |"
+            f"| {r['server']} | {r['transport'].upper()} | {r['subscribers']} | "
+            f"{r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['max_ms']:.1f} | {r['received']} | "
+            f"{r['lost']} | {r['server_cpu_s']:.2f} | {r['clients_cpu_s']:.2f} |"
         )
-    lines += ["", f"daphne peak resident memory: {peak / 1024:.0f} MB." if peak else ""]
+    lines += [
+        "",
+        "Peak resident memory: "
+        + ", ".join(f"{name} {peak / 1024:.0f} MB" for name, peak in peaks.items() if peak)
+        + ".",
+    ]
     doc_section_write("streams", "\n".join(lines))
 
 

@@ -19,7 +19,7 @@ from urllib.parse import parse_qs
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from runs.event_hub import HEARTBEAT, db_call, event_json, hub
+from runs.event_hub import db_call, event_json, hub
 from runs.selectors import run_is_visible
 
 logger = logging.getLogger("tekton.runs.streams")
@@ -90,9 +90,14 @@ class RunEventsConsumer(AsyncJsonWebsocketConsumer):
 
     async def _forward(self, run_id: int, after_seq: int, deltas: bool = False) -> None:
         try:
-            async with hub().subscribe(run_id, after_seq, deltas=deltas) as sub:
-                async for event in sub.stream(heartbeat_seconds=None):
-                    if event is not HEARTBEAT:
+            async with (
+                hub().subscribe(run_id, after_seq, deltas=deltas) as sub,
+                contextlib.aclosing(sub.batches()) as batches,
+            ):
+                # Batches, not `stream()`: one generator step fewer per message, which
+                # 1,000 sockets of a run pay on every event.
+                async for batch in batches:
+                    for event in batch:
                         await self.send(text_data=event_json(event))
             await self.close(code=1000)
         except asyncio.CancelledError:

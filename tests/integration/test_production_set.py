@@ -1,11 +1,13 @@
-"""The production-like process set, for real: daphne (not runserver) serving the pages with
-their collected static files, two Celery worker processes, artifacts in an S3-compatible
+"""The production-like process set, for real: uvicorn as docs/deploy runs it (not runserver)
+serving the pages with their collected static files and a run's streams, two Celery
+worker processes, artifacts in an S3-compatible
 server (moto, on loopback) written by a worker and downloaded through the web process,
 spans received by an OTLP receiver on loopback, /metrics scraped from the web process and
 from each worker's own exporter. One process set for the whole module."""
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Iterator
@@ -19,7 +21,7 @@ import pytest
 from tests.conftest import S3_ENV
 from tests.integration.harness import Services, Worker, make_git_repo, wait_for
 from tests.integration.otlp import OtlpReceiver
-from tests.streams.live import AsgiServer, free_port, user_token
+from tests.streams.live import UVICORN_FLAGS, AsgiServer, free_port, user_token
 
 METRICS_TOKEN = "production-set-metrics-token"
 
@@ -62,7 +64,7 @@ def prod(services: Services, s3_server: str, tmp_path_factory) -> Iterator[Proce
         "OTEL_BSP_SCHEDULE_DELAY": "100",
         "TEKTON_OFFLINE_LATENCY_MS": "5",
     }
-    web = AsgiServer(env=env, log_path=work / "daphne.log")
+    web = AsgiServer(env=env, log_path=work / "web.log", server="uvicorn")
     ports = [free_port(), free_port()]
     workers = []
     try:
@@ -111,7 +113,7 @@ def finished_run(prod: ProcessSet) -> dict:
     return run
 
 
-def test_daphne_serves_the_pages_with_their_static_files(prod: ProcessSet):
+def test_the_web_process_serves_the_pages_with_their_static_files(prod: ProcessSet):
     base = prod.web.base_url
     page = httpx.get(base + "/accounts/login/").text
     assets = re.findall(r'(?:href|src)="(/static/[^"]+\.[0-9a-f]{12}\.(?:css|js))"', page)
@@ -215,3 +217,41 @@ def test_metrics_are_scraped_from_the_web_process_and_each_worker(prod, finished
             )
         )  # fmt: skip
     assert calls >= 4 * 7  # four stages, seven calls each, counted by the workers
+
+
+def test_the_web_process_streams_a_run_over_sse_and_an_uncompressed_websocket(prod, finished_run):
+    import asyncio
+
+    import websockets
+
+    run_id = finished_run["id"]
+    headers = {"Authorization": f"Bearer {prod.token}", "Accept": "text/event-stream"}
+    with httpx.stream(
+        "GET", f"{prod.web.base_url}/api/runs/{run_id}/events", headers=headers, timeout=30
+    ) as answer:
+        assert answer.status_code == 200
+        kinds = [ln.split(": ", 1)[1] for ln in answer.iter_lines() if ln.startswith("event: ")]
+    assert kinds[0] == "run.started" and kinds[-1] == "run.finished"
+
+    async def over_websocket() -> tuple[str | None, list[str]]:
+        uri = f"{prod.web.ws_url}/ws/runs/{run_id}/?token={prod.token}"
+        # The client offers per-message compression, as browsers do; the server declines.
+        async with websockets.connect(uri, origin=prod.web.base_url) as ws:
+            extensions = ws.response.headers.get("Sec-WebSocket-Extensions")
+            return extensions, [json.loads(text)["kind"] async for text in ws]
+
+    extensions, ws_kinds = asyncio.run(over_websocket())
+    assert extensions is None
+    assert ws_kinds == kinds
+
+
+@pytest.mark.parametrize("path", ["docs/deploy/Procfile", "docs/deploy/systemd/tekton-web.service"])
+def test_the_deploy_files_run_the_web_process_this_module_tests(path):
+    from tests.integration.harness import PROJECT_DIR
+
+    line = next(
+        ln for ln in (PROJECT_DIR / path).read_text().splitlines()
+        if ln.startswith(("web:", "ExecStart="))
+    )  # fmt: skip
+    assert "uvicorn" in line and line.endswith("tekton_site.asgi:application")
+    assert " ".join(UVICORN_FLAGS) in line

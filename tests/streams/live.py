@@ -1,5 +1,5 @@
-"""A real ASGI server (daphne) subprocess and small clients for it: shared by the live-server
-tests and bench/streams.py. Plain Python, no pytest, no Django import."""
+"""A real ASGI server subprocess (daphne, or uvicorn) and small clients for it: shared by
+the live-server tests and bench/streams.py. Plain Python, no pytest, no Django import."""
 
 from __future__ import annotations
 
@@ -34,26 +34,44 @@ def redis_down_layers() -> dict:
     }
 
 
-class AsgiServer:
-    """`daphne -b 127.0.0.1 -p PORT tekton_site.asgi:application` in its own process group."""
+SERVERS = ("daphne", "uvicorn")
+# The production web process's flags (docs/deploy: the Procfile and tekton-web.service
+# carry the same, a test holds them together): uvloop and httptools, WebSockets without
+# per-message compression (compressing each event once per socket is what 1,000 sockets
+# of a run cannot afford).
+UVICORN_FLAGS = (
+    "--loop", "uvloop", "--http", "httptools", "--ws", "websockets-sansio",
+    "--ws-per-message-deflate", "false", "--proxy-headers", "--no-access-log",
+)  # fmt: skip
 
-    def __init__(self, *, env: Mapping[str, str], log_path: Path):
+
+def server_command(server: str, port: int) -> list[str]:
+    """The command line of `server` serving tekton_site.asgi on 127.0.0.1:`port`: daphne
+    as `manage.py runserver` runs it, or uvicorn as the production web process does."""
+    app = "tekton_site.asgi:application"
+    if server == "daphne":
+        return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), app]
+    if server == "uvicorn":
+        return [
+            sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port),
+            *UVICORN_FLAGS, app,
+        ]  # fmt: skip
+    raise ValueError(f"unknown server {server!r}: one of {', '.join(SERVERS)}")
+
+
+class AsgiServer:
+    """`daphne -b 127.0.0.1 -p PORT tekton_site.asgi:application` (or `server="uvicorn"`)
+    in its own process group."""
+
+    def __init__(self, *, env: Mapping[str, str], log_path: Path, server: str = "daphne"):
+        self.server = server
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}"
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "daphne",
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                "tekton_site.asgi:application",
-            ],
+            server_command(server, self.port),
             cwd=PROJECT_DIR,
             env=dict(env),
             stdout=self._log,
@@ -72,7 +90,7 @@ class AsgiServer:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(
-                    f"daphne exited with {self.proc.returncode}:\n{self.log_text()[-4000:]}"
+                    f"{self.server} exited with {self.proc.returncode}:\n{self.log_text()[-4000:]}"
                 )
             try:
                 if httpx.get(self.base_url + "/healthz", timeout=1).status_code == 200:
@@ -80,7 +98,9 @@ class AsgiServer:
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
-        raise RuntimeError(f"daphne not ready after {timeout:.0f} s:\n{self.log_text()[-4000:]}")
+        raise RuntimeError(
+            f"{self.server} not ready after {timeout:.0f} s:\n{self.log_text()[-4000:]}"
+        )
 
     def vm_hwm_kb(self) -> int | None:
         try:
