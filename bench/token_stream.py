@@ -1,9 +1,11 @@
 """Issue 11, section 5: a streamed token's way from the provider to a subscriber.
 
-    uv run python -m bench.token_stream [--runs 1,100] [--latency-ms 1000] [--no-write]
+    uv run python -m bench.token_stream [--runs 1,100] [--latency-ms 1000] [--server uvicorn]
+                                        [--no-write]
 
 Services mode: PostgreSQL, Redis (channels_redis), `--workers` real Celery worker
-processes (threads pool) and ONE daphne process serving `tekton_site.asgi`. Each run is
+processes (threads pool) and ONE web process serving `tekton_site.asgi` (uvicorn as the
+production web process runs it, or `--server daphne`). Each run is
 the plan stage alone (a full debate: 3 debaters x 3 rounds + the mediator) on the offline
 backend, which streams every answer in 12 pieces spread over `--latency-ms`; with
 TEKTON_OFFLINE_STREAM_STAMPS=1 each piece starts with the wall time it left the provider
@@ -47,7 +49,7 @@ from bench.common import (
 from swarm.deltas import HOLD_CHARS
 from swarm.redact import open_tail_start
 from tests.integration.harness import PROJECT_DIR, Services, Worker, manage, wait_for
-from tests.streams.live import AsgiServer, user_token
+from tests.streams.live import SERVERS, AsgiServer, user_token
 
 CLIENT_PROCESSES = 3
 TRANSPORTS = ("sse", "ws", "tui")
@@ -459,7 +461,7 @@ def _batch_run(
         "commits_per_run": (after["xact_commit"] - before["xact_commit"]) / n,
         "events_per_run": rows["events"] / n,
         "calls_per_run": rows["calls"] / n,
-        "cpu_daphne_s": cpu[server.proc.pid],
+        "cpu_server_s": cpu[server.proc.pid],
         "cpu_workers_s": sum(v for p, v in cpu.items() if p != server.proc.pid),
         "cpu_clients_s": client_cpu,
         "connections": peak,
@@ -494,6 +496,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--no-monitor", action="store_true", help="no Redis MONITOR (no layer message count)"
     )
+    parser.add_argument("--server", choices=SERVERS, default="uvicorn", help="the web process")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
     if args.cmd == "client":
@@ -543,7 +546,9 @@ def main(argv: list[str] | None = None) -> None:
         for worker in workers:
             worker.wait_ready()
         server = AsgiServer(
-            env={**svc.env, "TEKTON_METRICS_TOKEN": METRICS_TOKEN}, log_path=work / "daphne.log"
+            env={**svc.env, "TEKTON_METRICS_TOKEN": METRICS_TOKEN},
+            log_path=work / f"{args.server}.log",
+            server=args.server,
         )
         server.wait_ready()
         username = "bench-tokens"
@@ -579,8 +584,8 @@ def main(argv: list[str] | None = None) -> None:
                     f"{row['succeeded']}/{n} succeeded in {row['wall_s']:.1f} s; "
                     f"layer {row['layer_sends'] / row['layer_seconds']:.0f} msg/s "
                     f"({row['layer_delta_sends']} deltas); writes/run {row['writes_per_run']:.0f}, "
-                    f"events/run {row['events_per_run']:.0f}; CPU daphne "
-                    f"{row['cpu_daphne_s']:.1f} s, workers {row['cpu_workers_s']:.1f} s, "
+                    f"events/run {row['events_per_run']:.0f}; CPU {args.server} "
+                    f"{row['cpu_server_s']:.1f} s, workers {row['cpu_workers_s']:.1f} s, "
                     f"clients {row['cpu_clients_s']:.1f} s; "
                     f"load {row['load'][0]:.1f}->{row['load'][1]:.1f}"
                     + (f"\n     {lat}" if lat else "")
@@ -624,7 +629,7 @@ def _doc(args, rows: list[dict], transports: list[str]) -> str:
             else "`channels_redis.pubsub.RedisPubSubChannelLayer`, bench/pubsub_settings.py"
         )
         + f"), {args.workers} Celery "
-        f"worker process(es) with {args.concurrency} threads, one daphne process; each run is "
+        f"worker process(es) with {args.concurrency} threads, one {args.server} process; each run is "
         "the plan stage alone (10 LLM calls, 4 sequential steps) on the offline backend, "
         f"{args.latency_ms} ms a call streamed in 12 pieces. Every run has one subscriber per "
         "transport, in 3 client processes on the same machine. Latency runs from the wall "
@@ -653,7 +658,7 @@ def _doc(args, rows: list[dict], transports: list[str]) -> str:
         "of the piece that took the text that far; *held back* = gate - stamp (set by the "
         "provider's pace: here one piece every "
         f"{args.latency_ms / 12:.0f} ms), *path* = arrival - gate (the 50 ms coalescer, "
-        "the channel layer, the hub in daphne, the transport and the client).",
+        "the channel layer, the hub in the web process, the transport and the client).",
         "",
         "| runs | held back p50 ms | held back p95 ms | path p50 ms | path p95 ms |",
         "|---:|---:|---:|---:|---:|",
@@ -675,7 +680,7 @@ def _doc(args, rows: list[dict], transports: list[str]) -> str:
         "(`pg_stat_database`), per run.",
         "",
         "| runs | streaming | wall s | layer msg/s | of which delta msgs | DB row writes / run "
-        "| commits / run | RunEvent rows / run | LlmCall rows / run | CPU s: workers, daphne, clients |",
+        "| commits / run | RunEvent rows / run | LlmCall rows / run | CPU s: workers, web process, clients |",
         "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in (r for r in rows if r["monitor"]):
@@ -684,7 +689,7 @@ def _doc(args, rows: list[dict], transports: list[str]) -> str:
             f"{r['layer_sends'] / r['layer_seconds']:.0f} | {r['layer_delta_sends']} | "
             f"{r['writes_per_run']:.0f} | {r['commits_per_run']:.0f} | "
             f"{r['events_per_run']:.0f} | {r['calls_per_run']:.0f} | "
-            f"{r['cpu_workers_s']:.1f}, {r['cpu_daphne_s']:.1f}, {r['cpu_clients_s']:.1f} |"
+            f"{r['cpu_workers_s']:.1f}, {r['cpu_server_s']:.1f}, {r['cpu_clients_s']:.1f} |"
         )
     lines += ["", "Row writes per run by table (`pg_stat_user_tables`):", ""]
     for r in (r for r in rows if r["monitor"]):
