@@ -7,6 +7,7 @@ from each worker's own exporter. One process set for the whole module."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import uuid
@@ -17,9 +18,10 @@ from pathlib import Path
 import boto3
 import httpx
 import pytest
+import websockets
 
 from tests.conftest import S3_ENV
-from tests.integration.harness import Services, Worker, make_git_repo, wait_for
+from tests.integration.harness import PROJECT_DIR, Services, Worker, make_git_repo, wait_for
 from tests.integration.otlp import OtlpReceiver
 from tests.streams.live import UVICORN_FLAGS, AsgiServer, free_port, user_token
 
@@ -220,10 +222,6 @@ def test_metrics_are_scraped_from_the_web_process_and_each_worker(prod, finished
 
 
 def test_the_web_process_streams_a_run_over_sse_and_an_uncompressed_websocket(prod, finished_run):
-    import asyncio
-
-    import websockets
-
     run_id = finished_run["id"]
     headers = {"Authorization": f"Bearer {prod.token}", "Accept": "text/event-stream"}
     with httpx.stream(
@@ -247,8 +245,6 @@ def test_the_web_process_streams_a_run_over_sse_and_an_uncompressed_websocket(pr
 
 @pytest.mark.parametrize("path", ["docs/deploy/Procfile", "docs/deploy/systemd/tekton-web.service"])
 def test_the_deploy_files_run_the_web_process_this_module_tests(path):
-    from tests.integration.harness import PROJECT_DIR
-
     line = next(
         ln for ln in (PROJECT_DIR / path).read_text().splitlines()
         if ln.startswith(("web:", "ExecStart="))
