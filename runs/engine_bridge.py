@@ -10,9 +10,10 @@ is answered by the calling thread from the ledger (runs/budgets.py), and a settl
 handled after the events before it, so a call's usage is recorded before its
 reservation is released.
 
-Streamed text (AgentDelta) takes another way: it is coalesced here (swarm.deltas, every
-50 ms at most) and handed to `publish`, never recorded. Pending text goes out before each
-batch of recorded events, so a call's deltas precede its stored message.
+Streamed text (AgentDelta) takes another way: it is coalesced and handed to `publish` in
+the engine thread (swarm.deltas.DeltaRelay, every 50 ms at most), never recorded, so a
+streamed piece does not wake the recording thread. Pending text goes out before the
+engine hands over each event to store, so a call's deltas precede its stored message.
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ from swarm.context import (
     StageWork,
 )
 from swarm.debate import Completer, stage_run
-from swarm.deltas import DeltaCoalescer
-from swarm.events import AgentDelta, EngineEvent
+from swarm.deltas import DeltaRelay
+from swarm.events import EngineEvent
 from swarm.redact import redact
 from swarm.repo import patch_check
 from tekton_site.db import connection_release, is_pooled, pool_timeout_reason
@@ -214,6 +215,10 @@ def _engine_run(
         cost_capped=limit_cost is not None,
     )
 
+    # Published only while the stage is still this claim's: the recording thread sets
+    # `stop` once the lease is lost or the run stopped.
+    relay = DeltaRelay(inbox.put, publish, stop.is_set)
+
     def engine_thread() -> None:
         try:
             box["outcome"] = asyncio.run(
@@ -221,7 +226,7 @@ def _engine_run(
                     inp,
                     cfg,
                     completer=completer,
-                    emit=inbox.put,
+                    emit=relay.emit,
                     is_cancelled=stop.is_set,
                     patch_check=patch_check,
                     work=work,
@@ -231,6 +236,7 @@ def _engine_run(
         except BaseException as exc:  # handed to the recording thread, which decides
             box["error"] = exc
         finally:
+            relay.close()
             inbox.put(_END)
 
     # The engine thread runs in a copy of this context: its spans are the stage span's.
@@ -244,14 +250,8 @@ def _engine_run(
     every = float(settings.TEKTON_HEARTBEAT_SECONDS)
     last = time.monotonic()
     state = "ok"
-    deltas = DeltaCoalescer()
     pooled = is_pooled()
     used_at = time.monotonic()  # the reads above
-
-    def deltas_flush(now: bool) -> None:
-        out = deltas.flush(now=now)
-        if out and publish is not None and state == "ok":
-            publish(out)
 
     batch: list[Any] = []  # events to store, held up to BATCH_LINGER_S from the first
     first_at = 0.0
@@ -259,7 +259,6 @@ def _engine_run(
     def batch_record() -> None:
         nonlocal batch, used_at
         if batch and state != "lost":
-            deltas_flush(True)  # the text before the events that follow it
             _waiting_for_the_pool(lambda b=batch: record(b), stage)
             used_at = time.monotonic()
         batch = []
@@ -267,9 +266,6 @@ def _engine_run(
     try:
         while True:
             wait = max(0.01, every - (time.monotonic() - last))
-            due = deltas.due_in()
-            if due is not None:
-                wait = min(wait, max(0.005, due))
             if batch:
                 wait = min(wait, max(0.001, BATCH_LINGER_S - (time.monotonic() - first_at)))
             if pooled and connection.connection is not None:
@@ -287,9 +283,7 @@ def _engine_run(
             except queue.Empty:
                 item = None
             while item is not None and item is not _END:
-                if isinstance(item, AgentDelta):
-                    deltas.add(item)
-                elif isinstance(item, _Reserve | _Settle):
+                if isinstance(item, _Reserve | _Settle):
                     # In order: the events before it (a settled call's usage) first.
                     batch_record()
                     _budget_answer(item, stage, token, lost=state == "lost")
@@ -302,13 +296,10 @@ def _engine_run(
                     item = inbox.get_nowait()
                 except queue.Empty:
                     item = None
-            # Calls that end together (a round's three debaters) are stored in one batch,
-            # streamed text or not: the pieces that wake this loop in between must not
-            # split them into more transactions (the writes per run stay as without it).
+            # Calls that end together (a round's three debaters) are stored in one batch
+            # (the writes per run stay as without streaming).
             if batch and (item is _END or time.monotonic() - first_at >= BATCH_LINGER_S):
                 batch_record()
-            else:
-                deltas_flush(item is _END)
             if item is _END:
                 break
             if time.monotonic() - last >= every:

@@ -234,7 +234,10 @@ def deltas_publish(*, run_id: int, items: list[tuple[str, dict[str, Any]]]) -> N
     if not items:
         return
     rows = [{"run_id": run_id, "stage": stage, "payload": payload} for stage, payload in items]
-    if _caller_loop():
+    # The outbox serves any thread, an engine's event loop included (swarm.deltas.DeltaRelay
+    # publishes from there); only a sync_to_async thread of the ASGI server's loop sends
+    # on that loop, where its in-memory layer lives.
+    if _server_loop_caller():
         # A thread of the ASGI server's loop (no engine runs there today): send as it is.
         problem = group_messages_send([(deltas_group(), deltas_message(rows))])
         if problem:
@@ -385,6 +388,11 @@ def _caller_loop() -> bool:
         return True  # async_to_sync refuses; keep its error as it was
     except RuntimeError:
         pass
+    return _server_loop_caller()
+
+
+def _server_loop_caller() -> bool:
+    """Whether this is a sync_to_async thread of a running ASGI server's loop."""
     if getattr(SyncToAsync.threadlocal, "main_event_loop_pid", None) != os.getpid():
         return False
     loop = getattr(SyncToAsync.threadlocal, "main_event_loop", None)

@@ -1,7 +1,10 @@
 """DeltaCoalescer: pieces joined per call and let out at most every interval, a tail held
-back so a key split across pieces is still redacted, discards only for published text."""
+back so a key split across pieces is still redacted, discards only for published text;
+DeltaRelay: the coalescing done on the engine's loop, events passed on after the text."""
 
-from swarm.deltas import DeltaCoalescer
+import asyncio
+
+from swarm.deltas import DeltaCoalescer, DeltaRelay
 from swarm.events import AgentDelta
 
 
@@ -155,3 +158,64 @@ def test_redacting_only_what_changed_gives_what_redacting_everything_gives():
             call.reader.feed(whole[i : i + step])
             i += step
             assert call.redacted() == redact(call.reader.text), (trial, call.reader.text)
+
+
+# --- DeltaRelay: the engine's side -------------------------------------------------------
+
+
+def _relay(stopped=lambda: False, interval=0.05):
+    stored: list = []
+    sent: list[list] = []
+    relay = DeltaRelay(
+        stored.append, sent.append, stopped, DeltaCoalescer(interval=interval, hold=0)
+    )
+    return relay, stored, sent
+
+
+def test_the_relay_publishes_pieces_on_its_own_timer_and_stores_only_events():
+    relay, stored, sent = _relay()
+
+    async def engine():
+        await asyncio.sleep(0.06)  # the call's first words, an interval after the start
+        relay.emit(piece("Rollback "))  # due at once: published on the spot
+        for word in ["is ", "untested"]:
+            relay.emit(piece(word))
+        assert [published(out) for out in sent] == ["Rollback "]
+        await asyncio.sleep(0.12)  # the timer lets the rest out after the interval
+
+    asyncio.run(engine())
+    assert [published(out) for out in sent] == ["Rollback ", "is untested"]
+    assert stored == []  # no piece reached the thread that stores events
+
+
+def test_the_relay_publishes_waiting_text_before_the_event_that_follows_it():
+    relay, stored, sent = _relay(interval=10)
+    order: list[str] = []
+    relay._put = lambda e: order.append(f"stored {e}")
+    relay._publish = lambda out: order.append(f"published {published(out)}")
+
+    async def engine():
+        relay.emit(piece("First "))
+        relay.emit(piece("words"))  # held: the interval is not up
+        relay.emit("llm.call.done")
+
+    asyncio.run(engine())
+    assert order == ["published First words", "stored llm.call.done"]
+
+
+def test_a_stopped_relay_publishes_nothing_and_close_sends_what_is_left():
+    stop = {"now": False}
+    relay, stored, sent = _relay(stopped=lambda: stop["now"], interval=10)
+
+    async def engine():
+        relay.emit(piece("Kept "))
+        relay.emit(piece("back"))
+
+    asyncio.run(engine())
+    assert sent == []  # held: the interval is not up
+    relay.close()  # after the loop closed: the timer is cancelled, the text goes
+    assert [published(out) for out in sent] == ["Kept back"]
+    stop["now"] = True
+    relay.emit(piece("late", call="c2"))
+    relay.close()
+    assert len(sent) == 1
