@@ -79,6 +79,26 @@ class Labeller:
 
 _EVERY_PATTERN = (*(p for _, p in _PATTERNS), _ASSIGNMENT, _CARD, _PHONE)
 _CACHED_MAX_CHARS = 4096
+# Every name _ASSIGNMENT takes contains one of these. Its lazy scan of every word is two
+# thirds of a search for all the patterns, so text without any of them is not scanned;
+# casefold() maps what its IGNORECASE also takes for these letters (K for k, ſ for s).
+_ASSIGNMENT_WORDS = ("key", "secret", "token", "passw")
+
+
+def _may_assign(text: str, pos: int = 0) -> bool:
+    """Whether _ASSIGNMENT could match in text[pos:]."""
+    folded = (text[pos:] if pos else text).casefold()
+    return any(word in folded for word in _ASSIGNMENT_WORDS)
+
+
+def _any_match(text: str, pos: int = 0) -> bool:
+    """Whether some pattern matches wholly in text[pos:] (seeing the text before pos)."""
+    for p in _EVERY_PATTERN:
+        if p is _ASSIGNMENT and not _may_assign(text, pos):
+            continue
+        if p.search(text, pos):
+            return True
+    return False
 
 
 @functools.cache
@@ -104,16 +124,30 @@ def grown_clean(text: str, since: int, final: bool = False) -> int | None:
     a second of a run's CPU went to redacting each call's whole answer at every flush.
     With `final` (no more text will come) only whole matches are looked for: the partial
     search, two thirds of the cost, answers a question a finished text no longer asks."""
-    if any(p.search(text, since) for p in _EVERY_PATTERN):
+    if _any_match(text, since):
         return None
     first = len(text)
     if final:
         return first
-    for pattern in _partial_patterns():
-        m = pattern.search(text, since, partial=True)  # no whole match: a partial one
+    # Without one of its words after `since`, an assignment can only be part-way through
+    # its name, which runs to the end: it begins in the text's last run of name letters.
+    assign_from = since if _may_assign(text, since) else _trailing_name(text, since)
+    for pattern, plain in zip(_partial_patterns(), _EVERY_PATTERN, strict=True):
+        pos = assign_from if plain is _ASSIGNMENT else since
+        m = pattern.search(text, pos, partial=True)  # no whole match: a partial one
         if m is not None and m.start() < first:
             first = m.start()
     return first
+
+
+_NAME_RUN = re.compile(r"(?i)[a-z0-9_]+\Z")  # the class of _ASSIGNMENT's names
+
+
+def _trailing_name(text: str, since: int) -> int:
+    """Where the run of name letters that ends `text` begins (at `since` at the earliest;
+    len(text) when the text ends in something else)."""
+    m = _NAME_RUN.search(text, since)
+    return m.start() if m else len(text)
 
 
 def open_tail_start(text: str, window: int) -> int:
@@ -141,7 +175,7 @@ def open_tail_start(text: str, window: int) -> int:
 def _is_clean(text: str) -> bool:
     """No pattern matches at all, so redaction would return the text as it is. Cached:
     prompts carry the same earlier artifacts to every call of a run."""
-    return not any(p.search(text) for p in _EVERY_PATTERN)
+    return not _any_match(text)
 
 
 def _redact_text(text: str, label: Callable[[str, str], str]) -> str:
@@ -156,7 +190,8 @@ def _redact_text(text: str, label: Callable[[str, str], str]) -> str:
             return m.group(0)
         return f"{m.group(1)}{m.group(2)}{m.group(3)}{label('SECRET', value)}{m.group(3)}"
 
-    text = _ASSIGNMENT.sub(assignment, text)
+    if _may_assign(text):
+        text = _ASSIGNMENT.sub(assignment, text)
 
     def card(m: re.Match[str]) -> str:
         digits = re.sub(r"\D", "", m.group(0))
