@@ -20,8 +20,11 @@ answers from real inputs.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
+import threading
+from collections import OrderedDict
 from typing import Any
 
 from swarm.context import RepoFacts, StageInput
@@ -219,10 +222,34 @@ def proposal_in_hand(transcript: list[dict[str, Any]]) -> dict[str, Any] | None:
     return None
 
 
+# A stage's calls share its StageInput, so its head (system, run and stage messages, a
+# third of a debater's prompt building) is built once per stage, not once per call: kept
+# by identity for the inputs of the stages running now (the entry holds its input, so
+# an id is never taken for another's).
+_HEADS_KEPT = 128
+_heads: OrderedDict[int, tuple[StageInput, tuple[Message, ...], Labeller]] = OrderedDict()
+_heads_lock = threading.Lock()
+
+
 def _head(inp: StageInput, label: Labeller) -> list[Message]:
     # Built before the transcript is redacted: the labeller numbers secrets in the order
-    # it meets them, so the prefix's labels never depend on what comes after it.
-    return [_system(), _run_message(inp, label), _stage_message(inp, label)]
+    # it meets them, so the prefix's labels never depend on what comes after it. `label`
+    # is a new Labeller; it leaves with the head's labels, as if it had built the head.
+    with _heads_lock:
+        hit = _heads.get(id(inp))
+        if hit is not None and hit[0] is inp:
+            _heads.move_to_end(id(inp))
+    if hit is None or hit[0] is not inp:
+        built = Labeller()
+        messages = (_system(), _run_message(inp, built), _stage_message(inp, built))
+        hit = (inp, messages, built)
+        with _heads_lock:
+            _heads[id(inp)] = hit
+            while len(_heads) > _HEADS_KEPT:
+                _heads.popitem(last=False)
+    label.seen.update(hit[2].seen)
+    label.counts.update(hit[2].counts)
+    return list(hit[1])
 
 
 def debater_messages(
@@ -312,19 +339,25 @@ _TURN = re.compile(re.escape(TURN_OPEN) + r"\s*(.*?)\s*" + re.escape(TURN_CLOSE)
 def _blocks(
     pattern: re.Pattern[str], messages: list[Message] | tuple[Message, ...], kind: type
 ) -> list[Any]:
-    """Every block of `pattern` in the user messages, in order (unparseable ones left out)."""
+    """Every block of `pattern` in the user messages, in order (unparseable ones left out).
+    Shared with earlier callers: read them, do not change them."""
     found = []
     for m in messages:
-        if m.role != "user":
-            continue
-        for match in pattern.finditer(m.text):
-            try:
-                data = json.loads(match.group(1))
-            except json.JSONDecodeError:
-                continue
-            if isinstance(data, kind):
-                found.append(data)
+        if m.role == "user":
+            found.extend(data for data in _parsed_blocks(pattern, m.text) if isinstance(data, kind))
     return found
+
+
+@functools.lru_cache(maxsize=512)
+def _parsed_blocks(pattern: re.Pattern[str], text: str) -> tuple[Any, ...]:
+    # Every call of a stage repeats its head and the rounds before: each is parsed once.
+    found = []
+    for match in pattern.finditer(text):
+        try:
+            found.append(json.loads(match.group(1)))
+        except json.JSONDecodeError:
+            continue
+    return tuple(found)
 
 
 def context_extract(messages: list[Message] | tuple[Message, ...]) -> dict[str, Any] | None:
