@@ -37,6 +37,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -58,6 +59,12 @@ _AUTHOR_ENV = {
 _SLOW_TIMEOUT_S = 600.0
 _STATE_DIR = ".tekton"  # under the root: one lock file and one state file per workspace
 _HEX_REV = re.compile(r"[0-9a-f]{4,64}")
+# What `_facts_at_once` found, per (repository, base, root), reused for a minute: every
+# stage of every run makes a Workspace and asked git again (a process each, milliseconds
+# of a busy worker's CPU), for facts that change only when a repository is moved or its
+# history rewritten, which the git commands that follow then say.
+FACTS_TTL_S = 60.0
+_facts: dict[tuple[str, str, str], tuple[float, Path, str]] = {}
 _SPARE_DIR = "spare"  # under _STATE_DIR: one finished worktree per repository, for reuse
 # No two separators in a row, so "/" -> "--" names a folder and can be read back.
 _RUN_NAME = re.compile(
@@ -425,6 +432,11 @@ class Workspace:
         CPU); False when anything is off, and the separate calls then say what."""
         if not _HEX_REV.fullmatch(self.base_rev):
             return False
+        key = (str(self.repo), self.base_rev, str(self.root))
+        known = _facts.get(key)
+        if known is not None and time.monotonic() - known[0] < FACTS_TTL_S and known[1].is_dir():
+            self._common, self._base = known[1], known[2]
+            return True
         # A hex revision cannot be taken for an option, so no --end-of-options is needed.
         proc = _git(
             self.repo, "rev-parse", "--show-toplevel", "--git-common-dir",
@@ -441,6 +453,7 @@ class Workspace:
         path = Path(common)
         self._common = (path if path.is_absolute() else self.repo / path).resolve()
         self._base = sha
+        _facts[key] = (time.monotonic(), self._common, sha)
         return True
 
     @property

@@ -227,7 +227,8 @@ def test_rebuild_of_the_committed_change_undoes_whatever_a_command_did(repo, roo
 
 def test_an_untouched_workspace_is_checked_with_one_git_process(repo, root, monkeypatch):
     """Every stage rebuilds its workspace; when nothing changed it since the last stage,
-    one `git status` (and the repository facts in one `rev-parse`) is all it costs."""
+    one `git status` is all it costs: the repository facts (one `rev-parse`) are this
+    process's from the stage before, asked again once they are a minute old."""
     import swarm.workspace as workspace_module
 
     _committed(repo, root)
@@ -240,6 +241,11 @@ def test_an_untouched_workspace_is_checked_with_one_git_process(repo, root, monk
 
     monkeypatch.setattr(workspace_module, "git_run", counting)
     workspace(repo, root).rebuild([CALC_DIFF])  # a new object, as a stage makes
+    verbs = [next(a for a in c if not a.startswith("-")) for c in calls]
+    assert verbs == ["status"], calls
+    calls.clear()
+    monkeypatch.setattr(workspace_module, "FACTS_TTL_S", 0.0)
+    workspace(repo, root).rebuild([CALC_DIFF])
     verbs = [next(a for a in c if not a.startswith("-")) for c in calls]
     assert verbs == ["rev-parse", "status"], calls
 
