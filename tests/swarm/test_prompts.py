@@ -138,3 +138,31 @@ def test_a_goal_containing_a_marker_does_not_break_the_block(facts):
     messages = prompts.debater_messages(inp, role="skeptic", round=0, rounds=1, transcript=[])
     assert prompts.context_extract(messages)["goal"] == goal
     assert prompts.context_extract(messages)["note"] == goal
+
+
+def test_a_stages_head_is_built_once_and_labels_go_on_from_it(facts, monkeypatch):
+    """Every call of a stage shares its input; the head is built at the first call, and a
+    later call's transcript numbers its secrets after the head's, as if it had built it."""
+    built: list[str] = []
+    real = prompts._stage_message
+    monkeypatch.setattr(
+        prompts, "_stage_message", lambda inp, label: built.append(inp.stage) or real(inp, label)
+    )
+    other = "sk-ant-" + "b" * 30
+    inp = stage_input(facts, goal=f"rotate {KEY}")
+    transcript = [{"role": "proponent", "round": 0, **debater_answer(position=f"use {other}")}]
+    first, second = (
+        prompts.debater_messages(inp, role=role, round=1, rounds=2, transcript=transcript)
+        for role in ("skeptic", "pragmatist")
+    )
+    assert built == ["plan"]
+    assert first[:3] == second[:3]
+    for messages in (first, second):
+        text = "\n".join(m.text for m in messages)
+        assert text.count("[API_KEY#1]") >= 1 and "[API_KEY#2]" in messages[3].text
+    # Another input (another stage, or the same stage's next attempt) builds its own.
+    prompts.debater_messages(
+        stage_input(facts, goal=f"rotate {KEY}"), role="skeptic", round=1, rounds=2,
+        transcript=transcript,
+    )  # fmt: skip
+    assert built == ["plan", "plan"]
