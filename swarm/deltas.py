@@ -201,7 +201,7 @@ class DeltaRelay:
         self._stopped = stopped
         self.coalescer = coalescer or DeltaCoalescer()
         self._lock = threading.Lock()  # emit runs on the loop; close may not
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.Handle | None = None
 
     def emit(self, event: Any) -> None:
         if isinstance(event, AgentDelta):
@@ -235,12 +235,9 @@ class DeltaRelay:
         except RuntimeError:  # not on a loop (no engine emits so today): no timer to wait on
             self.flush(now=True)
             return
-        if due <= 0:
-            self.flush(now=False)
-            due = self.coalescer.due_in()
-            if due is None:
-                return
-        self._timer = loop.call_later(due, self._due)
+        # Due now: at the loop's next turn, so the pieces of calls that stream in step
+        # (a round's three, woken by one turn of the loop) go out together.
+        self._timer = loop.call_soon(self._due) if due <= 0 else loop.call_later(due, self._due)
 
     def _due(self) -> None:
         self._timer = None

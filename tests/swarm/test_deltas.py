@@ -176,11 +176,16 @@ def test_the_relay_publishes_pieces_on_its_own_timer_and_stores_only_events():
     relay, stored, sent = _relay()
 
     async def engine():
-        await asyncio.sleep(0.06)  # the call's first words, an interval after the start
-        relay.emit(piece("Rollback "))  # due at once: published on the spot
+        await asyncio.sleep(0.06)  # the calls' first words, an interval after the start
+        relay.emit(piece("Rollback "))  # due: it goes at the loop's next turn, with
+        relay.emit(piece("Agreed", call="c2", role="proponent"))  # what this turn brings
+        assert sent == []
+        await asyncio.sleep(0)
+        assert [(published(out), published(out, "c2")) for out in sent] == [
+            ("Rollback ", "Agreed")
+        ]
         for word in ["is ", "untested"]:
             relay.emit(piece(word))
-        assert [published(out) for out in sent] == ["Rollback "]
         await asyncio.sleep(0.12)  # the timer lets the rest out after the interval
 
     asyncio.run(engine())
