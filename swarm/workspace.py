@@ -64,6 +64,7 @@ _HEX_REV = re.compile(r"[0-9a-f]{4,64}")
 # of a busy worker's CPU), for facts that change only when a repository is moved or its
 # history rewritten, which the git commands that follow then say.
 FACTS_TTL_S = 60.0
+_FACTS_KEPT = 256  # past this many, the expired ones go
 _facts: dict[tuple[str, str, str], tuple[float, Path, str]] = {}
 _SPARE_DIR = "spare"  # under _STATE_DIR: one finished worktree per repository, for reuse
 # No two separators in a row, so "/" -> "--" names a folder and can be read back.
@@ -453,7 +454,11 @@ class Workspace:
         path = Path(common)
         self._common = (path if path.is_absolute() else self.repo / path).resolve()
         self._base = sha
-        _facts[key] = (time.monotonic(), self._common, sha)
+        now = time.monotonic()
+        if len(_facts) >= _FACTS_KEPT:  # a long-lived worker sees every run's base
+            for stale in [k for k, v in _facts.items() if now - v[0] >= FACTS_TTL_S]:
+                _facts.pop(stale, None)
+        _facts[key] = (now, self._common, sha)
         return True
 
     @property
