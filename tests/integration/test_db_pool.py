@@ -122,6 +122,11 @@ def test_forty_stages_at_once_in_one_worker_share_five_connections(
             **_pool_env(services, app_name),
             "TEKTON_OFFLINE_LATENCY_MS": "250",
             "TEKTON_METRICS_PORT": str(port),
+            # The product's default, not the probes' 3 s: 40 threads starting together on
+            # a loaded CI machine queued past 3 s (5 timeouts, every stage still done once).
+            # A thread holding its connection through its calls is caught by the overlap
+            # below (5 stages at a time), not by this timeout.
+            "TEKTON_DB_POOL_TIMEOUT": "10",
         },
         concurrency=40,
     )
@@ -190,11 +195,13 @@ def test_forty_stages_at_once_in_one_worker_share_five_connections(
     )
     metrics = _pool_metrics(port)
     assert metrics["tekton_db_pool_max_connections"] == POOL
-    assert metrics["tekton_db_pool_request_errors_total"] == 0  # no thread timed out
-    assert all(r["state"] == "idle" for r in _count(services, app_name))
     log = worker.log_text()
+    pool_lines = [line for line in log.splitlines() if "database connection" in line]
+    # no thread timed out
+    assert metrics["tekton_db_pool_request_errors_total"] == 0, pool_lines[-20:]
+    assert all(r["state"] == "idle" for r in _count(services, app_name))
     assert "too many clients" not in log
-    assert "waiting for a database connection" not in log
+    assert pool_lines == []
 
 
 _CHECK = """
