@@ -168,12 +168,14 @@ def engine_run(
     record: Callable[[list[EngineEvent]], None],
     work: StageWork | None = None,
     publish: Callable[[list[tuple[str, dict[str, Any]]]], None] | None = None,
+    wanted: Callable[[], bool] | None = None,
 ) -> StageOutcome:
     """Run the engine on one stage and return its outcome.
 
     `record` gets the engine's events in batches, in this thread, as they come; batches
     stop once the lease is lost (the new owner records its own). `publish` gets the
-    streamed text, coalesced (swarm.deltas payloads); None drops it. Raises LeaseLost,
+    streamed text, coalesced (swarm.deltas payloads); None drops it. `wanted` says
+    whether anyone follows it now (None: always). Raises LeaseLost,
     StageCancelled (the run stopped), or whatever the engine raised. The attempt is one
     span (runs.tracing.stage_span), parent of the engine's spans.
     """
@@ -188,6 +190,7 @@ def engine_run(
             record=record,
             work=work,
             publish=publish,
+            wanted=wanted,
         )
         stage_span_outcome(span, outcome)
     return outcome
@@ -203,6 +206,7 @@ def _engine_run(
     record: Callable[[list[EngineEvent]], None],
     work: StageWork | None,
     publish: Callable[[list[tuple[str, dict[str, Any]]]], None] | None = None,
+    wanted: Callable[[], bool] | None = None,
 ) -> StageOutcome:
     inbox: queue.Queue[Any] = queue.Queue()
     stop = threading.Event()
@@ -217,7 +221,7 @@ def _engine_run(
 
     # Published only while the stage is still this claim's: the recording thread sets
     # `stop` once the lease is lost or the run stopped.
-    relay = DeltaRelay(inbox.put, publish, stop.is_set)
+    relay = DeltaRelay(inbox.put, publish, stop.is_set, wanted=wanted)
 
     def engine_thread() -> None:
         try:

@@ -17,7 +17,9 @@ Deltas (`stage.delta`, streamed text) are not hints: the message is the whole th
 is no row to read). Every run's come through one group (runs.events.deltas_group), which a
 hub joins once while any of its subscribers asked for deltas; it hands each run's to that
 run's feed, and the feed to the subscribers that asked, in arrival order between the
-stored events. They carry no seq and never move a subscriber's resume point.
+stored events. They carry no seq and never move a subscriber's resume point. While a
+subscriber here follows a run's deltas the hub marks the run as followed
+(runs.events.deltas_watch): engines read and publish only followed runs' text.
 """
 
 from __future__ import annotations
@@ -39,7 +41,14 @@ from asgiref.sync import sync_to_async
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import DatabaseError, connection
 
-from runs.events import FINAL_KINDS, deltas_group, deltas_unpack, run_group
+from runs.events import (
+    FINAL_KINDS,
+    WATCH_REFRESH_S,
+    deltas_group,
+    deltas_unpack,
+    deltas_watch,
+    run_group,
+)
 from runs.models import Run, RunEvent
 from runs.selectors import run_events_after, run_last_event, run_last_seq, run_status
 from tekton_site.db import connection_release
@@ -514,6 +523,10 @@ class RunEventHub:
         # joined while a subscriber here asked for deltas.
         self._deltas: _GroupReader | None = None
         self._delta_subscribers = 0
+        # Runs whose streamed text a subscriber here follows, and how many follow each:
+        # marked as watched (runs.events.deltas_watch) so engines publish it at all.
+        self._watching: dict[int, int] = {}
+        self._watch_task: asyncio.Task | None = None
 
     def _deltas_arrived(self, message: dict[str, Any]) -> None:
         for run_id, batch in deltas_unpack(message).items():
@@ -521,17 +534,39 @@ class RunEventHub:
             if feed is not None:
                 feed.deltas_push(batch)
 
-    async def _deltas_join(self) -> None:
+    async def _deltas_join(self, run_id: int) -> None:
         self._delta_subscribers += 1
         if self._delta_subscribers == 1:
             self._deltas = _GroupReader(deltas_group(), self._deltas_arrived, "streamed text")
             await self._deltas.start()
+        self._watching[run_id] = self._watching.get(run_id, 0) + 1
+        if self._watching[run_id] == 1:
+            # Before the subscriber is live, so an engine's next question finds it.
+            await _watch([run_id])
+        if self._watch_task is None:
+            self._watch_task = asyncio.get_running_loop().create_task(self._watch_keep())
 
-    async def _deltas_leave(self) -> None:
+    async def _deltas_leave(self, run_id: int) -> None:
         self._delta_subscribers -= 1
-        if self._delta_subscribers == 0 and self._deltas is not None:
-            reader, self._deltas = self._deltas, None
-            await reader.stop()
+        left = self._watching.get(run_id, 1) - 1
+        if left > 0:
+            self._watching[run_id] = left
+        else:
+            self._watching.pop(run_id, None)  # unmarked when its mark runs out
+        if self._delta_subscribers == 0:
+            if self._watch_task is not None:
+                self._watch_task.cancel()
+                self._watch_task = None
+            if self._deltas is not None:
+                reader, self._deltas = self._deltas, None
+                await reader.stop()
+
+    async def _watch_keep(self) -> None:
+        """Mark the followed runs again before their marks run out."""
+        while True:
+            await asyncio.sleep(WATCH_REFRESH_S)
+            if self._watching:
+                await _watch(list(self._watching))
 
     def feed_count(self) -> int:
         return len(self._feeds)
@@ -571,7 +606,7 @@ class RunEventHub:
         try:
             if deltas:
                 joined = True
-                await self._deltas_join()
+                await self._deltas_join(run_id)
             if starting:
                 await feed.start()
             else:
@@ -583,7 +618,14 @@ class RunEventHub:
                 del self._feeds[key]
                 await feed.stop()
             if joined:
-                await self._deltas_leave()
+                await self._deltas_leave(run_id)
+
+
+async def _watch(run_ids: list[int]) -> None:
+    try:
+        await asyncio.to_thread(deltas_watch, run_ids)  # a Redis write each in services mode
+    except Exception as exc:  # shared memory never raises; this is only a last guard
+        logger.warning("could not mark runs %s as followed: %s", run_ids, exc)
 
 
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RunEventHub] = (

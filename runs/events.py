@@ -15,7 +15,8 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -223,6 +224,49 @@ def deltas_unpack(message: dict[str, Any]) -> dict[int, list[dict[str, Any]]]:
             {"kind": DELTA_KIND, "stage": str(item.get("stage") or ""), "payload": item["payload"]}
         )
     return out
+
+
+# Whether anyone follows a run's streamed text, shared by every process of the
+# installation (runs.sharedmem: Redis in services mode). A hub with a delta subscriber
+# marks its runs for WATCH_TTL_S and marks them again every WATCH_REFRESH_S; an engine
+# asks at most every WATCH_CHECK_S per run, so a watcher who joins waits that long at
+# most for the text (the call's text so far comes first: swarm.deltas).
+WATCH_TTL_S = 30.0
+WATCH_REFRESH_S = 10.0
+WATCH_CHECK_S = 1.0
+_WATCH_KEY = "deltas-watch:"
+_watched: dict[int, tuple[float, bool]] = {}  # run id -> (asked at, answer), this process
+_watched_lock = threading.Lock()
+
+
+def deltas_watch(run_ids: Iterable[int]) -> None:
+    """Mark these runs' streamed text as followed for WATCH_TTL_S (call again to keep
+    it so). Blocking (a Redis write per run in services mode): call off the event loop."""
+    from runs.sharedmem import shared_memory
+
+    memory = shared_memory()
+    for run_id in run_ids:
+        memory.set_json(f"{_WATCH_KEY}{run_id}", True, ttl_s=WATCH_TTL_S)
+        with _watched_lock:
+            _watched.pop(run_id, None)  # this process's engines see it at once
+
+
+def deltas_watched(run_id: int) -> bool:
+    """Whether a subscriber follows `run_id`'s streamed text; this process's answer is at
+    most WATCH_CHECK_S old. An engine skips reading and publishing what nobody follows."""
+    from runs.sharedmem import shared_memory
+
+    now = time.monotonic()
+    seen = _watched.get(run_id)
+    if seen is not None and now - seen[0] < WATCH_CHECK_S:
+        return seen[1]
+    answer = bool(shared_memory().get_json(f"{_WATCH_KEY}{run_id}"))
+    with _watched_lock:
+        if len(_watched) > 1024:  # a long-lived worker forgets the runs it ran
+            for key in [k for k, v in _watched.items() if now - v[0] >= WATCH_CHECK_S]:
+                del _watched[key]
+        _watched[run_id] = (now, answer)
+    return answer
 
 
 def deltas_publish(*, run_id: int, items: list[tuple[str, dict[str, Any]]]) -> None:

@@ -201,6 +201,7 @@ def _engine(stage: StageRun, token: str, recorder: StageRecorder) -> StageOutcom
         record=recorder.record,
         work=work,
         publish=recorder.deltas_publish,
+        wanted=recorder.deltas_wanted,
     )
     connection_wait(stage)  # the engine's waits gave the thread's connection back
     if work is not None:

@@ -142,6 +142,10 @@ class StageRecorder:
             items=[(stage, {**payload, "attempt": attempt}) for stage, payload in items],
         )
 
+    def deltas_wanted(self) -> bool:
+        """Whether anyone follows this run's streamed text (runs.events.deltas_watched)."""
+        return events.deltas_watched(self.stage.run_id)
+
     def tokens_add(
         self,
         input_tokens: int,

@@ -314,7 +314,7 @@ def test_a_stage_streams_its_agents_words_over_the_layer_and_stores_none_of_them
     from asgiref.sync import async_to_sync
     from channels.layers import get_channel_layer
 
-    from runs.events import deltas_group, deltas_unpack, run_group
+    from runs.events import deltas_group, deltas_unpack, deltas_watch, run_group
     from swarm.readable import answer_readable
 
     run = make_run(git_repo, "plan", "plan", rounds=0)
@@ -323,6 +323,7 @@ def test_a_stage_streams_its_agents_words_over_the_layer_and_stores_none_of_them
     # One channel in both groups, as a web process's hub reads them: in the order sent.
     async_to_sync(layer.group_add)(run_group(run.pk), channel)
     async_to_sync(layer.group_add)(deltas_group(), channel)
+    deltas_watch([run.pk])  # as the hub does for a subscriber who asked for deltas
     run_inline(run.pk)
     messages = []
     while layer.channels.get(channel) and not layer.channels[channel].empty():
@@ -358,6 +359,31 @@ def test_a_stage_streams_its_agents_words_over_the_layer_and_stores_none_of_them
     assert len(texts) == 4  # three debaters and the mediator
     assert "stage.delta" not in kinds(run)
     assert hinted == len(stored)  # the last event was hinted
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stage_nobody_follows_publishes_no_streamed_text_and_hints_its_events(git_repo):
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    from runs import events
+    from runs.events import deltas_group, run_group
+    from runs.sharedmem import shared_memory
+
+    run = make_run(git_repo, "plan", "plan", rounds=0)
+    # A mark another test of this process left on the same run id (and its cached answer).
+    shared_memory().delete(f"deltas-watch:{run.pk}")
+    events._watched.clear()
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(run_group(run.pk), channel)
+    async_to_sync(layer.group_add)(deltas_group(), channel)
+    run_inline(run.pk)
+    kinds_sent = []
+    while layer.channels.get(channel) and not layer.channels[channel].empty():
+        kinds_sent.append(async_to_sync(layer.receive)(channel)["kind"])
+    assert kinds_sent and "stage.delta" not in kinds_sent
+    assert Run.objects.get(pk=run.pk).status == "succeeded"
 
 
 def roles_of(messages, call_id) -> set[str]:

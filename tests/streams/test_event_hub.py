@@ -241,6 +241,37 @@ async def test_one_group_brings_every_runs_deltas_and_each_feed_gets_its_own(use
 
 
 @pytest.mark.django_db(transaction=True)
+async def test_a_delta_subscriber_marks_its_run_followed_and_keeps_it_marked(
+    user, make_run, monkeypatch
+):
+    from runs import events
+    from runs.sharedmem import shared_memory
+
+    marked: list[list[int]] = []
+    real = events.deltas_watch
+    monkeypatch.setattr(event_hub, "deltas_watch", lambda ids: (marked.append(ids), real(ids)))
+    monkeypatch.setattr(event_hub, "WATCH_REFRESH_S", 0.05)
+    run = await sync_to_async(make_run)(user, ["run.started"])
+    other = await sync_to_async(make_run)(user, ["run.started"])
+    for run_id in (run.pk, other.pk):  # marks another test of this process left
+        shared_memory().delete(f"deltas-watch:{run_id}")
+    events._watched.clear()
+    hub = event_hub.RunEventHub()
+
+    async with hub.subscribe(other.pk):  # no deltas asked for: nothing marked
+        assert not events.deltas_watched(other.pk)
+    async with hub.subscribe(run.pk, deltas=True), hub.subscribe(run.pk, deltas=True):
+        assert marked == [[run.pk]]  # once, before the subscriber is live
+        assert events.deltas_watched(run.pk)
+        await asyncio.sleep(0.2)
+        assert marked[-1] == [run.pk] and len(marked) >= 3  # marked again while followed
+    count = len(marked)
+    await asyncio.sleep(0.2)
+    assert len(marked) == count  # left: the mark runs out on its own
+    assert not events.deltas_watched(other.pk)
+
+
+@pytest.mark.django_db(transaction=True)
 async def test_a_subscriber_that_fell_behind_gets_what_is_ready_in_one_batch(user, make_run):
     run = await sync_to_async(make_run)(user, ["run.started"])
     hub = event_hub.RunEventHub()

@@ -181,9 +181,7 @@ def test_the_relay_publishes_pieces_on_its_own_timer_and_stores_only_events():
         relay.emit(piece("Agreed", call="c2", role="proponent"))  # what this turn brings
         assert sent == []
         await asyncio.sleep(0)
-        assert [(published(out), published(out, "c2")) for out in sent] == [
-            ("Rollback ", "Agreed")
-        ]
+        assert [(published(out), published(out, "c2")) for out in sent] == [("Rollback ", "Agreed")]
         for word in ["is ", "untested"]:
             relay.emit(piece(word))
         await asyncio.sleep(0.12)  # the timer lets the rest out after the interval
@@ -224,3 +222,57 @@ def test_a_stopped_relay_publishes_nothing_and_close_sends_what_is_left():
     relay.emit(piece("late", call="c2"))
     relay.close()
     assert len(sent) == 1
+
+
+def test_unwatched_pieces_wait_unread_and_a_watcher_gets_the_call_from_its_first_word():
+    c = DeltaCoalescer(interval=0, hold=0, clock=Clock())
+    for word in ["Rollback ", "is "]:
+        c.add(piece(word), quiet=True)
+    c.add(piece("Gone ", call="c2"), quiet=True)
+    assert not c.pending and c.flush(now=True) == []
+    c.add(piece("Gone", call="c2", done=True), quiet=True)  # ended unwatched: forgotten
+    c.add(piece("untested"))  # someone follows now
+    ((_, payload),) = c.flush(now=True)
+    assert (payload["call_id"], payload["text"], payload["offset"]) == (
+        "c1",
+        "Rollback is untested",
+        0,
+    )
+    assert set(c._calls) == {"c1"}
+
+
+def test_a_call_already_published_goes_on_to_its_end_when_its_watcher_leaves():
+    c = DeltaCoalescer(interval=0, hold=0, clock=Clock())
+    c.add(piece("Rollback "))
+    assert published(c.flush(now=True)) == "Rollback "
+    c.add(piece("is untested"), quiet=True)
+    c.add(piece("", done=True), quiet=True)
+    assert published(c.flush(now=True)) == "is untested"
+    c.add(piece("Never read", call="c2"), quiet=True)
+    c.add(piece("", call="c2", discard=True), quiet=True)
+    assert c.flush(now=True) == [] and c._calls == {}  # no discard for unpublished text
+
+
+def test_a_relay_nobody_watches_publishes_nothing_and_passes_events_on():
+    watched = {"now": False}
+    stored: list = []
+    sent: list = []
+    relay = DeltaRelay(
+        stored.append,
+        sent.append,
+        lambda: False,
+        DeltaCoalescer(interval=0, hold=0),
+        wanted=lambda: watched["now"],
+    )
+
+    async def engine():
+        relay.emit(piece("Rollback "))
+        await asyncio.sleep(0.01)
+        relay.emit("llm.call.started")
+        assert sent == [] and stored == ["llm.call.started"]
+        watched["now"] = True
+        relay.emit(piece("is untested"))
+        await asyncio.sleep(0.01)
+
+    asyncio.run(engine())
+    assert [published(out) for out in sent] == ["Rollback is untested"]
