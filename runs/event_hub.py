@@ -604,7 +604,7 @@ class RunEventHub:
         feed.subscribers.add(sub)
         joined = False
         try:
-            if deltas:
+            if deltas and source.name == RUN_EVENTS.name:  # only runs stream text
                 joined = True
                 await self._deltas_join(run_id)
             if starting:

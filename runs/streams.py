@@ -11,7 +11,9 @@ page of events (`?after=SEQ&limit=N`).
 
 `?deltas=1` adds the agents' streamed text as `event: stage.delta` messages without an
 `id:` (they are not stored, so the resume point stays the last stored seq); off by
-default, so scripts get the stored events only.
+default, so scripts get the stored events only. Engines stream a run's text only while
+someone follows it (runs.events.deltas_watch): the first subscriber's text starts within
+a second, with each call under way from its first word.
 """
 
 from __future__ import annotations
