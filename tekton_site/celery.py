@@ -9,6 +9,7 @@ one lease instead. Any number of sweepers may run; their updates are conditional
 
 import logging
 import os
+import sys
 import threading
 
 from celery import Celery
@@ -65,6 +66,14 @@ def _on_worker_init(sender=None, **kwargs) -> None:
 
     # The task messages carry the publisher's trace context; this side continues it.
     tracing_setup(service_name="tekton-worker", instrument_django=False)
+    worker_switch_interval_set()
+
+
+def worker_switch_interval_set() -> None:
+    """This worker process's GIL switch interval (TEKTON_WORKER_SWITCH_INTERVAL_MS)."""
+    from django.conf import settings
+
+    sys.setswitchinterval(settings.TEKTON_WORKER_SWITCH_INTERVAL_MS / 1000)
 
 
 @worker_ready.connect
