@@ -24,7 +24,7 @@ next payload starts at the first changed character (`offset`), which subscribers
 overwrite from.
 
 Watched or not: streamed text nobody follows is not worth its redaction, JSON decoding
-and publishing (a batch of 100 unwatched runs spent a quarter of its worker's CPU there).
+and publishing (a batch of 100 unwatched runs spent a fifth of its worker's CPU there).
 A relay with `wanted` asks it per piece (the answer is cached by its owner): while it says
 no, a call's pieces only gather as they came, and once it says yes they are read, redacted
 and published from the call's first character, so a subscriber who joins mid-call still

@@ -24,7 +24,7 @@ def _worker_init(tmp_path, value: str | None) -> subprocess.CompletedProcess:
     code = (
         "import sys, django; django.setup(); before = sys.getswitchinterval()\n"
         "from celery.signals import worker_init\n"
-        "import tekton_site.celery as c\n"
+        "import tekton_site.celery  # its worker_init receivers\n"
         "worker_init.send(sender=None)  # what `celery worker` sends as it starts\n"
         "print(before, sys.getswitchinterval())\n"
     )
